@@ -1,0 +1,19 @@
+//! Domain types shared by every mtml service.
+//!
+//! - [`ChainId`] and [`chain`]: the id that follows a tick through every hop, and the spans each
+//!   stage records against it.
+//! - [`Tick`], [`Bar`], [`Symbol`]: market data as the pipeline sees it.
+//! - [`order`]: orders, fills and execution events between execution and the bridge.
+//! - [`clock`]: the bridge-local monotonic clock and the injected wall clock.
+//!
+//! This crate does no I/O and knows no wire format: the bridge owns the EA protocol and
+//! `mtml-proto` the gRPC contracts.
+
+pub mod chain;
+pub mod clock;
+mod market;
+pub mod order;
+
+pub use chain::{ChainId, ChainIdGenerator, ChainLog, Stage, StageSpan};
+pub use market::{Bar, Ohlc, Symbol, Tick, MINUTE_MS};
+pub use order::{ExecutionEvent, Fill, OrderRequest, OrderType, Side};

@@ -1,0 +1,120 @@
+//! Orders and what terminals report about them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ChainId, Symbol};
+
+/// Buy or sell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// Buy at the ask.
+    Buy,
+    /// Sell at the bid.
+    Sell,
+}
+
+impl Side {
+    /// +1 for a buy, -1 for a sell: signed volume is `volume * sign`.
+    pub fn sign(self) -> f64 {
+        match self {
+            Side::Buy => 1.0,
+            Side::Sell => -1.0,
+        }
+    }
+}
+
+/// How the order is priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderType {
+    /// At the market.
+    Market,
+    /// At the given price or better.
+    Limit,
+    /// Becomes a market order when the price is touched.
+    Stop,
+}
+
+/// An order as execution hands it to the bridge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRequest {
+    /// Chain of the tick that caused the order.
+    pub chain_id: ChainId,
+    /// Idempotency key: the terminal never executes the same id twice.
+    pub client_order_id: String,
+    /// Canonical symbol.
+    pub symbol: Symbol,
+    /// Direction.
+    pub side: Side,
+    /// Pricing.
+    pub order_type: OrderType,
+    /// Lots.
+    pub volume: f64,
+    /// Limit or stop price; 0 for market orders.
+    pub price: f64,
+    /// Price the decision was made at, to measure slippage against the fill.
+    pub decision_price: f64,
+    /// Bridge-local monotonic time the causing tick was read, for tick-to-order latency.
+    pub origin_received_ns: u64,
+}
+
+/// A (partial) fill reported by a terminal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fill {
+    /// Chain of the tick that caused the order.
+    pub chain_id: ChainId,
+    /// The order's idempotency key.
+    pub client_order_id: String,
+    /// The terminal's ticket.
+    pub ticket: u64,
+    /// Canonical symbol.
+    pub symbol: Symbol,
+    /// Direction.
+    pub side: Side,
+    /// Lots filled by this fill.
+    pub volume: f64,
+    /// Fill price.
+    pub price: f64,
+    /// Terminal time of the fill, UTC epoch ms.
+    pub time_msc: i64,
+}
+
+/// What the bridge reports back to execution about an order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecutionEvent {
+    /// The terminal accepted the order.
+    Acked {
+        /// Chain of the order.
+        chain_id: ChainId,
+        /// The order's idempotency key.
+        client_order_id: String,
+        /// The terminal's ticket.
+        ticket: u64,
+    },
+    /// The terminal or the bridge refused the order.
+    Rejected {
+        /// Chain of the order.
+        chain_id: ChainId,
+        /// The order's idempotency key.
+        client_order_id: String,
+        /// MetaTrader retcode, or 0 when the bridge refused it itself.
+        retcode: u32,
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// The order was (partly) filled.
+    Filled(Fill),
+}
+
+impl ExecutionEvent {
+    /// The chain the event belongs to.
+    pub fn chain_id(&self) -> ChainId {
+        match self {
+            ExecutionEvent::Acked { chain_id, .. } | ExecutionEvent::Rejected { chain_id, .. } => {
+                *chain_id
+            }
+            ExecutionEvent::Filled(fill) => fill.chain_id,
+        }
+    }
+}
