@@ -256,7 +256,7 @@ impl Bridge {
         conn.write_envelope(&Envelope { seq: 1, message: welcome }).await?;
         conn.flush().await?;
         let mut state = SessionState {
-            terminal: format!("{}@{}", hello.login, hello.server),
+            terminal: Arc::from(format!("{}@{}", hello.login, hello.server)),
             in_seq: first.seq,
             out_seq: 1,
             brokers_by_symbol: HashMap::new(),
@@ -312,6 +312,7 @@ impl Bridge {
                     bid: tick.bid.value,
                     ask: tick.ask.value,
                     seq: envelope.seq,
+                    terminal: Arc::clone(&state.terminal),
                     received_ns,
                 };
                 self.outputs.ticks.send(tick).await.map_err(|_| SessionError::PipelineClosed)?;
@@ -424,7 +425,7 @@ impl Bridge {
 }
 
 struct SessionState {
-    terminal: String,
+    terminal: Arc<str>,
     in_seq: u64,
     out_seq: u64,
     brokers_by_symbol: HashMap<Symbol, wire::SymbolSpec>,

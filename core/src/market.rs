@@ -65,6 +65,8 @@ pub struct Tick {
     pub ask: f64,
     /// Per-connection sequence number from the terminal.
     pub seq: u64,
+    /// The terminal connection the tick came from (`login@server`), for sequence tracking.
+    pub terminal: Arc<str>,
     /// Bridge-local monotonic time ([`crate::clock::monotonic_ns`]) when the bridge read it.
     pub received_ns: u64,
 }

@@ -11,3 +11,5 @@
 pub mod v1 {
     tonic::include_proto!("mtml.v1");
 }
+
+pub mod convert;

@@ -1,0 +1,366 @@
+//! Tick files: CSV (optionally gzipped) and MetaTrader 5's own tick export.
+//!
+//! Accepted layouts, recognised from the header row:
+//! - CSV with a time column (`time_utc_ms` or `time_msc` in epoch ms, or `timestamp`/`time` as
+//!   text, UTC unless an offset is given) plus `bid` and `ask`; an optional `symbol` column; any
+//!   other columns are ignored.
+//! - MetaTrader 5 tick export: tab separated `<DATE> <TIME> <BID> <ASK> <LAST> <VOLUME> <FLAGS>`,
+//!   where a side that did not change is left empty and carries the previous value forward, as
+//!   the terminal's own `MqlTick` does.
+//!
+//! A row that cannot be parsed ends reading with the file, line number and reason. Rows that parse
+//! but are not valid quotes (non-positive prices, NaN) are handed on for ingestion to reject and
+//! count: reading is about syntax, validation about meaning.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+
+use crate::time_parse::parse_timestamp_ms;
+
+/// A row of a tick file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileTick {
+    /// 1-based line number in the (decompressed) file.
+    pub line: u64,
+    /// Symbol from a `symbol` column, if the file has one.
+    pub symbol: Option<String>,
+    /// UTC epoch milliseconds.
+    pub time_msc: i64,
+    /// Bid.
+    pub bid: f64,
+    /// Ask.
+    pub ask: f64,
+}
+
+/// Why a tick file cannot be read, naming the file and line.
+#[derive(Debug, thiserror::Error)]
+pub enum TickFileError {
+    /// The file cannot be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A line does not parse.
+    #[error("{path}:{line}: {reason}")]
+    Row {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TimeColumn {
+    EpochMs(usize),
+    Text(usize),
+    /// MetaTrader export: date and time in two columns.
+    DateAndTime(usize, usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    separator: char,
+    time: TimeColumn,
+    bid: usize,
+    ask: usize,
+    symbol: Option<usize>,
+    /// Empty bid or ask carries the previous value (MetaTrader export).
+    carry_forward: bool,
+}
+
+/// Reads a tick file row by row.
+pub struct TickFileReader {
+    path: PathBuf,
+    lines: Box<dyn BufRead + Send>,
+    layout: Layout,
+    line: u64,
+    buffer: String,
+    last_bid: Option<f64>,
+    last_ask: Option<f64>,
+    failed: bool,
+}
+
+impl std::fmt::Debug for TickFileReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TickFileReader").field("path", &self.path).field("line", &self.line).finish()
+    }
+}
+
+impl TickFileReader {
+    /// Opens a file, detecting gzip by its magic bytes and the layout by its header row.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, TickFileError> {
+        let path = path.as_ref().to_path_buf();
+        let io = |source| TickFileError::Io { path: path.clone(), source };
+        let mut file = File::open(&path).map_err(io)?;
+        let mut magic = [0u8; 2];
+        let gzipped = file.read(&mut magic).map_err(io)? == 2 && magic == [0x1f, 0x8b];
+        let file = File::open(&path).map_err(io)?;
+        let reader: Box<dyn BufRead + Send> = if gzipped {
+            Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(file)))
+        } else {
+            Box::new(BufReader::with_capacity(256 * 1024, file))
+        };
+        Self::from_reader(path, reader)
+    }
+
+    /// Reads from any buffered source; `path` is only used in error messages.
+    pub fn from_reader(
+        path: PathBuf,
+        mut lines: Box<dyn BufRead + Send>,
+    ) -> Result<Self, TickFileError> {
+        let mut header = String::new();
+        lines.read_line(&mut header).map_err(|source| TickFileError::Io { path: path.clone(), source })?;
+        let layout = detect_layout(header.trim_start_matches('\u{feff}').trim_end())
+            .map_err(|reason| TickFileError::Row { path: path.clone(), line: 1, reason })?;
+        Ok(Self {
+            path,
+            lines,
+            layout,
+            line: 1,
+            buffer: String::new(),
+            last_bid: None,
+            last_ask: None,
+            failed: false,
+        })
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn parse_row(&mut self) -> Result<FileTick, String> {
+        let layout = self.layout;
+        let row = self.buffer.trim_end_matches(['\r', '\n']);
+        let fields: Vec<&str> = row.split(layout.separator).collect();
+        let needed = [layout.bid, layout.ask, layout.symbol.unwrap_or(0)]
+            .into_iter()
+            .chain(match layout.time {
+                TimeColumn::EpochMs(i) | TimeColumn::Text(i) => [i, i],
+                TimeColumn::DateAndTime(d, t) => [d, t],
+            })
+            .max()
+            .unwrap_or(0);
+        if fields.len() <= needed {
+            return Err(format!("expected at least {} fields, found {}", needed + 1, fields.len()));
+        }
+        let time_msc = match layout.time {
+            TimeColumn::EpochMs(i) => fields[i]
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| format!("time {:?} is not epoch milliseconds", fields[i]))?,
+            TimeColumn::Text(i) => parse_timestamp_ms(fields[i])?,
+            TimeColumn::DateAndTime(d, t) => {
+                parse_timestamp_ms(&format!("{} {}", fields[d].trim(), fields[t].trim()))?
+            }
+        };
+        let bid = price(fields[layout.bid], "bid", layout.carry_forward, self.last_bid)?;
+        let ask = price(fields[layout.ask], "ask", layout.carry_forward, self.last_ask)?;
+        self.last_bid = Some(bid);
+        self.last_ask = Some(ask);
+        let symbol = layout.symbol.map(|i| fields[i].trim().to_owned());
+        if symbol.as_deref() == Some("") {
+            return Err("symbol is empty".into());
+        }
+        Ok(FileTick { line: self.line, symbol, time_msc, bid, ask })
+    }
+}
+
+fn price(text: &str, side: &str, carry_forward: bool, last: Option<f64>) -> Result<f64, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return match (carry_forward, last) {
+            (true, Some(last)) => Ok(last),
+            (true, None) => Err(format!("{side} is empty and there is no earlier {side} to carry")),
+            (false, _) => Err(format!("{side} is empty")),
+        };
+    }
+    text.parse::<f64>().map_err(|_| format!("{side} {text:?} is not a number"))
+}
+
+impl Iterator for TickFileReader {
+    type Item = Result<FileTick, TickFileError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            self.buffer.clear();
+            self.line += 1;
+            match self.lines.read_line(&mut self.buffer) {
+                Ok(0) => return None,
+                Ok(_) if self.buffer.trim().is_empty() => continue,
+                Ok(_) => {
+                    return Some(self.parse_row().map_err(|reason| {
+                        self.failed = true;
+                        TickFileError::Row { path: self.path.clone(), line: self.line, reason }
+                    }));
+                }
+                Err(source) => {
+                    self.failed = true;
+                    return Some(Err(TickFileError::Io { path: self.path.clone(), source }));
+                }
+            }
+        }
+    }
+}
+
+fn detect_layout(header: &str) -> Result<Layout, String> {
+    if header.contains("<DATE>") {
+        let columns: Vec<&str> = header.split('\t').map(str::trim).collect();
+        let find = |name: &str| {
+            columns
+                .iter()
+                .position(|c| *c == name)
+                .ok_or_else(|| format!("MetaTrader export header has no {name} column"))
+        };
+        return Ok(Layout {
+            separator: '\t',
+            time: TimeColumn::DateAndTime(find("<DATE>")?, find("<TIME>")?),
+            bid: find("<BID>")?,
+            ask: find("<ASK>")?,
+            symbol: None,
+            carry_forward: true,
+        });
+    }
+    let separator = if header.contains(',') { ',' } else if header.contains('\t') { '\t' } else { ';' };
+    let columns: Vec<String> =
+        header.split(separator).map(|c| c.trim().trim_matches('"').to_ascii_lowercase()).collect();
+    let find = |name: &str| columns.iter().position(|c| c == name);
+    let time = if let Some(i) = find("time_utc_ms").or_else(|| find("time_msc")) {
+        TimeColumn::EpochMs(i)
+    } else if let Some(i) = find("timestamp").or_else(|| find("time")) {
+        TimeColumn::Text(i)
+    } else {
+        return Err(format!(
+            "header {header:?} has no time column (time_utc_ms, time_msc, timestamp or time)"
+        ));
+    };
+    let bid = find("bid").ok_or_else(|| format!("header {header:?} has no bid column"))?;
+    let ask = find("ask").ok_or_else(|| format!("header {header:?} has no ask column"))?;
+    Ok(Layout { separator, time, bid, ask, symbol: find("symbol"), carry_forward: false })
+}
+
+/// Guesses the symbol from a file name such as `eurusd_fxcm_ticks.csv.gz`: the first run of six
+/// letters made of two currency codes. `None` when the name has no such run.
+pub fn symbol_from_path(path: &Path) -> Option<String> {
+    const CURRENCIES: [&str; 20] = [
+        "USD", "EUR", "JPY", "GBP", "CHF", "AUD", "NZD", "CAD", "SEK", "NOK", "DKK", "PLN", "HUF",
+        "CZK", "TRY", "ZAR", "MXN", "SGD", "XAU", "XAG",
+    ];
+    let name = path.file_name()?.to_str()?;
+    name.split(|c: char| !c.is_ascii_alphabetic())
+        .map(str::to_ascii_uppercase)
+        .find(|part| {
+            part.len() == 6 && CURRENCIES.contains(&&part[..3]) && CURRENCIES.contains(&&part[3..])
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<Vec<FileTick>, TickFileError> {
+        let reader = TickFileReader::from_reader(
+            PathBuf::from("test.csv"),
+            Box::new(std::io::Cursor::new(text.to_owned().into_bytes())),
+        )?;
+        reader.collect()
+    }
+
+    #[test]
+    fn reads_epoch_ms_csv_and_ignores_other_columns() {
+        let ticks = read("time_utc_ms,time_utc,bid,ask\n1399230051815,x,1.38700,1.38790\n").unwrap();
+        assert_eq!(ticks[0].time_msc, 1_399_230_051_815);
+        assert_eq!((ticks[0].bid, ticks[0].ask), (1.387, 1.3879));
+        assert_eq!(ticks[0].line, 2);
+    }
+
+    #[test]
+    fn reads_text_timestamps_with_offsets() {
+        let ticks = read("timestamp,bid,ask\n2013-01-01 22:00:00.295000+00:00,86.655,86.728\n").unwrap();
+        assert_eq!(ticks[0].time_msc, 1_357_077_600_295);
+    }
+
+    #[test]
+    fn reads_a_symbol_column() {
+        let ticks = read("time,symbol,bid,ask\n2014-05-04 19:00:00,GBPUSD,1.5,1.6\n").unwrap();
+        assert_eq!(ticks[0].symbol.as_deref(), Some("GBPUSD"));
+    }
+
+    #[test]
+    fn reads_metatrader_export_carrying_unchanged_sides_forward() {
+        let text = "<DATE>\t<TIME>\t<BID>\t<ASK>\t<LAST>\t<VOLUME>\t<FLAGS>\n\
+                    2024.01.02\t00:00:00.123\t1.10000\t1.10010\t\t\t6\n\
+                    2024.01.02\t00:00:00.123\t\t1.10012\t\t\t4\n\
+                    2024.01.02\t00:00:01.000\t1.09999\t\t\t\t2\n";
+        let ticks = read(text).unwrap();
+        let quotes: Vec<_> = ticks.iter().map(|t| (t.time_msc % 10_000, t.bid, t.ask)).collect();
+        assert_eq!(quotes, [(123, 1.1, 1.1001), (123, 1.1, 1.10012), (1000, 1.09999, 1.10012)]);
+    }
+
+    #[test]
+    fn metatrader_export_starting_with_an_empty_side_is_an_error() {
+        let text = "<DATE>\t<TIME>\t<BID>\t<ASK>\t<LAST>\t<VOLUME>\t<FLAGS>\n2024.01.02\t00:00:00.123\t\t1.1\t\t\t4\n";
+        let error = read(text).unwrap_err().to_string();
+        assert_eq!(error, "test.csv:2: bid is empty and there is no earlier bid to carry");
+    }
+
+    #[test]
+    fn a_malformed_row_names_file_line_and_reason_and_ends_reading() {
+        let text = "time_utc_ms,bid,ask\n1,1.1,1.2\n2,1.1,oops\n3,1.1,1.2\n";
+        let reader = TickFileReader::from_reader(
+            PathBuf::from("ticks.csv"),
+            Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
+        )
+        .unwrap();
+        let rows: Vec<_> = reader.collect();
+        assert_eq!(rows.len(), 2, "reading stops at the bad row");
+        let error = rows[1].as_ref().unwrap_err().to_string();
+        assert_eq!(error, "ticks.csv:3: ask \"oops\" is not a number");
+    }
+
+    #[test]
+    fn short_rows_and_bad_times_are_errors() {
+        let error = read("time_utc_ms,bid,ask\n1,1.1\n").unwrap_err().to_string();
+        assert_eq!(error, "test.csv:2: expected at least 3 fields, found 2");
+        let error = read("timestamp,bid,ask\n2014-02-30 00:00:00,1,2\n").unwrap_err().to_string();
+        assert!(error.contains("impossible date"), "{error}");
+    }
+
+    #[test]
+    fn a_header_without_prices_is_refused() {
+        let error = read("time,price\n").unwrap_err().to_string();
+        assert!(error.starts_with("test.csv:1: header \"time,price\" has no bid column"), "{error}");
+    }
+
+    #[test]
+    fn garbage_is_refused_at_the_header() {
+        let error = read("\u{0}\u{1}garbage\n").unwrap_err().to_string();
+        assert!(error.contains("has no time column"), "{error}");
+    }
+
+    #[test]
+    fn nan_prices_parse_and_are_left_to_validation() {
+        let ticks = read("time_utc_ms,bid,ask\n1,NaN,1.2\n").unwrap();
+        assert!(ticks[0].bid.is_nan());
+    }
+
+    #[test]
+    fn guesses_symbols_from_file_names() {
+        let guess = |name: &str| symbol_from_path(Path::new(name));
+        assert_eq!(guess("eurusd_fxcm_ticks_2014-05-04_07.csv.gz").as_deref(), Some("EURUSD"));
+        assert_eq!(guess("/x/truefx_usdjpy_ticks_2013-01.csv").as_deref(), Some("USDJPY"));
+        assert_eq!(guess("ticks.csv"), None);
+    }
+}

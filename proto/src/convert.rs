@@ -1,0 +1,218 @@
+//! Conversions between protobuf messages and `mtml-core` domain types, at the service edges.
+
+use std::sync::Arc;
+
+use mtml_core::{ChainId, ExecutionEvent, Fill, OrderRequest, OrderType, Side, Symbol, Tick};
+
+use crate::v1;
+
+/// Why a protobuf message cannot become a domain value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    /// A chain id that is not 16 non-zero bytes.
+    #[error("{0}: chain id must be 16 bytes and not all zero")]
+    ChainId(&'static str),
+    /// A required field is unset.
+    #[error("{0} is required")]
+    Missing(&'static str),
+}
+
+impl From<ChainId> for v1::ChainId {
+    fn from(id: ChainId) -> Self {
+        Self { trace_id: id.to_bytes().to_vec() }
+    }
+}
+
+fn chain_id(id: Option<&v1::ChainId>, what: &'static str) -> Result<ChainId, ConvertError> {
+    id.and_then(|id| ChainId::from_slice(&id.trace_id)).ok_or(ConvertError::ChainId(what))
+}
+
+fn side_to_proto(side: Side) -> i32 {
+    match side {
+        Side::Buy => v1::Side::Buy as i32,
+        Side::Sell => v1::Side::Sell as i32,
+    }
+}
+
+fn side_from_proto(side: i32) -> Result<Side, ConvertError> {
+    match v1::Side::try_from(side) {
+        Ok(v1::Side::Buy) => Ok(Side::Buy),
+        Ok(v1::Side::Sell) => Ok(Side::Sell),
+        _ => Err(ConvertError::Missing("side")),
+    }
+}
+
+impl From<&Tick> for v1::Tick {
+    fn from(tick: &Tick) -> Self {
+        Self {
+            chain_id: Some(tick.chain_id.into()),
+            symbol: tick.symbol.to_string(),
+            time_msc: tick.time_msc,
+            bid: tick.bid,
+            ask: tick.ask,
+            seq: tick.seq,
+            terminal: tick.terminal.to_string(),
+            bridge_received_ns: tick.received_ns,
+        }
+    }
+}
+
+impl TryFrom<v1::Tick> for Tick {
+    type Error = ConvertError;
+
+    fn try_from(tick: v1::Tick) -> Result<Self, Self::Error> {
+        Ok(Self {
+            chain_id: chain_id(tick.chain_id.as_ref(), "tick")?,
+            symbol: Symbol::new(&tick.symbol),
+            time_msc: tick.time_msc,
+            bid: tick.bid,
+            ask: tick.ask,
+            seq: tick.seq,
+            terminal: Arc::from(tick.terminal),
+            received_ns: tick.bridge_received_ns,
+        })
+    }
+}
+
+impl From<&OrderRequest> for v1::OrderCommand {
+    fn from(order: &OrderRequest) -> Self {
+        Self {
+            chain_id: Some(order.chain_id.into()),
+            client_order_id: order.client_order_id.clone(),
+            symbol: order.symbol.to_string(),
+            side: side_to_proto(order.side),
+            order_type: match order.order_type {
+                OrderType::Market => v1::OrderType::Market,
+                OrderType::Limit => v1::OrderType::Limit,
+                OrderType::Stop => v1::OrderType::Stop,
+            } as i32,
+            volume: order.volume,
+            price: order.price,
+            stop_loss: 0.0,
+            take_profit: 0.0,
+            origin_received_ns: order.origin_received_ns,
+            decision_price: order.decision_price,
+        }
+    }
+}
+
+impl TryFrom<v1::OrderCommand> for OrderRequest {
+    type Error = ConvertError;
+
+    fn try_from(order: v1::OrderCommand) -> Result<Self, Self::Error> {
+        Ok(Self {
+            chain_id: chain_id(order.chain_id.as_ref(), "order")?,
+            client_order_id: order.client_order_id,
+            symbol: Symbol::new(&order.symbol),
+            side: side_from_proto(order.side)?,
+            order_type: match v1::OrderType::try_from(order.order_type) {
+                Ok(v1::OrderType::Market) => OrderType::Market,
+                Ok(v1::OrderType::Limit) => OrderType::Limit,
+                Ok(v1::OrderType::Stop) => OrderType::Stop,
+                _ => return Err(ConvertError::Missing("order_type")),
+            },
+            volume: order.volume,
+            price: order.price,
+            decision_price: order.decision_price,
+            origin_received_ns: order.origin_received_ns,
+        })
+    }
+}
+
+impl From<&ExecutionEvent> for v1::ExecutionEvent {
+    fn from(event: &ExecutionEvent) -> Self {
+        use v1::execution_event::Event;
+        let (client_order_id, inner) = match event {
+            ExecutionEvent::Acked { client_order_id, ticket, .. } => {
+                (client_order_id.clone(), Event::Acked(v1::OrderAcked { ticket: *ticket }))
+            }
+            ExecutionEvent::Rejected { client_order_id, retcode, reason, .. } => (
+                client_order_id.clone(),
+                Event::Rejected(v1::OrderRejected { retcode: *retcode, reason: reason.clone() }),
+            ),
+            ExecutionEvent::Filled(fill) => (
+                fill.client_order_id.clone(),
+                Event::Filled(v1::OrderFilled {
+                    ticket: fill.ticket,
+                    symbol: fill.symbol.to_string(),
+                    side: side_to_proto(fill.side),
+                    volume: fill.volume,
+                    price: fill.price,
+                    time_msc: fill.time_msc,
+                }),
+            ),
+        };
+        Self { chain_id: Some(event.chain_id().into()), client_order_id, event: Some(inner) }
+    }
+}
+
+impl TryFrom<v1::ExecutionEvent> for ExecutionEvent {
+    type Error = ConvertError;
+
+    fn try_from(event: v1::ExecutionEvent) -> Result<Self, Self::Error> {
+        use v1::execution_event::Event;
+        let chain_id = chain_id(event.chain_id.as_ref(), "execution event")?;
+        let client_order_id = event.client_order_id;
+        Ok(match event.event.ok_or(ConvertError::Missing("event"))? {
+            Event::Acked(ack) => ExecutionEvent::Acked { chain_id, client_order_id, ticket: ack.ticket },
+            Event::Rejected(reject) => ExecutionEvent::Rejected {
+                chain_id,
+                client_order_id,
+                retcode: reject.retcode,
+                reason: reject.reason,
+            },
+            Event::Filled(fill) => ExecutionEvent::Filled(Fill {
+                chain_id,
+                client_order_id,
+                ticket: fill.ticket,
+                symbol: Symbol::new(&fill.symbol),
+                side: side_from_proto(fill.side)?,
+                volume: fill.volume,
+                price: fill.price,
+                time_msc: fill.time_msc,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mtml_core::ChainIdGenerator;
+
+    #[test]
+    fn ticks_round_trip_through_protobuf() {
+        let tick = Tick {
+            chain_id: ChainIdGenerator::with_prefix(3).next_id(),
+            symbol: Symbol::new("EURUSD"),
+            time_msc: 1_399_230_051_815,
+            bid: 1.387,
+            ask: 1.3879,
+            seq: 17,
+            terminal: Arc::from("5000001@demo"),
+            received_ns: 99,
+        };
+        assert_eq!(Tick::try_from(v1::Tick::from(&tick)).unwrap(), tick);
+    }
+
+    #[test]
+    fn a_tick_without_chain_id_is_refused_by_name() {
+        let error = Tick::try_from(v1::Tick::default()).unwrap_err();
+        assert_eq!(error.to_string(), "tick: chain id must be 16 bytes and not all zero");
+    }
+
+    #[test]
+    fn execution_events_round_trip_through_protobuf() {
+        let fill = ExecutionEvent::Filled(Fill {
+            chain_id: ChainIdGenerator::with_prefix(4).next_id(),
+            client_order_id: "o-1".into(),
+            ticket: 7,
+            symbol: Symbol::new("EURUSD"),
+            side: Side::Sell,
+            volume: 0.1,
+            price: 1.2,
+            time_msc: 5,
+        });
+        assert_eq!(ExecutionEvent::try_from(v1::ExecutionEvent::from(&fill)).unwrap(), fill);
+    }
+}
