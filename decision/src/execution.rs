@@ -1,0 +1,265 @@
+//! Orders out, fills in, positions and PnL.
+//!
+//! Execution gives every order an idempotent client order id, keeps it in flight until the
+//! terminal settles it, and applies fills to positions. A symbol with an order in flight gets no
+//! new order: nothing is ever sent twice because an answer is slow.
+
+use std::collections::HashMap;
+
+use mtml_core::{ChainId, ExecutionEvent, Fill, OrderRequest, OrderType, Side, Symbol};
+
+/// Contract size of one lot (FX majors).
+pub const LOT_SIZE: f64 = 100_000.0;
+
+/// Net position of one symbol.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Position {
+    /// Signed lots.
+    pub lots: f64,
+    /// Average entry price of the open lots.
+    pub average_price: f64,
+    /// Realised PnL in the quote currency.
+    pub realized_pnl: f64,
+}
+
+impl Position {
+    /// Applies a fill of `signed_lots` at `price`.
+    pub fn apply(&mut self, signed_lots: f64, price: f64) {
+        let same_direction = self.lots == 0.0 || self.lots.signum() == signed_lots.signum();
+        if same_direction {
+            let total = self.lots + signed_lots;
+            self.average_price =
+                (self.average_price * self.lots.abs() + price * signed_lots.abs()) / total.abs();
+            self.lots = total;
+            return;
+        }
+        let closing = signed_lots.abs().min(self.lots.abs());
+        self.realized_pnl += closing * LOT_SIZE * (price - self.average_price) * self.lots.signum();
+        let remaining = self.lots + signed_lots;
+        if remaining.abs() < 1e-9 {
+            self.lots = 0.0;
+            self.average_price = 0.0;
+        } else if remaining.signum() == self.lots.signum() {
+            self.lots = remaining;
+        } else {
+            // Flipped: the rest opens a new position at the fill price.
+            self.lots = remaining;
+            self.average_price = price;
+        }
+    }
+
+    /// PnL of the open lots marked at `price`.
+    pub fn unrealized_pnl(&self, price: f64) -> f64 {
+        self.lots * LOT_SIZE * (price - self.average_price)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    symbol: Symbol,
+    volume: f64,
+    filled: f64,
+    decision_price: f64,
+}
+
+/// Counters of execution.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ExecutionStats {
+    /// Orders handed to the bridge.
+    pub orders_sent: u64,
+    /// Orders acknowledged by a terminal.
+    pub acks: u64,
+    /// Fills (partial fills count one each).
+    pub fills: u64,
+    /// Orders rejected by a terminal or the bridge.
+    pub rejects: u64,
+    /// Sum over fills of (fill price - decision price) in the order's disfavour, in price units
+    /// times lots: positive means worse than decided.
+    pub slippage_price_lots: f64,
+    /// Lots filled.
+    pub filled_lots: f64,
+}
+
+/// Order and position book of one mtml instance.
+#[derive(Debug)]
+pub struct Execution {
+    session: String,
+    next_order: u64,
+    in_flight: HashMap<String, InFlight>,
+    positions: HashMap<Symbol, Position>,
+    stats: ExecutionStats,
+}
+
+impl Execution {
+    /// A book whose client order ids start with `session` (kept short: MetaTrader order comments
+    /// hold 31 characters).
+    pub fn new(session: &str) -> Self {
+        Self {
+            session: session.chars().take(12).collect(),
+            next_order: 1,
+            in_flight: HashMap::new(),
+            positions: HashMap::new(),
+            stats: ExecutionStats::default(),
+        }
+    }
+
+    /// The symbol's position.
+    pub fn position(&self, symbol: &Symbol) -> Position {
+        self.positions.get(symbol).copied().unwrap_or_default()
+    }
+
+    /// Every position.
+    pub fn positions(&self) -> &HashMap<Symbol, Position> {
+        &self.positions
+    }
+
+    /// True while an order on `symbol` awaits its outcome.
+    pub fn has_in_flight(&self, symbol: &Symbol) -> bool {
+        self.in_flight.values().any(|order| &order.symbol == symbol)
+    }
+
+    /// Orders awaiting their outcome.
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &ExecutionStats {
+        &self.stats
+    }
+
+    /// Creates a market order for `signed_lots` and records it in flight.
+    pub fn market_order(
+        &mut self,
+        chain_id: ChainId,
+        symbol: &Symbol,
+        signed_lots: f64,
+        decision_price: f64,
+        origin_received_ns: u64,
+    ) -> OrderRequest {
+        let client_order_id = format!("{}-{}", self.session, self.next_order);
+        self.next_order += 1;
+        let volume = (signed_lots.abs() * 100.0).round() / 100.0;
+        self.in_flight.insert(
+            client_order_id.clone(),
+            InFlight { symbol: symbol.clone(), volume, filled: 0.0, decision_price },
+        );
+        self.stats.orders_sent += 1;
+        OrderRequest {
+            chain_id,
+            client_order_id,
+            symbol: symbol.clone(),
+            side: if signed_lots > 0.0 { Side::Buy } else { Side::Sell },
+            order_type: OrderType::Market,
+            volume,
+            price: 0.0,
+            decision_price,
+            origin_received_ns,
+        }
+    }
+
+    /// Applies what the bridge reported.
+    pub fn on_event(&mut self, event: &ExecutionEvent) {
+        match event {
+            ExecutionEvent::Acked { .. } => self.stats.acks += 1,
+            ExecutionEvent::Rejected { client_order_id, reason, retcode, chain_id } => {
+                self.stats.rejects += 1;
+                tracing::warn!(%chain_id, %client_order_id, retcode, %reason, "order rejected");
+                self.in_flight.remove(client_order_id);
+            }
+            ExecutionEvent::Filled(fill) => self.on_fill(fill),
+        }
+    }
+
+    fn on_fill(&mut self, fill: &Fill) {
+        self.stats.fills += 1;
+        self.stats.filled_lots += fill.volume;
+        let signed = fill.volume * fill.side.sign();
+        self.positions.entry(fill.symbol.clone()).or_default().apply(signed, fill.price);
+        if let Some(order) = self.in_flight.get_mut(&fill.client_order_id) {
+            self.stats.slippage_price_lots +=
+                (fill.price - order.decision_price) * fill.side.sign() * fill.volume;
+            order.filled += fill.volume;
+            if order.filled >= order.volume - 1e-9 {
+                self.in_flight.remove(&fill.client_order_id);
+            }
+        } else {
+            tracing::warn!(client_order_id = %fill.client_order_id, "fill for an order not in flight");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mtml_core::ChainIdGenerator;
+    use proptest::prelude::*;
+
+    #[test]
+    fn position_arithmetic_open_add_reduce_flip() {
+        let mut p = Position::default();
+        p.apply(1.0, 1.1000);
+        p.apply(1.0, 1.1002);
+        assert!((p.average_price - 1.1001).abs() < 1e-12);
+        p.apply(-0.5, 1.1011);
+        assert!((p.realized_pnl - 0.5 * LOT_SIZE * 0.0010).abs() < 1e-6);
+        p.apply(-2.5, 1.1001);
+        assert!((p.lots - -1.0).abs() < 1e-12);
+        assert_eq!(p.average_price, 1.1001);
+    }
+
+    #[test]
+    fn partial_fills_keep_the_order_in_flight_until_complete() {
+        let mut execution = Execution::new("t");
+        let symbol = Symbol::new("EURUSD");
+        let chain_id = ChainIdGenerator::with_prefix(1).next_id();
+        let order = execution.market_order(chain_id, &symbol, 0.3, 1.1, 0);
+        assert_eq!(order.client_order_id, "t-1");
+        assert!(execution.has_in_flight(&symbol));
+        let fill = |volume| {
+            ExecutionEvent::Filled(Fill {
+                chain_id,
+                client_order_id: "t-1".into(),
+                ticket: 1,
+                symbol: symbol.clone(),
+                side: Side::Buy,
+                volume,
+                price: 1.1001,
+                time_msc: 0,
+            })
+        };
+        execution.on_event(&fill(0.1));
+        assert!(execution.has_in_flight(&symbol));
+        execution.on_event(&fill(0.2));
+        assert!(!execution.has_in_flight(&symbol));
+        assert!((execution.position(&symbol).lots - 0.3).abs() < 1e-12);
+        assert!((execution.stats().slippage_price_lots - 0.0001 * 0.3).abs() < 1e-12);
+    }
+
+    proptest! {
+        /// Realised plus unrealised PnL equals the cash flow of the fills marked to market,
+        /// whatever the sequence of fills.
+        #[test]
+        fn pnl_matches_cash_accounting(
+            fills in proptest::collection::vec((-3i32..=3, 10_000u32..12_000), 1..60),
+            mark in 10_000u32..12_000,
+        ) {
+            let mut position = Position::default();
+            let mut cash = 0.0;
+            let mut lots = 0.0;
+            for (size, price) in &fills {
+                if *size == 0 { continue; }
+                let signed = f64::from(*size) / 10.0;
+                let price = f64::from(*price) / 10_000.0;
+                position.apply(signed, price);
+                cash -= signed * LOT_SIZE * price;
+                lots += signed;
+            }
+            let mark = f64::from(mark) / 10_000.0;
+            let expected = cash + lots * LOT_SIZE * mark;
+            let total = position.realized_pnl + position.unrealized_pnl(mark);
+            prop_assert!((position.lots - lots).abs() < 1e-9);
+            prop_assert!((total - expected).abs() < 1e-4, "{} vs {}", total, expected);
+        }
+    }
+}
