@@ -15,5 +15,5 @@ pub mod wire;
 
 pub use router::OrderRouter;
 pub use server::{Bridge, BridgeConfig, BridgeOutputs, BridgeStats};
-pub use simulator::{SimSymbol, SimTick, SimulatorConfig, SimulatorReport, run_simulator};
+pub use simulator::{Pacing, SimSymbol, SimTick, SimulatorConfig, SimulatorReport, run_simulator};
 pub use symbols::SymbolMapper;

@@ -6,8 +6,11 @@
 //! client order id, and reporting fills (split into partial fills when configured).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::wire::connection::WireError;
@@ -42,6 +45,36 @@ impl SimSymbol {
     }
 }
 
+/// Keeps the simulator at most `max_ahead` ticks ahead of a consumer's progress counter.
+///
+/// A live terminal sends ticks as the market makes them, so the pipeline is never far behind and
+/// a fill travels back quickly. A replay sends as fast as it can; without pacing, thousands of
+/// ticks would queue in the socket ahead of every fill, and orders would be filled at prices
+/// long gone.
+#[derive(Debug, Clone)]
+pub struct Pacing {
+    /// Ticks the consumer has finished with.
+    pub processed: Arc<AtomicU64>,
+    /// Notified when `processed` advances.
+    pub advanced: Arc<Notify>,
+    /// How many ticks may be sent and not yet processed.
+    pub max_ahead: u64,
+}
+
+impl Pacing {
+    async fn wait_for_room(&self, sent: u64) {
+        loop {
+            let advanced = self.advanced.notified();
+            tokio::pin!(advanced);
+            advanced.as_mut().enable();
+            if sent.saturating_sub(self.processed.load(Ordering::Acquire)) < self.max_ahead {
+                return;
+            }
+            advanced.await;
+        }
+    }
+}
+
 /// Who the simulated terminal is.
 #[derive(Debug, Clone)]
 pub struct SimulatorConfig {
@@ -57,6 +90,8 @@ pub struct SimulatorConfig {
     pub symbols: Vec<SimSymbol>,
     /// Largest volume of one deal; larger orders fill in several partial fills.
     pub max_fill_volume: Option<f64>,
+    /// Flow control against the consumer's progress; `None` sends as fast as the socket takes.
+    pub pacing: Option<Pacing>,
 }
 
 impl Default for SimulatorConfig {
@@ -68,6 +103,7 @@ impl Default for SimulatorConfig {
             server: "mtml-sim".into(),
             symbols: vec![SimSymbol { name: "EURUSD".into(), digits: 5 }],
             max_fill_volume: None,
+            pacing: None,
         }
     }
 }
@@ -153,8 +189,25 @@ where
         return Ok(sim.report);
     }
     let mut ticks = ticks.into_iter().peekable();
+    let pacing = sim.config.pacing.clone();
     while ticks.peek().is_some() && !stop.is_cancelled() {
-        sim.send_ticks(&mut ticks).await?;
+        if let Some(pacing) = &pacing {
+            // Execute orders while waiting: a fill must not wait for the pipeline to catch up.
+            let room = pacing.wait_for_room(sim.report.ticks_sent);
+            tokio::pin!(room);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut room => break,
+                    read = sim.conn.read_envelope() => match read? {
+                        Some(envelope) => sim.handle(envelope).await?,
+                        None => return Ok(sim.report),
+                    },
+                }
+            }
+        }
+        let batch = pacing.as_ref().map_or(64, |p| p.max_ahead.clamp(1, 64)) as usize;
+        sim.send_ticks(&mut ticks, batch).await?;
         // Execute whatever orders have arrived meanwhile, without waiting for more.
         loop {
             tokio::select! {
@@ -234,8 +287,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Simulator<S> {
     async fn send_ticks<I: Iterator<Item = SimTick>>(
         &mut self,
         ticks: &mut std::iter::Peekable<I>,
+        batch: usize,
     ) -> Result<(), SimulatorError> {
-        for tick in ticks.by_ref().take(64) {
+        for tick in ticks.by_ref().take(batch) {
             let digits = self.digits(&tick.symbol);
             self.quotes.insert(tick.symbol.clone(), (tick.bid, tick.ask, tick.time_msc));
             let wire = WireTick {

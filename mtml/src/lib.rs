@@ -1,1 +1,22 @@
-//! x
+//! The mtml application: configuration, the composition of the services, and the commands.
+//!
+//! - [`config`]: typed settings from defaults, TOML and `MTML_*` variables, all problems at once.
+//! - [`app`]: starts bridge, tick transport, pipeline and gRPC API in one process.
+//! - [`pipeline`]: the tick-to-order path on its dedicated thread.
+//! - [`featurize`]: ingestion plus features, shared by the pipeline and the export.
+//! - [`prediction`]: the `mtml.v1.Prediction` gRPC service.
+//! - [`replay`], [`export`], [`report`]: `mtml replay` and `mtml features export`.
+
+pub mod app;
+pub mod config;
+pub mod export;
+pub mod featurize;
+pub mod pipeline;
+pub mod prediction;
+pub mod replay;
+pub mod report;
+
+pub use app::{App, Listeners};
+pub use config::{Config, ConfigError, Transport};
+pub use replay::{ReplayOptions, replay};
+pub use report::Report;

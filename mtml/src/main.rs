@@ -1,1 +1,135 @@
-fn main(){}
+//! The `mtml` binary: parses arguments and configuration, sets up tracing, and calls into the
+//! libraries. Nothing else lives here.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use mtml::{App, Config, Listeners, ReplayOptions, Transport};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "mtml", version, about = "MetaTrader 5 bridge and ML inference pipeline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start every service in one process: the bridge for terminals, the gRPC API, the pipeline.
+    Run {
+        /// TOML configuration; every setting also has a default and an MTML_* variable.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Replay recorded ticks through the whole pipeline and a simulated terminal over TCP.
+    Replay {
+        /// CSV (optionally gzipped) or MetaTrader 5 tick export.
+        #[arg(long)]
+        ticks: PathBuf,
+        /// Symbol of a file without a symbol column (guessed from the file name otherwise).
+        #[arg(long)]
+        symbol: Option<String>,
+        /// Write the JSON report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// TOML configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Bridge-to-ingestion transport (overrides the configuration).
+        #[arg(long, value_enum)]
+        transport: Option<TransportArg>,
+        /// Ticks the simulated terminal may send ahead of the pipeline.
+        #[arg(long, default_value_t = mtml::replay::DEFAULT_MAX_AHEAD)]
+        max_ahead: u64,
+    },
+    /// Feature tooling.
+    Features {
+        #[command(subcommand)]
+        command: FeaturesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeaturesCommand {
+    /// Replay history through the online feature code and write training rows.
+    Export {
+        /// Tick file, as for replay.
+        #[arg(long)]
+        ticks: PathBuf,
+        /// Output CSV.
+        #[arg(long)]
+        out: PathBuf,
+        /// Symbol of a file without a symbol column.
+        #[arg(long)]
+        symbol: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TransportArg {
+    InProcess,
+    Grpc,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MTML_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,mtml=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run { config } => {
+                let config = Config::load(config.as_deref())?;
+                let onnx = mtml::app::load_runtime(&config)?;
+                let bridge = TcpListener::bind(config.bridge.listen)
+                    .await
+                    .with_context(|| format!("binding the bridge to {}", config.bridge.listen))?;
+                let grpc = TcpListener::bind(config.grpc.listen)
+                    .await
+                    .with_context(|| format!("binding gRPC to {}", config.grpc.listen))?;
+                if config.bridge.token.is_empty() {
+                    tracing::warn!("bridge.token is empty: any terminal that can connect is served");
+                }
+                let app = App::start(&config, &onnx, Listeners { bridge, grpc: Some(grpc) }).await?;
+                eprintln!("mtml running: terminals on {}, gRPC on {:?}; ctrl-c stops", app.bridge_addr, app.grpc_addr);
+                let outcome = app.run_until_signal().await?;
+                eprintln!("stopped after {} ticks", outcome.counters.ticks_seen);
+                Ok(())
+            }
+            Command::Replay { ticks, symbol, report, config, transport, max_ahead } => {
+                let config_given = config.is_some();
+                let mut config = Config::load(config.as_deref())?;
+                if let Some(transport) = transport {
+                    config.pipeline.transport = match transport {
+                        TransportArg::InProcess => Transport::InProcess,
+                        TransportArg::Grpc => Transport::Grpc,
+                    };
+                }
+                let result =
+                    mtml::replay(ReplayOptions { ticks, symbol, config, config_given, max_ahead }).await?;
+                print!("{}", result.summary());
+                if let Some(path) = report {
+                    let json = serde_json::to_string_pretty(&result)?;
+                    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+                    println!("report written to {}", path.display());
+                }
+                if !result.counts_add_up {
+                    anyhow::bail!("counts do not add up: see the report");
+                }
+                Ok(())
+            }
+            Command::Features { command: FeaturesCommand::Export { ticks, out, symbol } } => {
+                let rows = mtml::export::export_features(&ticks, symbol.as_deref(), &out)?;
+                println!("wrote {rows} rows to {}", out.display());
+                Ok(())
+            }
+        }
+    })
+}

@@ -1,1 +1,139 @@
-fn main(){}
+//! Project automation: `cargo xtask <command>`.
+//!
+//! - `setup`: fetches the ONNX Runtime library from the `onnxruntime` PyPI wheel into
+//!   `.cache/onnxruntime` (pip is the only network client used, and PyPI the only source).
+//! - `demo`: setup, release build, and `mtml replay` on the sample that ships in `data/`.
+//! - `test`: setup, then the whole test suite.
+//! - `train`: setup, feature export through mtml's own code, and model training in a pinned
+//!   Python environment (see models/README.md).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+const ORT_VERSION: &str = "1.31.1";
+const ORT_LIBRARY: &str = "libonnxruntime.so.1.31.1";
+const DEMO_TICKS: &str = "data/eurusd_fxcm_ticks_2014-05-05_0600-1200.csv.gz";
+const TRAIN_TICKS: &str = "../shared/data/eurusd_fxcm_ticks_2014-05-04_07.csv.gz";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = repo_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("setup") => setup(&root).map(|_| ()),
+        Some("demo") => demo(&root, &args[1..]),
+        Some("test") => test(&root, &args[1..]),
+        Some("train") => train(&root, &args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <setup | demo | test | train [TICKS.csv.gz]>");
+            bail!("unknown command")
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn step(message: &str) {
+    eprintln!("==> {message}");
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command.status().with_context(|| format!("starting {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn python() -> &'static str {
+    if Command::new("python3").arg("--version").output().is_ok() { "python3" } else { "python" }
+}
+
+/// Makes sure `.cache/onnxruntime/libonnxruntime.so.*` exists; returns its path.
+fn setup(root: &Path) -> anyhow::Result<PathBuf> {
+    let target_dir = root.join(".cache/onnxruntime");
+    let library = target_dir.join(ORT_LIBRARY);
+    if library.is_file() {
+        step(&format!("ONNX Runtime {ORT_VERSION} already set up at {}", library.display()));
+        return Ok(library);
+    }
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        bail!("automatic set-up covers Linux x86_64; elsewhere set runtime.onnxruntime_lib");
+    }
+    let wheels = root.join(".cache/wheels");
+    std::fs::create_dir_all(&wheels)?;
+    step(&format!("downloading the onnxruntime=={ORT_VERSION} wheel from PyPI (about 24 MB, once)"));
+    run(Command::new(python()).args([
+        "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+        "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "--implementation", "cp",
+        &format!("onnxruntime=={ORT_VERSION}"), "--dest",
+    ]).arg(&wheels))?;
+    let wheel = std::fs::read_dir(&wheels)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("onnxruntime-{ORT_VERSION}-"))))
+        .context("the downloaded wheel is not in .cache/wheels")?;
+    step(&format!("extracting {ORT_LIBRARY} from {}", wheel.display()));
+    std::fs::create_dir_all(&target_dir)?;
+    let script = format!(
+        "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nopen(sys.argv[2], 'wb').write(z.read('onnxruntime/capi/{ORT_LIBRARY}'))\n"
+    );
+    let partial = target_dir.join(format!("{ORT_LIBRARY}.partial"));
+    run(Command::new(python()).arg("-c").arg(script).arg(&wheel).arg(&partial))?;
+    std::fs::rename(&partial, &library)?;
+    step(&format!("ONNX Runtime ready at {}", library.display()));
+    Ok(library)
+}
+
+fn demo(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    setup(root)?;
+    step("building mtml (release)");
+    run(Command::new(cargo()).args(["build", "--release", "--quiet", "-p", "mtml"]))?;
+    let ticks = args.first().map_or(DEMO_TICKS, String::as_str);
+    step(&format!("replaying {ticks} through the pipeline and a simulated terminal"));
+    run(Command::new(root.join("target/release/mtml")).args(["replay", "--ticks", ticks, "--report", "report.json"]))
+}
+
+fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    setup(root)?;
+    step("running the test suite");
+    run(Command::new(cargo()).args(["test", "--workspace", "--all-targets"]).args(args))
+}
+
+fn train(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    setup(root)?;
+    let ticks = args.first().map_or(TRAIN_TICKS, String::as_str);
+    if !Path::new(ticks).is_file() {
+        bail!("{ticks} not found: pass the tick file to train on");
+    }
+    step("building mtml (release)");
+    run(Command::new(cargo()).args(["build", "--release", "--quiet", "-p", "mtml"]))?;
+    let features = root.join(".cache/train/features.csv");
+    std::fs::create_dir_all(features.parent().context("cache dir")?)?;
+    step(&format!("exporting features of {ticks} through mtml's online feature code"));
+    run(Command::new(root.join("target/release/mtml"))
+        .args(["features", "export", "--ticks", ticks, "--out"])
+        .arg(&features))?;
+    let venv = root.join(".cache/train-venv");
+    let venv_python = venv.join("bin/python");
+    if !venv_python.is_file() {
+        step("creating the training environment (.cache/train-venv)");
+        run(Command::new(python()).args(["-m", "venv"]).arg(&venv))?;
+    }
+    step("installing pinned training requirements (models/requirements.txt)");
+    run(Command::new(&venv_python).args(["-m", "pip", "install", "--quiet", "-r", "models/requirements.txt"]))?;
+    step("training and exporting models");
+    run(Command::new(&venv_python)
+        .arg("models/train.py")
+        .arg("--features")
+        .arg(&features)
+        .args(["--source", ticks, "--out", "models"]))
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}

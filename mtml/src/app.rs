@@ -1,0 +1,266 @@
+//! Composing the services: bridge, tick transport, pipeline and gRPC API, in one process.
+//!
+//! `mtml run` and `mtml replay` both start through [`App::start`], so the demo exercises exactly
+//! the code a live deployment runs.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context as _;
+use mtml_bridge::{Bridge, BridgeConfig, BridgeOutputs, BridgeStats, SymbolMapper};
+use mtml_core::{ChainLog, Symbol};
+use mtml_decision::{DecisionConfig, DecisionEngine, Execution, RiskEngine, RiskLimits};
+use mtml_feature_store::{FX_V1, FX_V1_LEN, MemoryStore, OnlineStore};
+use mtml_inference::{Model, OnnxRuntime};
+use mtml_ingestion::grpc::{IngestionService, forward_ticks};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Transport};
+use crate::featurize::Featurizer;
+use crate::pipeline::{Pipeline, PipelineOutcome, PipelineProgress};
+use crate::prediction::PredictionService;
+
+/// The model built into the binary: trained by `cargo xtask train` on the shared EURUSD ticks
+/// (see models/README.md). Used when no model path is configured.
+pub const EMBEDDED_MODEL: &[u8] = include_bytes!("../../models/fx-direction-v1.onnx");
+
+/// Loads ONNX Runtime from the configured path or the repository's `.cache`.
+pub fn load_runtime(config: &Config) -> anyhow::Result<OnnxRuntime> {
+    let library = match &config.runtime.onnxruntime_lib {
+        Some(path) => path.clone(),
+        None => mtml_inference::locate_library()?,
+    };
+    Ok(OnnxRuntime::load(&library)?)
+}
+
+/// Loads the configured model (or the embedded one) and checks it takes the features this build
+/// computes.
+pub fn load_model(runtime: &OnnxRuntime, config: &Config) -> anyhow::Result<Model> {
+    let name = &config.model.name;
+    let model = match &config.model.path {
+        Some(path) => Model::load(runtime, name, path)?,
+        None => Model::from_bytes(runtime, name, EMBEDDED_MODEL)?,
+    };
+    check_signature(&model)?;
+    Ok(model)
+}
+
+fn check_signature(model: &Model) -> anyhow::Result<()> {
+    let signature = model.signature();
+    if signature.features != FX_V1_LEN {
+        anyhow::bail!(
+            "model {} takes {} features but feature set {} has {FX_V1_LEN}",
+            model.name(),
+            signature.features,
+            FX_V1.id()
+        );
+    }
+    match &signature.feature_set {
+        Some(declared) if *declared != FX_V1.id() => anyhow::bail!(
+            "model {} was trained on feature set {declared} but this build computes {}",
+            model.name(),
+            FX_V1.id()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A running mtml.
+pub struct App {
+    /// Where terminals connect.
+    pub bridge_addr: SocketAddr,
+    /// Where the gRPC API listens, if it runs.
+    pub grpc_addr: Option<SocketAddr>,
+    /// Spans and latencies of every chain.
+    pub chain_log: Arc<ChainLog>,
+    /// Pipeline progress.
+    pub progress: Arc<PipelineProgress>,
+    /// Bridge counters.
+    pub bridge_stats: Arc<BridgeStats>,
+    /// The online feature store.
+    pub store: Arc<MemoryStore>,
+    shutdown: CancellationToken,
+    bridge_task: JoinHandle<()>,
+    grpc_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    forwarder_task: Option<JoinHandle<()>>,
+    pipeline: std::thread::JoinHandle<PipelineOutcome>,
+}
+
+/// What to listen on.
+pub struct Listeners {
+    /// Terminals.
+    pub bridge: TcpListener,
+    /// The gRPC API; required when the transport is gRPC.
+    pub grpc: Option<TcpListener>,
+}
+
+impl App {
+    /// Starts every service on the given listeners.
+    pub async fn start(
+        config: &Config,
+        runtime: &OnnxRuntime,
+        listeners: Listeners,
+    ) -> anyhow::Result<Self> {
+        let pipeline_model = load_model(runtime, config)?;
+        let symbols: Vec<Symbol> = config.pipeline.symbols.iter().map(|s| Symbol::new(s)).collect();
+        let chain_log = Arc::new(ChainLog::default());
+        let progress = Arc::new(PipelineProgress::default());
+        let store = Arc::new(MemoryStore::new(config.pipeline.stale_features_ms));
+        let shutdown = CancellationToken::new();
+
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        let (pipeline_tx, pipeline_rx) = mpsc::channel(config.pipeline.channel_capacity);
+
+        let bridge_addr = listeners.bridge.local_addr()?;
+        let grpc_addr = listeners.grpc.as_ref().map(TcpListener::local_addr).transpose()?;
+        let mut grpc_task = None;
+        let mut forwarder_task = None;
+        let bridge_ticks = match config.pipeline.transport {
+            Transport::InProcess => pipeline_tx.clone(),
+            Transport::Grpc => {
+                let addr = grpc_addr.context("the grpc transport needs a gRPC listener")?;
+                let (tx, rx) = mpsc::channel(config.pipeline.channel_capacity);
+                forwarder_task = Some(tokio::spawn(async move {
+                    match forward_ticks(format!("http://{addr}"), rx).await {
+                        Ok(stats) => tracing::info!(?stats, "tick forwarder finished"),
+                        Err(error) => tracing::error!(%error, "tick forwarder failed"),
+                    }
+                }));
+                tx
+            }
+        };
+        if let Some(listener) = listeners.grpc {
+            let api_model = load_model(runtime, config)?;
+            let prediction = PredictionService::live(store.clone() as Arc<dyn OnlineStore>, api_model);
+            let ingestion = IngestionService::new(pipeline_tx.clone());
+            let stop = shutdown.clone();
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            grpc_task = Some(tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(ingestion.into_server())
+                    .add_service(prediction.into_server())
+                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned()),
+            ));
+        }
+        drop(pipeline_tx);
+
+        let symbol_map = config.bridge.symbol_map.clone().into_iter().collect();
+        let bridge_config = BridgeConfig {
+            token: config.bridge.token.clone(),
+            symbols: SymbolMapper::new(config.pipeline.symbols.clone(), symbol_map),
+            heartbeat_interval: config.bridge.heartbeat,
+            silence_timeout: config.bridge.silence_timeout,
+            ..BridgeConfig::default()
+        };
+        let outputs = BridgeOutputs { ticks: bridge_ticks, events: events_tx };
+        let bridge = Bridge::new(bridge_config, outputs, Arc::clone(&chain_log));
+        let router = bridge.router();
+        let bridge_stats = bridge.stats();
+
+        let pipeline = Pipeline {
+            featurizer: Featurizer::new(symbols.clone(), config.pipeline.backwards_tolerance_ms),
+            store: store.clone(),
+            model: pipeline_model,
+            decision: DecisionEngine::new(DecisionConfig {
+                buy_above: config.decision.buy_above,
+                sell_below: config.decision.sell_below,
+                lots: config.decision.lots,
+                cooldown_ms: i64::try_from(config.decision.cooldown.as_millis()).unwrap_or(i64::MAX),
+            }),
+            risk: RiskEngine::new(RiskLimits {
+                symbols: symbols.into_iter().collect(),
+                max_order_lots: config.risk.max_order_lots,
+                max_position_lots: config.risk.max_position_lots,
+            }),
+            execution: Execution::new(&format!("m{:x}", rand_session())),
+            router,
+            chain_log: Arc::clone(&chain_log),
+            progress: Arc::clone(&progress),
+            acted_target: Default::default(),
+        }
+        .spawn(pipeline_rx, events_rx)?;
+
+        let bridge_task = tokio::spawn(bridge.run(listeners.bridge, shutdown.clone()));
+        tracing::info!(%bridge_addr, ?grpc_addr, transport = ?config.pipeline.transport, "mtml started");
+        Ok(Self {
+            bridge_addr,
+            grpc_addr,
+            chain_log,
+            progress,
+            bridge_stats,
+            store,
+            shutdown,
+            bridge_task,
+            grpc_task,
+            forwarder_task,
+            pipeline,
+        })
+    }
+
+    /// Ticks the pipeline has taken (accepted or refused).
+    pub fn ticks_seen(&self) -> u64 {
+        self.progress.ticks_seen.load(Ordering::Acquire)
+    }
+
+    /// Orders awaiting their outcome.
+    pub fn orders_in_flight(&self) -> u64 {
+        self.progress.orders_in_flight.load(Ordering::Acquire)
+    }
+
+    /// Stops in order: the bridge (no new ticks), the tick transport, the gRPC API, then the
+    /// pipeline once its inbox is empty. Returns what the pipeline knew.
+    pub async fn stop(self) -> anyhow::Result<PipelineOutcome> {
+        self.shutdown.cancel();
+        self.bridge_task.await.context("bridge task")?;
+        if let Some(task) = self.forwarder_task {
+            task.await.context("tick forwarder task")?;
+        }
+        if let Some(task) = self.grpc_task {
+            task.await.context("gRPC task")?.context("gRPC server")?;
+        }
+        let pipeline = self.pipeline;
+        tokio::task::spawn_blocking(move || pipeline.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))
+    }
+
+    /// Waits for ctrl-c (or SIGTERM), then stops.
+    pub async fn run_until_signal(self) -> anyhow::Result<PipelineOutcome> {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.stop().await
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn rand_session() -> u32 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    now.subsec_nanos() ^ (now.as_secs() as u32)
+}
+
+/// Reads a config file path argument into a [`Config`], reporting every problem.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}

@@ -1,0 +1,424 @@
+//! Typed configuration, parsed once, with every problem reported together.
+//!
+//! Sources, later ones winning: built-in defaults, the TOML file, `MTML_<SECTION>_<KEY>`
+//! environment variables (`MTML_DECISION_BUY_ABOVE=0.6`). An unknown key, a value of the wrong
+//! type and a value out of range are all problems; [`Config::load`] lists every one of them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How the bridge hands ticks to ingestion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// A bounded channel in this process.
+    InProcess,
+    /// The `mtml.v1.Ingestion` gRPC stream over loopback.
+    Grpc,
+}
+
+/// Every setting of mtml.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Terminal-facing bridge.
+    pub bridge: BridgeSettings,
+    /// gRPC API.
+    pub grpc: GrpcSettings,
+    /// The tick pipeline.
+    pub pipeline: PipelineSettings,
+    /// The model.
+    pub model: ModelSettings,
+    /// Decision thresholds and sizing.
+    pub decision: DecisionSettings,
+    /// Risk limits.
+    pub risk: RiskSettings,
+    /// ONNX Runtime.
+    pub runtime: RuntimeSettings,
+}
+
+/// `[bridge]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BridgeSettings {
+    /// Where terminals connect.
+    pub listen: SocketAddr,
+    /// Token every EA must present.
+    pub token: String,
+    /// Heartbeat period.
+    pub heartbeat: Duration,
+    /// Silence after which a terminal is dropped.
+    pub silence_timeout: Duration,
+    /// Broker symbol to canonical symbol, beyond suffix detection.
+    pub symbol_map: BTreeMap<String, String>,
+}
+
+/// `[grpc]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrpcSettings {
+    /// Where the gRPC API listens.
+    pub listen: SocketAddr,
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineSettings {
+    /// Canonical symbols accepted.
+    pub symbols: Vec<String>,
+    /// Bridge to ingestion transport.
+    pub transport: Transport,
+    /// Capacity of the tick channel between bridge and pipeline: when full, the bridge stops
+    /// reading terminals (backpressure), it never drops.
+    pub channel_capacity: usize,
+    /// How far a tick's time may step back before it is refused.
+    pub backwards_tolerance_ms: i64,
+    /// Features older than this are served marked stale.
+    pub stale_features_ms: i64,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSettings {
+    /// Model name.
+    pub name: String,
+    /// ONNX file; `None` uses the model built into the binary.
+    pub path: Option<PathBuf>,
+}
+
+/// `[decision]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionSettings {
+    /// Long at or above this probability of "up".
+    pub buy_above: f32,
+    /// Short at or below this probability of "up".
+    pub sell_below: f32,
+    /// Position size, lots.
+    pub lots: f64,
+    /// Minimum time between target changes per symbol (market time).
+    pub cooldown: Duration,
+}
+
+/// `[risk]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RiskSettings {
+    /// Largest single order, lots.
+    pub max_order_lots: f64,
+    /// Largest absolute position per symbol, lots.
+    pub max_position_lots: f64,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeSettings {
+    /// The ONNX Runtime shared library; `None` searches `.cache/onnxruntime`.
+    pub onnxruntime_lib: Option<PathBuf>,
+}
+
+/// Every problem found in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration ({} problems):", self.problems.len())?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `MTML_*` variables that are not settings: the log filter.
+const RESERVED_ENV: [&str; 1] = ["MTML_LOG"];
+
+const SECTIONS: [&str; 7] = ["bridge", "grpc", "pipeline", "model", "decision", "risk", "runtime"];
+
+impl Config {
+    /// Loads from an optional file plus the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let text = match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError {
+                problems: vec![format!("cannot read {}: {e}", path.display())],
+            })?),
+            None => None,
+        };
+        Self::from_sources(text.as_deref(), std::env::vars())
+    }
+
+    /// The built-in defaults.
+    pub fn defaults() -> Self {
+        Self::from_sources(None, std::iter::empty()).unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    /// Parses TOML text (if any) with `MTML_*` variables from `env` on top.
+    pub fn from_sources(
+        toml_text: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let mut table = match toml_text.map(str::parse::<toml::Table>) {
+            None => toml::Table::new(),
+            Some(Ok(table)) => table,
+            Some(Err(error)) => {
+                return Err(ConfigError { problems: vec![format!("not valid TOML: {error}")] });
+            }
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("MTML_") else { continue };
+            if RESERVED_ENV.contains(&name.as_str()) {
+                continue;
+            }
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, key)) = rest.split_once('_') else {
+                problems.push(format!("environment variable {name}: expected MTML_<SECTION>_<KEY>"));
+                continue;
+            };
+            // Values are read as TOML (numbers, booleans, arrays), falling back to a string.
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value));
+            match table
+                .entry(section.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            {
+                toml::Value::Table(section_table) => {
+                    section_table.insert(key.to_owned(), parsed);
+                }
+                _ => problems.push(format!("environment variable {name}: {section} is not a section")),
+            }
+        }
+        let mut x = Extract { table: &table, problems, used: HashSet::new() };
+        let config = Config {
+            bridge: BridgeSettings {
+                listen: x.addr("bridge", "listen", "127.0.0.1:5555"),
+                token: x.string("bridge", "token", ""),
+                heartbeat: Duration::from_secs(x.positive("bridge", "heartbeat_secs", 5)),
+                silence_timeout: Duration::from_secs(x.positive("bridge", "silence_timeout_secs", 30)),
+                symbol_map: x.string_map("bridge", "symbol_map"),
+            },
+            grpc: GrpcSettings { listen: x.addr("grpc", "listen", "127.0.0.1:50051") },
+            pipeline: PipelineSettings {
+                symbols: x.strings("pipeline", "symbols", &["EURUSD"]),
+                transport: match x.string("pipeline", "transport", "in-process").as_str() {
+                    "in-process" => Transport::InProcess,
+                    "grpc" => Transport::Grpc,
+                    other => {
+                        x.problem(format!("pipeline.transport: {other:?} is not \"in-process\" or \"grpc\""));
+                        Transport::InProcess
+                    }
+                },
+                channel_capacity: x.positive("pipeline", "channel_capacity", 4096) as usize,
+                backwards_tolerance_ms: x.positive("pipeline", "backwards_tolerance_ms", 1000) as i64,
+                stale_features_ms: x.positive("pipeline", "stale_features_ms", 5000) as i64,
+            },
+            model: ModelSettings {
+                name: x.string("model", "name", "fx-direction"),
+                path: x.path("model", "path"),
+            },
+            decision: DecisionSettings {
+                buy_above: x.float("decision", "buy_above", 0.53) as f32,
+                sell_below: x.float("decision", "sell_below", 0.47) as f32,
+                lots: x.float("decision", "lots", 0.1),
+                cooldown: Duration::from_secs(x.positive("decision", "cooldown_secs", 60)),
+            },
+            risk: RiskSettings {
+                max_order_lots: x.float("risk", "max_order_lots", 0.5),
+                max_position_lots: x.float("risk", "max_position_lots", 1.0),
+            },
+            runtime: RuntimeSettings { onnxruntime_lib: x.path("runtime", "onnxruntime_lib") },
+        };
+        x.unknown_keys();
+        let mut problems = x.problems;
+        config.validate(&mut problems);
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        let d = &self.decision;
+        for (key, p) in [("buy_above", d.buy_above), ("sell_below", d.sell_below)] {
+            if !(0.0..=1.0).contains(&p) {
+                problems.push(format!("decision.{key}: {p} is not a probability between 0 and 1"));
+            }
+        }
+        if d.sell_below >= d.buy_above {
+            problems.push(format!(
+                "decision.sell_below ({}) must be below decision.buy_above ({})",
+                d.sell_below, d.buy_above
+            ));
+        }
+        if !(d.lots > 0.0) {
+            problems.push(format!("decision.lots: {} must be positive", d.lots));
+        }
+        let r = &self.risk;
+        for (key, value) in [("max_order_lots", r.max_order_lots), ("max_position_lots", r.max_position_lots)] {
+            if !(value > 0.0) {
+                problems.push(format!("risk.{key}: {value} must be positive"));
+            }
+        }
+        if self.pipeline.symbols.is_empty() {
+            problems.push("pipeline.symbols: at least one symbol is required".into());
+        }
+        if self.bridge.silence_timeout <= self.bridge.heartbeat {
+            problems.push("bridge.silence_timeout_secs must be longer than bridge.heartbeat_secs".into());
+        }
+    }
+}
+
+struct Extract<'a> {
+    table: &'a toml::Table,
+    problems: Vec<String>,
+    used: HashSet<(String, String)>,
+}
+
+impl Extract<'_> {
+    fn problem(&mut self, problem: String) {
+        self.problems.push(problem);
+    }
+
+    fn value(&mut self, section: &str, key: &str) -> Option<&toml::Value> {
+        self.used.insert((section.to_owned(), key.to_owned()));
+        self.table.get(section)?.as_table()?.get(key)
+    }
+
+    fn typed<T>(
+        &mut self,
+        section: &str,
+        key: &str,
+        default: T,
+        expected: &str,
+        convert: impl FnOnce(&toml::Value) -> Option<T>,
+    ) -> T {
+        let Some(value) = self.value(section, key).cloned() else { return default };
+        match convert(&value) {
+            Some(v) => v,
+            None => {
+                self.problem(format!("{section}.{key}: expected {expected}, found {value}"));
+                default
+            }
+        }
+    }
+
+    fn string(&mut self, section: &str, key: &str, default: &str) -> String {
+        self.typed(section, key, default.to_owned(), "a string", |v| v.as_str().map(str::to_owned))
+    }
+
+    fn float(&mut self, section: &str, key: &str, default: f64) -> f64 {
+        self.typed(section, key, default, "a number", |v| {
+            v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
+        })
+    }
+
+    fn positive(&mut self, section: &str, key: &str, default: u64) -> u64 {
+        self.typed(section, key, default, "a positive integer", |v| {
+            v.as_integer().and_then(|i| u64::try_from(i).ok()).filter(|&i| i > 0)
+        })
+    }
+
+    fn strings(&mut self, section: &str, key: &str, default: &[&str]) -> Vec<String> {
+        let default = default.iter().map(|s| (*s).to_owned()).collect();
+        self.typed(section, key, default, "an array of strings", |v| {
+            v.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect()
+        })
+    }
+
+    fn string_map(&mut self, section: &str, key: &str) -> BTreeMap<String, String> {
+        self.typed(section, key, BTreeMap::new(), "a table of strings", |v| {
+            v.as_table()?.iter().map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect()
+        })
+    }
+
+    fn path(&mut self, section: &str, key: &str) -> Option<PathBuf> {
+        let text = self.string(section, key, "");
+        (!text.is_empty()).then(|| PathBuf::from(text))
+    }
+
+    fn addr(&mut self, section: &str, key: &str, default: &str) -> SocketAddr {
+        let fallback: SocketAddr = default.parse().unwrap_or_else(|_| unreachable!("valid default"));
+        let text = self.string(section, key, default);
+        text.parse().unwrap_or_else(|_| {
+            self.problem(format!("{section}.{key}: {text:?} is not an address like 127.0.0.1:5555"));
+            fallback
+        })
+    }
+
+    fn unknown_keys(&mut self) {
+        for (section, value) in self.table {
+            if !SECTIONS.contains(&section.as_str()) {
+                self.problems.push(format!("unknown section [{section}]"));
+                continue;
+            }
+            let Some(keys) = value.as_table() else {
+                self.problems.push(format!("{section} must be a section, found {value}"));
+                continue;
+            };
+            for key in keys.keys() {
+                if !self.used.contains(&(section.clone(), key.clone())) {
+                    self.problems.push(format!("unknown key {section}.{key}"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::defaults();
+        assert_eq!(config.pipeline.symbols, ["EURUSD"]);
+        assert_eq!(config.pipeline.transport, Transport::InProcess);
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let text = "[decision]\nbuy_above = 0.6\nlots = 0.2\n[bridge]\nsymbol_map = { GER40 = \"DE40\" }\n";
+        let config = Config::from_sources(
+            Some(text),
+            env(&[("MTML_DECISION_LOTS", "0.3"), ("MTML_PIPELINE_TRANSPORT", "grpc"), ("PATH", "/bin"), ("MTML_LOG", "debug")]),
+        )
+        .unwrap();
+        assert_eq!(config.decision.buy_above, 0.6);
+        assert_eq!(config.decision.lots, 0.3);
+        assert_eq!(config.pipeline.transport, Transport::Grpc);
+        assert_eq!(config.bridge.symbol_map["GER40"], "DE40");
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let text = "[decision]\nbuy_above = 1.5\nlots = \"many\"\ncolour = 1\n[risk]\nmax_order_lots = -1\n[nonsense]\n";
+        let error = Config::from_sources(Some(text), env(&[("MTML_BRIDGE_LISTEN", "nowhere")]))
+            .unwrap_err();
+        let all = error.to_string();
+        for expected in [
+            "decision.lots: expected a number, found \"many\"",
+            "unknown key decision.colour",
+            "unknown section [nonsense]",
+            "bridge.listen: \"nowhere\" is not an address",
+            "decision.buy_above: 1.5 is not a probability",
+            "risk.max_order_lots: -1 must be positive",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        assert_eq!(error.problems.len(), 6, "{all}");
+    }
+
+    #[test]
+    fn broken_toml_is_reported() {
+        let error = Config::from_sources(Some("[decision\n"), env(&[])).unwrap_err();
+        assert!(error.to_string().contains("not valid TOML"), "{error}");
+    }
+}

@@ -1,0 +1,53 @@
+//! Ingestion and features for one tick: the single code path shared by the live pipeline and
+//! `mtml features export`, so that training and serving see identical values.
+
+use mtml_core::{Bar, Symbol, Tick};
+use mtml_feature_store::{FeatureEngine, FeatureVector};
+use mtml_ingestion::{BarBuilder, QuoteState, RejectReason, TickValidator};
+
+/// What ingestion made of a valid tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    /// Normal, locked or crossed.
+    pub quote: QuoteState,
+    /// The M1 bar this tick closed, if it opened a new minute.
+    pub closed_bar: Option<Bar>,
+}
+
+/// Validation, M1 bars and features of every symbol.
+#[derive(Debug)]
+pub struct Featurizer {
+    validator: TickValidator,
+    bars: BarBuilder,
+    engine: FeatureEngine,
+}
+
+impl Featurizer {
+    /// A featurizer accepting `symbols`.
+    pub fn new(symbols: impl IntoIterator<Item = Symbol>, backwards_tolerance_ms: i64) -> Self {
+        Self {
+            validator: TickValidator::new(symbols, backwards_tolerance_ms),
+            bars: BarBuilder::new(mtml_core::MINUTE_MS),
+            engine: FeatureEngine::new(),
+        }
+    }
+
+    /// Validates the tick and updates bars.
+    pub fn ingest(&mut self, tick: &Tick) -> Result<Ingested, RejectReason> {
+        let quote = self.validator.check(tick)?;
+        Ok(Ingested { quote, closed_bar: self.bars.update(tick) })
+    }
+
+    /// Updates features with the bar the tick closed (first) and the tick.
+    pub fn features(&mut self, tick: &Tick, closed_bar: Option<&Bar>) -> Option<FeatureVector> {
+        if let Some(bar) = closed_bar {
+            self.engine.on_bar(bar);
+        }
+        self.engine.on_tick(tick)
+    }
+
+    /// Closes the bars still open (end of input).
+    pub fn flush_bars(&mut self) -> Vec<Bar> {
+        self.bars.flush()
+    }
+}

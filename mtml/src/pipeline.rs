@@ -1,0 +1,252 @@
+//! The tick pipeline: ingestion, features, inference, decision, risk and execution, on one
+//! dedicated thread.
+//!
+//! One thread because every stage is synchronous CPU work of microseconds: handing a tick from
+//! thread to thread would cost more than the stages. The thread runs its own single-threaded
+//! runtime to wait on its two inboxes (ticks and execution events), so the shared async runtime
+//! is never blocked by inference. Each stage records a span against the tick's chain id.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mtml_bridge::OrderRouter;
+use mtml_core::clock::monotonic_ns;
+use mtml_core::{Bar, ChainLog, ExecutionEvent, Stage, Symbol, Tick};
+use mtml_decision::{DecisionEngine, Execution, ExecutionStats, Position, RiskEngine};
+use mtml_feature_store::OnlineStore;
+use mtml_inference::Model;
+use mtml_ingestion::QuoteState;
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc};
+
+use crate::featurize::Featurizer;
+
+/// Progress readable from other threads while the pipeline runs.
+#[derive(Debug, Default)]
+pub struct PipelineProgress {
+    /// Ticks taken off the inbox (accepted or rejected).
+    pub ticks_seen: Arc<AtomicU64>,
+    /// Notified whenever `ticks_seen` advances (replay pacing waits on it).
+    pub advanced: Arc<Notify>,
+    /// Orders awaiting their outcome.
+    pub orders_in_flight: AtomicU64,
+}
+
+/// Counters of the pipeline, by stage.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PipelineCounters {
+    /// Ticks taken off the inbox.
+    pub ticks_seen: u64,
+    /// Ticks accepted by ingestion.
+    pub ticks_ingested: u64,
+    /// Ticks refused, by reason.
+    pub ticks_rejected: BTreeMap<&'static str, u64>,
+    /// Accepted ticks with ask below bid.
+    pub crossed_quotes: u64,
+    /// Accepted ticks with ask equal to bid.
+    pub locked_quotes: u64,
+    /// M1 bars closed.
+    pub bars: u64,
+    /// Feature vectors computed (after warm-up).
+    pub feature_vectors: u64,
+    /// Model predictions.
+    pub predictions: u64,
+    /// Predictions that failed.
+    pub inference_errors: u64,
+    /// Target position changes.
+    pub target_changes: u64,
+    /// Orders refused by risk, by reason.
+    pub risk_rejections: BTreeMap<&'static str, u64>,
+}
+
+/// Everything the pipeline knew when it stopped.
+#[derive(Debug, Clone)]
+pub struct PipelineOutcome {
+    /// Counters.
+    pub counters: PipelineCounters,
+    /// Execution counters.
+    pub execution: ExecutionStats,
+    /// Positions by symbol.
+    pub positions: HashMap<Symbol, Position>,
+    /// Last mid price by symbol, for marking positions.
+    pub last_mid: HashMap<Symbol, f64>,
+    /// Bars still open at the end, closed by the flush.
+    pub final_bars: Vec<Bar>,
+}
+
+/// The stages, owned by the pipeline thread.
+pub struct Pipeline {
+    /// Ingestion and features.
+    pub featurizer: Featurizer,
+    /// Where every feature vector is written for readers outside the tick path.
+    pub store: Arc<dyn OnlineStore>,
+    /// The live model; this thread's own session.
+    pub model: Model,
+    /// Predictions to targets.
+    pub decision: DecisionEngine,
+    /// Pre-trade checks.
+    pub risk: RiskEngine,
+    /// Orders, fills, positions.
+    pub execution: Execution,
+    /// Where orders go.
+    pub router: OrderRouter,
+    /// Spans and latencies.
+    pub chain_log: Arc<ChainLog>,
+    /// Shared progress.
+    pub progress: Arc<PipelineProgress>,
+    /// Per symbol, the last target an order was attempted for.
+    pub acted_target: HashMap<Symbol, f64>,
+}
+
+impl Pipeline {
+    /// Starts the pipeline thread. It stops when every tick sender is dropped, and returns what it
+    /// knew.
+    pub fn spawn(
+        mut self,
+        mut ticks: mpsc::Receiver<Tick>,
+        mut events: mpsc::Receiver<ExecutionEvent>,
+    ) -> std::io::Result<std::thread::JoinHandle<PipelineOutcome>> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+        std::thread::Builder::new().name("mtml-pipeline".into()).spawn(move || {
+            let mut counters = PipelineCounters::default();
+            let mut last_mid = HashMap::new();
+            runtime.block_on(async {
+                loop {
+                    tokio::select! {
+                        biased;
+                        Some(event) = events.recv() => self.on_event(&event),
+                        tick = ticks.recv() => match tick {
+                            Some(tick) => {
+                                last_mid.insert(tick.symbol.clone(), tick.mid());
+                                self.on_tick(&tick, &mut counters);
+                            }
+                            None => break,
+                        },
+                    }
+                }
+                // Settle whatever the bridge reported before it closed.
+                while let Ok(event) = events.try_recv() {
+                    self.on_event(&event);
+                }
+            });
+            PipelineOutcome {
+                counters,
+                execution: self.execution.stats().clone(),
+                positions: self.execution.positions().clone(),
+                last_mid,
+                final_bars: self.featurizer.flush_bars(),
+            }
+        })
+    }
+
+    fn on_event(&mut self, event: &ExecutionEvent) {
+        self.execution.on_event(event);
+        self.progress.orders_in_flight.store(self.execution.in_flight_count() as u64, Ordering::Release);
+    }
+
+    /// Runs one tick through every stage.
+    pub fn on_tick(&mut self, tick: &Tick, counters: &mut PipelineCounters) {
+        counters.ticks_seen += 1;
+        let chain = tick.chain_id;
+        let log = Arc::clone(&self.chain_log);
+        let mut span = |stage, start: u64| {
+            let end = monotonic_ns();
+            log.record(chain, stage, start, end - start);
+            end
+        };
+        let start = monotonic_ns();
+        let ingested = self.featurizer.ingest(tick);
+        let t = span(Stage::Ingest, start);
+        let ingested = match ingested {
+            Ok(ingested) => ingested,
+            Err(reason) => {
+                *counters.ticks_rejected.entry(reason.name()).or_default() += 1;
+                tracing::debug!(chain_id = %chain, symbol = %tick.symbol, %reason, "tick rejected");
+                self.tick_done();
+                return;
+            }
+        };
+        counters.ticks_ingested += 1;
+        match ingested.quote {
+            QuoteState::Crossed => counters.crossed_quotes += 1,
+            QuoteState::Locked => counters.locked_quotes += 1,
+            QuoteState::Normal => {}
+        }
+        counters.bars += u64::from(ingested.closed_bar.is_some());
+        self.decide(tick, ingested.closed_bar.as_ref(), t, counters, &mut span);
+        self.tick_done();
+    }
+
+    fn tick_done(&self) {
+        self.progress.ticks_seen.fetch_add(1, Ordering::Release);
+        self.progress.advanced.notify_waiters();
+    }
+
+    fn decide(
+        &mut self,
+        tick: &Tick,
+        closed_bar: Option<&Bar>,
+        start: u64,
+        counters: &mut PipelineCounters,
+        span: &mut impl FnMut(Stage, u64) -> u64,
+    ) {
+        let features = self.featurizer.features(tick, closed_bar);
+        if let Some(vector) = &features
+            && let Err(error) = self.store.put(vector)
+        {
+            tracing::warn!(%error, "feature store write failed");
+        }
+        let t = span(Stage::Features, start);
+        let Some(vector) = features else { return };
+        counters.feature_vectors += 1;
+        let prediction = self.model.predict(&vector.as_f32());
+        let t = span(Stage::Inference, t);
+        let probability_up = match prediction {
+            Ok(p) => p,
+            Err(error) => {
+                counters.inference_errors += 1;
+                tracing::warn!(chain_id = %tick.chain_id, %error, "inference failed");
+                return;
+            }
+        };
+        counters.predictions += 1;
+        let changed = self.decision.decide(&tick.symbol, probability_up, tick.time_msc);
+        counters.target_changes += u64::from(changed.is_some());
+        let target = self.decision.target(&tick.symbol);
+        let t = span(Stage::Decision, t);
+        // Act on a target once: when it differs from the last target acted on and no order on
+        // the symbol is in flight. An order whose outcome is pending is never doubled, and a
+        // refused order is not retried on every tick.
+        if self.acted_target.get(&tick.symbol) == Some(&target)
+            || self.execution.has_in_flight(&tick.symbol)
+        {
+            return;
+        }
+        self.acted_target.insert(tick.symbol.clone(), target);
+        let position = self.execution.position(&tick.symbol).lots;
+        let delta = ((target - position) * 100.0).round() / 100.0;
+        if delta == 0.0 {
+            return;
+        }
+        let verdict = self.risk.check(&tick.symbol, delta, position);
+        let t = span(Stage::Risk, t);
+        if let Err(rejection) = verdict {
+            *counters.risk_rejections.entry(rejection.name()).or_default() += 1;
+            tracing::info!(chain_id = %tick.chain_id, %rejection, "order refused by risk");
+            return;
+        }
+        let decision_price = if delta > 0.0 { tick.ask } else { tick.bid };
+        let order = self.execution.market_order(
+            tick.chain_id,
+            &tick.symbol,
+            delta,
+            decision_price,
+            tick.received_ns,
+        );
+        self.progress.orders_in_flight.store(self.execution.in_flight_count() as u64, Ordering::Release);
+        tracing::debug!(chain_id = %tick.chain_id, client_order_id = %order.client_order_id, lots = delta, "order");
+        self.router.submit(order);
+        span(Stage::Execution, t);
+    }
+}

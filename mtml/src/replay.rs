@@ -1,0 +1,208 @@
+//! `mtml replay`: the whole pipeline on recorded ticks, through a real TCP bridge.
+//!
+//! The same services as `mtml run` start in process on embedded defaults; a simulated terminal
+//! connects to the bridge over TCP with the EA's wire protocol, replays the file's ticks, and
+//! fills the orders it receives at its current replayed quote.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use mtml_bridge::{Pacing, SimSymbol, SimTick, SimulatorConfig, run_simulator};
+use mtml_feature_store::FX_V1;
+use mtml_ingestion::{FileTick, TickFileReader, symbol_from_path};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, Listeners, load_runtime};
+use crate::config::{Config, Transport};
+use crate::report::{Report, ReportInputs};
+
+/// How long the pipeline may make no progress before the replay gives up.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What to replay and how.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// The tick file.
+    pub ticks: PathBuf,
+    /// Symbol of a file without a symbol column; guessed from the file name when absent.
+    pub symbol: Option<String>,
+    /// Settings; the replay overrides the listen addresses and token.
+    pub config: Config,
+    /// Whether `config` came from the user (then its symbol list is kept as the whitelist).
+    pub config_given: bool,
+    /// How many ticks the simulated terminal may be ahead of the pipeline (see
+    /// [`mtml_bridge::Pacing`]).
+    pub max_ahead: u64,
+}
+
+/// Default of [`ReplayOptions::max_ahead`]: deep enough to keep the pipeline busy, shallow enough
+/// that a fill waits behind at most a millisecond or so of ticks.
+pub const DEFAULT_MAX_AHEAD: u64 = 64;
+
+/// A tick file read into memory, with its symbols and their price digits.
+#[derive(Debug)]
+pub struct LoadedTicks {
+    /// Rows with their symbol resolved.
+    pub ticks: Vec<(String, FileTick)>,
+    /// Price digits by symbol, inferred from the prices.
+    pub digits: BTreeMap<String, u8>,
+}
+
+/// Reads the whole file, failing with file, line and reason at the first bad row.
+pub fn load_ticks(path: &Path, symbol: Option<&str>) -> anyhow::Result<LoadedTicks> {
+    let fallback = symbol.map(str::to_owned).or_else(|| symbol_from_path(path));
+    let mut ticks = Vec::new();
+    for row in TickFileReader::open(path)? {
+        let row = row?;
+        let symbol = match (&row.symbol, &fallback) {
+            (Some(s), _) => s.clone(),
+            (None, Some(s)) => s.clone(),
+            (None, None) => anyhow::bail!(
+                "{}: the file has no symbol column and its name names no symbol; pass --symbol",
+                path.display()
+            ),
+        };
+        ticks.push((symbol, row));
+    }
+    let mut digits = BTreeMap::new();
+    let symbols: BTreeSet<&String> = ticks.iter().map(|(s, _)| s).collect();
+    for symbol in symbols {
+        let prices = ticks
+            .iter()
+            .filter(|(s, _)| s == symbol)
+            .take(5_000)
+            .flat_map(|(_, t)| [t.bid, t.ask])
+            .filter(|p| p.is_finite());
+        digits.insert(symbol.clone(), price_digits(prices));
+    }
+    Ok(LoadedTicks { ticks, digits })
+}
+
+/// The fewest decimals (up to 8) that write every price exactly.
+fn price_digits(prices: impl Iterator<Item = f64> + Clone) -> u8 {
+    (0..=8u8)
+        .find(|&d| {
+            let scale = 10f64.powi(i32::from(d));
+            prices.clone().all(|p| ((p * scale).round() - p * scale).abs() < 1e-6)
+        })
+        .unwrap_or(8)
+}
+
+/// Runs a replay and returns its report.
+pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let loaded = load_ticks(&options.ticks, options.symbol.as_deref())?;
+    let ticks_read = loaded.ticks.len() as u64;
+    let symbols: Vec<String> = loaded.digits.keys().cloned().collect();
+    tracing::info!(file = %options.ticks.display(), ticks = ticks_read, ?symbols, "tick file read");
+
+    let mut config = options.config;
+    if !options.config_given {
+        config.pipeline.symbols = symbols.clone();
+    }
+    config.bridge.token = format!("replay-{}", std::process::id());
+    let runtime = load_runtime(&config)?;
+    let bridge = TcpListener::bind("127.0.0.1:0").await.context("binding the bridge")?;
+    let grpc = match config.pipeline.transport {
+        Transport::Grpc => Some(TcpListener::bind("127.0.0.1:0").await.context("binding gRPC")?),
+        Transport::InProcess => None,
+    };
+    let app = App::start(&config, &runtime, Listeners { bridge, grpc }).await?;
+
+    let stream = TcpStream::connect(app.bridge_addr).await.context("connecting the simulator")?;
+    stream.set_nodelay(true)?;
+    let sim_config = SimulatorConfig {
+        token: config.bridge.token.clone(),
+        symbols: loaded
+            .digits
+            .iter()
+            .map(|(name, &digits)| SimSymbol { name: name.clone(), digits })
+            .collect(),
+        pacing: Some(Pacing {
+            processed: Arc::clone(&app.progress.ticks_seen),
+            advanced: Arc::clone(&app.progress.advanced),
+            max_ahead: options.max_ahead,
+        }),
+        ..SimulatorConfig::default()
+    };
+    let sim_ticks: Vec<SimTick> = loaded
+        .ticks
+        .into_iter()
+        .map(|(symbol, t)| SimTick { symbol, time_msc: t.time_msc, bid: t.bid, ask: t.ask })
+        .collect();
+    let stop_simulator = CancellationToken::new();
+    let simulator = tokio::spawn(run_simulator(stream, sim_config, sim_ticks, stop_simulator.clone()));
+
+    wait_until_drained(&app, ticks_read, &simulator).await?;
+    stop_simulator.cancel();
+    let sim_report = simulator.await.context("simulator task")??;
+    if let Some(refused) = &sim_report.refused {
+        anyhow::bail!("the bridge refused the simulated terminal: {refused}");
+    }
+    let chain_log = Arc::clone(&app.chain_log);
+    let orders_sent = app.bridge_stats.orders_sent.load(std::sync::atomic::Ordering::Relaxed);
+    let outcome = app.stop().await?;
+    let terminal_positions = sim_report
+        .positions
+        .iter()
+        .map(|(broker, lots)| (broker.clone(), *lots))
+        .collect();
+    Ok(Report::build(
+        ReportInputs {
+            input: options.ticks.display().to_string(),
+            symbols,
+            transport: config.pipeline.transport,
+            model: format!("{} ({})", config.model.name, FX_V1.id()),
+            ticks_read,
+            ticks_sent: sim_report.ticks_sent,
+            orders_sent,
+            terminal_positions,
+            wall_time_secs: started.elapsed().as_secs_f64(),
+        },
+        &outcome,
+        &chain_log,
+    ))
+}
+
+/// Waits until the pipeline has taken every tick and no order is in flight.
+async fn wait_until_drained<T>(
+    app: &App,
+    ticks: u64,
+    simulator: &tokio::task::JoinHandle<T>,
+) -> anyhow::Result<()> {
+    let mut last_progress = (u64::MAX, Instant::now());
+    loop {
+        let seen = app.ticks_seen();
+        if seen >= ticks && app.orders_in_flight() == 0 {
+            return Ok(());
+        }
+        if simulator.is_finished() {
+            anyhow::bail!("the simulated terminal stopped early after {seen} of {ticks} ticks");
+        }
+        if seen != last_progress.0 {
+            last_progress = (seen, Instant::now());
+        } else if last_progress.1.elapsed() > STALL_TIMEOUT {
+            anyhow::bail!(
+                "pipeline stalled at {seen} of {ticks} ticks with {} orders in flight",
+                app.orders_in_flight()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_inferred_from_prices() {
+        assert_eq!(price_digits([1.387, 1.38794].into_iter()), 5);
+        assert_eq!(price_digits([86.655, 86.7].into_iter()), 3);
+        assert_eq!(price_digits([100.0].into_iter()), 0);
+    }
+}

@@ -1,0 +1,287 @@
+//! The replay report: counts that add up, PnL, latencies, and one chain stage by stage.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use mtml_core::chain::LatencySummary;
+use mtml_core::{ChainId, ChainLog, StageSpan};
+use mtml_decision::LOT_SIZE;
+use serde::Serialize;
+
+use crate::pipeline::PipelineOutcome;
+
+/// Everything a replay measured. Serialised as the `--report` JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The tick file.
+    pub input: String,
+    /// Symbols replayed.
+    pub symbols: Vec<String>,
+    /// Bridge-to-ingestion transport.
+    pub transport: crate::config::Transport,
+    /// Model name and the feature set it takes.
+    pub model: String,
+    /// Rows read from the file.
+    pub ticks_read: u64,
+    /// Ticks the terminal simulator sent over the bridge.
+    pub ticks_sent: u64,
+    /// Ticks the pipeline accepted.
+    pub ticks_ingested: u64,
+    /// Ticks refused, by reason.
+    pub ticks_rejected: BTreeMap<&'static str, u64>,
+    /// Accepted ticks with ask below bid (real, passed through).
+    pub crossed_quotes: u64,
+    /// Accepted ticks with ask equal to bid.
+    pub locked_quotes: u64,
+    /// M1 bars built.
+    pub bars: u64,
+    /// Feature vectors computed.
+    pub feature_vectors: u64,
+    /// Model predictions.
+    pub predictions: u64,
+    /// Failed predictions.
+    pub inference_errors: u64,
+    /// Target position changes decided.
+    pub target_changes: u64,
+    /// Orders written to the terminal.
+    pub orders_sent: u64,
+    /// Orders the terminal acknowledged.
+    pub acks: u64,
+    /// Fills reported by the terminal.
+    pub fills: u64,
+    /// Orders refused by the terminal or the bridge.
+    pub order_rejects: u64,
+    /// Orders refused by risk, by reason.
+    pub risk_rejections: BTreeMap<&'static str, u64>,
+    /// Profit and loss in the quote currency.
+    pub pnl: Pnl,
+    /// Net position per symbol at the end, lots: mtml's view and the terminal's.
+    pub positions: BTreeMap<String, PositionReport>,
+    /// Average slippage of fills against the decision price, in points of 0.00001.
+    pub avg_slippage_points: f64,
+    /// Latency of each stage.
+    pub latency: BTreeMap<&'static str, LatencySummary>,
+    /// From the bridge reading a tick to the bridge writing the order it caused.
+    pub tick_to_order_us: LatencySummary,
+    /// One chain that went from tick to fill, stage by stage.
+    pub example_chain: Option<ExampleChain>,
+    /// Wall-clock duration of the replay.
+    pub wall_time_secs: f64,
+    /// Ticks per second of wall-clock time.
+    pub ticks_per_sec: f64,
+    /// `ticks_read == ticks_ingested + sum(ticks_rejected)`.
+    pub counts_add_up: bool,
+}
+
+/// PnL in the quote currency (USD for EURUSD).
+#[derive(Debug, Clone, Serialize)]
+pub struct Pnl {
+    /// From closed lots.
+    pub realized: f64,
+    /// Open lots marked at the last mid.
+    pub unrealized: f64,
+    /// Sum.
+    pub total: f64,
+}
+
+/// A symbol's position as both sides see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PositionReport {
+    /// From mtml's fills.
+    pub mtml_lots: f64,
+    /// From the terminal's deals.
+    pub terminal_lots: f64,
+}
+
+/// A chain, stage by stage, offsets from the first stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExampleChain {
+    /// The chain id (W3C trace id).
+    pub chain_id: ChainId,
+    /// Stages in the order they were recorded.
+    pub stages: Vec<ChainStage>,
+}
+
+/// One stage of [`ExampleChain`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainStage {
+    /// Stage name.
+    pub stage: &'static str,
+    /// Start, microseconds after the chain's first stage started.
+    pub offset_us: f64,
+    /// Duration, microseconds.
+    pub duration_us: f64,
+}
+
+impl ExampleChain {
+    /// Builds the example from recorded spans.
+    pub fn from_spans(chain_id: ChainId, spans: &[StageSpan]) -> Self {
+        let origin = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
+        let mut spans = spans.to_vec();
+        spans.sort_by_key(|s| s.start_ns);
+        let us = |ns: u64| (ns as f64 / 10.0).round() / 100.0;
+        Self {
+            chain_id,
+            stages: spans
+                .iter()
+                .map(|s| ChainStage {
+                    stage: s.stage.name(),
+                    offset_us: us(s.start_ns - origin),
+                    duration_us: us(s.duration_ns),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Inputs to [`Report::build`] that come from outside the pipeline.
+pub struct ReportInputs {
+    /// The tick file.
+    pub input: String,
+    /// Symbols.
+    pub symbols: Vec<String>,
+    /// Transport.
+    pub transport: crate::config::Transport,
+    /// Model description.
+    pub model: String,
+    /// Rows read.
+    pub ticks_read: u64,
+    /// Ticks the simulator sent.
+    pub ticks_sent: u64,
+    /// Orders the bridge wrote.
+    pub orders_sent: u64,
+    /// Terminal positions by canonical symbol.
+    pub terminal_positions: BTreeMap<String, f64>,
+    /// Wall-clock seconds.
+    pub wall_time_secs: f64,
+}
+
+impl Report {
+    /// Assembles the report.
+    pub fn build(inputs: ReportInputs, outcome: &PipelineOutcome, chain_log: &ChainLog) -> Self {
+        let c = &outcome.counters;
+        let mut realized = 0.0;
+        let mut unrealized = 0.0;
+        let mut positions = BTreeMap::new();
+        for (symbol, position) in &outcome.positions {
+            realized += position.realized_pnl;
+            if let Some(mid) = outcome.last_mid.get(symbol) {
+                unrealized += position.unrealized_pnl(*mid);
+            }
+            positions.insert(
+                symbol.to_string(),
+                PositionReport {
+                    mtml_lots: round(position.lots, 2),
+                    terminal_lots: round(
+                        inputs.terminal_positions.get(symbol.as_str()).copied().unwrap_or(0.0),
+                        2,
+                    ),
+                },
+            );
+        }
+        for (symbol, lots) in &inputs.terminal_positions {
+            positions.entry(symbol.clone()).or_insert(PositionReport {
+                mtml_lots: 0.0,
+                terminal_lots: round(*lots, 2),
+            });
+        }
+        let rejected: u64 = c.ticks_rejected.values().sum();
+        let e = &outcome.execution;
+        Self {
+            input: inputs.input,
+            symbols: inputs.symbols,
+            transport: inputs.transport,
+            model: inputs.model,
+            ticks_read: inputs.ticks_read,
+            ticks_sent: inputs.ticks_sent,
+            ticks_ingested: c.ticks_ingested,
+            ticks_rejected: c.ticks_rejected.clone(),
+            crossed_quotes: c.crossed_quotes,
+            locked_quotes: c.locked_quotes,
+            bars: c.bars + outcome.final_bars.len() as u64,
+            feature_vectors: c.feature_vectors,
+            predictions: c.predictions,
+            inference_errors: c.inference_errors,
+            target_changes: c.target_changes,
+            orders_sent: inputs.orders_sent,
+            acks: e.acks,
+            fills: e.fills,
+            order_rejects: e.rejects,
+            risk_rejections: c.risk_rejections.clone(),
+            pnl: Pnl {
+                realized: round(realized, 2),
+                unrealized: round(unrealized, 2),
+                total: round(realized + unrealized, 2),
+            },
+            positions,
+            avg_slippage_points: if e.filled_lots > 0.0 {
+                round(e.slippage_price_lots / e.filled_lots * 100_000.0, 2)
+            } else {
+                0.0
+            },
+            latency: chain_log
+                .stage_latencies()
+                .into_iter()
+                .map(|(stage, summary)| (stage.name(), summary))
+                .collect(),
+            tick_to_order_us: chain_log.tick_to_order(),
+            example_chain: chain_log
+                .first_filled_chain()
+                .map(|(id, spans)| ExampleChain::from_spans(id, &spans)),
+            wall_time_secs: round(inputs.wall_time_secs, 3),
+            ticks_per_sec: round(inputs.ticks_read as f64 / inputs.wall_time_secs.max(1e-9), 0),
+            counts_add_up: inputs.ticks_read == c.ticks_ingested + rejected,
+        }
+    }
+
+    /// A readable summary for the terminal.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let rejected: u64 = self.ticks_rejected.values().sum();
+        let _ = writeln!(s, "mtml replay of {}", self.input);
+        let _ = writeln!(s, "  symbols {} via {:?} transport, model {}", self.symbols.join(","), self.transport, self.model);
+        let _ = writeln!(
+            s,
+            "  ticks    read {}  sent {}  ingested {}  rejected {} {:?}  (crossed {}, locked {})  counts add up: {}",
+            self.ticks_read, self.ticks_sent, self.ticks_ingested, rejected, self.ticks_rejected,
+            self.crossed_quotes, self.locked_quotes, if self.counts_add_up { "yes" } else { "NO" }
+        );
+        let _ = writeln!(
+            s,
+            "  pipeline bars {}  feature vectors {}  predictions {}  target changes {}",
+            self.bars, self.feature_vectors, self.predictions, self.target_changes
+        );
+        let _ = writeln!(
+            s,
+            "  orders   sent {}  acked {}  fills {}  rejected {}  risk rejections {:?}",
+            self.orders_sent, self.acks, self.fills, self.order_rejects, self.risk_rejections
+        );
+        for (symbol, p) in &self.positions {
+            let _ = writeln!(s, "  position {symbol}: mtml {} lots, terminal {} lots", p.mtml_lots, p.terminal_lots);
+        }
+        let _ = writeln!(
+            s,
+            "  pnl      realized {:.2}  unrealized {:.2}  total {:.2} (quote currency, {} per lot)  avg slippage {} points",
+            self.pnl.realized, self.pnl.unrealized, self.pnl.total, LOT_SIZE, self.avg_slippage_points
+        );
+        let _ = writeln!(s, "  latency  (µs)          p50      p99      max    count");
+        for (stage, l) in &self.latency {
+            let _ = writeln!(s, "    {stage:<16} {:>8.2} {:>8.2} {:>8.2} {:>8}", l.p50_us, l.p99_us, l.max_us, l.count);
+        }
+        let t = &self.tick_to_order_us;
+        let _ = writeln!(s, "    {:<16} {:>8.2} {:>8.2} {:>8.2} {:>8}", "tick_to_order", t.p50_us, t.p99_us, t.max_us, t.count);
+        if let Some(chain) = &self.example_chain {
+            let _ = writeln!(s, "  example chain {}", chain.chain_id);
+            for stage in &chain.stages {
+                let _ = writeln!(s, "    +{:>9.2} µs  {:<16} {:>8.2} µs", stage.offset_us, stage.stage, stage.duration_us);
+            }
+        }
+        let _ = writeln!(s, "  wall time {:.2} s, {} ticks/s", self.wall_time_secs, self.ticks_per_sec);
+        s
+    }
+}
+
+fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
