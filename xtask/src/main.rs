@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 const ORT_VERSION: &str = "1.31.1";
 const ORT_LIBRARY: &str = "libonnxruntime.so.1.31.1";
 const DEMO_TICKS: &str = "data/eurusd_fxcm_ticks_2014-05-05_0600-1200.csv.gz";
-const TRAIN_TICKS: &str = "../shared/data/eurusd_fxcm_ticks_2014-05-04_07.csv.gz";
+const TRAIN_TICKS: &str = "data/eurusd_fxcm_ticks_2014-05-04_07.csv.gz";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,0 +1,168 @@
+//! The golden frames of docs/protocol.md, checked against the codec, the bridge and the terminal
+//! simulator: all three must produce and accept exactly those bytes.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use mtml_bridge::wire::{Envelope, Message, Px, WireSide, WireTick};
+use mtml_bridge::{SimSymbol, SimTick, SimulatorConfig, run_simulator};
+use mtml_core::{ChainId, OrderRequest, OrderType, Side, Symbol};
+use support::{golden_frames, start_bridge};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+const ALL_TYPES: [&str; 12] = [
+    "HELLO", "WELCOME", "REFUSED", "SYMBOL", "POSITION", "SNAPSHOT_END", "TICK", "ORDER", "ACK",
+    "REJECT", "FILL", "HEARTBEAT",
+];
+
+#[test]
+fn every_message_type_has_a_golden_frame_that_round_trips() {
+    let frames = golden_frames();
+    let names: Vec<&str> = frames.keys().map(String::as_str).collect();
+    let mut expected = ALL_TYPES.to_vec();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    for golden in frames.values() {
+        let len = u32::from_be_bytes(golden.frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, golden.body.len(), "{}: length prefix", golden.name);
+        assert_eq!(&golden.frame[4..], golden.body.as_slice(), "{}: hex matches text", golden.name);
+        let envelope = Envelope::decode(&golden.body)
+            .unwrap_or_else(|e| panic!("{}: does not decode: {e}", golden.name));
+        assert_eq!(envelope.message.type_name(), golden.name);
+        assert_eq!(envelope.encode(), golden.body, "{}: re-encodes to the same bytes", golden.name);
+    }
+}
+
+#[test]
+fn golden_tick_decodes_to_the_documented_fields() {
+    let frames = golden_frames();
+    let tick = Envelope::decode(&frames["TICK"].body).unwrap();
+    assert_eq!(tick.seq, 5);
+    assert_eq!(
+        tick.message,
+        Message::Tick(WireTick {
+            symbol: "EURUSDm".into(),
+            time_msc: 1_399_230_051_815,
+            bid: Px::new(1.387, 5),
+            ask: Px::new(1.3879, 5),
+        })
+    );
+    let Message::Fill(fill) = Envelope::decode(&frames["FILL"].body).unwrap().message else {
+        panic!("FILL")
+    };
+    assert_eq!(fill.side, WireSide::Buy);
+    assert_eq!(fill.chain_id.parse::<ChainId>().unwrap().to_string(), fill.chain_id);
+}
+
+/// Replaces the sequence field (second field) of a body, so frames from a conversation can be
+/// compared with golden frames numbered differently.
+fn with_seq(body: &[u8], seq: u64) -> Vec<u8> {
+    let text = std::str::from_utf8(body).unwrap();
+    let mut fields: Vec<String> = text.split('\t').map(str::to_owned).collect();
+    fields[1] = seq.to_string();
+    fields.join("\t").into_bytes()
+}
+
+fn seq_of(body: &[u8]) -> u64 {
+    std::str::from_utf8(body).unwrap().split('\t').nth(1).unwrap().parse().unwrap()
+}
+
+async fn read_frame(stream: &mut TcpStream) -> Vec<u8> {
+    let mut header = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header)).await.unwrap().unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+    stream.read_exact(&mut body).await.unwrap();
+    body
+}
+
+#[tokio::test]
+async fn the_bridge_speaks_the_golden_frames() {
+    let frames = golden_frames();
+    let mut bridge = start_bridge("s3cret").await;
+    let mut ea = TcpStream::connect(bridge.addr).await.unwrap();
+    // The EA side, byte for byte from the document.
+    ea.write_all(&frames["HELLO"].frame).await.unwrap();
+    assert_eq!(read_frame(&mut ea).await, frames["WELCOME"].body, "WELCOME");
+    for name in ["SYMBOL", "POSITION", "SNAPSHOT_END", "TICK"] {
+        ea.write_all(&frames[name].frame).await.unwrap();
+    }
+    let tick = tokio::time::timeout(Duration::from_secs(5), bridge.ticks.recv()).await.unwrap().unwrap();
+    assert_eq!(tick.symbol, Symbol::new("EURUSD"), "broker suffix mapped away");
+    assert_eq!((tick.bid, tick.ask, tick.seq), (1.387, 1.3879, 5));
+    assert_eq!(&*tick.terminal, "5000001@MetaQuotes-Demo");
+
+    let chain_id: ChainId = "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap();
+    bridge.bridge.router().submit(OrderRequest {
+        chain_id,
+        client_order_id: "m1a2b-7".into(),
+        symbol: Symbol::new("EURUSD"),
+        side: Side::Buy,
+        order_type: OrderType::Market,
+        volume: 0.1,
+        price: 0.0,
+        decision_price: 1.3879,
+        origin_received_ns: tick.received_ns,
+    });
+    assert_eq!(read_frame(&mut ea).await, frames["ORDER"].body, "ORDER");
+    ea.write_all(&frames["ACK"].frame).await.unwrap();
+    ea.write_all(&frames["FILL"].frame).await.unwrap();
+    let ack = bridge.events.recv().await.unwrap();
+    assert_eq!(ack.chain_id(), chain_id);
+    let fill = bridge.events.recv().await.unwrap();
+    let mtml_core::ExecutionEvent::Filled(fill) = fill else { panic!("{fill:?}") };
+    assert_eq!((fill.chain_id, fill.volume, fill.price), (chain_id, 0.1, 1.3879));
+    assert_eq!(fill.symbol, Symbol::new("EURUSD"));
+    assert_eq!(bridge.bridge.stats().orders_sent.load(Ordering::Relaxed), 1);
+    // The order's chain now holds the tick-side and fill-side spans.
+    let stages: Vec<_> = bridge.chain_log.chain(chain_id).unwrap().iter().map(|s| s.stage).collect();
+    assert_eq!(stages, [mtml_core::Stage::BridgeSend, mtml_core::Stage::Fill]);
+    bridge.shutdown.cancel();
+    bridge.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_simulator_speaks_the_golden_frames() {
+    let frames = golden_frames();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let config = SimulatorConfig {
+        token: "s3cret".into(),
+        symbols: vec![SimSymbol { name: "EURUSDm".into(), digits: 5 }],
+        ..SimulatorConfig::default()
+    };
+    let ticks = vec![SimTick { symbol: "EURUSDm".into(), time_msc: 1_399_230_051_815, bid: 1.387, ask: 1.3879 }];
+    let sim = tokio::spawn(run_simulator(TcpStream::connect(addr).await.unwrap(), config, ticks, stop.clone()));
+    let (mut terminal, _) = listener.accept().await.unwrap();
+
+    let hello = read_frame(&mut terminal).await;
+    assert!(matches!(Envelope::decode(&hello).unwrap().message, Message::Hello(_)));
+    terminal.write_all(&frames["WELCOME"].frame).await.unwrap();
+    let symbol = read_frame(&mut terminal).await;
+    let Message::Symbol(spec) = Envelope::decode(&symbol).unwrap().message else { panic!() };
+    assert_eq!((spec.name.as_str(), spec.digits), ("EURUSDm", 5));
+    assert_eq!(read_frame(&mut terminal).await, with_seq(&frames["SNAPSHOT_END"].body, 3));
+    let tick = read_frame(&mut terminal).await;
+    assert_eq!(with_seq(&tick, 5), frames["TICK"].body, "TICK formatted as the EA formats it");
+
+    terminal.write_all(&frames["ORDER"].frame).await.unwrap();
+    let ack = read_frame(&mut terminal).await;
+    assert_eq!(with_seq(&ack, 6), frames["ACK"].body, "ACK");
+    let fill = read_frame(&mut terminal).await;
+    assert_eq!(with_seq(&fill, 8), frames["FILL"].body, "FILL");
+    assert_eq!(seq_of(&fill), seq_of(&ack) + 1, "sequence numbers increase by one");
+
+    // The same client order id again is acknowledged with the same ticket, not executed again.
+    terminal.write_all(&frames["ORDER"].frame).await.unwrap();
+    let again = read_frame(&mut terminal).await;
+    assert_eq!(with_seq(&again, 6), frames["ACK"].body, "duplicate order answered with the original ACK");
+    stop.cancel();
+    let report = sim.await.unwrap().unwrap();
+    assert_eq!(report.orders_received, 2);
+    assert_eq!(report.duplicate_orders, 1);
+    assert_eq!(report.deals.len(), 1, "executed once");
+}
