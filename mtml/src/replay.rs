@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use mtml_bridge::{Pacing, SimSymbol, SimTick, SimulatorConfig, run_simulator};
 use mtml_feature_store::FX_V1;
-use mtml_ingestion::{FileTick, TickFileReader, symbol_from_path};
+use mtml_ingestion::{FileTick, RejectReason, TickFileReader, symbol_from_path};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -129,15 +129,24 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
         }),
         ..SimulatorConfig::default()
     };
+    // A terminal cannot quote NaN or infinity (the wire protocol refuses them and would close
+    // the connection), so such rows are refused here, under ingestion's reason name.
+    let mut refused_before_sending = 0;
     let sim_ticks: Vec<SimTick> = loaded
         .ticks
         .into_iter()
+        .filter(|(_, t)| {
+            let finite = t.bid.is_finite() && t.ask.is_finite();
+            refused_before_sending += u64::from(!finite);
+            finite
+        })
         .map(|(symbol, t)| SimTick { symbol, time_msc: t.time_msc, bid: t.bid, ask: t.ask })
         .collect();
+    let ticks_to_send = sim_ticks.len() as u64;
     let stop_simulator = CancellationToken::new();
     let simulator = tokio::spawn(run_simulator(stream, sim_config, sim_ticks, stop_simulator.clone()));
 
-    wait_until_drained(&app, ticks_read, &simulator).await?;
+    wait_until_drained(&app, ticks_to_send, &simulator).await?;
     stop_simulator.cancel();
     let sim_report = simulator.await.context("simulator task")??;
     if let Some(refused) = &sim_report.refused {
@@ -145,7 +154,11 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
     }
     let chain_log = Arc::clone(&app.chain_log);
     let orders_sent = app.bridge_stats.orders_sent.load(std::sync::atomic::Ordering::Relaxed);
-    let outcome = app.stop().await?;
+    let mut outcome = app.stop().await?;
+    if refused_before_sending > 0 {
+        *outcome.counters.ticks_rejected.entry(RejectReason::NonFinitePrice.name()).or_default() +=
+            refused_before_sending;
+    }
     let terminal_positions = sim_report
         .positions
         .iter()

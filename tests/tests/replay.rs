@@ -1,0 +1,141 @@
+//! End-to-end replays: recorded ticks through a simulated terminal, the real TCP bridge, the
+//! pipeline with the real ONNX model, and back to the terminal as orders and fills.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+
+use mtml::replay::DEFAULT_MAX_AHEAD;
+use mtml::{Config, ReplayOptions, Report, Transport, replay};
+use mtml_tests::{eurusd_sample, eurusd_ticks};
+
+fn options(ticks: std::path::PathBuf, transport: Transport) -> ReplayOptions {
+    let mut config = Config::defaults();
+    config.pipeline.transport = transport;
+    ReplayOptions { ticks, symbol: None, config, config_given: false, max_ahead: DEFAULT_MAX_AHEAD }
+}
+
+fn assert_orders_consistent(report: &Report) {
+    assert!(report.orders_sent > 0, "the model traded: {report:#?}");
+    assert_eq!(report.acks, report.orders_sent, "every order acknowledged");
+    assert_eq!(report.fills, report.orders_sent, "every order filled (one deal each)");
+    assert_eq!(report.order_rejects, 0);
+    assert_eq!(report.tick_to_order_us.count, report.orders_sent, "latency measured per order");
+    for (symbol, position) in &report.positions {
+        assert_eq!(position.mtml_lots, position.terminal_lots, "{symbol}: both sides agree");
+    }
+    assert!((report.pnl.realized + report.pnl.unrealized - report.pnl.total).abs() < 0.011);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_shared_eurusd_file_replays_with_counts_that_add_up() {
+    let report = replay(options(eurusd_ticks(), Transport::InProcess)).await.unwrap();
+    assert_eq!(report.ticks_read, 251_588);
+    assert_eq!(report.ticks_sent, 251_588);
+    assert_eq!(report.ticks_ingested, 251_588, "real quotes, crossed ones included, all pass");
+    assert!(report.ticks_rejected.is_empty(), "{:?}", report.ticks_rejected);
+    assert!(report.counts_add_up);
+    // About 10% crossed and 12% locked quotes in this file: passed through, flagged.
+    assert!((20_000..30_000).contains(&report.crossed_quotes), "{}", report.crossed_quotes);
+    assert!((25_000..35_000).contains(&report.locked_quotes), "{}", report.locked_quotes);
+    assert_eq!(report.bars, 4_518, "one bar per M1 row of the reference file");
+    assert_eq!(report.predictions, report.feature_vectors);
+    assert!(report.predictions > 240_000, "every tick after warm-up predicted");
+    assert_eq!(report.inference_errors, 0);
+    assert_orders_consistent(&report);
+
+    let chain = report.example_chain.as_ref().expect("an example chain");
+    let stages: BTreeSet<&str> = chain.stages.iter().map(|s| s.stage).collect();
+    let expected: BTreeSet<&str> = mtml_core::Stage::ALL.iter().map(|s| s.name()).collect();
+    assert_eq!(stages, expected, "the chain went through every stage");
+    assert_eq!(chain.stages[0].stage, "bridge_receive");
+    assert_eq!(chain.stages[0].offset_us, 0.0);
+    assert_eq!(chain.chain_id.to_string().len(), 32);
+    for stage in ["bridge_receive", "ingest", "features", "inference", "decision"] {
+        assert_eq!(report.latency[stage].count >= report.predictions, true, "{stage} measured");
+    }
+    let json = serde_json::to_value(&report).unwrap();
+    for key in [
+        "ticks_read", "ticks_ingested", "bars", "predictions", "orders_sent", "fills",
+        "risk_rejections", "pnl", "latency", "tick_to_order_us", "example_chain",
+    ] {
+        assert!(json.get(key).is_some(), "report has {key}");
+    }
+    assert!(json["latency"]["inference"]["p99_us"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_in_process_transports_give_the_same_pipeline_results() {
+    let local = replay(options(eurusd_sample(), Transport::InProcess)).await.unwrap();
+    let remote = replay(options(eurusd_sample(), Transport::Grpc)).await.unwrap();
+    assert_eq!(remote.ticks_ingested, 18_967);
+    assert!(remote.counts_add_up);
+    let deterministic = |r: &Report| {
+        (r.ticks_ingested, r.crossed_quotes, r.bars, r.feature_vectors, r.predictions, r.target_changes)
+    };
+    assert_eq!(deterministic(&remote), deterministic(&local));
+    assert_orders_consistent(&remote);
+}
+
+fn write_temp(text: &str, suffix: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(suffix).tempfile().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+#[tokio::test]
+async fn a_malformed_row_stops_the_replay_with_file_line_and_reason() {
+    let file = write_temp("time_utc_ms,bid,ask\n1399230051815,1.387,1.3879\n1399230051816,1.387,1.388\n1399230051817,1.387,x\n", ".csv");
+    let mut options = options(file.path().to_path_buf(), Transport::InProcess);
+    options.symbol = Some("EURUSD".into());
+    let error = replay(options).await.unwrap_err();
+    let expected = format!("{}:4: ask \"x\" is not a number", file.path().display());
+    assert_eq!(error.to_string(), expected);
+}
+
+#[tokio::test]
+async fn a_file_without_symbol_asks_for_one() {
+    let file = write_temp("time_utc_ms,bid,ask\n1399230051815,1.387,1.3879\n", ".csv");
+    let error = replay(options(file.path().to_path_buf(), Transport::InProcess)).await.unwrap_err();
+    assert!(error.to_string().contains("pass --symbol"), "{error}");
+}
+
+#[tokio::test]
+async fn bad_ticks_are_refused_by_reason_and_counted() {
+    // EURUSD is whitelisted; GBPUSD is not. One NaN, one negative and one step back in time.
+    let rows = [
+        "time,symbol,bid,ask",
+        "2014-05-05 06:00:00.000,EURUSD,1.38700,1.38710",
+        "2014-05-05 06:00:00.100,GBPUSD,1.68700,1.68710",
+        "2014-05-05 06:00:00.200,EURUSD,NaN,1.38710",
+        "2014-05-05 06:00:00.300,EURUSD,-1.38700,1.38710",
+        "2014-05-05 05:59:00.000,EURUSD,1.38700,1.38710",
+        "2014-05-05 06:00:01.000,EURUSD,1.38720,1.38700",
+    ];
+    let file = write_temp(&(rows.join("\n") + "\n"), ".csv");
+    let mut options = options(file.path().to_path_buf(), Transport::InProcess);
+    options.config.pipeline.symbols = vec!["EURUSD".into()];
+    options.config_given = true;
+    let report = replay(options).await.unwrap();
+    assert_eq!(report.ticks_read, 6);
+    assert_eq!(report.ticks_ingested, 2);
+    let rejected: Vec<(&str, u64)> = report.ticks_rejected.iter().map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(
+        rejected,
+        [("non_finite_price", 1), ("non_positive_price", 1), ("time_went_backwards", 1), ("unknown_symbol", 1)]
+    );
+    assert_eq!(report.crossed_quotes, 1, "the crossed quote passed, flagged");
+    assert!(report.counts_add_up);
+}
+
+#[tokio::test]
+async fn metatrader_exports_replay() {
+    let text = "<DATE>\t<TIME>\t<BID>\t<ASK>\t<LAST>\t<VOLUME>\t<FLAGS>\n\
+                2014.05.05\t06:00:00.104\t1.38709\t1.38710\t\t\t6\n\
+                2014.05.05\t06:00:00.204\t\t1.38712\t\t\t4\n\
+                2014.05.05\t06:01:00.000\t1.38715\t\t\t\t2\n";
+    let file = write_temp(text, ".csv");
+    let mut options = options(file.path().to_path_buf(), Transport::InProcess);
+    options.symbol = Some("EURUSD".into());
+    let report = replay(options).await.unwrap();
+    assert_eq!((report.ticks_read, report.ticks_ingested, report.bars), (3, 3, 2));
+}
