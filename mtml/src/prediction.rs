@@ -85,6 +85,8 @@ impl Prediction for PredictionService {
             features,
             feature_age_ms: latest.age_ms,
             feature_set: FX_V1.id(),
+            stale: latest.stale,
+            feature_time_ms: latest.vector.time_msc,
         }))
     }
 }

@@ -1,0 +1,137 @@
+//! The `mtml` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use mtml_bridge::{SimSymbol, SimTick, SimulatorConfig, run_simulator};
+use mtml_ingestion::TickFileReader;
+use mtml_proto::v1::PredictSymbolRequest;
+use mtml_proto::v1::prediction_client::PredictionClient;
+use tokio_util::sync::CancellationToken;
+
+fn mtml() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mtml"))
+}
+
+fn sample() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/eurusd_fxcm_ticks_2014-05-05_0600-1200.csv.gz")
+}
+
+#[test]
+fn replay_prints_a_summary_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let output = mtml()
+        .args(["replay", "--ticks"])
+        .arg(sample())
+        .arg("--report")
+        .arg(&report)
+        .env("MTML_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("counts add up: yes"), "{stdout}");
+    assert!(stdout.contains("example chain"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json["ticks_read"], 18_967);
+    assert_eq!(json["ticks_ingested"], 18_967);
+    assert_eq!(json["bars"], 360);
+    assert_eq!(json["counts_add_up"], true);
+}
+
+#[test]
+fn an_invalid_config_is_rejected_at_start_with_every_problem_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mtml.toml");
+    std::fs::write(&config, "[decision]\nbuy_above = 0.2\nsell_below = 0.8\n[risk]\nmax_position_lots = 0\n[bridge]\nlisten = \"here\"\n").unwrap();
+    let output = mtml().args(["run", "--config"]).arg(&config).env("RUST_BACKTRACE", "0").output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid configuration (3 problems)"), "{stderr}");
+    assert!(stderr.contains("bridge.listen: \"here\" is not an address"), "{stderr}");
+    assert!(stderr.contains("decision.sell_below (0.8) must be below decision.buy_above (0.2)"), "{stderr}");
+    assert!(stderr.contains("risk.max_position_lots: 0 must be positive"), "{stderr}");
+}
+
+/// `mtml run` as a service: a terminal streams over TCP, a gRPC client asks for predictions, and
+/// SIGTERM stops it cleanly after every tick was processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_terminals_and_predictions_until_terminated() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mtml.toml");
+    std::fs::write(
+        &config,
+        "[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let mut child = mtml()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("MTML_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    // "mtml running: terminals on 127.0.0.1:P, gRPC on Some(127.0.0.1:Q); ctrl-c stops"
+    let bridge_addr = line.split("terminals on ").nth(1).unwrap().split(',').next().unwrap().to_owned();
+    let grpc_addr = line.split("Some(").nth(1).unwrap().split(')').next().unwrap().to_owned();
+
+    let ticks: Vec<SimTick> = TickFileReader::open(sample())
+        .unwrap()
+        .map(|row| {
+            let row = row.unwrap();
+            SimTick { symbol: "EURUSDm".into(), time_msc: row.time_msc, bid: row.bid, ask: row.ask }
+        })
+        .collect();
+    let sent = ticks.len();
+    let last_time = ticks.last().unwrap().time_msc;
+    let sim_config = SimulatorConfig {
+        token: "tok".into(),
+        symbols: vec![SimSymbol { name: "EURUSDm".into(), digits: 5 }],
+        ..SimulatorConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let stream = tokio::net::TcpStream::connect(&bridge_addr).await.unwrap();
+    let sim = tokio::spawn(run_simulator(stream, sim_config, ticks, stop.clone()));
+
+    let mut client = PredictionClient::connect(format!("http://{grpc_addr}")).await.unwrap();
+    let unknown = client
+        .predict_symbol(PredictSymbolRequest { symbol: "XAGEUR".into(), model: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    assert!(unknown.message().contains("no features for symbol \"XAGEUR\""), "{}", unknown.message());
+    // Poll until the features of the file's last tick are served: every tick went through.
+    let prediction = loop {
+        match client.predict_symbol(PredictSymbolRequest { symbol: "EURUSD".into(), model: String::new() }).await {
+            Ok(response) if response.get_ref().feature_time_ms == last_time => break response.into_inner(),
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("{status}"),
+        }
+    };
+    assert_eq!(prediction.features.len(), 13);
+    assert_eq!(prediction.feature_set, "fx@1");
+    assert!((0.0..=1.0).contains(&prediction.probability_up));
+    assert!(prediction.stale, "2014 features are stale by the live clock");
+    assert_eq!(prediction.chain_id.unwrap().trace_id.len(), 16);
+
+    // The terminal has sent everything; stop mtml with SIGTERM.
+    stop.cancel();
+    let report = sim.await.unwrap().unwrap();
+    assert_eq!(report.ticks_sent as usize, sent);
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{rest}");
+    assert!(rest.contains(&format!("stopped after {sent} ticks")), "every tick processed before exit: {rest}");
+}
