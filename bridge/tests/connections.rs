@@ -1,4 +1,5 @@
 //! The bridge against misbehaving and concurrent terminals, over real TCP sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

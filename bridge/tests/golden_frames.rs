@@ -1,5 +1,6 @@
 //! The golden frames of docs/protocol.md, checked against the codec, the bridge and the terminal
 //! simulator: all three must produce and accept exactly those bytes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

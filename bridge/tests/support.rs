@@ -1,5 +1,6 @@
 //! Helpers shared by the bridge's integration tests.
-#![allow(dead_code, missing_docs)]
+
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The bar builder against the real M1 file: grouping the recorded EURUSD ticks by UTC minute
 //! must reproduce every row of `eurusd_fxcm_m1_2014-05-04_07.csv` exactly, with no bar for a
 //! minute without ticks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

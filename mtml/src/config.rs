@@ -254,12 +254,12 @@ impl Config {
                 d.sell_below, d.buy_above
             ));
         }
-        if !(d.lots > 0.0) {
+        if d.lots.is_nan() || d.lots <= 0.0 {
             problems.push(format!("decision.lots: {} must be positive", d.lots));
         }
         let r = &self.risk;
         for (key, value) in [("max_order_lots", r.max_order_lots), ("max_position_lots", r.max_position_lots)] {
-            if !(value > 0.0) {
+            if value.is_nan() || value <= 0.0 {
                 problems.push(format!("risk.{key}: {value} must be positive"));
             }
         }

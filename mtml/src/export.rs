@@ -19,11 +19,14 @@ use crate::replay::load_ticks;
 /// Label horizon: the first tick at least this far after a row decides its label.
 pub const LABEL_HORIZON_MS: i64 = 60_000;
 
+/// Each symbol's (time, mid) of every accepted tick, in order.
+pub type MidsBySymbol = HashMap<Symbol, Vec<(i64, f64)>>;
+
 /// Feature vectors of every tick of a file, in order, through the online code path.
 pub fn feature_rows(
     path: &Path,
     symbol: Option<&str>,
-) -> anyhow::Result<(Vec<FeatureVector>, HashMap<Symbol, Vec<(i64, f64)>>)> {
+) -> anyhow::Result<(Vec<FeatureVector>, MidsBySymbol)> {
     let loaded = load_ticks(path, symbol)?;
     let symbols = loaded.digits.keys().map(|s| Symbol::new(s));
     let mut featurizer = Featurizer::new(symbols, 1_000);

@@ -41,7 +41,7 @@ pub struct ReplayOptions {
 
 /// Default of [`ReplayOptions::max_ahead`]: deep enough to keep the pipeline busy, shallow enough
 /// that a fill waits behind at most a millisecond or so of ticks.
-pub const DEFAULT_MAX_AHEAD: u64 = 64;
+pub const DEFAULT_MAX_AHEAD: u64 = 8;
 
 /// A tick file read into memory, with its symbols and their price digits.
 #[derive(Debug)]

@@ -1,5 +1,6 @@
 //! End-to-end replays: recorded ticks through a simulated terminal, the real TCP bridge, the
 //! pipeline with the real ONNX model, and back to the terminal as orders and fills.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -51,7 +52,7 @@ async fn the_full_shared_eurusd_file_replays_with_counts_that_add_up() {
     assert_eq!(chain.stages[0].offset_us, 0.0);
     assert_eq!(chain.chain_id.to_string().len(), 32);
     for stage in ["bridge_receive", "ingest", "features", "inference", "decision"] {
-        assert_eq!(report.latency[stage].count >= report.predictions, true, "{stage} measured");
+        assert!(report.latency[stage].count >= report.predictions, "{stage} measured");
     }
     let json = serde_json::to_value(&report).unwrap();
     for key in [

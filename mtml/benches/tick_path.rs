@@ -1,0 +1,60 @@
+//! The synchronous tick path without I/O: ingest and features for one tick, and one ONNX
+//! prediction with the shipped model through ONNX Runtime.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mtml::Config;
+use mtml::featurize::Featurizer;
+use mtml_core::{ChainIdGenerator, Symbol, Tick};
+use mtml_ingestion::TickFileReader;
+
+fn tick_path(c: &mut Criterion) {
+    let config = Config::defaults();
+    let runtime = mtml::app::load_runtime(&config).unwrap();
+    let mut model = mtml::app::load_model(&runtime, &config).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/eurusd_fxcm_ticks_2014-05-05_0600-1200.csv.gz");
+    let ids = ChainIdGenerator::with_prefix(1);
+    let terminal: Arc<str> = Arc::from("bench");
+    let ticks: Vec<Tick> = TickFileReader::open(path)
+        .unwrap()
+        .enumerate()
+        .map(|(i, row)| {
+            let row = row.unwrap();
+            Tick {
+                chain_id: ids.next_id(),
+                symbol: Symbol::new("EURUSD"),
+                time_msc: row.time_msc,
+                bid: row.bid,
+                ask: row.ask,
+                seq: i as u64 + 1,
+                terminal: Arc::clone(&terminal),
+                received_ns: 1,
+            }
+        })
+        .collect();
+    let mut vector = None;
+    let mut featurizer = Featurizer::new([Symbol::new("EURUSD")], 1_000);
+    for tick in &ticks {
+        let ingested = featurizer.ingest(tick).unwrap();
+        vector = featurizer.features(tick, ingested.closed_bar.as_ref()).or(vector);
+    }
+    let inputs = vector.unwrap().as_f32();
+    c.bench_function("onnx predict (fx-direction v1, 13 features)", |b| {
+        b.iter(|| model.predict(black_box(&inputs)).unwrap())
+    });
+    c.bench_function("ingest + features over the 18 967-tick sample (per run)", |b| {
+        b.iter(|| {
+            let mut featurizer = Featurizer::new([Symbol::new("EURUSD")], 1_000);
+            for tick in &ticks {
+                let ingested = featurizer.ingest(tick).unwrap();
+                black_box(featurizer.features(tick, ingested.closed_bar.as_ref()));
+            }
+        })
+    });
+}
+
+criterion_group!(benches, tick_path);
+criterion_main!(benches);
