@@ -15,8 +15,10 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
+use mtml_core::{ChainIdGenerator, Symbol, Tick};
 
 use crate::time_parse::parse_timestamp_ms;
 
@@ -33,6 +35,38 @@ pub struct FileTick {
     pub bid: f64,
     /// Ask.
     pub ask: f64,
+}
+
+/// Turns file rows into pipeline ticks the way a terminal connection does: each gets a fresh
+/// chain id and the next sequence number. For offline paths (export, benchmarks, tests) that
+/// feed the pipeline's code without a bridge.
+#[derive(Debug)]
+pub struct FileTickStamper {
+    chain_ids: ChainIdGenerator,
+    terminal: Arc<str>,
+    seq: u64,
+}
+
+impl FileTickStamper {
+    /// A stamper whose ticks name `terminal` as their source.
+    pub fn new(terminal: &str) -> Self {
+        Self { chain_ids: ChainIdGenerator::with_prefix(1), terminal: Arc::from(terminal), seq: 0 }
+    }
+
+    /// The pipeline tick of a row.
+    pub fn stamp(&mut self, symbol: Symbol, row: &FileTick) -> Tick {
+        self.seq += 1;
+        Tick {
+            chain_id: self.chain_ids.next_id(),
+            symbol,
+            time_msc: row.time_msc,
+            bid: row.bid,
+            ask: row.ask,
+            seq: self.seq,
+            terminal: Arc::clone(&self.terminal),
+            received_ns: 0,
+        }
+    }
 }
 
 /// Why a tick file cannot be read, naming the file and line.

@@ -4,10 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use mtml_core::{Bar, ChainIdGenerator, MINUTE_MS, Symbol, Tick};
-use mtml_ingestion::{BarBuilder, TickFileReader};
+use mtml_core::{Bar, MINUTE_MS, Symbol};
+use mtml_ingestion::{BarBuilder, FileTickStamper, TickFileReader};
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data").join(name)
@@ -36,23 +35,12 @@ fn as_row(bar: &Bar) -> (i64, [f64; 8]) {
 #[test]
 fn ticks_grouped_by_minute_reproduce_the_m1_file_exactly() {
     let reader = TickFileReader::open(data("eurusd_fxcm_ticks_2014-05-04_07.csv.gz")).unwrap();
-    let chain_ids = ChainIdGenerator::with_prefix(1);
-    let terminal: Arc<str> = Arc::from("file");
+    let mut stamper = FileTickStamper::new("file");
     let mut builder = BarBuilder::new(MINUTE_MS);
     let mut bars = Vec::new();
     let mut ticks = 0;
-    for (seq, row) in reader.enumerate() {
-        let row = row.unwrap();
-        let tick = Tick {
-            chain_id: chain_ids.next_id(),
-            symbol: Symbol::new("EURUSD"),
-            time_msc: row.time_msc,
-            bid: row.bid,
-            ask: row.ask,
-            seq: seq as u64,
-            terminal: Arc::clone(&terminal),
-            received_ns: 1,
-        };
+    for row in reader {
+        let tick = stamper.stamp(Symbol::new("EURUSD"), &row.unwrap());
         bars.extend(builder.update(&tick));
         ticks += 1;
     }

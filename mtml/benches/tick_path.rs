@@ -3,37 +3,22 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mtml::Config;
 use mtml::featurize::Featurizer;
-use mtml_core::{ChainIdGenerator, Symbol, Tick};
-use mtml_ingestion::TickFileReader;
+use mtml_core::{Symbol, Tick};
+use mtml_ingestion::{FileTickStamper, TickFileReader};
 
 fn tick_path(c: &mut Criterion) {
     let config = Config::defaults();
     let runtime = mtml::app::load_runtime(&config).unwrap();
     let mut model = mtml::app::load_model(&runtime, &config).unwrap();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/eurusd_fxcm_ticks_2014-05-05_0600-1200.csv.gz");
-    let ids = ChainIdGenerator::with_prefix(1);
-    let terminal: Arc<str> = Arc::from("bench");
+    let mut stamper = FileTickStamper::new("bench");
     let ticks: Vec<Tick> = TickFileReader::open(path)
         .unwrap()
-        .enumerate()
-        .map(|(i, row)| {
-            let row = row.unwrap();
-            Tick {
-                chain_id: ids.next_id(),
-                symbol: Symbol::new("EURUSD"),
-                time_msc: row.time_msc,
-                bid: row.bid,
-                ask: row.ask,
-                seq: i as u64 + 1,
-                terminal: Arc::clone(&terminal),
-                received_ns: 1,
-            }
-        })
+        .map(|row| stamper.stamp(Symbol::new("EURUSD"), &row.unwrap()))
         .collect();
     let mut vector = None;
     let mut featurizer = Featurizer::new([Symbol::new("EURUSD")], 1_000);

@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use mtml_core::{ChainIdGenerator, Symbol, Tick};
+use mtml_core::Symbol;
 use mtml_feature_store::{FX_V1, FeatureVector};
+use mtml_ingestion::FileTickStamper;
 
 use crate::featurize::Featurizer;
 use crate::replay::load_ticks;
@@ -30,21 +30,11 @@ pub fn feature_rows(
     let loaded = load_ticks(path, symbol)?;
     let symbols = loaded.digits.keys().map(|s| Symbol::new(s));
     let mut featurizer = Featurizer::new(symbols, 1_000);
-    let chain_ids = ChainIdGenerator::with_prefix(1);
-    let terminal: Arc<str> = Arc::from("export");
+    let mut stamper = FileTickStamper::new("export");
     let mut vectors = Vec::new();
-    let mut mids: HashMap<Symbol, Vec<(i64, f64)>> = HashMap::new();
-    for (seq, (symbol, row)) in loaded.ticks.iter().enumerate() {
-        let tick = Tick {
-            chain_id: chain_ids.next_id(),
-            symbol: Symbol::new(symbol),
-            time_msc: row.time_msc,
-            bid: row.bid,
-            ask: row.ask,
-            seq: seq as u64 + 1,
-            terminal: Arc::clone(&terminal),
-            received_ns: 0,
-        };
+    let mut mids: MidsBySymbol = HashMap::new();
+    for (symbol, row) in &loaded.ticks {
+        let tick = stamper.stamp(Symbol::new(symbol), row);
         let Ok(ingested) = featurizer.ingest(&tick) else { continue };
         mids.entry(tick.symbol.clone()).or_default().push((tick.time_msc, tick.mid()));
         if let Some(vector) = featurizer.features(&tick, ingested.closed_bar.as_ref()) {

@@ -46,7 +46,7 @@ pub struct PipelineCounters {
     pub crossed_quotes: u64,
     /// Accepted ticks with ask equal to bid.
     pub locked_quotes: u64,
-    /// M1 bars closed.
+    /// M1 bars built.
     pub bars: u64,
     /// Feature vectors computed (after warm-up).
     pub feature_vectors: u64,

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Listeners, load_runtime};
 use crate::config::{Config, Transport};
-use crate::report::{Report, ReportInputs};
+use crate::report::{ReplayRun, Report, TerminalSide};
 
 /// How long the pipeline may make no progress before the replay gives up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -165,22 +165,20 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
         .map(|(broker, lots)| (broker.clone(), *lots))
         .collect();
     Ok(Report::build(
-        ReportInputs {
+        ReplayRun {
             input: options.ticks.display().to_string(),
             symbols,
             transport: config.pipeline.transport,
             model: format!("{} ({})", config.model.name, FX_V1.id()),
             ticks_read,
             ticks_sent: sim_report.ticks_sent,
-            orders_sent,
-            terminal_positions,
             wall_time_secs: started.elapsed().as_secs_f64(),
         },
+        TerminalSide { orders_sent, positions: terminal_positions },
         &outcome,
         &chain_log,
     ))
 }
-
 /// Waits until the pipeline has taken every tick and no order is in flight.
 async fn wait_until_drained<T>(
     app: &App,

@@ -8,41 +8,17 @@ use mtml_core::{ChainId, ChainLog, StageSpan};
 use mtml_decision::LOT_SIZE;
 use serde::Serialize;
 
-use crate::pipeline::PipelineOutcome;
+use crate::pipeline::{PipelineCounters, PipelineOutcome};
 
-/// Everything a replay measured. Serialised as the `--report` JSON.
+/// Everything a replay measured. Serialised, flat, as the `--report` JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// The tick file.
-    pub input: String,
-    /// Symbols replayed.
-    pub symbols: Vec<String>,
-    /// Bridge-to-ingestion transport.
-    pub transport: crate::config::Transport,
-    /// Model name and the feature set it takes.
-    pub model: String,
-    /// Rows read from the file.
-    pub ticks_read: u64,
-    /// Ticks the terminal simulator sent over the bridge.
-    pub ticks_sent: u64,
-    /// Ticks the pipeline accepted.
-    pub ticks_ingested: u64,
-    /// Ticks refused, by reason.
-    pub ticks_rejected: BTreeMap<&'static str, u64>,
-    /// Accepted ticks with ask below bid (real, passed through).
-    pub crossed_quotes: u64,
-    /// Accepted ticks with ask equal to bid.
-    pub locked_quotes: u64,
-    /// M1 bars built.
-    pub bars: u64,
-    /// Feature vectors computed.
-    pub feature_vectors: u64,
-    /// Model predictions.
-    pub predictions: u64,
-    /// Failed predictions.
-    pub inference_errors: u64,
-    /// Target position changes decided.
-    pub target_changes: u64,
+    /// What was replayed, and how.
+    #[serde(flatten)]
+    pub run: ReplayRun,
+    /// The pipeline's counters (`bars` includes the bars still open at the end).
+    #[serde(flatten)]
+    pub pipeline: PipelineCounters,
     /// Orders written to the terminal.
     pub orders_sent: u64,
     /// Orders the terminal acknowledged.
@@ -51,8 +27,6 @@ pub struct Report {
     pub fills: u64,
     /// Orders refused by the terminal or the bridge.
     pub order_rejects: u64,
-    /// Orders refused by risk, by reason.
-    pub risk_rejections: BTreeMap<&'static str, u64>,
     /// Profit and loss in the quote currency.
     pub pnl: Pnl,
     /// Net position per symbol at the end, lots: mtml's view and the terminal's.
@@ -65,8 +39,6 @@ pub struct Report {
     pub tick_to_order_us: LatencySummary,
     /// One chain that went from tick to fill, stage by stage.
     pub example_chain: Option<ExampleChain>,
-    /// Wall-clock duration of the replay.
-    pub wall_time_secs: f64,
     /// Ticks per second of wall-clock time.
     pub ticks_per_sec: f64,
     /// `ticks_read == ticks_ingested + sum(ticks_rejected)`.
@@ -134,31 +106,42 @@ impl ExampleChain {
     }
 }
 
-/// Inputs to [`Report::build`] that come from outside the pipeline.
-pub struct ReportInputs {
+/// What was replayed, and how: the parts of the report that come from outside the pipeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayRun {
     /// The tick file.
     pub input: String,
-    /// Symbols.
+    /// Symbols replayed.
     pub symbols: Vec<String>,
-    /// Transport.
+    /// Bridge-to-ingestion transport.
     pub transport: crate::config::Transport,
-    /// Model description.
+    /// Model name and the feature set it takes.
     pub model: String,
-    /// Rows read.
+    /// Rows read from the file.
     pub ticks_read: u64,
-    /// Ticks the simulator sent.
+    /// Ticks the terminal simulator sent over the bridge.
     pub ticks_sent: u64,
+    /// Wall-clock duration of the replay.
+    pub wall_time_secs: f64,
+}
+
+/// What the bridge and the terminal saw, for [`Report::build`].
+#[derive(Debug, Clone, Default)]
+pub struct TerminalSide {
     /// Orders the bridge wrote.
     pub orders_sent: u64,
-    /// Terminal positions by canonical symbol.
-    pub terminal_positions: BTreeMap<String, f64>,
-    /// Wall-clock seconds.
-    pub wall_time_secs: f64,
+    /// Terminal positions by symbol.
+    pub positions: BTreeMap<String, f64>,
 }
 
 impl Report {
     /// Assembles the report.
-    pub fn build(inputs: ReportInputs, outcome: &PipelineOutcome, chain_log: &ChainLog) -> Self {
+    pub fn build(
+        run: ReplayRun,
+        terminal: TerminalSide,
+        outcome: &PipelineOutcome,
+        chain_log: &ChainLog,
+    ) -> Self {
         let c = &outcome.counters;
         let mut realized = 0.0;
         let mut unrealized = 0.0;
@@ -173,13 +156,13 @@ impl Report {
                 PositionReport {
                     mtml_lots: round(position.lots, 2),
                     terminal_lots: round(
-                        inputs.terminal_positions.get(symbol.as_str()).copied().unwrap_or(0.0),
+                        terminal.positions.get(symbol.as_str()).copied().unwrap_or(0.0),
                         2,
                     ),
                 },
             );
         }
-        for (symbol, lots) in &inputs.terminal_positions {
+        for (symbol, lots) in &terminal.positions {
             positions.entry(symbol.clone()).or_insert(PositionReport {
                 mtml_lots: 0.0,
                 terminal_lots: round(*lots, 2),
@@ -187,27 +170,17 @@ impl Report {
         }
         let rejected: u64 = c.ticks_rejected.values().sum();
         let e = &outcome.execution;
+        let mut pipeline = c.clone();
+        pipeline.bars += outcome.final_bars.len() as u64;
+        let ticks_per_sec = round(run.ticks_read as f64 / run.wall_time_secs.max(1e-9), 0);
+        let counts_add_up = run.ticks_read == c.ticks_ingested + rejected;
         Self {
-            input: inputs.input,
-            symbols: inputs.symbols,
-            transport: inputs.transport,
-            model: inputs.model,
-            ticks_read: inputs.ticks_read,
-            ticks_sent: inputs.ticks_sent,
-            ticks_ingested: c.ticks_ingested,
-            ticks_rejected: c.ticks_rejected.clone(),
-            crossed_quotes: c.crossed_quotes,
-            locked_quotes: c.locked_quotes,
-            bars: c.bars + outcome.final_bars.len() as u64,
-            feature_vectors: c.feature_vectors,
-            predictions: c.predictions,
-            inference_errors: c.inference_errors,
-            target_changes: c.target_changes,
-            orders_sent: inputs.orders_sent,
+            run,
+            pipeline,
+            orders_sent: terminal.orders_sent,
             acks: e.acks,
             fills: e.fills,
             order_rejects: e.rejects,
-            risk_rejections: c.risk_rejections.clone(),
             pnl: Pnl {
                 realized: round(realized, 2),
                 unrealized: round(unrealized, 2),
@@ -228,33 +201,32 @@ impl Report {
             example_chain: chain_log
                 .first_filled_chain()
                 .map(|(id, spans)| ExampleChain::from_spans(id, &spans)),
-            wall_time_secs: round(inputs.wall_time_secs, 3),
-            ticks_per_sec: round(inputs.ticks_read as f64 / inputs.wall_time_secs.max(1e-9), 0),
-            counts_add_up: inputs.ticks_read == c.ticks_ingested + rejected,
+            ticks_per_sec,
+            counts_add_up,
         }
     }
 
     /// A readable summary for the terminal.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let rejected: u64 = self.ticks_rejected.values().sum();
-        let _ = writeln!(s, "mtml replay of {}", self.input);
-        let _ = writeln!(s, "  symbols {} via {:?} transport, model {}", self.symbols.join(","), self.transport, self.model);
+        let rejected: u64 = self.pipeline.ticks_rejected.values().sum();
+        let _ = writeln!(s, "mtml replay of {}", self.run.input);
+        let _ = writeln!(s, "  symbols {} via {:?} transport, model {}", self.run.symbols.join(","), self.run.transport, self.run.model);
         let _ = writeln!(
             s,
             "  ticks    read {}  sent {}  ingested {}  rejected {} {:?}  (crossed {}, locked {})  counts add up: {}",
-            self.ticks_read, self.ticks_sent, self.ticks_ingested, rejected, self.ticks_rejected,
-            self.crossed_quotes, self.locked_quotes, if self.counts_add_up { "yes" } else { "NO" }
+            self.run.ticks_read, self.run.ticks_sent, self.pipeline.ticks_ingested, rejected, self.pipeline.ticks_rejected,
+            self.pipeline.crossed_quotes, self.pipeline.locked_quotes, if self.counts_add_up { "yes" } else { "NO" }
         );
         let _ = writeln!(
             s,
             "  pipeline bars {}  feature vectors {}  predictions {}  target changes {}",
-            self.bars, self.feature_vectors, self.predictions, self.target_changes
+            self.pipeline.bars, self.pipeline.feature_vectors, self.pipeline.predictions, self.pipeline.target_changes
         );
         let _ = writeln!(
             s,
             "  orders   sent {}  acked {}  fills {}  rejected {}  risk rejections {:?}",
-            self.orders_sent, self.acks, self.fills, self.order_rejects, self.risk_rejections
+            self.orders_sent, self.acks, self.fills, self.order_rejects, self.pipeline.risk_rejections
         );
         for (symbol, p) in &self.positions {
             let _ = writeln!(s, "  position {symbol}: mtml {} lots, terminal {} lots", p.mtml_lots, p.terminal_lots);
@@ -276,7 +248,7 @@ impl Report {
                 let _ = writeln!(s, "    +{:>9.2} µs  {:<16} {:>8.2} µs", stage.offset_us, stage.stage, stage.duration_us);
             }
         }
-        let _ = writeln!(s, "  wall time {:.2} s, {} ticks/s", self.wall_time_secs, self.ticks_per_sec);
+        let _ = writeln!(s, "  wall time {:.2} s, {} ticks/s", self.run.wall_time_secs, self.ticks_per_sec);
         s
     }
 }

@@ -30,18 +30,18 @@ fn assert_orders_consistent(report: &Report) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_full_shared_eurusd_file_replays_with_counts_that_add_up() {
     let report = replay(options(eurusd_ticks(), Transport::InProcess)).await.unwrap();
-    assert_eq!(report.ticks_read, 251_588);
-    assert_eq!(report.ticks_sent, 251_588);
-    assert_eq!(report.ticks_ingested, 251_588, "real quotes, crossed ones included, all pass");
-    assert!(report.ticks_rejected.is_empty(), "{:?}", report.ticks_rejected);
+    assert_eq!(report.run.ticks_read, 251_588);
+    assert_eq!(report.run.ticks_sent, 251_588);
+    assert_eq!(report.pipeline.ticks_ingested, 251_588, "real quotes, crossed ones included, all pass");
+    assert!(report.pipeline.ticks_rejected.is_empty(), "{:?}", report.pipeline.ticks_rejected);
     assert!(report.counts_add_up);
     // About 10% crossed and 12% locked quotes in this file: passed through, flagged.
-    assert!((20_000..30_000).contains(&report.crossed_quotes), "{}", report.crossed_quotes);
-    assert!((25_000..35_000).contains(&report.locked_quotes), "{}", report.locked_quotes);
-    assert_eq!(report.bars, 4_518, "one bar per M1 row of the reference file");
-    assert_eq!(report.predictions, report.feature_vectors);
-    assert!(report.predictions > 240_000, "every tick after warm-up predicted");
-    assert_eq!(report.inference_errors, 0);
+    assert!((20_000..30_000).contains(&report.pipeline.crossed_quotes), "{}", report.pipeline.crossed_quotes);
+    assert!((25_000..35_000).contains(&report.pipeline.locked_quotes), "{}", report.pipeline.locked_quotes);
+    assert_eq!(report.pipeline.bars, 4_518, "one bar per M1 row of the reference file");
+    assert_eq!(report.pipeline.predictions, report.pipeline.feature_vectors);
+    assert!(report.pipeline.predictions > 240_000, "every tick after warm-up predicted");
+    assert_eq!(report.pipeline.inference_errors, 0);
     assert_orders_consistent(&report);
 
     let chain = report.example_chain.as_ref().expect("an example chain");
@@ -52,7 +52,7 @@ async fn the_full_shared_eurusd_file_replays_with_counts_that_add_up() {
     assert_eq!(chain.stages[0].offset_us, 0.0);
     assert_eq!(chain.chain_id.to_string().len(), 32);
     for stage in ["bridge_receive", "ingest", "features", "inference", "decision"] {
-        assert!(report.latency[stage].count >= report.predictions, "{stage} measured");
+        assert!(report.latency[stage].count >= report.pipeline.predictions, "{stage} measured");
     }
     let json = serde_json::to_value(&report).unwrap();
     for key in [
@@ -68,10 +68,10 @@ async fn the_full_shared_eurusd_file_replays_with_counts_that_add_up() {
 async fn grpc_and_in_process_transports_give_the_same_pipeline_results() {
     let local = replay(options(eurusd_sample(), Transport::InProcess)).await.unwrap();
     let remote = replay(options(eurusd_sample(), Transport::Grpc)).await.unwrap();
-    assert_eq!(remote.ticks_ingested, 18_967);
+    assert_eq!(remote.pipeline.ticks_ingested, 18_967);
     assert!(remote.counts_add_up);
     let deterministic = |r: &Report| {
-        (r.ticks_ingested, r.crossed_quotes, r.bars, r.feature_vectors, r.predictions, r.target_changes)
+        (r.pipeline.ticks_ingested, r.pipeline.crossed_quotes, r.pipeline.bars, r.pipeline.feature_vectors, r.pipeline.predictions, r.pipeline.target_changes)
     };
     assert_eq!(deterministic(&remote), deterministic(&local));
     assert_orders_consistent(&remote);
@@ -117,14 +117,14 @@ async fn bad_ticks_are_refused_by_reason_and_counted() {
     options.config.pipeline.symbols = vec!["EURUSD".into()];
     options.config_given = true;
     let report = replay(options).await.unwrap();
-    assert_eq!(report.ticks_read, 6);
-    assert_eq!(report.ticks_ingested, 2);
-    let rejected: Vec<(&str, u64)> = report.ticks_rejected.iter().map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(report.run.ticks_read, 6);
+    assert_eq!(report.pipeline.ticks_ingested, 2);
+    let rejected: Vec<(&str, u64)> = report.pipeline.ticks_rejected.iter().map(|(k, v)| (*k, *v)).collect();
     assert_eq!(
         rejected,
         [("non_finite_price", 1), ("non_positive_price", 1), ("time_went_backwards", 1), ("unknown_symbol", 1)]
     );
-    assert_eq!(report.crossed_quotes, 1, "the crossed quote passed, flagged");
+    assert_eq!(report.pipeline.crossed_quotes, 1, "the crossed quote passed, flagged");
     assert!(report.counts_add_up);
 }
 
@@ -138,5 +138,5 @@ async fn metatrader_exports_replay() {
     let mut options = options(file.path().to_path_buf(), Transport::InProcess);
     options.symbol = Some("EURUSD".into());
     let report = replay(options).await.unwrap();
-    assert_eq!((report.ticks_read, report.ticks_ingested, report.bars), (3, 3, 2));
+    assert_eq!((report.run.ticks_read, report.pipeline.ticks_ingested, report.pipeline.bars), (3, 3, 2));
 }
