@@ -4,9 +4,14 @@
 //! - [`server`]: the TCP server, one task per terminal, turning ticks into chain-stamped
 //!   [`mtml_core::Tick`]s and orders into ORDER frames.
 //! - [`router`]: which terminal an order goes to.
+//! - [`accounts`]: what the bridge remembers of an account across connections: where its tick
+//!   streams stopped, and orders whose outcome a lost connection left unknown.
+//! - [`normalize`]: orders fitted to the symbol's volume step, limits, digits and stops level.
 //! - [`symbols`]: broker symbol names to canonical ones.
 //! - [`simulator`]: a terminal that speaks the same protocol, for replays and tests.
 
+pub mod accounts;
+pub mod normalize;
 pub mod router;
 pub mod server;
 pub mod simulator;
@@ -14,6 +19,9 @@ pub mod symbols;
 pub mod wire;
 
 pub use router::OrderRouter;
-pub use server::{Bridge, BridgeConfig, BridgeOutputs, BridgeStats};
-pub use simulator::{Pacing, SimSymbol, SimTick, SimulatorConfig, SimulatorReport, run_simulator};
+pub use server::{Backpressure, Bridge, BridgeConfig, BridgeOutputs, BridgeStats};
+pub use simulator::{
+    ConnectionEnd, Fault, Pacing, SimSymbol, SimTick, SimulatorConfig, SimulatorReport,
+    TerminalSimulator, run_simulator,
+};
 pub use symbols::SymbolMapper;

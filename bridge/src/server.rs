@@ -1,11 +1,13 @@
 //! The bridge's TCP server: one task per terminal connection.
 //!
-//! A connection goes through three phases: hello (version and token checked, refused with a
-//! reason otherwise), snapshot (symbol capabilities and open positions, until SNAPSHOT_END), and
-//! streaming (ticks in, orders out, heartbeats both ways). Bad input from one connection closes
-//! that connection with a logged reason; other terminals are unaffected.
+//! A connection goes through three phases. Hello: version and token are checked, and a refusal
+//! names its reason. Snapshot: symbol capabilities, open positions, pending orders and recent
+//! deals, until SNAPSHOT_END; orders whose outcome was lost with an earlier connection are settled
+//! from it, and the bridge tells the EA where each symbol's tick stream stopped (RESUME) before
+//! it says START. Streaming: ticks in, orders out, heartbeats both ways. Bad input from one
+//! connection closes that connection with a logged reason; other terminals are unaffected.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -22,10 +24,23 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::accounts::{AccountBook, ResumePoint, SentOrder, Snapshot, settle_unknown};
+use crate::normalize::normalize;
 use crate::router::{OrderRouter, Route};
 use crate::symbols::SymbolMapper;
 use crate::wire::connection::WireError;
 use crate::wire::{self, Connection, Envelope, Message, PROTOCOL_VERSION, Px, WireSide};
+
+/// What the bridge does with a tick when the pipeline's inbox is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backpressure {
+    /// Stop reading the terminal until there is room (TCP pushes back on the EA). Nothing is lost.
+    #[default]
+    Block,
+    /// Drop the tick, counted in [`BridgeStats::ticks_dropped`] and logged. Only if the operator
+    /// prefers fresh ticks to complete ones.
+    DropNewest,
+}
 
 /// Settings of the bridge.
 #[derive(Debug, Clone)]
@@ -40,6 +55,8 @@ pub struct BridgeConfig {
     pub heartbeat_interval: Duration,
     /// Silence after which a connection is considered dead and closed.
     pub silence_timeout: Duration,
+    /// What to do when the pipeline cannot keep up.
+    pub backpressure: Backpressure,
 }
 
 impl Default for BridgeConfig {
@@ -50,6 +67,7 @@ impl Default for BridgeConfig {
             hello_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(5),
             silence_timeout: Duration::from_secs(30),
+            backpressure: Backpressure::Block,
         }
     }
 }
@@ -63,12 +81,22 @@ pub struct BridgeStats {
     pub refused: AtomicU64,
     /// Connections closed because of bad input.
     pub protocol_errors: AtomicU64,
+    /// Connections closed because the same account connected again.
+    pub taken_over: AtomicU64,
     /// Ticks read from terminals and handed to ingestion.
     pub ticks: AtomicU64,
+    /// Ticks dropped because the pipeline was full ([`Backpressure::DropNewest`] only).
+    pub ticks_dropped: AtomicU64,
     /// Sequence numbers skipped by terminals (messages lost in between).
     pub sequence_gaps: AtomicU64,
+    /// Bars received from terminals.
+    pub bars: AtomicU64,
     /// Orders written to terminals.
     pub orders_sent: AtomicU64,
+    /// Orders refused before they left (normalisation, no terminal).
+    pub orders_refused: AtomicU64,
+    /// Orders whose outcome was lost with a connection and settled from a later snapshot.
+    pub orders_settled_from_snapshot: AtomicU64,
 }
 
 /// Where the bridge sends what terminals report.
@@ -90,6 +118,7 @@ pub struct Bridge {
     chain_log: Arc<ChainLog>,
     stats: Arc<BridgeStats>,
     sessions: Arc<AtomicU64>,
+    accounts: AccountBook,
 }
 
 impl Bridge {
@@ -104,6 +133,7 @@ impl Bridge {
             chain_log,
             stats: Arc::default(),
             sessions: Arc::default(),
+            accounts: AccountBook::default(),
         }
     }
 
@@ -117,6 +147,11 @@ impl Bridge {
         Arc::clone(&self.stats)
     }
 
+    /// Orders written and not settled, for an account (`login@server`).
+    pub fn orders_in_flight(&self, account: &str) -> usize {
+        self.accounts.with(&Arc::from(account), |a| a.in_flight.len())
+    }
+
     /// Accepts terminal connections until `shutdown`, then waits for every connection task to
     /// finish (they stop at the next frame boundary).
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
@@ -127,11 +162,10 @@ impl Bridge {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        self.stats.connections.fetch_add(1, Ordering::Relaxed);
-                        let session = format!("s{}", self.sessions.fetch_add(1, Ordering::Relaxed) + 1);
-                        let span = info_span!("terminal", %session, %peer);
                         let bridge = self.clone();
                         let shutdown = shutdown.clone();
+                        let session = bridge.next_session();
+                        let span = info_span!("terminal", %session, %peer);
                         tracker.spawn(
                             async move { bridge.serve(Connection::new(stream), session, shutdown).await }
                                 .instrument(span),
@@ -148,14 +182,28 @@ impl Bridge {
         tracker.wait().await;
     }
 
-    /// Serves one terminal connection to its end, logging why it ended.
+    /// A fresh session id.
+    pub fn next_session(&self) -> String {
+        self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        format!("s{}", self.sessions.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// Serves one terminal connection (TCP, or a named pipe on Windows) to its end, logging why
+    /// it ended, and leaves the account's memory ready for the next connection.
     pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         mut conn: Connection<S>,
         session: String,
         shutdown: CancellationToken,
     ) {
-        match self.serve_inner(&mut conn, &session, shutdown).await {
+        let cancel = shutdown.child_token();
+        let mut established = None;
+        let result = self.serve_inner(&mut conn, &session, &cancel, &mut established).await;
+        match result {
+            Ok(()) if cancel.is_cancelled() && !shutdown.is_cancelled() => {
+                self.stats.taken_over.fetch_add(1, Ordering::Relaxed);
+                info!("connection replaced by a newer one of the same account");
+            }
             Ok(()) => info!("terminal disconnected"),
             Err(SessionError::Refused(reason)) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -173,44 +221,63 @@ impl Bridge {
             Err(SessionError::Silent) => warn!("terminal silent too long; closing connection"),
         }
         self.router.unregister(&session);
+        if let Some(state) = established {
+            self.end_session(state);
+        }
+    }
+
+    /// Records where the streams stopped, and marks the session's unsettled orders as having an
+    /// unknown outcome: the next snapshot of the account settles them.
+    fn end_session(&self, state: Session) {
+        let unknown = self.accounts.with(&state.account, |account| {
+            account.resume.extend(state.resume);
+            if account.session.as_ref().is_some_and(|(id, _)| *id == state.id) {
+                account.session = None;
+            }
+            mark_unknown(&mut account.in_flight, &state.id)
+        });
+        if unknown > 0 {
+            warn!(account = %state.account, orders = unknown, "connection lost with orders in flight; their outcome is settled from the next snapshot, never by resending");
+        }
     }
 
     async fn serve_inner<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         conn: &mut Connection<S>,
         session: &str,
-        shutdown: CancellationToken,
+        cancel: &CancellationToken,
+        established: &mut Option<Session>,
     ) -> Result<(), SessionError> {
-        let mut state = tokio::time::timeout(self.config.hello_timeout, self.handshake(conn, session))
+        let handshake = self.handshake(conn, session, cancel);
+        let state = tokio::time::timeout(self.config.hello_timeout, handshake)
             .await
             .map_err(|_| SessionError::Protocol("no complete hello and snapshot in time".into()))??;
+        let state = established.insert(state);
         let (orders_tx, mut orders_rx) = mpsc::unbounded_channel();
-        for symbol in state.brokers_by_symbol.keys() {
-            let route = Route { session: session.to_owned(), orders: orders_tx.clone() };
-            self.router.register(symbol.clone(), route);
-        }
-        info!(terminal = %state.terminal, symbols = state.brokers_by_symbol.len(), "terminal streaming");
+        self.router.register(Route {
+            session: session.to_owned(),
+            account: Arc::clone(&state.account),
+            symbols: state.specs.keys().cloned().collect::<HashSet<_>>(),
+            orders: orders_tx,
+        });
+        info!(account = %state.account, symbols = state.specs.len(), "terminal streaming");
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         let mut last_heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                Some(order) = orders_rx.recv() => {
-                    self.send_order(conn, &mut state, order).await?;
-                }
+                () = cancel.cancelled() => return Ok(()),
+                Some(order) = orders_rx.recv() => self.send_order(conn, state, order).await?,
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > self.config.silence_timeout {
                         return Err(SessionError::Silent);
                     }
-                    state.out_seq += 1;
-                    let beat = Envelope { seq: state.out_seq, message: Message::Heartbeat { time_msc: 0 } };
-                    conn.write_envelope(&beat).await?;
+                    state.send(conn, Message::Heartbeat { time_msc: 0 }).await?;
                     conn.flush().await?;
                 }
                 read = conn.read_envelope() => {
                     let Some(envelope) = read? else { return Ok(()) };
                     last_heard = tokio::time::Instant::now();
-                    self.handle(&mut state, envelope).await?;
+                    self.handle(state, envelope).await?;
                 }
             }
         }
@@ -220,10 +287,12 @@ impl Bridge {
         &self,
         conn: &mut Connection<S>,
         session: &str,
-    ) -> Result<SessionState, SessionError> {
-        let first = conn.read_envelope().await?.ok_or_else(|| {
-            SessionError::Protocol("connection closed before hello".into())
-        })?;
+        cancel: &CancellationToken,
+    ) -> Result<Session, SessionError> {
+        let first = conn
+            .read_envelope()
+            .await?
+            .ok_or_else(|| SessionError::Protocol("connection closed before hello".into()))?;
         let Message::Hello(hello) = first.message else {
             return Err(SessionError::Protocol(format!(
                 "expected HELLO first, got {}",
@@ -252,33 +321,46 @@ impl Bridge {
                 hello.login, hello.server
             )));
         }
-        let welcome = Message::Welcome { version: PROTOCOL_VERSION, session: session.to_owned() };
-        conn.write_envelope(&Envelope { seq: 1, message: welcome }).await?;
-        conn.flush().await?;
-        let mut state = SessionState {
-            terminal: Arc::from(format!("{}@{}", hello.login, hello.server)),
+        let account: Arc<str> = Arc::from(format!("{}@{}", hello.login, hello.server));
+        self.accounts.with(&account, |state| {
+            if let Some((old, token)) = state.session.replace((session.to_owned(), cancel.clone())) {
+                info!(%old, "account reconnected; closing its previous connection");
+                mark_unknown(&mut state.in_flight, &old);
+                token.cancel();
+            }
+        });
+        let mut state = Session {
+            id: session.to_owned(),
+            terminal: Arc::from(format!("{account}/{session}")),
+            account,
             in_seq: first.seq,
-            out_seq: 1,
-            brokers_by_symbol: HashMap::new(),
+            out_seq: 0,
+            specs: HashMap::new(),
             canonical_by_broker: HashMap::new(),
-            sent: HashMap::new(),
+            quotes: HashMap::new(),
+            resume: HashMap::new(),
         };
+        let welcome = Message::Welcome { version: PROTOCOL_VERSION, session: session.to_owned() };
+        state.send(conn, welcome).await?;
+        conn.flush().await?;
+        let mut snapshot = Snapshot::default();
         loop {
-            let envelope = conn.read_envelope().await?.ok_or_else(|| {
-                SessionError::Protocol("connection closed during snapshot".into())
-            })?;
+            let envelope = conn
+                .read_envelope()
+                .await?
+                .ok_or_else(|| SessionError::Protocol("connection closed during snapshot".into()))?;
             self.check_sequence(&mut state, envelope.seq);
             match envelope.message {
                 Message::Symbol(spec) => {
                     let canonical = Symbol::new(&self.config.symbols.to_canonical(&spec.name));
                     debug!(broker = %spec.name, %canonical, "symbol registered");
                     state.canonical_by_broker.insert(spec.name.clone(), canonical.clone());
-                    state.brokers_by_symbol.insert(canonical, spec);
+                    state.specs.insert(canonical, spec);
                 }
-                Message::Position(position) => {
-                    debug!(ticket = position.ticket, symbol = %position.symbol, "snapshot position");
-                }
-                Message::SnapshotEnd => return Ok(state),
+                Message::Position(position) => snapshot.positions.push(position),
+                Message::Pending(pending) => snapshot.pending.push(pending),
+                Message::Deal(deal) => snapshot.deals.push(deal),
+                Message::SnapshotEnd => break,
                 other => {
                     return Err(SessionError::Protocol(format!(
                         "{} before SNAPSHOT_END",
@@ -287,9 +369,32 @@ impl Bridge {
                 }
             }
         }
+        let (events, resume) = self.accounts.with(&state.account, |account| {
+            (settle_unknown(&mut account.in_flight, &snapshot), account.resume.clone())
+        });
+        if !events.is_empty() {
+            info!(orders = events.len(), "orders with unknown outcome settled from the snapshot");
+            self.stats.orders_settled_from_snapshot.fetch_add(events.len() as u64, Ordering::Relaxed);
+        }
+        for event in events {
+            self.emit(event).await?;
+        }
+        let mut symbols: Vec<String> =
+            state.specs.values().map(|spec| spec.name.clone()).collect();
+        symbols.sort();
+        for symbol in symbols {
+            if let Some(point) = resume.get(&symbol).copied() {
+                state.resume.insert(symbol.clone(), point);
+                let message = Message::Resume { symbol, time_msc: point.time_msc, count: point.count };
+                state.send(conn, message).await?;
+            }
+        }
+        state.send(conn, Message::Start).await?;
+        conn.flush().await?;
+        Ok(state)
     }
 
-    fn check_sequence(&self, state: &mut SessionState, seq: u64) {
+    fn check_sequence(&self, state: &mut Session, seq: u64) {
         let expected = state.in_seq + 1;
         if seq != expected {
             self.stats.sequence_gaps.fetch_add(1, Ordering::Relaxed);
@@ -298,63 +403,40 @@ impl Bridge {
         state.in_seq = seq;
     }
 
-    async fn handle(&self, state: &mut SessionState, envelope: Envelope) -> Result<(), SessionError> {
+    async fn handle(&self, state: &mut Session, envelope: Envelope) -> Result<(), SessionError> {
         self.check_sequence(state, envelope.seq);
         match envelope.message {
-            Message::Tick(tick) => {
-                let received_ns = monotonic_ns();
-                let chain_id = self.chain_ids.next_id();
-                let symbol = state.canonical(&tick.symbol, &self.config.symbols);
-                let tick = Tick {
-                    chain_id,
-                    symbol,
-                    time_msc: tick.time_msc,
-                    bid: tick.bid.value,
-                    ask: tick.ask.value,
-                    seq: envelope.seq,
-                    terminal: Arc::clone(&state.terminal),
-                    received_ns,
-                };
-                self.outputs.ticks.send(tick).await.map_err(|_| SessionError::PipelineClosed)?;
-                self.stats.ticks.fetch_add(1, Ordering::Relaxed);
-                let now = monotonic_ns();
-                self.chain_log.record(chain_id, Stage::BridgeReceive, received_ns, now - received_ns);
-            }
+            Message::Tick(tick) => self.on_tick(state, envelope.seq, tick).await?,
             Message::Ack { client_order_id, ticket } => {
-                if let Some(chain_id) = state.chain_of(&client_order_id) {
-                    self.emit(ExecutionEvent::Acked { chain_id, client_order_id, ticket }).await?;
+                let known = self.accounts.with(&state.account, |account| {
+                    account.in_flight.get_mut(&client_order_id).map(|order| {
+                        order.outcome_known = true;
+                        (order.chain_id, order.volume)
+                    })
+                });
+                match known {
+                    Some((chain_id, volume)) => {
+                        let event = ExecutionEvent::Acked { chain_id, client_order_id, ticket, volume };
+                        self.emit(event).await?;
+                    }
+                    None => warn!(%client_order_id, "ACK for an order not in flight"),
                 }
             }
             Message::Reject { client_order_id, retcode, reason } => {
-                if let Some(chain_id) = state.chain_of(&client_order_id) {
-                    state.sent.remove(&client_order_id);
-                    let event =
-                        ExecutionEvent::Rejected { chain_id, client_order_id, retcode, reason };
-                    self.emit(event).await?;
+                let order =
+                    self.accounts.with(&state.account, |a| a.in_flight.remove(&client_order_id));
+                match order {
+                    Some(order) => {
+                        let chain_id = order.chain_id;
+                        let event = ExecutionEvent::Rejected { chain_id, client_order_id, retcode, reason };
+                        self.emit(event).await?;
+                    }
+                    None => warn!(%client_order_id, retcode, "REJECT for an order not in flight"),
                 }
             }
-            Message::Fill(fill) => {
-                let chain_id: ChainId = fill.chain_id.parse().map_err(|error| {
-                    SessionError::Protocol(format!("FILL with invalid chain id: {error}"))
-                })?;
-                let now = monotonic_ns();
-                if let Some(sent_ns) = state.sent.get(&fill.client_order_id).map(|s| s.1) {
-                    self.chain_log.record(chain_id, Stage::Fill, sent_ns, now.saturating_sub(sent_ns));
-                }
-                let event = ExecutionEvent::Filled(Fill {
-                    chain_id,
-                    client_order_id: fill.client_order_id,
-                    ticket: fill.ticket,
-                    symbol: state.canonical(&fill.symbol, &self.config.symbols),
-                    side: match fill.side {
-                        WireSide::Buy => Side::Buy,
-                        WireSide::Sell => Side::Sell,
-                    },
-                    volume: fill.volume.value,
-                    price: fill.price.value,
-                    time_msc: fill.time_msc,
-                });
-                self.emit(event).await?;
+            Message::Fill(fill) => self.on_fill(state, fill).await?,
+            Message::Bar(_) => {
+                self.stats.bars.fetch_add(1, Ordering::Relaxed);
             }
             Message::Heartbeat { .. } => {}
             other => {
@@ -367,6 +449,87 @@ impl Bridge {
         Ok(())
     }
 
+    async fn on_tick(
+        &self,
+        state: &mut Session,
+        seq: u64,
+        tick: wire::WireTick,
+    ) -> Result<(), SessionError> {
+        let received_ns = monotonic_ns();
+        let chain_id = self.chain_ids.next_id();
+        let symbol = state.canonical(&tick.symbol, &self.config.symbols);
+        state.quotes.insert(symbol.clone(), (tick.bid.value, tick.ask.value));
+        let point = state.resume.entry(tick.symbol).or_default();
+        *point = point.advance(tick.time_msc);
+        let tick = Tick {
+            chain_id,
+            symbol,
+            time_msc: tick.time_msc,
+            bid: tick.bid.value,
+            ask: tick.ask.value,
+            seq,
+            terminal: Arc::clone(&state.terminal),
+            received_ns,
+        };
+        match self.config.backpressure {
+            Backpressure::Block => {
+                self.outputs.ticks.send(tick).await.map_err(|_| SessionError::PipelineClosed)?;
+            }
+            Backpressure::DropNewest => match self.outputs.ticks.try_send(tick) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(tick)) => {
+                    let dropped = self.stats.ticks_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    if dropped.is_power_of_two() {
+                        warn!(dropped, symbol = %tick.symbol, "pipeline full; dropping ticks as configured");
+                    }
+                    return Ok(());
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(SessionError::PipelineClosed),
+            },
+        }
+        self.stats.ticks.fetch_add(1, Ordering::Relaxed);
+        let now = monotonic_ns();
+        self.chain_log.record(chain_id, Stage::BridgeReceive, received_ns, now - received_ns);
+        Ok(())
+    }
+
+    async fn on_fill(&self, state: &mut Session, fill: wire::Fill) -> Result<(), SessionError> {
+        let chain_id: ChainId = fill.chain_id.parse().map_err(|error| {
+            SessionError::Protocol(format!("FILL with invalid chain id: {error}"))
+        })?;
+        let volume = fill.volume.value;
+        let sent_ns = self.accounts.with(&state.account, |account| {
+            let order = account.in_flight.get_mut(&fill.client_order_id)?;
+            order.outcome_known = true;
+            order.filled += volume;
+            let sent_ns = order.sent_ns;
+            if order.filled >= order.volume - 1e-9 {
+                account.in_flight.remove(&fill.client_order_id);
+            }
+            Some(sent_ns)
+        });
+        let Some(sent_ns) = sent_ns else {
+            warn!(client_order_id = %fill.client_order_id, "FILL for an order not in flight; left to reconciliation");
+            return Ok(());
+        };
+        let now = monotonic_ns();
+        self.chain_log.record(chain_id, Stage::Fill, sent_ns, now.saturating_sub(sent_ns));
+        let event = ExecutionEvent::Filled(Fill {
+            chain_id,
+            client_order_id: fill.client_order_id,
+            ticket: fill.ticket,
+            symbol: state.canonical(&fill.symbol, &self.config.symbols),
+            side: match fill.side {
+                WireSide::Buy => Side::Buy,
+                WireSide::Sell => Side::Sell,
+            },
+            volume,
+            price: fill.price.value,
+            time_msc: fill.time_msc,
+        });
+        self.emit(event).await
+    }
+
     async fn emit(&self, event: ExecutionEvent) -> Result<(), SessionError> {
         self.outputs.events.send(event).await.map_err(|_| SessionError::PipelineClosed)
     }
@@ -374,22 +537,24 @@ impl Bridge {
     async fn send_order<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         conn: &mut Connection<S>,
-        state: &mut SessionState,
+        state: &mut Session,
         order: OrderRequest,
     ) -> Result<(), SessionError> {
         let start = monotonic_ns();
-        let Some(spec) = state.brokers_by_symbol.get(&order.symbol) else {
-            // Routes are registered from this map, so this means a routing bug, not bad input.
+        let Some(spec) = state.specs.get(&order.symbol) else {
+            // Routes are registered from this map, so this is a routing bug, not bad input.
             let reason = format!("session does not trade {}", order.symbol);
-            let event = ExecutionEvent::Rejected {
-                chain_id: order.chain_id,
-                client_order_id: order.client_order_id,
-                retcode: 0,
-                reason,
-            };
-            return self.emit(event).await;
+            self.router.refuse(order, reason);
+            return Ok(());
         };
-        let digits = spec.digits;
+        let normalized = match normalize(&order, spec, state.quotes.get(&order.symbol).copied()) {
+            Ok(normalized) => normalized,
+            Err(reason) => {
+                self.stats.orders_refused.fetch_add(1, Ordering::Relaxed);
+                self.router.refuse(order, reason);
+                return Ok(());
+            }
+        };
         let wire = wire::Order {
             client_order_id: order.client_order_id.clone(),
             chain_id: order.chain_id.to_string(),
@@ -404,13 +569,29 @@ impl Bridge {
                 OrderType::Stop => "STOP",
             }
             .to_owned(),
-            volume: Px::new(order.volume, spec.volume_step.decimals),
-            price: Px::new(order.price, digits),
-            stop_loss: Px::new(0.0, digits),
-            take_profit: Px::new(0.0, digits),
+            volume: normalized.volume,
+            price: normalized.price,
+            stop_loss: Px::new(0.0, spec.digits),
+            take_profit: Px::new(0.0, spec.digits),
         };
-        state.out_seq += 1;
-        conn.write_envelope(&Envelope { seq: state.out_seq, message: Message::Order(wire) }).await?;
+        // In flight before the first byte leaves: if the connection dies mid-write, the order's
+        // outcome is unknown, not forgotten.
+        self.accounts.with(&state.account, |account| {
+            account.in_flight.insert(
+                order.client_order_id.clone(),
+                SentOrder {
+                    chain_id: order.chain_id,
+                    symbol: order.symbol.clone(),
+                    side: order.side,
+                    volume: normalized.volume.value,
+                    filled: 0.0,
+                    sent_ns: start,
+                    outcome_known: true,
+                    session: state.id.clone(),
+                },
+            );
+        });
+        state.send(conn, Message::Order(wire)).await?;
         conn.flush().await?;
         let written = monotonic_ns();
         self.stats.orders_sent.fetch_add(1, Ordering::Relaxed);
@@ -419,37 +600,55 @@ impl Bridge {
             self.chain_log.record_tick_to_order(written.saturating_sub(order.origin_received_ns));
         }
         debug!(chain_id = %order.chain_id, client_order_id = %order.client_order_id, "order sent");
-        state.sent.insert(order.client_order_id, (order.chain_id, written));
         Ok(())
     }
 }
 
-struct SessionState {
+/// Marks the orders a session sent and did not settle as having an unknown outcome; returns how
+/// many.
+fn mark_unknown(in_flight: &mut HashMap<String, SentOrder>, session: &str) -> usize {
+    let mut count = 0;
+    for order in in_flight.values_mut().filter(|o| o.session == session) {
+        order.outcome_known = false;
+        count += 1;
+    }
+    count
+}
+
+/// One connection's state.
+#[derive(Debug)]
+struct Session {
+    id: String,
+    /// `login@server`.
+    account: Arc<str>,
+    /// `login@server/session`: ticks' source, unique per connection so that sequence numbers
+    /// (which restart with each connection) never collide.
     terminal: Arc<str>,
     in_seq: u64,
     out_seq: u64,
-    brokers_by_symbol: HashMap<Symbol, wire::SymbolSpec>,
+    specs: HashMap<Symbol, wire::SymbolSpec>,
     canonical_by_broker: HashMap<String, Symbol>,
-    /// Orders written and not yet finished: chain id and when they were written.
-    sent: HashMap<String, (ChainId, u64)>,
+    /// Last (bid, ask) per canonical symbol, to check pending order prices.
+    quotes: HashMap<Symbol, (f64, f64)>,
+    /// Last tick received per broker symbol.
+    resume: HashMap<String, ResumePoint>,
 }
 
-impl SessionState {
+impl Session {
+    async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Connection<S>,
+        message: Message,
+    ) -> Result<(), WireError> {
+        self.out_seq += 1;
+        conn.write_envelope(&Envelope { seq: self.out_seq, message }).await
+    }
+
     fn canonical(&self, broker: &str, mapper: &SymbolMapper) -> Symbol {
         self.canonical_by_broker
             .get(broker)
             .cloned()
             .unwrap_or_else(|| Symbol::new(&mapper.to_canonical(broker)))
-    }
-
-    /// The chain of an order this session sent. A reply to an order of an earlier session (the
-    /// EA reconnected) is logged and left to reconciliation, not treated as a protocol error.
-    fn chain_of(&self, client_order_id: &str) -> Option<ChainId> {
-        let chain = self.sent.get(client_order_id).map(|(chain, _)| *chain);
-        if chain.is_none() {
-            warn!(%client_order_id, "reply for an order this session did not send");
-        }
-        chain
     }
 }
 

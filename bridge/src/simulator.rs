@@ -1,9 +1,13 @@
 //! A MetaTrader 5 terminal simulator that speaks the EA's exact protocol.
 //!
-//! It is the stand-in for the EA where no terminal exists (the replay demo, the tests): it says
-//! hello, reports symbol capabilities and an empty snapshot, streams ticks with sequence numbers,
-//! and executes the orders it receives at its current quote, acking each, refusing duplicates of a
-//! client order id, and reporting fills (split into partial fills when configured).
+//! It is the stand-in for the EA where no terminal exists (the replay demo, the tests). Like the
+//! EA it says hello, reports symbol capabilities and a snapshot (positions, pending orders, recent
+//! deals), resumes its tick streams where the bridge says they stopped, streams ticks with
+//! sequence numbers, executes orders at its current quote (market orders at once, limit and stop
+//! orders when the price reaches them), acks each order, answers a repeated client order id with
+//! the original ack instead of executing again, and reports fills, split into partial fills when
+//! configured. Its state survives reconnects, as the EA's journal does; faults can be injected to
+//! test the bridge (a connection that dies mid-frame, an answer that never comes).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,37 +17,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::ResumePoint;
 use crate::wire::connection::WireError;
 use crate::wire::{
-    AccountMode, Connection, Envelope, Hello, MarginMode, Message, PROTOCOL_VERSION, Px,
-    SymbolSpec, WireSide, WireTick,
+    AccountMode, Connection, Deal, Envelope, Hello, MarginMode, Message, PROTOCOL_VERSION,
+    PendingOrder, Position, Px, SymbolSpec, WireSide, WireTick,
 };
-
-/// A symbol as the simulated broker offers it.
-#[derive(Debug, Clone)]
-pub struct SimSymbol {
-    /// Broker name, suffix included.
-    pub name: String,
-    /// Price digits.
-    pub digits: u8,
-}
-
-impl SimSymbol {
-    fn spec(&self) -> SymbolSpec {
-        SymbolSpec {
-            name: self.name.clone(),
-            digits: self.digits,
-            point: Px::new(10f64.powi(-i32::from(self.digits)), self.digits),
-            volume_min: Px::new(0.01, 2),
-            volume_step: Px::new(0.01, 2),
-            volume_max: Px::new(100.0, 2),
-            stops_level: 0,
-            freeze_level: 0,
-            filling_modes: 3,
-            trade_mode: 4,
-        }
-    }
-}
 
 /// Keeps the simulator at most `max_ahead` ticks ahead of a consumer's progress counter.
 ///
@@ -75,7 +54,33 @@ impl Pacing {
     }
 }
 
-/// Who the simulated terminal is.
+/// A symbol as the simulated broker offers it.
+#[derive(Debug, Clone)]
+pub struct SimSymbol {
+    /// Broker name, suffix included.
+    pub name: String,
+    /// Price digits.
+    pub digits: u8,
+}
+
+impl SimSymbol {
+    fn spec(&self) -> SymbolSpec {
+        SymbolSpec {
+            name: self.name.clone(),
+            digits: self.digits,
+            point: Px::new(10f64.powi(-i32::from(self.digits)), self.digits),
+            volume_min: Px::new(0.01, 2),
+            volume_step: Px::new(0.01, 2),
+            volume_max: Px::new(100.0, 2),
+            stops_level: 0,
+            freeze_level: 0,
+            filling_modes: 3,
+            trade_mode: 4,
+        }
+    }
+}
+
+/// Who the simulated terminal is and how it behaves.
 #[derive(Debug, Clone)]
 pub struct SimulatorConfig {
     /// Token presented in the hello.
@@ -108,6 +113,20 @@ impl Default for SimulatorConfig {
     }
 }
 
+/// A fault to inject into one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    /// None.
+    #[default]
+    None,
+    /// After sending this many ticks on the connection, write half a frame and drop the
+    /// connection, as a terminal killed mid-write does.
+    DieAfterTicks(u64),
+    /// Execute the first order received, then drop the connection before answering: the bridge
+    /// never learns the outcome on this connection.
+    DieOnOrder,
+}
+
 /// One quote to stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimTick {
@@ -134,12 +153,18 @@ pub struct SimDeal {
     pub signed_volume: f64,
     /// Deal price.
     pub price: f64,
+    /// Order ticket.
+    pub ticket: u64,
+    /// Deal ticket.
+    pub deal: u64,
+    /// Deal time (the quote's time).
+    pub time_msc: i64,
 }
 
 /// What happened during a simulated session.
 #[derive(Debug, Default, Clone)]
 pub struct SimulatorReport {
-    /// Ticks written to the bridge.
+    /// Ticks written to the bridge (a tick cut by [`Fault::DieAfterTicks`] is not counted).
     pub ticks_sent: u64,
     /// ORDER frames received, duplicates included.
     pub orders_received: u64,
@@ -151,6 +176,8 @@ pub struct SimulatorReport {
     pub positions: HashMap<String, f64>,
     /// Why the bridge refused the hello, if it did.
     pub refused: Option<String>,
+    /// Connections made.
+    pub connections: u64,
 }
 
 /// Why the simulator stopped early.
@@ -164,8 +191,22 @@ pub enum SimulatorError {
     Protocol(String),
 }
 
-/// Runs a simulated terminal on `stream`: handshake, then streams `ticks` while executing orders,
-/// then keeps executing orders until `stop` is cancelled or the bridge closes the connection.
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEnd {
+    /// Every tick was sent and `stop` was cancelled.
+    Stopped,
+    /// The bridge closed the connection.
+    ClosedByBridge,
+    /// The bridge refused the hello.
+    Refused,
+    /// An injected fault ended it.
+    Faulted,
+}
+
+/// Runs a simulated terminal over one connection: handshake, then streams `ticks` while executing
+/// orders, then keeps executing orders until `stop` is cancelled or the bridge closes the
+/// connection.
 pub async fn run_simulator<S, I>(
     stream: S,
     config: SimulatorConfig,
@@ -176,81 +217,153 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     I: IntoIterator<Item = SimTick>,
 {
-    let mut sim = Simulator {
-        conn: Connection::new(stream),
-        config,
-        seq: 0,
-        report: SimulatorReport::default(),
-        quotes: HashMap::new(),
-        executed: HashMap::new(),
-        next_ticket: 1_000,
-    };
-    if !sim.handshake().await? {
-        return Ok(sim.report);
-    }
-    let mut ticks = ticks.into_iter().peekable();
-    let pacing = sim.config.pacing.clone();
-    while ticks.peek().is_some() && !stop.is_cancelled() {
-        if let Some(pacing) = &pacing {
-            // Execute orders while waiting: a fill must not wait for the pipeline to catch up.
-            let room = pacing.wait_for_room(sim.report.ticks_sent);
-            tokio::pin!(room);
-            loop {
-                tokio::select! {
-                    biased;
-                    () = &mut room => break,
-                    read = sim.conn.read_envelope() => match read? {
-                        Some(envelope) => sim.handle(envelope).await?,
-                        None => return Ok(sim.report),
-                    },
-                }
-            }
-        }
-        let batch = pacing.as_ref().map_or(64, |p| p.max_ahead.clamp(1, 64)) as usize;
-        sim.send_ticks(&mut ticks, batch).await?;
-        // Execute whatever orders have arrived meanwhile, without waiting for more.
-        loop {
-            tokio::select! {
-                biased;
-                read = sim.conn.read_envelope() => match read? {
-                    Some(envelope) => sim.handle(envelope).await?,
-                    None => return Ok(sim.report),
-                },
-                () = std::future::ready(()) => break,
-            }
-        }
-    }
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            read = sim.conn.read_envelope() => {
-                let Some(envelope) = read? else { break };
-                sim.handle(envelope).await?;
-            }
-        }
-    }
-    Ok(sim.report)
+    let mut terminal = TerminalSimulator::new(config, ticks);
+    terminal.connect(stream, Fault::None, &stop).await?;
+    Ok(terminal.into_report())
 }
 
-struct Simulator<S> {
-    conn: Connection<S>,
+#[derive(Debug, Clone)]
+struct Pending {
+    ticket: u64,
+    order: crate::wire::Order,
+}
+
+/// A simulated terminal whose account state (positions, deals, executed client order ids, where
+/// each tick stream stands) survives reconnects.
+#[derive(Debug)]
+pub struct TerminalSimulator {
     config: SimulatorConfig,
-    seq: u64,
+    ticks: Vec<SimTick>,
+    /// (time, which tick of that millisecond) of each tick, per its symbol.
+    points: Vec<ResumePoint>,
+    next: usize,
     report: SimulatorReport,
     quotes: HashMap<String, (f64, f64, i64)>,
     /// Client order id to ticket, so that a resent order is acked, not executed again.
     executed: HashMap<String, u64>,
+    pending: Vec<Pending>,
+    /// Open position per symbol: (first ticket, average price, client order id that opened it).
+    position_info: HashMap<String, (u64, f64, String)>,
     next_ticket: u64,
+    /// Per symbol, the last tick the bridge said it has: ticks up to it are not sent again.
+    skip_delivered: HashMap<String, ResumePoint>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Simulator<S> {
-    async fn send(&mut self, message: Message) -> Result<(), WireError> {
-        self.seq += 1;
-        self.conn.write_envelope(&Envelope { seq: self.seq, message }).await
+impl TerminalSimulator {
+    /// A terminal that will stream `ticks`.
+    pub fn new(config: SimulatorConfig, ticks: impl IntoIterator<Item = SimTick>) -> Self {
+        let ticks: Vec<SimTick> = ticks.into_iter().collect();
+        let mut last: HashMap<&str, ResumePoint> = HashMap::new();
+        let points = ticks
+            .iter()
+            .map(|t| {
+                let point = last.entry(&t.symbol).or_default().advance(t.time_msc);
+                last.insert(&t.symbol, point);
+                point
+            })
+            .collect();
+        Self {
+            config,
+            ticks,
+            points,
+            next: 0,
+            report: SimulatorReport::default(),
+            quotes: HashMap::new(),
+            executed: HashMap::new(),
+            pending: Vec::new(),
+            position_info: HashMap::new(),
+            next_ticket: 1_000,
+            skip_delivered: HashMap::new(),
+        }
+    }
+
+    /// What happened so far.
+    pub fn report(&self) -> &SimulatorReport {
+        &self.report
+    }
+
+    /// The final report.
+    pub fn into_report(self) -> SimulatorReport {
+        self.report
+    }
+
+    /// True when every tick has been sent.
+    pub fn finished_streaming(&self) -> bool {
+        self.next >= self.ticks.len()
+    }
+
+    /// Serves one connection until it ends.
+    pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: S,
+        fault: Fault,
+        stop: &CancellationToken,
+    ) -> Result<ConnectionEnd, SimulatorError> {
+        self.report.connections += 1;
+        let mut link =
+            Link { conn: Connection::new(stream), seq: 0, fault, ticks_on_link: 0, queued: Vec::new() };
+        if !self.handshake(&mut link).await? {
+            return Ok(ConnectionEnd::Refused);
+        }
+        let pacing = self.config.pacing.clone();
+        while !self.finished_streaming() && !stop.is_cancelled() {
+            if let Some(pacing) = &pacing {
+                // Execute orders while waiting: a fill must not wait for the pipeline to catch up.
+                let room = pacing.wait_for_room(self.report.ticks_sent);
+                tokio::pin!(room);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = &mut room => break,
+                        read = link.conn.read_envelope() => match read? {
+                            Some(envelope) => {
+                                if let Some(end) = self.handle(&mut link, envelope).await? {
+                                    return Ok(end);
+                                }
+                            }
+                            None => return Ok(ConnectionEnd::ClosedByBridge),
+                        },
+                    }
+                }
+            }
+            let batch = pacing.as_ref().map_or(64, |p| p.max_ahead.clamp(1, 64)) as usize;
+            if let Some(end) = self.send_ticks(&mut link, batch).await? {
+                return Ok(end);
+            }
+            // Execute whatever orders have arrived meanwhile, without waiting for more.
+            loop {
+                tokio::select! {
+                    biased;
+                    read = link.conn.read_envelope() => match read? {
+                        Some(envelope) => {
+                            if let Some(end) = self.handle(&mut link, envelope).await? {
+                                return Ok(end);
+                            }
+                        }
+                        None => return Ok(ConnectionEnd::ClosedByBridge),
+                    },
+                    () = std::future::ready(()) => break,
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(ConnectionEnd::Stopped),
+                read = link.conn.read_envelope() => {
+                    let Some(envelope) = read? else { return Ok(ConnectionEnd::ClosedByBridge) };
+                    if let Some(end) = self.handle(&mut link, envelope).await? {
+                        return Ok(end);
+                    }
+                }
+            }
+        }
     }
 
     /// Returns false when the bridge refused the hello.
-    async fn handshake(&mut self) -> Result<bool, SimulatorError> {
+    async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        link: &mut Link<S>,
+    ) -> Result<bool, SimulatorError> {
         let hello = Hello {
             version: self.config.version,
             token: self.config.token.clone(),
@@ -263,10 +376,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Simulator<S> {
             mode: AccountMode::Demo,
             margin_mode: MarginMode::Netting,
         };
-        self.send(Message::Hello(hello)).await?;
-        self.conn.flush().await?;
-        let reply = self.conn.read_envelope().await?;
-        match reply.map(|e| e.message) {
+        link.send(Message::Hello(hello)).await?;
+        link.conn.flush().await?;
+        match link.conn.read_envelope().await?.map(|e| e.message) {
             Some(Message::Welcome { .. }) => {}
             Some(Message::Refused { code, reason }) => {
                 self.report.refused = Some(format!("{code}: {reason}"));
@@ -277,41 +389,189 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Simulator<S> {
             }
         }
         for symbol in self.config.symbols.clone() {
-            self.send(Message::Symbol(symbol.spec())).await?;
+            link.send(Message::Symbol(symbol.spec())).await?;
         }
-        self.send(Message::SnapshotEnd).await?;
-        self.conn.flush().await?;
+        for message in self.snapshot() {
+            link.send(message).await?;
+        }
+        link.send(Message::SnapshotEnd).await?;
+        link.conn.flush().await?;
+        let mut resume: HashMap<String, ResumePoint> = HashMap::new();
+        loop {
+            match link.conn.read_envelope().await?.map(|e| e.message) {
+                Some(Message::Resume { symbol, time_msc, count }) => {
+                    resume.insert(symbol, ResumePoint { time_msc, count });
+                }
+                Some(Message::Start) => break,
+                Some(Message::Heartbeat { .. }) => {}
+                other => {
+                    return Err(SimulatorError::Protocol(format!("expected RESUME or START, got {other:?}")));
+                }
+            }
+        }
+        // Resume right after the last tick the bridge has of each symbol; a symbol it has nothing
+        // of starts from the first tick not yet sent.
+        let delivered = |i: usize| {
+            resume.get(&self.ticks[i].symbol).is_some_and(|r| {
+                let p = self.points[i];
+                (p.time_msc, p.count) <= (r.time_msc, r.count)
+            })
+        };
+        let first_undelivered = (0..self.ticks.len()).find(|&i| !delivered(i)).unwrap_or(self.ticks.len());
+        self.next = if resume.is_empty() { self.next } else { first_undelivered };
+        self.skip_delivered = resume;
         Ok(true)
     }
 
-    async fn send_ticks<I: Iterator<Item = SimTick>>(
+    fn snapshot(&self) -> Vec<Message> {
+        let mut messages = Vec::new();
+        let mut symbols: Vec<&String> = self.report.positions.keys().collect();
+        symbols.sort();
+        for symbol in symbols {
+            let lots = self.report.positions[symbol];
+            if lots.abs() < 1e-9 {
+                continue;
+            }
+            let (ticket, price, client_order_id) = self.position_info[symbol].clone();
+            messages.push(Message::Position(Position {
+                ticket,
+                symbol: symbol.clone(),
+                side: if lots > 0.0 { WireSide::Buy } else { WireSide::Sell },
+                volume: Px::new(lots.abs(), 2),
+                price: Px::new(price, self.digits(symbol)),
+                client_order_id,
+            }));
+        }
+        for pending in &self.pending {
+            let o = &pending.order;
+            messages.push(Message::Pending(PendingOrder {
+                ticket: pending.ticket,
+                symbol: o.symbol.clone(),
+                side: o.side,
+                order_type: o.order_type.clone(),
+                volume: o.volume,
+                price: o.price,
+                client_order_id: o.client_order_id.clone(),
+            }));
+        }
+        for deal in &self.report.deals {
+            messages.push(Message::Deal(Deal {
+                deal: deal.deal,
+                ticket: deal.ticket,
+                symbol: deal.symbol.clone(),
+                side: if deal.signed_volume > 0.0 { WireSide::Buy } else { WireSide::Sell },
+                volume: Px::new(deal.signed_volume.abs(), 2),
+                price: Px::new(deal.price, self.digits(&deal.symbol)),
+                time_msc: deal.time_msc,
+                client_order_id: deal.client_order_id.clone(),
+            }));
+        }
+        messages
+    }
+
+    async fn send_ticks<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        ticks: &mut std::iter::Peekable<I>,
+        link: &mut Link<S>,
         batch: usize,
-    ) -> Result<(), SimulatorError> {
-        for tick in ticks.by_ref().take(batch) {
+    ) -> Result<Option<ConnectionEnd>, SimulatorError> {
+        let mut sent = 0;
+        while sent < batch && self.next < self.ticks.len() {
+            let index = self.next;
+            self.next += 1;
+            let tick = self.ticks[index].clone();
+            if let Some(r) = self.skip_delivered.get(&tick.symbol) {
+                let p = self.points[index];
+                if (p.time_msc, p.count) <= (r.time_msc, r.count) {
+                    continue;
+                }
+            }
             let digits = self.digits(&tick.symbol);
             self.quotes.insert(tick.symbol.clone(), (tick.bid, tick.ask, tick.time_msc));
             let wire = WireTick {
-                symbol: tick.symbol,
+                symbol: tick.symbol.clone(),
                 time_msc: tick.time_msc,
                 bid: Px::new(tick.bid, digits),
                 ask: Px::new(tick.ask, digits),
             };
-            self.send(Message::Tick(wire)).await?;
+            if link.fault == Fault::DieAfterTicks(link.ticks_on_link) {
+                // Half a frame, then the socket goes away: this tick never arrives.
+                link.seq += 1;
+                let body = Envelope { seq: link.seq, message: Message::Tick(wire) }.encode();
+                let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+                frame.extend_from_slice(&body[..body.len() / 2]);
+                let _ = link.conn.write_raw(&frame).await;
+                self.next = index;
+                return Ok(Some(ConnectionEnd::Faulted));
+            }
+            link.send(Message::Tick(wire)).await?;
+            link.ticks_on_link += 1;
             self.report.ticks_sent += 1;
+            sent += 1;
+            if let Some(end) = self.trigger_pending(link, &tick).await? {
+                return Ok(Some(end));
+            }
         }
-        self.conn.flush().await?;
-        Ok(())
+        link.conn.flush().await?;
+        Ok(None)
     }
 
     fn digits(&self, symbol: &str) -> u8 {
         self.config.symbols.iter().find(|s| s.name == symbol).map_or(5, |s| s.digits)
     }
 
-    async fn handle(&mut self, envelope: Envelope) -> Result<(), SimulatorError> {
+    async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        link: &mut Link<S>,
+        envelope: Envelope,
+    ) -> Result<Option<ConnectionEnd>, SimulatorError> {
         match envelope.message {
-            Message::Order(order) => self.execute(order).await?,
+            Message::Order(order) => return self.on_order(link, order).await,
+            Message::Cancel { client_order_id, ticket, .. } => {
+                let before = self.pending.len();
+                self.pending.retain(|p| p.ticket != ticket);
+                let reply = if self.pending.len() < before {
+                    Message::Ack { client_order_id, ticket }
+                } else {
+                    // TRADE_RETCODE_INVALID_ORDER.
+                    Message::Reject { client_order_id, retcode: 10035, reason: format!("no pending order {ticket}") }
+                };
+                link.send(reply).await?;
+                link.conn.flush().await?;
+            }
+            Message::Modify { client_order_id, ticket, .. } => {
+                link.send(Message::Ack { client_order_id, ticket }).await?;
+                link.conn.flush().await?;
+            }
+            Message::Close { client_order_id, chain_id, ticket, volume } => {
+                let symbol = self
+                    .position_info
+                    .iter()
+                    .find(|(_, info)| info.0 == ticket)
+                    .map(|(symbol, _)| symbol.clone());
+                let Some(symbol) = symbol else {
+                    link.send(Message::Reject { client_order_id, retcode: 10036, reason: format!("position {ticket} is closed") }).await?;
+                    link.conn.flush().await?;
+                    return Ok(None);
+                };
+                let lots = self.report.positions.get(&symbol).copied().unwrap_or(0.0);
+                let side = if lots > 0.0 { WireSide::Sell } else { WireSide::Buy };
+                let order = crate::wire::Order {
+                    client_order_id,
+                    chain_id,
+                    symbol,
+                    side,
+                    order_type: "MARKET".into(),
+                    volume: Px::new(volume.value.min(lots.abs()), volume.decimals),
+                    price: Px::new(0.0, 5),
+                    stop_loss: Px::new(0.0, 5),
+                    take_profit: Px::new(0.0, 5),
+                };
+                return self.on_order(link, order).await;
+            }
+            Message::Resend { from, to } => {
+                // The simulator keeps no send ring; it says so rather than pretending.
+                return Err(SimulatorError::Protocol(format!("RESEND {from}..{to} is not supported by the simulator")));
+            }
             Message::Heartbeat { .. } => {}
             other => {
                 return Err(SimulatorError::Protocol(format!(
@@ -320,37 +580,97 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Simulator<S> {
                 )));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
-    async fn execute(&mut self, order: crate::wire::Order) -> Result<(), SimulatorError> {
+    async fn on_order<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        link: &mut Link<S>,
+        order: crate::wire::Order,
+    ) -> Result<Option<ConnectionEnd>, SimulatorError> {
         self.report.orders_received += 1;
         if let Some(&ticket) = self.executed.get(&order.client_order_id) {
             self.report.duplicate_orders += 1;
-            self.send(Message::Ack { client_order_id: order.client_order_id, ticket }).await?;
-            self.conn.flush().await?;
-            return Ok(());
+            link.send(Message::Ack { client_order_id: order.client_order_id, ticket }).await?;
+            link.conn.flush().await?;
+            return Ok(None);
         }
-        let Some(&(bid, ask, time_msc)) = self.quotes.get(&order.symbol) else {
+        let Some(&(bid, ask, _)) = self.quotes.get(&order.symbol) else {
             // TRADE_RETCODE_MARKET_CLOSED: no quote for the symbol yet.
             let reply = Message::Reject {
                 client_order_id: order.client_order_id,
                 retcode: 10018,
                 reason: format!("no quote for {}", order.symbol),
             };
-            self.send(reply).await?;
-            self.conn.flush().await?;
-            return Ok(());
+            link.send(reply).await?;
+            link.conn.flush().await?;
+            return Ok(None);
         };
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         self.executed.insert(order.client_order_id.clone(), ticket);
-        self.send(Message::Ack { client_order_id: order.client_order_id.clone(), ticket }).await?;
-        let digits = self.digits(&order.symbol);
+        if order.order_type != "MARKET" {
+            self.pending.push(Pending { ticket, order: order.clone() });
+            link.send(Message::Ack { client_order_id: order.client_order_id, ticket }).await?;
+            link.conn.flush().await?;
+            return Ok(None);
+        }
         let price = match order.side {
             WireSide::Buy => ask,
             WireSide::Sell => bid,
         };
+        if link.fault == Fault::DieOnOrder {
+            // Executed at the trade server, but the answer never leaves.
+            self.execute(&order, ticket, price, None::<&mut Link<S>>);
+            return Ok(Some(ConnectionEnd::Faulted));
+        }
+        link.send(Message::Ack { client_order_id: order.client_order_id.clone(), ticket }).await?;
+        self.execute(&order, ticket, price, Some(link));
+        link.flush_pending().await?;
+        Ok(None)
+    }
+
+    async fn trigger_pending<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        link: &mut Link<S>,
+        tick: &SimTick,
+    ) -> Result<Option<ConnectionEnd>, SimulatorError> {
+        let triggered: Vec<Pending> = {
+            let (hit, keep): (Vec<Pending>, Vec<Pending>) =
+                self.pending.drain(..).partition(|p| {
+                    let o = &p.order;
+                    o.symbol == tick.symbol
+                        && match (o.side, o.order_type.as_str()) {
+                            (WireSide::Buy, "LIMIT") => tick.ask <= o.price.value,
+                            (WireSide::Buy, _) => tick.ask >= o.price.value,
+                            (WireSide::Sell, "LIMIT") => tick.bid >= o.price.value,
+                            (WireSide::Sell, _) => tick.bid <= o.price.value,
+                        }
+                });
+            self.pending = keep;
+            hit
+        };
+        for pending in triggered {
+            let price = match pending.order.side {
+                WireSide::Buy => tick.ask,
+                WireSide::Sell => tick.bid,
+            };
+            self.execute(&pending.order, pending.ticket, price, Some(link));
+        }
+        link.flush_pending().await?;
+        Ok(None)
+    }
+
+    /// Books the order's deals; with a link, queues FILL frames on it.
+    fn execute<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        order: &crate::wire::Order,
+        ticket: u64,
+        price: f64,
+        mut link: Option<&mut Link<S>>,
+    ) {
+        let time_msc = self.quotes.get(&order.symbol).map_or(0, |q| q.2);
+        let digits = self.digits(&order.symbol);
         let sign = match order.side {
             WireSide::Buy => 1.0,
             WireSide::Sell => -1.0,
@@ -358,31 +678,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Simulator<S> {
         let chunk = self.config.max_fill_volume.unwrap_or(f64::INFINITY);
         let mut remaining = order.volume.value;
         while remaining > 1e-9 {
-            let volume = remaining.min(chunk);
+            let volume = ((remaining.min(chunk)) * 100.0).round() / 100.0;
             remaining -= volume;
-            let deal = ticket * 10 + self.report.deals.len() as u64 % 10;
-            let fill = crate::wire::Fill {
-                client_order_id: order.client_order_id.clone(),
-                chain_id: order.chain_id.clone(),
-                ticket,
-                deal,
-                symbol: order.symbol.clone(),
-                side: order.side,
-                volume: Px::new(volume, order.volume.decimals),
-                price: Px::new(price, digits),
-                time_msc,
-            };
-            *self.report.positions.entry(order.symbol.clone()).or_default() += sign * volume;
+            let deal = ticket * 10 + self.report.deals.iter().filter(|d| d.ticket == ticket).count() as u64;
+            let before = self.report.positions.get(&order.symbol).copied().unwrap_or(0.0);
+            let after = before + sign * volume;
+            self.report.positions.insert(order.symbol.clone(), after);
+            let info = self.position_info.entry(order.symbol.clone()).or_insert((ticket, price, order.client_order_id.clone()));
+            if before.abs() < 1e-9 || before.signum() != after.signum() {
+                *info = (ticket, price, order.client_order_id.clone());
+            } else if after.abs() > before.abs() {
+                info.1 = (info.1 * before.abs() + price * volume) / after.abs();
+            }
             self.report.deals.push(SimDeal {
                 client_order_id: order.client_order_id.clone(),
                 chain_id: order.chain_id.clone(),
                 symbol: order.symbol.clone(),
                 signed_volume: sign * volume,
                 price,
+                ticket,
+                deal,
+                time_msc,
             });
-            self.send(Message::Fill(fill)).await?;
+            if let Some(link) = link.as_deref_mut() {
+                link.queued.push(Message::Fill(crate::wire::Fill {
+                    client_order_id: order.client_order_id.clone(),
+                    chain_id: order.chain_id.clone(),
+                    ticket,
+                    deal,
+                    symbol: order.symbol.clone(),
+                    side: order.side,
+                    volume: Px::new(volume, order.volume.decimals),
+                    price: Px::new(price, digits),
+                    time_msc,
+                }));
+            }
         }
-        self.conn.flush().await?;
-        Ok(())
+    }
+}
+
+struct Link<S> {
+    conn: Connection<S>,
+    seq: u64,
+    fault: Fault,
+    ticks_on_link: u64,
+    queued: Vec<Message>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
+    async fn send(&mut self, message: Message) -> Result<(), WireError> {
+        self.seq += 1;
+        self.conn.write_envelope(&Envelope { seq: self.seq, message }).await
+    }
+
+    async fn flush_pending(&mut self) -> Result<(), WireError> {
+        for message in std::mem::take(&mut self.queued) {
+            self.send(message).await?;
+        }
+        self.conn.flush().await
     }
 }

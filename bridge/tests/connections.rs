@@ -135,6 +135,7 @@ async fn several_terminals_stream_at_once_and_orders_reach_the_right_one() {
     bridge.bridge.router().submit(mtml_core::OrderRequest {
         chain_id,
         client_order_id: "x-1".into(),
+        account: None,
         symbol: mtml_core::Symbol::new("USDJPY"),
         side: mtml_core::Side::Sell,
         order_type: mtml_core::OrderType::Market,
@@ -166,6 +167,7 @@ async fn an_order_for_a_symbol_no_terminal_trades_is_refused_with_a_reason() {
     bridge.bridge.router().submit(mtml_core::OrderRequest {
         chain_id,
         client_order_id: "x-2".into(),
+        account: None,
         symbol: mtml_core::Symbol::new("GBPUSD"),
         side: mtml_core::Side::Buy,
         order_type: mtml_core::OrderType::Market,

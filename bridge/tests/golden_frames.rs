@@ -15,9 +15,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-const ALL_TYPES: [&str; 12] = [
-    "HELLO", "WELCOME", "REFUSED", "SYMBOL", "POSITION", "SNAPSHOT_END", "TICK", "ORDER", "ACK",
-    "REJECT", "FILL", "HEARTBEAT",
+const ALL_TYPES: [&str; 21] = [
+    "HELLO", "WELCOME", "REFUSED", "SYMBOL", "POSITION", "PENDING", "DEAL", "SNAPSHOT_END",
+    "RESUME", "START", "TICK", "BAR", "ORDER", "MODIFY", "CLOSE", "CANCEL", "ACK", "REJECT", "FILL",
+    "RESEND", "HEARTBEAT",
 ];
 
 #[test]
@@ -88,18 +89,21 @@ async fn the_bridge_speaks_the_golden_frames() {
     // The EA side, byte for byte from the document.
     ea.write_all(&frames["HELLO"].frame).await.unwrap();
     assert_eq!(read_frame(&mut ea).await, frames["WELCOME"].body, "WELCOME");
-    for name in ["SYMBOL", "POSITION", "SNAPSHOT_END", "TICK"] {
+    for name in ["SYMBOL", "POSITION", "SNAPSHOT_END"] {
         ea.write_all(&frames[name].frame).await.unwrap();
     }
+    assert_eq!(read_frame(&mut ea).await, frames["START"].body, "START: a new account has nothing to resume");
+    ea.write_all(&frames["TICK"].frame).await.unwrap();
     let tick = tokio::time::timeout(Duration::from_secs(5), bridge.ticks.recv()).await.unwrap().unwrap();
     assert_eq!(tick.symbol, Symbol::new("EURUSD"), "broker suffix mapped away");
     assert_eq!((tick.bid, tick.ask, tick.seq), (1.387, 1.3879, 5));
-    assert_eq!(&*tick.terminal, "5000001@MetaQuotes-Demo");
+    assert_eq!(&*tick.terminal, "5000001@MetaQuotes-Demo/s1");
 
     let chain_id: ChainId = "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap();
     bridge.bridge.router().submit(OrderRequest {
         chain_id,
         client_order_id: "m1a2b-7".into(),
+        account: None,
         symbol: Symbol::new("EURUSD"),
         side: Side::Buy,
         order_type: OrderType::Market,
@@ -147,6 +151,7 @@ async fn the_simulator_speaks_the_golden_frames() {
     let Message::Symbol(spec) = Envelope::decode(&symbol).unwrap().message else { panic!() };
     assert_eq!((spec.name.as_str(), spec.digits), ("EURUSDm", 5));
     assert_eq!(read_frame(&mut terminal).await, with_seq(&frames["SNAPSHOT_END"].body, 3));
+    terminal.write_all(&frames["START"].frame).await.unwrap();
     let tick = read_frame(&mut terminal).await;
     assert_eq!(with_seq(&tick, 5), frames["TICK"].body, "TICK formatted as the EA formats it");
 

@@ -1,5 +1,7 @@
 //! Orders and what terminals report about them.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{ChainId, Symbol};
@@ -43,6 +45,9 @@ pub struct OrderRequest {
     pub chain_id: ChainId,
     /// Idempotency key: the terminal never executes the same id twice.
     pub client_order_id: String,
+    /// The account (`login@server`) that must execute it; `None` for the terminal that streams
+    /// the symbol.
+    pub account: Option<Arc<str>>,
     /// Canonical symbol.
     pub symbol: Symbol,
     /// Direction.
@@ -91,6 +96,8 @@ pub enum ExecutionEvent {
         client_order_id: String,
         /// The terminal's ticket.
         ticket: u64,
+        /// Volume the order was sent with after normalisation to the symbol's volume step.
+        volume: f64,
     },
     /// The terminal or the bridge refused the order.
     Rejected {

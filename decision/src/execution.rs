@@ -148,6 +148,7 @@ impl Execution {
         OrderRequest {
             chain_id,
             client_order_id,
+            account: None,
             symbol: symbol.clone(),
             side: if signed_lots > 0.0 { Side::Buy } else { Side::Sell },
             order_type: OrderType::Market,
@@ -161,7 +162,15 @@ impl Execution {
     /// Applies what the bridge reported.
     pub fn on_event(&mut self, event: &ExecutionEvent) {
         match event {
-            ExecutionEvent::Acked { .. } => self.stats.acks += 1,
+            ExecutionEvent::Acked { client_order_id, volume, .. } => {
+                self.stats.acks += 1;
+                // The bridge may have rounded the volume down to the symbol's step.
+                if let Some(order) = self.in_flight.get_mut(client_order_id)
+                    && *volume > 0.0
+                {
+                    order.volume = *volume;
+                }
+            }
             ExecutionEvent::Rejected { client_order_id, reason, retcode, chain_id } => {
                 self.stats.rejects += 1;
                 tracing::warn!(%chain_id, %client_order_id, retcode, %reason, "order rejected");

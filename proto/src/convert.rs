@@ -92,6 +92,7 @@ impl From<&OrderRequest> for v1::OrderCommand {
             take_profit: 0.0,
             origin_received_ns: order.origin_received_ns,
             decision_price: order.decision_price,
+            account: order.account.as_deref().unwrap_or_default().to_owned(),
         }
     }
 }
@@ -103,6 +104,7 @@ impl TryFrom<v1::OrderCommand> for OrderRequest {
         Ok(Self {
             chain_id: chain_id(order.chain_id.as_ref(), "order")?,
             client_order_id: order.client_order_id,
+            account: (!order.account.is_empty()).then(|| Arc::from(order.account)),
             symbol: Symbol::new(&order.symbol),
             side: side_from_proto(order.side)?,
             order_type: match v1::OrderType::try_from(order.order_type) {
@@ -123,9 +125,10 @@ impl From<&ExecutionEvent> for v1::ExecutionEvent {
     fn from(event: &ExecutionEvent) -> Self {
         use v1::execution_event::Event;
         let (client_order_id, inner) = match event {
-            ExecutionEvent::Acked { client_order_id, ticket, .. } => {
-                (client_order_id.clone(), Event::Acked(v1::OrderAcked { ticket: *ticket }))
-            }
+            ExecutionEvent::Acked { client_order_id, ticket, volume, .. } => (
+                client_order_id.clone(),
+                Event::Acked(v1::OrderAcked { ticket: *ticket, volume: *volume }),
+            ),
             ExecutionEvent::Rejected { client_order_id, retcode, reason, .. } => (
                 client_order_id.clone(),
                 Event::Rejected(v1::OrderRejected { retcode: *retcode, reason: reason.clone() }),
@@ -154,7 +157,12 @@ impl TryFrom<v1::ExecutionEvent> for ExecutionEvent {
         let chain_id = chain_id(event.chain_id.as_ref(), "execution event")?;
         let client_order_id = event.client_order_id;
         Ok(match event.event.ok_or(ConvertError::Missing("event"))? {
-            Event::Acked(ack) => ExecutionEvent::Acked { chain_id, client_order_id, ticket: ack.ticket },
+            Event::Acked(ack) => ExecutionEvent::Acked {
+                chain_id,
+                client_order_id,
+                ticket: ack.ticket,
+                volume: ack.volume,
+            },
             Event::Rejected(reject) => ExecutionEvent::Rejected {
                 chain_id,
                 client_order_id,

@@ -212,6 +212,68 @@ pub struct Fill {
     pub time_msc: i64,
 }
 
+/// PENDING: one pending order in the snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingOrder {
+    /// Order ticket.
+    pub ticket: u64,
+    /// Broker symbol.
+    pub symbol: String,
+    /// Direction.
+    pub side: WireSide,
+    /// LIMIT or STOP.
+    pub order_type: String,
+    /// Lots.
+    pub volume: Px,
+    /// Trigger price.
+    pub price: Px,
+    /// Client order id that placed it, empty when placed by hand.
+    pub client_order_id: String,
+}
+
+/// DEAL: a deal from the account's recent trade history, in the snapshot. The bridge settles
+/// orders whose outcome it does not know (connection lost before the answer) from these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deal {
+    /// Deal ticket.
+    pub deal: u64,
+    /// Order ticket.
+    pub ticket: u64,
+    /// Broker symbol.
+    pub symbol: String,
+    /// Direction.
+    pub side: WireSide,
+    /// Lots.
+    pub volume: Px,
+    /// Price.
+    pub price: Px,
+    /// Deal time, UTC epoch milliseconds.
+    pub time_msc: i64,
+    /// Client order id from the order comment, empty when none.
+    pub client_order_id: String,
+}
+
+/// BAR: a closed bar from the terminal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireBar {
+    /// Broker symbol.
+    pub symbol: String,
+    /// Timeframe name as MetaTrader writes it (`M1`, `H1`).
+    pub timeframe: String,
+    /// Open time, UTC epoch milliseconds.
+    pub open_time_msc: i64,
+    /// Open (bid).
+    pub open: Px,
+    /// High (bid).
+    pub high: Px,
+    /// Low (bid).
+    pub low: Px,
+    /// Close (bid).
+    pub close: Px,
+    /// Tick count.
+    pub tick_volume: u64,
+}
+
 /// Every v1 message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
@@ -259,6 +321,65 @@ pub enum Message {
     },
     /// EA to bridge: a deal.
     Fill(Fill),
+    /// EA to bridge: a pending order in the snapshot.
+    Pending(PendingOrder),
+    /// EA to bridge: a recent deal in the snapshot.
+    Deal(Deal),
+    /// Bridge to EA, after SNAPSHOT_END: the last tick of a symbol the bridge already has from
+    /// this account, so that the EA resumes right after it (no tick lost or sent twice across a
+    /// reconnect).
+    Resume {
+        /// Broker symbol.
+        symbol: String,
+        /// Time of the last tick received.
+        time_msc: i64,
+        /// Which tick of that millisecond it was, from 1.
+        count: u32,
+    },
+    /// Bridge to EA: resumes are sent, start streaming.
+    Start,
+    /// EA to bridge: a closed bar.
+    Bar(WireBar),
+    /// Bridge to EA: change a position's stop loss and take profit.
+    Modify {
+        /// Request id and idempotency key.
+        client_order_id: String,
+        /// Chain id.
+        chain_id: String,
+        /// Position ticket.
+        ticket: u64,
+        /// New stop loss, 0 for none.
+        stop_loss: Px,
+        /// New take profit, 0 for none.
+        take_profit: Px,
+    },
+    /// Bridge to EA: close a position, wholly or partly.
+    Close {
+        /// Request id and idempotency key.
+        client_order_id: String,
+        /// Chain id.
+        chain_id: String,
+        /// Position ticket.
+        ticket: u64,
+        /// Lots to close; the whole position when it is at least the position's volume.
+        volume: Px,
+    },
+    /// Bridge to EA: delete a pending order.
+    Cancel {
+        /// Request id and idempotency key.
+        client_order_id: String,
+        /// Chain id.
+        chain_id: String,
+        /// Pending order ticket.
+        ticket: u64,
+    },
+    /// Bridge to EA: send again the frames with sequence numbers `from..=to`.
+    Resend {
+        /// First missing sequence number.
+        from: u64,
+        /// Last missing sequence number.
+        to: u64,
+    },
     /// Either way: still alive.
     Heartbeat {
         /// Sender's clock, UTC epoch milliseconds.
@@ -290,6 +411,15 @@ impl Message {
             Message::Ack { .. } => "ACK",
             Message::Reject { .. } => "REJECT",
             Message::Fill(_) => "FILL",
+            Message::Pending(_) => "PENDING",
+            Message::Deal(_) => "DEAL",
+            Message::Resume { .. } => "RESUME",
+            Message::Start => "START",
+            Message::Bar(_) => "BAR",
+            Message::Modify { .. } => "MODIFY",
+            Message::Close { .. } => "CLOSE",
+            Message::Cancel { .. } => "CANCEL",
+            Message::Resend { .. } => "RESEND",
             Message::Heartbeat { .. } => "HEARTBEAT",
         }
     }
@@ -378,6 +508,34 @@ impl Envelope {
                 f.text(&x.symbol).text(side_text(x.side)).px(x.volume).px(x.price);
                 f.num(x.time_msc);
             }
+            Message::Pending(p) => {
+                f.num(p.ticket).text(&p.symbol).text(side_text(p.side)).text(&p.order_type);
+                f.px(p.volume).px(p.price).text(&p.client_order_id);
+            }
+            Message::Deal(d) => {
+                f.num(d.deal).num(d.ticket).text(&d.symbol).text(side_text(d.side));
+                f.px(d.volume).px(d.price).num(d.time_msc).text(&d.client_order_id);
+            }
+            Message::Resume { symbol, time_msc, count } => {
+                f.text(symbol).num(time_msc).num(count);
+            }
+            Message::Start => {}
+            Message::Bar(b) => {
+                f.text(&b.symbol).text(&b.timeframe).num(b.open_time_msc).px(b.open).px(b.high);
+                f.px(b.low).px(b.close).num(b.tick_volume);
+            }
+            Message::Modify { client_order_id, chain_id, ticket, stop_loss, take_profit } => {
+                f.text(client_order_id).text(chain_id).num(ticket).px(*stop_loss).px(*take_profit);
+            }
+            Message::Close { client_order_id, chain_id, ticket, volume } => {
+                f.text(client_order_id).text(chain_id).num(ticket).px(*volume);
+            }
+            Message::Cancel { client_order_id, chain_id, ticket } => {
+                f.text(client_order_id).text(chain_id).num(ticket);
+            }
+            Message::Resend { from, to } => {
+                f.num(from).num(to);
+            }
             Message::Heartbeat { time_msc } => {
                 f.num(time_msc);
             }
@@ -403,6 +561,15 @@ impl Envelope {
             "REJECT" => ("REJECT", 5),
             "FILL" => ("FILL", 11),
             "HEARTBEAT" => ("HEARTBEAT", 3),
+            "PENDING" => ("PENDING", 9),
+            "DEAL" => ("DEAL", 10),
+            "RESUME" => ("RESUME", 5),
+            "START" => ("START", 2),
+            "BAR" => ("BAR", 10),
+            "MODIFY" => ("MODIFY", 7),
+            "CLOSE" => ("CLOSE", 6),
+            "CANCEL" => ("CANCEL", 5),
+            "RESEND" => ("RESEND", 4),
             other => return Err(DecodeError::UnknownType(truncate(other))),
         };
         if fields.len() != expected {
@@ -495,6 +662,63 @@ impl Envelope {
                 price: r.px(9, "price")?,
                 time_msc: r.num(10, "time_msc")?,
             }),
+            "PENDING" => Message::Pending(PendingOrder {
+                ticket: r.num(2, "ticket")?,
+                symbol: r.non_empty(3, "symbol")?,
+                side: r.side(4)?,
+                order_type: match fields[5] {
+                    "LIMIT" | "STOP" => r.text(5),
+                    _ => return Err(r.invalid(5, "order_type")),
+                },
+                volume: r.px(6, "volume")?,
+                price: r.px(7, "price")?,
+                client_order_id: r.text(8),
+            }),
+            "DEAL" => Message::Deal(Deal {
+                deal: r.num(2, "deal")?,
+                ticket: r.num(3, "ticket")?,
+                symbol: r.non_empty(4, "symbol")?,
+                side: r.side(5)?,
+                volume: r.px(6, "volume")?,
+                price: r.px(7, "price")?,
+                time_msc: r.num(8, "time_msc")?,
+                client_order_id: r.text(9),
+            }),
+            "RESUME" => Message::Resume {
+                symbol: r.non_empty(2, "symbol")?,
+                time_msc: r.num(3, "time_msc")?,
+                count: r.num(4, "count")?,
+            },
+            "START" => Message::Start,
+            "BAR" => Message::Bar(WireBar {
+                symbol: r.non_empty(2, "symbol")?,
+                timeframe: r.non_empty(3, "timeframe")?,
+                open_time_msc: r.num(4, "open_time_msc")?,
+                open: r.px(5, "open")?,
+                high: r.px(6, "high")?,
+                low: r.px(7, "low")?,
+                close: r.px(8, "close")?,
+                tick_volume: r.num(9, "tick_volume")?,
+            }),
+            "MODIFY" => Message::Modify {
+                client_order_id: r.non_empty(2, "client_order_id")?,
+                chain_id: r.text(3),
+                ticket: r.num(4, "ticket")?,
+                stop_loss: r.px(5, "sl")?,
+                take_profit: r.px(6, "tp")?,
+            },
+            "CLOSE" => Message::Close {
+                client_order_id: r.non_empty(2, "client_order_id")?,
+                chain_id: r.text(3),
+                ticket: r.num(4, "ticket")?,
+                volume: r.px(5, "volume")?,
+            },
+            "CANCEL" => Message::Cancel {
+                client_order_id: r.non_empty(2, "client_order_id")?,
+                chain_id: r.text(3),
+                ticket: r.num(4, "ticket")?,
+            },
+            "RESEND" => Message::Resend { from: r.num(2, "from")?, to: r.num(3, "to")? },
             _ => Message::Heartbeat { time_msc: r.num(2, "time_msc")? },
         };
         Ok(Envelope { seq, message })

@@ -13,8 +13,8 @@ pub mod message;
 pub use connection::Connection;
 pub use frame::{FrameError, MAX_BODY_LEN};
 pub use message::{
-    AccountMode, DecodeError, Envelope, Fill, Hello, MarginMode, Message, Order, Position, Px,
-    SymbolSpec, WireSide, WireTick,
+    AccountMode, Deal, DecodeError, Envelope, Fill, Hello, MarginMode, Message, Order,
+    PendingOrder, Position, Px, SymbolSpec, WireBar, WireSide, WireTick,
 };
 
 /// The protocol version this bridge speaks. A terminal announcing another major version is
