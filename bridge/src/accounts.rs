@@ -66,8 +66,9 @@ impl SentOrder {
 /// One account's memory.
 #[derive(Debug, Default)]
 pub struct AccountState {
-    /// Resume point per broker symbol.
-    pub resume: HashMap<String, ResumePoint>,
+    /// Resume point per broker symbol, shared with the connection streaming them so that a new
+    /// connection always sees where the old one stopped.
+    pub resume: Arc<Mutex<HashMap<String, ResumePoint>>>,
     /// Orders in flight by client order id.
     pub in_flight: HashMap<String, SentOrder>,
     /// The connection currently serving the account, to close it when the EA reconnects (an EA

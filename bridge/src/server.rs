@@ -230,7 +230,6 @@ impl Bridge {
     /// unknown outcome: the next snapshot of the account settles them.
     fn end_session(&self, state: Session) {
         let unknown = self.accounts.with(&state.account, |account| {
-            account.resume.extend(state.resume);
             if account.session.as_ref().is_some_and(|(id, _)| *id == state.id) {
                 account.session = None;
             }
@@ -338,7 +337,7 @@ impl Bridge {
             specs: HashMap::new(),
             canonical_by_broker: HashMap::new(),
             quotes: HashMap::new(),
-            resume: HashMap::new(),
+            resume: Arc::default(),
         };
         let welcome = Message::Welcome { version: PROTOCOL_VERSION, session: session.to_owned() };
         state.send(conn, welcome).await?;
@@ -370,7 +369,7 @@ impl Bridge {
             }
         }
         let (events, resume) = self.accounts.with(&state.account, |account| {
-            (settle_unknown(&mut account.in_flight, &snapshot), account.resume.clone())
+            (settle_unknown(&mut account.in_flight, &snapshot), Arc::clone(&account.resume))
         });
         if !events.is_empty() {
             info!(orders = events.len(), "orders with unknown outcome settled from the snapshot");
@@ -382,9 +381,13 @@ impl Bridge {
         let mut symbols: Vec<String> =
             state.specs.values().map(|spec| spec.name.clone()).collect();
         symbols.sort();
-        for symbol in symbols {
-            if let Some(point) = resume.get(&symbol).copied() {
-                state.resume.insert(symbol.clone(), point);
+        let points: Vec<(String, ResumePoint)> = {
+            let resume = resume.lock();
+            symbols.into_iter().filter_map(|s| resume.get(&s).map(|p| (s, *p))).collect()
+        };
+        state.resume = resume;
+        for (symbol, point) in points {
+            {
                 let message = Message::Resume { symbol, time_msc: point.time_msc, count: point.count };
                 state.send(conn, message).await?;
             }
@@ -459,8 +462,11 @@ impl Bridge {
         let chain_id = self.chain_ids.next_id();
         let symbol = state.canonical(&tick.symbol, &self.config.symbols);
         state.quotes.insert(symbol.clone(), (tick.bid.value, tick.ask.value));
-        let point = state.resume.entry(tick.symbol).or_default();
-        *point = point.advance(tick.time_msc);
+        {
+            let mut resume = state.resume.lock();
+            let point = resume.entry(tick.symbol).or_default();
+            *point = point.advance(tick.time_msc);
+        }
         let tick = Tick {
             chain_id,
             symbol,
@@ -630,8 +636,8 @@ struct Session {
     canonical_by_broker: HashMap<String, Symbol>,
     /// Last (bid, ask) per canonical symbol, to check pending order prices.
     quotes: HashMap<Symbol, (f64, f64)>,
-    /// Last tick received per broker symbol.
-    resume: HashMap<String, ResumePoint>,
+    /// Last tick received per broker symbol: the account's map, shared.
+    resume: Arc<parking_lot::Mutex<HashMap<String, ResumePoint>>>,
 }
 
 impl Session {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mtml_bridge::{Bridge, BridgeConfig, BridgeOutputs, SymbolMapper};
+use mtml_bridge::{Backpressure, Bridge, BridgeConfig, BridgeOutputs, SymbolMapper};
 use mtml_core::{ChainLog, ExecutionEvent, Tick};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -53,14 +53,19 @@ pub struct TestBridge {
 }
 
 pub async fn start_bridge(token: &str) -> TestBridge {
+    start_bridge_with(token, 100_000, Backpressure::Block).await
+}
+
+pub async fn start_bridge_with(token: &str, capacity: usize, backpressure: Backpressure) -> TestBridge {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let (ticks_tx, ticks) = mpsc::channel(100_000);
+    let (ticks_tx, ticks) = mpsc::channel(capacity);
     let (events_tx, events) = mpsc::channel(1024);
     let chain_log = Arc::new(ChainLog::default());
     let config = BridgeConfig {
         token: token.into(),
         symbols: SymbolMapper::new(vec!["EURUSD".into(), "USDJPY".into()], Default::default()),
+        backpressure,
         ..BridgeConfig::default()
     };
     let bridge = Bridge::new(config, BridgeOutputs { ticks: ticks_tx, events: events_tx }, chain_log.clone());
