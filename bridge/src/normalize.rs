@@ -41,7 +41,7 @@ pub fn normalize(
     if !(order.volume.is_finite() && order.volume > 0.0) {
         return Err(format!("volume {} is not a positive number", order.volume));
     }
-    if !(step > 0.0) {
+    if step.is_nan() || step <= 0.0 {
         return Err(format!("{name} reports a volume step of {step}"));
     }
     // Round down to the step: never trade more than asked. The epsilon absorbs 0.3 / 0.1 = 2.999….
@@ -69,7 +69,7 @@ pub fn normalize(
     }
     let scale = 10f64.powi(i32::from(spec.digits));
     let price = (order.price * scale).round() / scale;
-    if !(price > 0.0) {
+    if price.is_nan() || price <= 0.0 {
         return Err(format!("{:?} order needs a positive price, got {}", order.order_type, order.price));
     }
     let Some((bid, ask)) = quote else {

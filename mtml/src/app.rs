@@ -155,6 +155,7 @@ impl App {
             symbols: SymbolMapper::new(config.pipeline.symbols.clone(), symbol_map),
             heartbeat_interval: config.bridge.heartbeat,
             silence_timeout: config.bridge.silence_timeout,
+            backpressure: config.bridge.backpressure,
             ..BridgeConfig::default()
         };
         let outputs = BridgeOutputs { ticks: bridge_ticks, events: events_tx };

@@ -52,6 +52,8 @@ pub struct BridgeSettings {
     pub silence_timeout: Duration,
     /// Broker symbol to canonical symbol, beyond suffix detection.
     pub symbol_map: BTreeMap<String, String>,
+    /// What to do with ticks when the pipeline is full: block (never lose one) or drop (counted).
+    pub backpressure: mtml_bridge::Backpressure,
 }
 
 /// `[grpc]`.
@@ -203,6 +205,14 @@ impl Config {
                 heartbeat: Duration::from_secs(x.positive("bridge", "heartbeat_secs", 5)),
                 silence_timeout: Duration::from_secs(x.positive("bridge", "silence_timeout_secs", 30)),
                 symbol_map: x.string_map("bridge", "symbol_map"),
+                backpressure: match x.string("bridge", "backpressure", "block").as_str() {
+                    "block" => mtml_bridge::Backpressure::Block,
+                    "drop-newest" => mtml_bridge::Backpressure::DropNewest,
+                    other => {
+                        x.problem(format!("bridge.backpressure: {other:?} is not \"block\" or \"drop-newest\""));
+                        mtml_bridge::Backpressure::Block
+                    }
+                },
             },
             grpc: GrpcSettings { listen: x.addr("grpc", "listen", "127.0.0.1:50051") },
             pipeline: PipelineSettings {

@@ -6,9 +6,11 @@
 //! - [`featurize`]: ingestion plus features, shared by the pipeline and the export.
 //! - [`prediction`]: the `mtml.v1.Prediction` gRPC service.
 //! - [`replay`], [`export`], [`report`]: `mtml replay` and `mtml features export`.
+//! - [`ea_install`]: `mtml ea install`, the expert advisor into MetaTrader data folders.
 
 pub mod app;
 pub mod config;
+pub mod ea_install;
 pub mod export;
 pub mod featurize;
 pub mod pipeline;

@@ -49,6 +49,28 @@ enum Command {
         #[command(subcommand)]
         command: FeaturesCommand,
     },
+    /// The MetaTrader 5 expert advisor.
+    Ea {
+        #[command(subcommand)]
+        command: EaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EaCommand {
+    /// Copy the EA into MetaTrader 5 data folders (found automatically, or given) and print the
+    /// steps left to do in the terminal.
+    Install {
+        /// A terminal's data folder (or its MQL5 folder); repeatable. Default: every one found.
+        #[arg(long = "terminal-dir")]
+        terminal_dirs: Vec<PathBuf>,
+        /// Show what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// TOML configuration, for the bridge address shown in the instructions.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,6 +145,13 @@ fn main() -> anyhow::Result<()> {
                 if !result.counts_add_up {
                     anyhow::bail!("counts do not add up: see the report");
                 }
+                Ok(())
+            }
+            Command::Ea { command: EaCommand::Install { terminal_dirs, dry_run, config } } => {
+                let config = Config::load(config.as_deref())?;
+                let roots = mtml::ea_install::SearchRoots::from_env();
+                let bridge = config.bridge.listen.to_string();
+                print!("{}", mtml::ea_install::install(&terminal_dirs, &roots, dry_run, &bridge)?);
                 Ok(())
             }
             Command::Features { command: FeaturesCommand::Export { ticks, out, symbol } } => {

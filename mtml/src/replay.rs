@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Listeners, load_runtime};
 use crate::config::{Config, Transport};
-use crate::report::{ReplayRun, Report, TerminalSide};
+use crate::report::{BridgeReport, ReplayRun, Report, TerminalSide};
 
 /// How long the pipeline may make no progress before the replay gives up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -154,6 +154,7 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
     }
     let chain_log = Arc::clone(&app.chain_log);
     let orders_sent = app.bridge_stats.orders_sent.load(std::sync::atomic::Ordering::Relaxed);
+    let bridge = BridgeReport::from_stats(&app.bridge_stats);
     let mut outcome = app.stop().await?;
     if refused_before_sending > 0 {
         *outcome.counters.ticks_rejected.entry(RejectReason::NonFinitePrice.name()).or_default() +=
@@ -174,7 +175,7 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
             ticks_sent: sim_report.ticks_sent,
             wall_time_secs: started.elapsed().as_secs_f64(),
         },
-        TerminalSide { orders_sent, positions: terminal_positions },
+        TerminalSide { orders_sent, positions: terminal_positions, bridge },
         &outcome,
         &chain_log,
     ))

@@ -27,6 +27,8 @@ pub struct Report {
     pub fills: u64,
     /// Orders refused by the terminal or the bridge.
     pub order_rejects: u64,
+    /// The bridge's counters.
+    pub bridge: BridgeReport,
     /// Profit and loss in the quote currency.
     pub pnl: Pnl,
     /// Net position per symbol at the end, lots: mtml's view and the terminal's.
@@ -132,6 +134,37 @@ pub struct TerminalSide {
     pub orders_sent: u64,
     /// Terminal positions by symbol.
     pub positions: BTreeMap<String, f64>,
+    /// The bridge's counters.
+    pub bridge: BridgeReport,
+}
+
+/// The bridge's counters at the end of a replay.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BridgeReport {
+    /// Terminal connections accepted.
+    pub connections: u64,
+    /// Connections closed on bad input.
+    pub protocol_errors: u64,
+    /// Sequence gaps seen.
+    pub sequence_gaps: u64,
+    /// Ticks dropped under `bridge.backpressure = "drop-newest"` (always 0 with "block").
+    pub ticks_dropped: u64,
+    /// Orders refused before leaving (normalisation, no terminal).
+    pub orders_refused: u64,
+}
+
+impl BridgeReport {
+    /// Reads the bridge's live counters.
+    pub fn from_stats(stats: &mtml_bridge::BridgeStats) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self {
+            connections: stats.connections.load(Relaxed),
+            protocol_errors: stats.protocol_errors.load(Relaxed),
+            sequence_gaps: stats.sequence_gaps.load(Relaxed),
+            ticks_dropped: stats.ticks_dropped.load(Relaxed),
+            orders_refused: stats.orders_refused.load(Relaxed),
+        }
+    }
 }
 
 impl Report {
@@ -178,6 +211,7 @@ impl Report {
             run,
             pipeline,
             orders_sent: terminal.orders_sent,
+            bridge: terminal.bridge.clone(),
             acks: e.acks,
             fills: e.fills,
             order_rejects: e.rejects,
@@ -222,6 +256,12 @@ impl Report {
             s,
             "  pipeline bars {}  feature vectors {}  predictions {}  target changes {}",
             self.pipeline.bars, self.pipeline.feature_vectors, self.pipeline.predictions, self.pipeline.target_changes
+        );
+        let b = &self.bridge;
+        let _ = writeln!(
+            s,
+            "  bridge   connections {}  protocol errors {}  sequence gaps {}  ticks dropped {}  orders refused {}",
+            b.connections, b.protocol_errors, b.sequence_gaps, b.ticks_dropped, b.orders_refused
         );
         let _ = writeln!(
             s,

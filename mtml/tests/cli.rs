@@ -136,3 +136,35 @@ async fn run_serves_terminals_and_predictions_until_terminated() {
     assert!(exit.success(), "{rest}");
     assert!(rest.contains(&format!("stopped after {sent} ticks")), "every tick processed before exit: {rest}");
 }
+
+#[test]
+fn ea_install_dry_run_against_a_fake_terminal_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let terminal = dir.path().join("MetaQuotes/Terminal/D0E8209F77C8CF37AD8BF550E51FF075");
+    std::fs::create_dir_all(terminal.join("MQL5/Experts")).unwrap();
+    let output = mtml()
+        .args(["ea", "install", "--dry-run", "--terminal-dir"])
+        .arg(&terminal)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("would create"), "{stdout}");
+    assert!(stdout.contains("Experts/mtml/MtmlBridge.mq5"), "{stdout}");
+    assert!(stdout.contains("compile it (F7)"), "{stdout}");
+    assert!(!terminal.join("MQL5/Experts/mtml").exists(), "dry run wrote nothing");
+
+    // Found without --terminal-dir through a Wine prefix.
+    let home = dir.path().join("home");
+    let wine = home.join(".wine/drive_c/users/me/AppData/Roaming/MetaQuotes/Terminal/X/MQL5");
+    std::fs::create_dir_all(&wine).unwrap();
+    let output = mtml()
+        .args(["ea", "install"])
+        .env("HOME", &home)
+        .env_remove("APPDATA")
+        .env_remove("WINEPREFIX")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(wine.join("Include/mtml/Protocol.mqh").is_file(), "installed into the Wine terminal");
+}

@@ -43,6 +43,8 @@ async fn the_full_shared_eurusd_file_replays_with_counts_that_add_up() {
     assert!(report.pipeline.predictions > 240_000, "every tick after warm-up predicted");
     assert_eq!(report.pipeline.inference_errors, 0);
     assert_orders_consistent(&report);
+    assert_eq!(report.bridge.connections, 1);
+    assert_eq!((report.bridge.protocol_errors, report.bridge.sequence_gaps, report.bridge.ticks_dropped), (0, 0, 0));
 
     let chain = report.example_chain.as_ref().expect("an example chain");
     let stages: BTreeSet<&str> = chain.stages.iter().map(|s| s.stage).collect();
