@@ -42,6 +42,9 @@ pub enum Backpressure {
     DropNewest,
 }
 
+/// Most messages held back while waiting for a gap to be filled.
+const MAX_HELD: usize = 10_000;
+
 /// Settings of the bridge.
 #[derive(Debug, Clone)]
 pub struct BridgeConfig {
@@ -57,6 +60,8 @@ pub struct BridgeConfig {
     pub silence_timeout: Duration,
     /// What to do when the pipeline cannot keep up.
     pub backpressure: Backpressure,
+    /// How long to wait for a RESEND to fill a sequence gap before counting it lost.
+    pub resend_timeout: Duration,
 }
 
 impl Default for BridgeConfig {
@@ -68,6 +73,7 @@ impl Default for BridgeConfig {
             heartbeat_interval: Duration::from_secs(5),
             silence_timeout: Duration::from_secs(30),
             backpressure: Backpressure::Block,
+            resend_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -87,8 +93,10 @@ pub struct BridgeStats {
     pub ticks: AtomicU64,
     /// Ticks dropped because the pipeline was full ([`Backpressure::DropNewest`] only).
     pub ticks_dropped: AtomicU64,
-    /// Sequence numbers skipped by terminals (messages lost in between).
+    /// Sequence gaps seen (each answered with a RESEND).
     pub sequence_gaps: AtomicU64,
+    /// Messages of a gap that were not resent in time.
+    pub messages_lost: AtomicU64,
     /// Bars received from terminals.
     pub bars: AtomicU64,
     /// Orders written to terminals.
@@ -270,16 +278,78 @@ impl Bridge {
                     if last_heard.elapsed() > self.config.silence_timeout {
                         return Err(SessionError::Silent);
                     }
+                    if state.awaiting.is_some_and(|since| since.elapsed() > self.config.resend_timeout) {
+                        self.give_up_gap(state).await?;
+                    }
                     state.send(conn, Message::Heartbeat { time_msc: 0 }).await?;
                     conn.flush().await?;
                 }
                 read = conn.read_envelope() => {
                     let Some(envelope) = read? else { return Ok(()) };
                     last_heard = tokio::time::Instant::now();
-                    self.handle(state, envelope).await?;
+                    self.sequence(conn, state, envelope).await?;
                 }
             }
         }
+    }
+
+    /// Hands messages to [`Bridge::handle`] in sequence order. On a gap the bridge asks the EA
+    /// for the missing range (RESEND) and holds what follows until the range arrives, so ticks
+    /// stay in order; if it does not arrive in time, or too much piles up, the missing messages
+    /// are counted as lost and the held ones released.
+    async fn sequence<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        conn: &mut Connection<S>,
+        state: &mut Session,
+        envelope: Envelope,
+    ) -> Result<(), SessionError> {
+        let expected = state.in_seq + 1;
+        if envelope.seq < expected {
+            debug!(seq = envelope.seq, "message already handled; ignored");
+            return Ok(());
+        }
+        if envelope.seq > expected {
+            if state.awaiting.is_none() {
+                self.stats.sequence_gaps.fetch_add(1, Ordering::Relaxed);
+                warn!(from = expected, to = envelope.seq - 1, "sequence gap from terminal; asking for the range again");
+                state.send(conn, Message::Resend { from: expected, to: envelope.seq - 1 }).await?;
+                conn.flush().await?;
+                state.awaiting = Some(tokio::time::Instant::now());
+            }
+            state.held.insert(envelope.seq, envelope);
+            if state.held.len() > MAX_HELD {
+                self.give_up_gap(state).await?;
+            }
+            return Ok(());
+        }
+        state.in_seq = envelope.seq;
+        self.handle(state, envelope).await?;
+        self.release_held(state).await
+    }
+
+    /// Handles held messages that are now in sequence.
+    async fn release_held(&self, state: &mut Session) -> Result<(), SessionError> {
+        while let Some(next) = state.held.remove(&(state.in_seq + 1)) {
+            state.in_seq = next.seq;
+            self.handle(state, next).await?;
+        }
+        if state.held.is_empty() {
+            state.awaiting = None;
+        }
+        Ok(())
+    }
+
+    /// Stops waiting for a missing range: counts it lost and releases what was held.
+    async fn give_up_gap(&self, state: &mut Session) -> Result<(), SessionError> {
+        let Some(&first_held) = state.held.keys().next() else {
+            state.awaiting = None;
+            return Ok(());
+        };
+        let lost = first_held - state.in_seq - 1;
+        self.stats.messages_lost.fetch_add(lost, Ordering::Relaxed);
+        warn!(lost, "missing messages not resent in time; counted as lost");
+        state.in_seq = first_held - 1;
+        self.release_held(state).await
     }
 
     async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
@@ -337,6 +407,8 @@ impl Bridge {
             specs: HashMap::new(),
             canonical_by_broker: HashMap::new(),
             quotes: HashMap::new(),
+            held: Default::default(),
+            awaiting: None,
             resume: Arc::default(),
         };
         let welcome = Message::Welcome { version: PROTOCOL_VERSION, session: session.to_owned() };
@@ -407,7 +479,6 @@ impl Bridge {
     }
 
     async fn handle(&self, state: &mut Session, envelope: Envelope) -> Result<(), SessionError> {
-        self.check_sequence(state, envelope.seq);
         match envelope.message {
             Message::Tick(tick) => self.on_tick(state, envelope.seq, tick).await?,
             Message::Ack { client_order_id, ticket } => {
@@ -636,6 +707,10 @@ struct Session {
     canonical_by_broker: HashMap<String, Symbol>,
     /// Last (bid, ask) per canonical symbol, to check pending order prices.
     quotes: HashMap<Symbol, (f64, f64)>,
+    /// Messages received after a gap, held until the gap is filled.
+    held: std::collections::BTreeMap<u64, Envelope>,
+    /// Since when a RESEND is outstanding.
+    awaiting: Option<tokio::time::Instant>,
     /// Last tick received per broker symbol: the account's map, shared.
     resume: Arc<parking_lot::Mutex<HashMap<String, ResumePoint>>>,
 }

@@ -125,6 +125,9 @@ pub enum Fault {
     /// Execute the first order received, then drop the connection before answering: the bridge
     /// never learns the outcome on this connection.
     DieOnOrder,
+    /// Number the tick after this many ticks on the connection but do not send it (as a buggy
+    /// or overloaded sender might): the bridge sees a gap and asks for it with RESEND.
+    WithholdTick(u64),
 }
 
 /// One quote to stream.
@@ -178,6 +181,8 @@ pub struct SimulatorReport {
     pub refused: Option<String>,
     /// Connections made.
     pub connections: u64,
+    /// RESEND requests answered.
+    pub resend_requests: u64,
 }
 
 /// Why the simulator stopped early.
@@ -301,7 +306,14 @@ impl TerminalSimulator {
     ) -> Result<ConnectionEnd, SimulatorError> {
         self.report.connections += 1;
         let mut link =
-            Link { conn: Connection::new(stream), seq: 0, fault, ticks_on_link: 0, queued: Vec::new() };
+            Link {
+                conn: Connection::new(stream),
+                seq: 0,
+                fault,
+                ticks_on_link: 0,
+                queued: Vec::new(),
+                ring: Default::default(),
+            };
         if !self.handshake(&mut link).await? {
             return Ok(ConnectionEnd::Refused);
         }
@@ -503,7 +515,12 @@ impl TerminalSimulator {
                 self.next = index;
                 return Ok(Some(ConnectionEnd::Faulted));
             }
-            link.send(Message::Tick(wire)).await?;
+            if link.fault == Fault::WithholdTick(link.ticks_on_link) {
+                link.fault = Fault::None;
+                link.withhold(Message::Tick(wire));
+            } else {
+                link.send(Message::Tick(wire)).await?;
+            }
             link.ticks_on_link += 1;
             self.report.ticks_sent += 1;
             sent += 1;
@@ -569,8 +586,8 @@ impl TerminalSimulator {
                 return self.on_order(link, order).await;
             }
             Message::Resend { from, to } => {
-                // The simulator keeps no send ring; it says so rather than pretending.
-                return Err(SimulatorError::Protocol(format!("RESEND {from}..{to} is not supported by the simulator")));
+                self.report.resend_requests += 1;
+                link.resend(from, to).await?;
             }
             Message::Heartbeat { .. } => {}
             other => {
@@ -717,18 +734,49 @@ impl TerminalSimulator {
     }
 }
 
+/// Frames kept for RESEND, as the EA keeps them.
+const RING: usize = 4096;
+
 struct Link<S> {
     conn: Connection<S>,
     seq: u64,
     fault: Fault,
     ticks_on_link: u64,
     queued: Vec<Message>,
+    ring: std::collections::VecDeque<Envelope>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
+    fn remember(&mut self, envelope: Envelope) {
+        if self.ring.len() == RING {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(envelope);
+    }
+
     async fn send(&mut self, message: Message) -> Result<(), WireError> {
         self.seq += 1;
-        self.conn.write_envelope(&Envelope { seq: self.seq, message }).await
+        let envelope = Envelope { seq: self.seq, message };
+        self.conn.write_envelope(&envelope).await?;
+        self.remember(envelope);
+        Ok(())
+    }
+
+    /// Numbers a message and keeps it for RESEND without sending it.
+    fn withhold(&mut self, message: Message) {
+        self.seq += 1;
+        let envelope = Envelope { seq: self.seq, message };
+        self.remember(envelope);
+    }
+
+    /// Sends again the kept frames `from..=to`, with their original sequence numbers.
+    async fn resend(&mut self, from: u64, to: u64) -> Result<(), WireError> {
+        let frames: Vec<Envelope> =
+            self.ring.iter().filter(|e| (from..=to).contains(&e.seq)).cloned().collect();
+        for envelope in &frames {
+            self.conn.write_envelope(envelope).await?;
+        }
+        self.conn.flush().await
     }
 
     async fn flush_pending(&mut self) -> Result<(), WireError> {

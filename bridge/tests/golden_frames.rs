@@ -113,8 +113,10 @@ async fn the_bridge_speaks_the_golden_frames() {
         origin_received_ns: tick.received_ns,
     });
     assert_eq!(read_frame(&mut ea).await, frames["ORDER"].body, "ORDER");
-    ea.write_all(&frames["ACK"].frame).await.unwrap();
-    ea.write_all(&frames["FILL"].frame).await.unwrap();
+    // ACK (6), a REJECT of an order this bridge never sent (7: logged, ignored), FILL (8).
+    for name in ["ACK", "REJECT", "FILL"] {
+        ea.write_all(&frames[name].frame).await.unwrap();
+    }
     let ack = bridge.events.recv().await.unwrap();
     assert_eq!(ack.chain_id(), chain_id);
     let fill = bridge.events.recv().await.unwrap();
@@ -122,6 +124,7 @@ async fn the_bridge_speaks_the_golden_frames() {
     assert_eq!((fill.chain_id, fill.volume, fill.price), (chain_id, 0.1, 1.3879));
     assert_eq!(fill.symbol, Symbol::new("EURUSD"));
     assert_eq!(bridge.bridge.stats().orders_sent.load(Ordering::Relaxed), 1);
+    assert_eq!(bridge.bridge.stats().sequence_gaps.load(Ordering::Relaxed), 0);
     // The order's chain now holds the tick-side and fill-side spans.
     let stages: Vec<_> = bridge.chain_log.chain(chain_id).unwrap().iter().map(|s| s.stage).collect();
     assert_eq!(stages, [mtml_core::Stage::BridgeSend, mtml_core::Stage::Fill]);

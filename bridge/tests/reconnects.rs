@@ -222,3 +222,31 @@ async fn dropping_under_backpressure_is_opt_in_and_counted() {
     assert_eq!(stats.ticks.load(Ordering::Relaxed), 10);
     assert_eq!(stats.ticks_dropped.load(Ordering::Relaxed), 990);
 }
+
+#[tokio::test]
+async fn a_sequence_gap_is_backfilled_with_resend_and_ticks_stay_in_order() {
+    let mut bridge = start_bridge("t").await;
+    let all = ticks(300);
+    let mut terminal = TerminalSimulator::new(config(), all.clone());
+    let stream = TcpStream::connect(bridge.addr).await.unwrap();
+    let stop = CancellationToken::new();
+    let stopper = stop.clone();
+    let task = tokio::spawn(async move {
+        terminal.connect(stream, Fault::WithholdTick(100), &stop).await.unwrap();
+        terminal
+    });
+    let mut received = Vec::new();
+    for _ in 0..300 {
+        received.push(next_tick(&mut bridge).await);
+    }
+    let got: Vec<(i64, f64)> = received.iter().map(|t| (t.time_msc, t.bid)).collect();
+    let want: Vec<(i64, f64)> = all.iter().map(|t| (t.time_msc, t.bid)).collect();
+    assert!(got == want, "the withheld tick arrived through RESEND, in its place");
+    assert!(received.windows(2).all(|w| w[1].seq == w[0].seq + 1), "sequence order kept");
+    stopper.cancel();
+    let terminal = task.await.unwrap();
+    assert_eq!(terminal.report().resend_requests, 1);
+    let stats = bridge.bridge.stats();
+    assert_eq!(stats.sequence_gaps.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.messages_lost.load(Ordering::Relaxed), 0);
+}
