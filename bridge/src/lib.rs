@@ -7,11 +7,14 @@
 //! - [`accounts`]: what the bridge remembers of an account across connections: where its tick
 //!   streams stopped, and orders whose outcome a lost connection left unknown.
 //! - [`normalize`]: orders fitted to the symbol's volume step, limits, digits and stops level.
+//! - `pipe` (Windows only): the named-pipe server, serving connections like TCP ones.
 //! - [`symbols`]: broker symbol names to canonical ones.
 //! - [`simulator`]: a terminal that speaks the same protocol, for replays and tests.
 
 pub mod accounts;
 pub mod normalize;
+#[cfg(windows)]
+pub mod pipe;
 pub mod router;
 pub mod server;
 pub mod simulator;

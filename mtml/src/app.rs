@@ -186,6 +186,15 @@ impl App {
         }
         .spawn(pipeline_rx, events_rx)?;
 
+        #[cfg(windows)]
+        if let Some(name) = config.bridge.pipe_name.clone() {
+            let (bridge, shutdown) = (bridge.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                if let Err(error) = mtml_bridge::pipe::run_pipe(bridge, &name, shutdown).await {
+                    tracing::error!(%error, pipe = %name, "named-pipe server failed");
+                }
+            });
+        }
         let bridge_task = tokio::spawn(bridge.run(listeners.bridge, shutdown.clone()));
         tracing::info!(%bridge_addr, ?grpc_addr, transport = ?config.pipeline.transport, "mtml started");
         Ok(Self {

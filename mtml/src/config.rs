@@ -54,6 +54,8 @@ pub struct BridgeSettings {
     pub symbol_map: BTreeMap<String, String>,
     /// What to do with ticks when the pipeline is full: block (never lose one) or drop (counted).
     pub backpressure: mtml_bridge::Backpressure,
+    /// Windows named pipe to serve terminals on besides TCP (`\\.\pipe\NAME`); `None` for none.
+    pub pipe_name: Option<String>,
 }
 
 /// `[grpc]`.
@@ -205,6 +207,7 @@ impl Config {
                 heartbeat: Duration::from_secs(x.positive("bridge", "heartbeat_secs", 5)),
                 silence_timeout: Duration::from_secs(x.positive("bridge", "silence_timeout_secs", 30)),
                 symbol_map: x.string_map("bridge", "symbol_map"),
+                pipe_name: Some(x.string("bridge", "pipe_name", "")).filter(|n| !n.is_empty()),
                 backpressure: match x.string("bridge", "backpressure", "block").as_str() {
                     "block" => mtml_bridge::Backpressure::Block,
                     "drop-newest" => mtml_bridge::Backpressure::DropNewest,
@@ -275,6 +278,11 @@ impl Config {
         }
         if self.pipeline.symbols.is_empty() {
             problems.push("pipeline.symbols: at least one symbol is required".into());
+        }
+        if self.bridge.pipe_name.is_some() && !cfg!(windows) {
+            problems.push(
+                "bridge.pipe_name: named pipes exist only on Windows; terminals elsewhere (Wine included) use TCP".into(),
+            );
         }
         if self.bridge.silence_timeout <= self.bridge.heartbeat {
             problems.push("bridge.silence_timeout_secs must be longer than bridge.heartbeat_secs".into());
@@ -424,6 +432,13 @@ mod tests {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
         assert_eq!(error.problems.len(), 6, "{all}");
+    }
+
+    #[cfg(not(windows))]
+    #[test]
+    fn named_pipes_are_refused_where_they_do_not_exist() {
+        let error = Config::from_sources(Some("[bridge]\npipe_name = \"mtml\"\n"), env(&[])).unwrap_err();
+        assert!(error.to_string().contains("named pipes exist only on Windows"), "{error}");
     }
 
     #[test]

@@ -775,3 +775,111 @@ impl Reader<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        // Any printable ASCII without TAB, as MQL5 strings on the wire are.
+        "[ -~]{0,24}"
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9._#-]{1,12}"
+    }
+
+    fn px() -> impl Strategy<Value = Px> {
+        (0u64..10_000_000_000, 0u8..8).prop_map(|(units, decimals)| {
+            let value = units as f64 / 10f64.powi(i32::from(decimals));
+            // The value as the wire would carry it, so that it survives printing.
+            let printed: f64 = format!("{value:.*}", usize::from(decimals)).parse().unwrap_or(0.0);
+            Px::new(printed, decimals)
+        })
+    }
+
+    fn side() -> impl Strategy<Value = WireSide> {
+        prop_oneof![Just(WireSide::Buy), Just(WireSide::Sell)]
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            (name(), any::<i64>(), px(), px())
+                .prop_map(|(symbol, time_msc, bid, ask)| Message::Tick(WireTick { symbol, time_msc, bid, ask })),
+            (name(), text(), name(), side(), prop_oneof![Just("MARKET"), Just("LIMIT"), Just("STOP")], px(), px(), px(), px())
+                .prop_map(|(id, chain, symbol, side, kind, volume, price, sl, tp)| Message::Order(Order {
+                    client_order_id: id,
+                    chain_id: chain,
+                    symbol,
+                    side,
+                    order_type: kind.to_owned(),
+                    volume,
+                    price,
+                    stop_loss: sl,
+                    take_profit: tp,
+                })),
+            (name(), text(), any::<u64>(), any::<u64>(), name(), side(), px(), px(), any::<i64>())
+                .prop_map(|(id, chain, ticket, deal, symbol, side, volume, price, time_msc)| Message::Fill(Fill {
+                    client_order_id: id,
+                    chain_id: chain,
+                    ticket,
+                    deal,
+                    symbol,
+                    side,
+                    volume,
+                    price,
+                    time_msc,
+                })),
+            (any::<u64>(), any::<u64>(), name(), side(), px(), px(), any::<i64>(), text())
+                .prop_map(|(deal, ticket, symbol, side, volume, price, time_msc, id)| Message::Deal(Deal {
+                    deal,
+                    ticket,
+                    symbol,
+                    side,
+                    volume,
+                    price,
+                    time_msc,
+                    client_order_id: id,
+                })),
+            (name(), any::<i64>(), any::<u32>())
+                .prop_map(|(symbol, time_msc, count)| Message::Resume { symbol, time_msc, count }),
+            (name(), any::<u32>(), text()).prop_map(|(id, retcode, reason)| Message::Reject {
+                client_order_id: id,
+                retcode,
+                reason
+            }),
+            (any::<u64>(), any::<u64>()).prop_map(|(from, to)| Message::Resend { from, to }),
+            any::<i64>().prop_map(|time_msc| Message::Heartbeat { time_msc }),
+            Just(Message::Start),
+            Just(Message::SnapshotEnd),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_message_survives_encode_then_decode(seq in any::<u64>(), message in message()) {
+            let envelope = Envelope { seq, message };
+            let body = envelope.encode();
+            prop_assert_eq!(Envelope::decode(&body).unwrap(), envelope);
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Envelope::decode(&body);
+        }
+
+        #[test]
+        fn decoding_mutated_valid_frames_never_panics(
+            message in message(),
+            cut in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut body = Envelope { seq: 1, message }.encode();
+            let i = cut.index(body.len());
+            body[i] = byte;
+            let _ = Envelope::decode(&body);
+            let _ = Envelope::decode(&body[..i]);
+        }
+    }
+}
