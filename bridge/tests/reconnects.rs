@@ -250,3 +250,33 @@ async fn a_sequence_gap_is_backfilled_with_resend_and_ticks_stay_in_order() {
     assert_eq!(stats.sequence_gaps.load(Ordering::Relaxed), 1);
     assert_eq!(stats.messages_lost.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test]
+async fn partial_fills_are_reported_one_by_one_and_settle_the_order_at_its_volume() {
+    let mut bridge = start_bridge("t").await;
+    let config = SimulatorConfig { max_fill_volume: Some(0.1), ..config() };
+    let mut terminal = TerminalSimulator::new(config, ticks(5));
+    let stream = TcpStream::connect(bridge.addr).await.unwrap();
+    let stop = CancellationToken::new();
+    let stopper = stop.clone();
+    let task = tokio::spawn(async move {
+        terminal.connect(stream, Fault::None, &stop).await.unwrap();
+        terminal
+    });
+    for _ in 0..5 {
+        next_tick(&mut bridge).await;
+    }
+    bridge.bridge.router().submit(order("big-1", 0.25));
+    let ExecutionEvent::Acked { volume, .. } = next_event(&mut bridge).await else { panic!() };
+    assert!((volume - 0.25).abs() < 1e-12);
+    let mut filled = Vec::new();
+    for _ in 0..3 {
+        let ExecutionEvent::Filled(fill) = next_event(&mut bridge).await else { panic!() };
+        filled.push((fill.volume * 100.0).round() / 100.0);
+    }
+    assert_eq!(filled, [0.1, 0.1, 0.05]);
+    assert_eq!(bridge.bridge.orders_in_flight("5000001@mtml-sim"), 0, "settled at its full volume");
+    stopper.cancel();
+    let terminal = task.await.unwrap();
+    assert_eq!(terminal.report().deals.len(), 3);
+}
