@@ -33,6 +33,23 @@ fn config() -> SimulatorConfig {
     }
 }
 
+/// Connects `terminal` to the bridge and serves the connection in a task; cancel the token to
+/// end it, then await the task to get the terminal back.
+async fn spawn_terminal(
+    bridge: &TestBridge,
+    mut terminal: TerminalSimulator,
+    fault: Fault,
+) -> (tokio::task::JoinHandle<TerminalSimulator>, CancellationToken) {
+    let stream = TcpStream::connect(bridge.addr).await.unwrap();
+    let stop = CancellationToken::new();
+    let stopper = stop.clone();
+    let task = tokio::spawn(async move {
+        terminal.connect(stream, fault, &stop).await.unwrap();
+        terminal
+    });
+    (task, stopper)
+}
+
 async fn next_tick(bridge: &mut TestBridge) -> Tick {
     tokio::time::timeout(Duration::from_secs(5), bridge.ticks.recv()).await.expect("a tick in time").unwrap()
 }
@@ -138,14 +155,8 @@ async fn an_order_whose_answer_is_lost_is_settled_from_the_next_snapshot_not_res
 #[tokio::test]
 async fn orders_are_fitted_to_the_symbol_or_refused_before_they_leave() {
     let mut bridge = start_bridge("t").await;
-    let mut terminal = TerminalSimulator::new(config(), ticks(10));
-    let stream = TcpStream::connect(bridge.addr).await.unwrap();
-    let stop = CancellationToken::new();
-    let stopper = stop.clone();
-    let task = tokio::spawn(async move {
-        terminal.connect(stream, Fault::None, &stop).await.unwrap();
-        terminal
-    });
+    let terminal = TerminalSimulator::new(config(), ticks(10));
+    let (task, stopper) = spawn_terminal(&bridge, terminal, Fault::None).await;
     for _ in 0..10 {
         next_tick(&mut bridge).await;
     }
@@ -201,14 +212,8 @@ async fn a_new_connection_of_the_same_account_replaces_a_half_open_one() {
 async fn dropping_under_backpressure_is_opt_in_and_counted() {
     // Nobody reads the pipeline's inbox of 10.
     let bridge = start_bridge_with("t", 10, Backpressure::DropNewest).await;
-    let mut terminal = TerminalSimulator::new(config(), ticks(1_000));
-    let stream = TcpStream::connect(bridge.addr).await.unwrap();
-    let stop = CancellationToken::new();
-    let stopper = stop.clone();
-    let task = tokio::spawn(async move {
-        terminal.connect(stream, Fault::None, &stop).await.unwrap();
-        terminal
-    });
+    let terminal = TerminalSimulator::new(config(), ticks(1_000));
+    let (task, stopper) = spawn_terminal(&bridge, terminal, Fault::None).await;
     let stats = bridge.bridge.stats();
     tokio::time::timeout(Duration::from_secs(5), async {
         while stats.ticks.load(Ordering::Relaxed) + stats.ticks_dropped.load(Ordering::Relaxed) < 1_000 {
@@ -227,14 +232,8 @@ async fn dropping_under_backpressure_is_opt_in_and_counted() {
 async fn a_sequence_gap_is_backfilled_with_resend_and_ticks_stay_in_order() {
     let mut bridge = start_bridge("t").await;
     let all = ticks(300);
-    let mut terminal = TerminalSimulator::new(config(), all.clone());
-    let stream = TcpStream::connect(bridge.addr).await.unwrap();
-    let stop = CancellationToken::new();
-    let stopper = stop.clone();
-    let task = tokio::spawn(async move {
-        terminal.connect(stream, Fault::WithholdTick(100), &stop).await.unwrap();
-        terminal
-    });
+    let terminal = TerminalSimulator::new(config(), all.clone());
+    let (task, stopper) = spawn_terminal(&bridge, terminal, Fault::WithholdTick(100)).await;
     let mut received = Vec::new();
     for _ in 0..300 {
         received.push(next_tick(&mut bridge).await);
@@ -255,14 +254,8 @@ async fn a_sequence_gap_is_backfilled_with_resend_and_ticks_stay_in_order() {
 async fn partial_fills_are_reported_one_by_one_and_settle_the_order_at_its_volume() {
     let mut bridge = start_bridge("t").await;
     let config = SimulatorConfig { max_fill_volume: Some(0.1), ..config() };
-    let mut terminal = TerminalSimulator::new(config, ticks(5));
-    let stream = TcpStream::connect(bridge.addr).await.unwrap();
-    let stop = CancellationToken::new();
-    let stopper = stop.clone();
-    let task = tokio::spawn(async move {
-        terminal.connect(stream, Fault::None, &stop).await.unwrap();
-        terminal
-    });
+    let terminal = TerminalSimulator::new(config, ticks(5));
+    let (task, stopper) = spawn_terminal(&bridge, terminal, Fault::None).await;
     for _ in 0..5 {
         next_tick(&mut bridge).await;
     }
