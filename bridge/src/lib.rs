@@ -4,6 +4,7 @@
 //! - [`server`]: the TCP server, one task per terminal, turning ticks into chain-stamped
 //!   [`mtml_core::Tick`]s and orders into ORDER frames.
 //! - [`router`]: which terminal an order goes to.
+//! - [`grpc`]: the `mtml.v1.Bridge` service, for execution running in another process.
 //! - [`accounts`]: what the bridge remembers of an account across connections: where its tick
 //!   streams stopped, and orders whose outcome a lost connection left unknown.
 //! - [`normalize`]: orders fitted to the symbol's volume step, limits, digits and stops level.
@@ -12,6 +13,7 @@
 //! - [`simulator`]: a terminal that speaks the same protocol, for replays and tests.
 
 pub mod accounts;
+pub mod grpc;
 pub mod normalize;
 #[cfg(windows)]
 pub mod pipe;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
+use mtml_bridge::grpc::BridgeService;
 use mtml_bridge::{Bridge, BridgeConfig, BridgeOutputs, BridgeStats, SymbolMapper};
 use mtml_core::{ChainLog, Symbol};
 use mtml_decision::{DecisionConfig, DecisionEngine, Execution, RiskEngine, RiskLimits};
@@ -22,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Transport};
 use crate::featurize::Featurizer;
-use crate::pipeline::{Pipeline, PipelineOutcome, PipelineProgress};
+use crate::pipeline::{OrderSink, Pipeline, PipelineOutcome, PipelineProgress};
+use crate::remote::forward_orders;
 use crate::prediction::PredictionService;
 
 /// The model built into the binary: trained by `cargo xtask train` on the shared EURUSD ticks
@@ -88,6 +90,7 @@ pub struct App {
     bridge_task: JoinHandle<()>,
     grpc_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     forwarder_task: Option<JoinHandle<()>>,
+    order_forwarder_task: Option<JoinHandle<()>>,
     pipeline: std::thread::JoinHandle<PipelineOutcome>,
 }
 
@@ -112,21 +115,24 @@ impl App {
         let progress = Arc::new(PipelineProgress::default());
         let store = Arc::new(MemoryStore::new(config.pipeline.stale_features_ms));
         let shutdown = CancellationToken::new();
-
-        let (events_tx, events_rx) = mpsc::channel(4096);
-        let (pipeline_tx, pipeline_rx) = mpsc::channel(config.pipeline.channel_capacity);
-
         let bridge_addr = listeners.bridge.local_addr()?;
         let grpc_addr = listeners.grpc.as_ref().map(TcpListener::local_addr).transpose()?;
-        let mut grpc_task = None;
+        let remote_endpoint = || -> anyhow::Result<String> {
+            let addr = grpc_addr.context("the grpc transport needs a gRPC listener")?;
+            Ok(format!("http://{addr}"))
+        };
+
+        // Ticks: the bridge writes `bridge_ticks`, the pipeline reads `pipeline_rx`. In process
+        // they are one channel; over gRPC the tick forwarder and the Ingestion service join them.
+        let (pipeline_tx, pipeline_rx) = mpsc::channel(config.pipeline.channel_capacity);
         let mut forwarder_task = None;
         let bridge_ticks = match config.pipeline.transport {
             Transport::InProcess => pipeline_tx.clone(),
             Transport::Grpc => {
-                let addr = grpc_addr.context("the grpc transport needs a gRPC listener")?;
+                let endpoint = remote_endpoint()?;
                 let (tx, rx) = mpsc::channel(config.pipeline.channel_capacity);
                 forwarder_task = Some(tokio::spawn(async move {
-                    match forward_ticks(format!("http://{addr}"), rx).await {
+                    match forward_ticks(endpoint, rx).await {
                         Ok(stats) => tracing::info!(?stats, "tick forwarder finished"),
                         Err(error) => tracing::error!(%error, "tick forwarder failed"),
                     }
@@ -134,21 +140,10 @@ impl App {
                 tx
             }
         };
-        if let Some(listener) = listeners.grpc {
-            let api_model = load_model(runtime, config)?;
-            let prediction = PredictionService::live(store.clone() as Arc<dyn OnlineStore>, api_model);
-            let ingestion = IngestionService::new(pipeline_tx.clone());
-            let stop = shutdown.clone();
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            grpc_task = Some(tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(ingestion.into_server())
-                    .add_service(prediction.into_server())
-                    .serve_with_incoming_shutdown(incoming, stop.cancelled_owned()),
-            ));
-        }
-        drop(pipeline_tx);
 
+        // Execution events: the bridge writes `bridge_events`, the pipeline reads
+        // `pipeline_events`; orders go the other way through an `OrderSink`.
+        let (bridge_events, bridge_events_rx) = mpsc::channel(4096);
         let symbol_map = config.bridge.symbol_map.clone().into_iter().collect();
         let bridge_config = BridgeConfig {
             token: config.bridge.token.clone(),
@@ -158,10 +153,41 @@ impl App {
             backpressure: config.bridge.backpressure,
             ..BridgeConfig::default()
         };
-        let outputs = BridgeOutputs { ticks: bridge_ticks, events: events_tx };
+        let outputs = BridgeOutputs { ticks: bridge_ticks, events: bridge_events };
         let bridge = Bridge::new(bridge_config, outputs, Arc::clone(&chain_log));
-        let router = bridge.router();
         let bridge_stats = bridge.stats();
+        let mut order_forwarder_task = None;
+        let (orders, pipeline_events, bridge_service) = match config.pipeline.transport {
+            Transport::InProcess => (OrderSink::Bridge(bridge.router()), bridge_events_rx, None),
+            Transport::Grpc => {
+                let endpoint = remote_endpoint()?;
+                let (orders_tx, orders_rx) = mpsc::unbounded_channel();
+                let (events_tx, events_rx) = mpsc::channel(4096);
+                order_forwarder_task = Some(tokio::spawn(async move {
+                    if let Err(error) = forward_orders(endpoint, orders_rx, events_tx).await {
+                        tracing::error!(%error, "order forwarder failed");
+                    }
+                }));
+                let service = BridgeService::new(bridge.router(), bridge_events_rx, shutdown.clone());
+                (OrderSink::Remote(orders_tx), events_rx, Some(service))
+            }
+        };
+
+        let mut grpc_task = None;
+        if let Some(listener) = listeners.grpc {
+            let api_model = load_model(runtime, config)?;
+            let prediction = PredictionService::live(store.clone() as Arc<dyn OnlineStore>, api_model);
+            let ingestion = IngestionService::new(pipeline_tx.clone());
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let router = tonic::transport::Server::builder()
+                .add_service(ingestion.into_server())
+                .add_service(prediction.into_server())
+                .add_optional_service(bridge_service.map(BridgeService::into_server));
+            grpc_task = Some(tokio::spawn(
+                router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()),
+            ));
+        }
+        drop(pipeline_tx);
 
         let pipeline = Pipeline {
             featurizer: Featurizer::new(symbols.clone(), config.pipeline.backwards_tolerance_ms),
@@ -179,12 +205,12 @@ impl App {
                 max_position_lots: config.risk.max_position_lots,
             }),
             execution: Execution::new(&format!("m{:x}", rand_session())),
-            router,
+            orders,
             chain_log: Arc::clone(&chain_log),
             progress: Arc::clone(&progress),
             acted_target: Default::default(),
         }
-        .spawn(pipeline_rx, events_rx)?;
+        .spawn(pipeline_rx, pipeline_events)?;
 
         #[cfg(windows)]
         if let Some(name) = config.bridge.pipe_name.clone() {
@@ -208,6 +234,7 @@ impl App {
             bridge_task,
             grpc_task,
             forwarder_task,
+            order_forwarder_task,
             pipeline,
         })
     }
@@ -222,8 +249,9 @@ impl App {
         self.progress.orders_in_flight.load(Ordering::Acquire)
     }
 
-    /// Stops in order: the bridge (no new ticks), the tick transport, the gRPC API, then the
-    /// pipeline once its inbox is empty. Returns what the pipeline knew.
+    /// Stops in order: the bridge (no new ticks), the tick transport, the gRPC API (its order
+    /// stream ends with the shutdown), then the pipeline once its inbox is empty, then the order
+    /// forwarder. Returns what the pipeline knew.
     pub async fn stop(self) -> anyhow::Result<PipelineOutcome> {
         self.shutdown.cancel();
         self.bridge_task.await.context("bridge task")?;
@@ -234,9 +262,13 @@ impl App {
             task.await.context("gRPC task")?.context("gRPC server")?;
         }
         let pipeline = self.pipeline;
-        tokio::task::spawn_blocking(move || pipeline.join())
+        let outcome = tokio::task::spawn_blocking(move || pipeline.join())
             .await?
-            .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))
+            .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?;
+        if let Some(task) = self.order_forwarder_task {
+            task.await.context("order forwarder task")?;
+        }
+        Ok(outcome)
     }
 
     /// Waits for ctrl-c (or SIGTERM), then stops.

@@ -5,6 +5,7 @@
 //! - [`pipeline`]: the tick-to-order path on its dedicated thread.
 //! - [`featurize`]: ingestion plus features, shared by the pipeline and the export.
 //! - [`prediction`]: the `mtml.v1.Prediction` gRPC service.
+//! - [`remote`]: execution reaching a bridge over gRPC.
 //! - [`replay`], [`export`], [`report`]: `mtml replay` and `mtml features export`.
 //! - [`ea_install`]: `mtml ea install`, the expert advisor into MetaTrader data folders.
 
@@ -15,6 +16,7 @@ pub mod export;
 pub mod featurize;
 pub mod pipeline;
 pub mod prediction;
+pub mod remote;
 pub mod replay;
 pub mod report;
 

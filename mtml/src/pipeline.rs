@@ -75,6 +75,30 @@ pub struct PipelineOutcome {
     pub final_bars: Vec<Bar>,
 }
 
+/// Where execution hands orders: the bridge's router in this process, or a channel to the gRPC
+/// client of a bridge in another.
+#[derive(Debug, Clone)]
+pub enum OrderSink {
+    /// The bridge runs in this process.
+    Bridge(OrderRouter),
+    /// The bridge runs elsewhere; `crate::remote::forward_orders` drains this channel.
+    Remote(mpsc::UnboundedSender<mtml_core::OrderRequest>),
+}
+
+impl OrderSink {
+    /// Hands an order on. Never blocks.
+    pub fn submit(&self, order: mtml_core::OrderRequest) {
+        match self {
+            OrderSink::Bridge(router) => router.submit(order),
+            OrderSink::Remote(channel) => {
+                if let Err(error) = channel.send(order) {
+                    tracing::error!(chain_id = %error.0.chain_id, "order channel to the bridge closed; order not sent");
+                }
+            }
+        }
+    }
+}
+
 /// The stages, owned by the pipeline thread.
 pub struct Pipeline {
     /// Ingestion and features.
@@ -90,7 +114,7 @@ pub struct Pipeline {
     /// Orders, fills, positions.
     pub execution: Execution,
     /// Where orders go.
-    pub router: OrderRouter,
+    pub orders: OrderSink,
     /// Spans and latencies.
     pub chain_log: Arc<ChainLog>,
     /// Shared progress.
@@ -246,7 +270,7 @@ impl Pipeline {
         );
         self.progress.orders_in_flight.store(self.execution.in_flight_count() as u64, Ordering::Release);
         tracing::debug!(chain_id = %tick.chain_id, client_order_id = %order.client_order_id, lots = delta, "order");
-        self.router.submit(order);
+        self.orders.submit(order);
         span(Stage::Execution, t);
     }
 }
