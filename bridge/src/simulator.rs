@@ -652,6 +652,9 @@ impl TerminalSimulator {
         link: &mut Link<S>,
         tick: &SimTick,
     ) -> Result<Option<ConnectionEnd>, SimulatorError> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
         let triggered: Vec<Pending> = {
             let (hit, keep): (Vec<Pending>, Vec<Pending>) =
                 self.pending.drain(..).partition(|p| {
@@ -667,6 +670,9 @@ impl TerminalSimulator {
             self.pending = keep;
             hit
         };
+        if triggered.is_empty() {
+            return Ok(None);
+        }
         for pending in triggered {
             let price = match pending.order.side {
                 WireSide::Buy => tick.ask,
