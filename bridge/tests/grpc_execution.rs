@@ -87,12 +87,7 @@ async fn orders_and_fills_cross_the_grpc_seam_and_one_client_is_attached_at_a_ti
     let mut third = BridgeClient::connect(endpoint).await.unwrap();
     let (bad, bad_rx) = mpsc::channel(1);
     bad.send(v1::OrderCommand::default()).await.unwrap();
-    let mut stream = loop {
-        match third.execute_orders(ReceiverStream::new(bad_rx)).await {
-            Ok(response) => break response.into_inner(),
-            Err(status) => panic!("{status}"),
-        }
-    };
+    let mut stream = third.execute_orders(ReceiverStream::new(bad_rx)).await.unwrap().into_inner();
     let status = stream.message().await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert_eq!(status.message(), "order: chain id must be 16 bytes and not all zero");
