@@ -258,6 +258,7 @@ mod tests {
                 ExecutionEvent::Filled(f) => format!("{} filled {:.1} at {:.2}", f.client_order_id, f.volume, f.price),
                 ExecutionEvent::Acked { client_order_id, ticket, .. } => format!("{client_order_id} acked {ticket}"),
                 ExecutionEvent::Rejected { client_order_id, .. } => format!("{client_order_id} rejected"),
+                ExecutionEvent::OutcomeUnknown { client_order_id, .. } => format!("{client_order_id} unknown"),
             })
             .collect();
         assert_eq!(

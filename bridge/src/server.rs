@@ -243,8 +243,20 @@ impl Bridge {
             }
             mark_unknown(&mut account.in_flight, &state.id)
         });
-        if unknown > 0 {
-            warn!(account = %state.account, orders = unknown, "connection lost with orders in flight; their outcome is settled from the next snapshot, never by resending");
+        self.announce_unknown(&state.account, unknown);
+    }
+
+    /// Tells execution which orders lost their answer with a connection.
+    fn announce_unknown(&self, account: &str, unknown: Vec<(String, ChainId)>) {
+        if unknown.is_empty() {
+            return;
+        }
+        warn!(%account, orders = unknown.len(), "connection lost with orders in flight; their outcome is settled from the next snapshot, never by resending");
+        for (client_order_id, chain_id) in unknown {
+            let event = ExecutionEvent::OutcomeUnknown { chain_id, client_order_id };
+            if self.outputs.events.try_send(event).is_err() {
+                tracing::error!("execution event channel full or closed; unknown outcome not announced");
+            }
         }
     }
 
@@ -391,13 +403,17 @@ impl Bridge {
             )));
         }
         let account: Arc<str> = Arc::from(format!("{}@{}", hello.login, hello.server));
-        self.accounts.with(&account, |state| {
-            if let Some((old, token)) = state.session.replace((session.to_owned(), cancel.clone())) {
-                info!(%old, "account reconnected; closing its previous connection");
-                mark_unknown(&mut state.in_flight, &old);
-                token.cancel();
+        let unknown = self.accounts.with(&account, |state| {
+            match state.session.replace((session.to_owned(), cancel.clone())) {
+                Some((old, token)) => {
+                    info!(%old, "account reconnected; closing its previous connection");
+                    token.cancel();
+                    mark_unknown(&mut state.in_flight, &old)
+                }
+                None => Vec::new(),
             }
         });
+        self.announce_unknown(&account, unknown);
         let mut state = Session {
             id: session.to_owned(),
             terminal: Arc::from(format!("{account}/{session}")),
@@ -681,15 +697,16 @@ impl Bridge {
     }
 }
 
-/// Marks the orders a session sent and did not settle as having an unknown outcome; returns how
-/// many.
-fn mark_unknown(in_flight: &mut HashMap<String, SentOrder>, session: &str) -> usize {
-    let mut count = 0;
-    for order in in_flight.values_mut().filter(|o| o.session == session) {
+/// Marks the orders a session sent and did not settle (and not already marked) as having an
+/// unknown outcome; returns them.
+fn mark_unknown(in_flight: &mut HashMap<String, SentOrder>, session: &str) -> Vec<(String, ChainId)> {
+    let mut marked = Vec::new();
+    for (id, order) in in_flight.iter_mut().filter(|(_, o)| o.session == session && o.outcome_known) {
         order.outcome_known = false;
-        count += 1;
+        marked.push((id.clone(), order.chain_id));
     }
-    count
+    marked.sort();
+    marked
 }
 
 /// One connection's state.

@@ -127,7 +127,12 @@ async fn an_order_whose_answer_is_lost_is_settled_from_the_next_snapshot_not_res
     let (mut terminal, end) = task.await.unwrap();
     assert_eq!(end, ConnectionEnd::Faulted, "the terminal executed the order and vanished");
     assert_eq!(terminal.report().deals.len(), 1);
-    // While no terminal is connected, nothing is resent and nothing is decided about the order.
+    // Execution is told the outcome is unknown; nothing is resent and nothing more is decided
+    // while no terminal is connected.
+    let ExecutionEvent::OutcomeUnknown { client_order_id, .. } = next_event(&mut bridge).await else {
+        panic!("the lost answer is announced")
+    };
+    assert_eq!(client_order_id, "lost-1");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(bridge.events.try_recv().is_err());
     assert_eq!(bridge.bridge.orders_in_flight("5000001@mtml-sim"), 1);

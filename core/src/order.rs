@@ -112,15 +112,23 @@ pub enum ExecutionEvent {
     },
     /// The order was (partly) filled.
     Filled(Fill),
+    /// The connection the order was sent on was lost before it was settled. It is not resent;
+    /// the terminal's next snapshot settles it (as a fill, an ack or a rejection).
+    OutcomeUnknown {
+        /// Chain of the order.
+        chain_id: ChainId,
+        /// The order's idempotency key.
+        client_order_id: String,
+    },
 }
 
 impl ExecutionEvent {
     /// The chain the event belongs to.
     pub fn chain_id(&self) -> ChainId {
         match self {
-            ExecutionEvent::Acked { chain_id, .. } | ExecutionEvent::Rejected { chain_id, .. } => {
-                *chain_id
-            }
+            ExecutionEvent::Acked { chain_id, .. }
+            | ExecutionEvent::Rejected { chain_id, .. }
+            | ExecutionEvent::OutcomeUnknown { chain_id, .. } => *chain_id,
             ExecutionEvent::Filled(fill) => fill.chain_id,
         }
     }

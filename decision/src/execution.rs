@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 use mtml_core::{ChainId, ExecutionEvent, Fill, OrderRequest, OrderType, Side, Symbol};
 
+use crate::order_state::{OrderEvent, OrderState, transition};
+
 /// Contract size of one lot (FX majors).
 pub const LOT_SIZE: f64 = 100_000.0;
 
@@ -60,6 +62,7 @@ struct InFlight {
     volume: f64,
     filled: f64,
     decision_price: f64,
+    state: OrderState,
 }
 
 /// Counters of execution.
@@ -78,6 +81,10 @@ pub struct ExecutionStats {
     pub slippage_price_lots: f64,
     /// Lots filled.
     pub filled_lots: f64,
+    /// Orders whose answer was lost with a connection (settled later from a snapshot).
+    pub outcome_unknown: u64,
+    /// Events that did not fit the order's state (logged, otherwise ignored).
+    pub invalid_transitions: u64,
 }
 
 /// Order and position book of one mtml instance.
@@ -142,7 +149,13 @@ impl Execution {
         let volume = (signed_lots.abs() * 100.0).round() / 100.0;
         self.in_flight.insert(
             client_order_id.clone(),
-            InFlight { symbol: symbol.clone(), volume, filled: 0.0, decision_price },
+            InFlight {
+                symbol: symbol.clone(),
+                volume,
+                filled: 0.0,
+                decision_price,
+                state: OrderState::Sent,
+            },
         );
         self.stats.orders_sent += 1;
         OrderRequest {
@@ -159,22 +172,55 @@ impl Execution {
         }
     }
 
+    /// The state of each order in flight, by client order id.
+    pub fn order_states(&self) -> Vec<(String, OrderState)> {
+        let mut states: Vec<_> =
+            self.in_flight.iter().map(|(id, order)| (id.clone(), order.state)).collect();
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        states
+    }
+
+    /// Moves an order through the state machine; an event that does not fit is counted and
+    /// logged, never applied half-way.
+    fn advance(&mut self, client_order_id: &str, event: OrderEvent) -> Option<OrderState> {
+        let order = self.in_flight.get_mut(client_order_id)?;
+        match transition(order.state, event) {
+            Ok(next) => {
+                order.state = next;
+                Some(next)
+            }
+            Err(error) => {
+                self.stats.invalid_transitions += 1;
+                tracing::warn!(%client_order_id, %error, "execution event ignored");
+                None
+            }
+        }
+    }
+
     /// Applies what the bridge reported.
     pub fn on_event(&mut self, event: &ExecutionEvent) {
         match event {
             ExecutionEvent::Acked { client_order_id, volume, .. } => {
                 self.stats.acks += 1;
-                // The bridge may have rounded the volume down to the symbol's step.
-                if let Some(order) = self.in_flight.get_mut(client_order_id)
+                if self.advance(client_order_id, OrderEvent::Ack).is_some()
+                    && let Some(order) = self.in_flight.get_mut(client_order_id)
                     && *volume > 0.0
                 {
+                    // The bridge may have rounded the volume down to the symbol's step.
                     order.volume = *volume;
                 }
             }
             ExecutionEvent::Rejected { client_order_id, reason, retcode, chain_id } => {
                 self.stats.rejects += 1;
                 tracing::warn!(%chain_id, %client_order_id, retcode, %reason, "order rejected");
-                self.in_flight.remove(client_order_id);
+                if self.advance(client_order_id, OrderEvent::Reject).is_some() {
+                    self.in_flight.remove(client_order_id);
+                }
+            }
+            ExecutionEvent::OutcomeUnknown { client_order_id, chain_id } => {
+                self.stats.outcome_unknown += 1;
+                tracing::warn!(%chain_id, %client_order_id, "order outcome unknown until the terminal's next snapshot");
+                self.advance(client_order_id, OrderEvent::Lose);
             }
             ExecutionEvent::Filled(fill) => self.on_fill(fill),
         }
@@ -184,16 +230,18 @@ impl Execution {
         self.stats.fills += 1;
         self.stats.filled_lots += fill.volume;
         let signed = fill.volume * fill.side.sign();
+        // The position follows the terminal's deals whatever execution thought of the order.
         self.positions.entry(fill.symbol.clone()).or_default().apply(signed, fill.price);
-        if let Some(order) = self.in_flight.get_mut(&fill.client_order_id) {
-            self.stats.slippage_price_lots +=
-                (fill.price - order.decision_price) * fill.side.sign() * fill.volume;
-            order.filled += fill.volume;
-            if order.filled >= order.volume - 1e-9 {
-                self.in_flight.remove(&fill.client_order_id);
-            }
-        } else {
+        let Some(order) = self.in_flight.get_mut(&fill.client_order_id) else {
             tracing::warn!(client_order_id = %fill.client_order_id, "fill for an order not in flight");
+            return;
+        };
+        self.stats.slippage_price_lots +=
+            (fill.price - order.decision_price) * fill.side.sign() * fill.volume;
+        order.filled += fill.volume;
+        let complete = order.filled >= order.volume - 1e-9;
+        if self.advance(&fill.client_order_id, OrderEvent::Fill { complete }) == Some(OrderState::Filled) {
+            self.in_flight.remove(&fill.client_order_id);
         }
     }
 }
@@ -243,6 +291,41 @@ mod tests {
         assert!(!execution.has_in_flight(&symbol));
         assert!((execution.position(&symbol).lots - 0.3).abs() < 1e-12);
         assert!((execution.stats().slippage_price_lots - 0.0001 * 0.3).abs() < 1e-12);
+    }
+
+    #[test]
+    fn orders_move_through_the_state_machine_and_invalid_events_are_counted() {
+        let mut execution = Execution::new("t");
+        let symbol = Symbol::new("EURUSD");
+        let chain_id = ChainIdGenerator::with_prefix(1).next_id();
+        execution.market_order(chain_id, &symbol, 0.1, 1.1, 0);
+        assert_eq!(execution.order_states(), [("t-1".to_owned(), OrderState::Sent)]);
+        let id = "t-1".to_owned();
+        execution.on_event(&ExecutionEvent::OutcomeUnknown { chain_id, client_order_id: id.clone() });
+        assert_eq!(execution.order_states(), [(id.clone(), OrderState::Unknown)]);
+        assert!(execution.has_in_flight(&symbol), "an unknown outcome keeps the symbol busy: no second order");
+        execution.on_event(&ExecutionEvent::Acked { chain_id, client_order_id: id.clone(), ticket: 5, volume: 0.1 });
+        assert_eq!(execution.order_states(), [(id.clone(), OrderState::Acknowledged)]);
+        let fill = Fill {
+            chain_id,
+            client_order_id: id.clone(),
+            ticket: 5,
+            symbol: symbol.clone(),
+            side: Side::Buy,
+            volume: 0.1,
+            price: 1.1,
+            time_msc: 0,
+        };
+        execution.on_event(&ExecutionEvent::Filled(fill));
+        assert!(execution.order_states().is_empty(), "filled orders leave");
+        assert_eq!(execution.stats().invalid_transitions, 0);
+        // A late rejection of a filled order does not fit: counted, ignored.
+        execution.market_order(chain_id, &symbol, 0.1, 1.1, 0);
+        execution.on_event(&ExecutionEvent::Rejected { chain_id, client_order_id: "t-2".into(), retcode: 1, reason: "x".into() });
+        execution.on_event(&ExecutionEvent::Acked { chain_id, client_order_id: "t-2".into(), ticket: 6, volume: 0.1 });
+        assert_eq!(execution.stats().rejects, 1);
+        assert!(execution.order_states().is_empty());
+        assert!((execution.position(&symbol).lots - 0.1).abs() < 1e-12);
     }
 
     proptest! {

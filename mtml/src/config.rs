@@ -110,6 +110,24 @@ pub struct RiskSettings {
     pub max_order_lots: f64,
     /// Largest absolute position per symbol, lots.
     pub max_position_lots: f64,
+    /// Largest sum of absolute positions, lots.
+    pub max_total_lots: f64,
+    /// Largest sum of absolute position notionals, quote currency.
+    pub max_total_notional: f64,
+    /// Most orders in flight.
+    pub max_open_orders: usize,
+    /// Most orders per minute of market time.
+    pub max_orders_per_minute: u32,
+    /// Fat-finger band around the last mid, basis points.
+    pub price_band_bps: f64,
+    /// Daily loss (from the UTC day's first equity) that halts trading, quote currency.
+    pub daily_loss_limit: f64,
+    /// Fall from the equity high that reduces trading to closing, quote currency.
+    pub max_drawdown: f64,
+    /// Oldest features traded on, milliseconds.
+    pub max_feature_age_ms: i64,
+    /// Equity at start, for the daily loss and drawdown limits until the terminal reports its own.
+    pub starting_equity: f64,
 }
 
 /// `[runtime]`.
@@ -245,6 +263,15 @@ impl Config {
             risk: RiskSettings {
                 max_order_lots: x.float("risk", "max_order_lots", 0.5),
                 max_position_lots: x.float("risk", "max_position_lots", 1.0),
+                max_total_lots: x.float("risk", "max_total_lots", 5.0),
+                max_total_notional: x.float("risk", "max_total_notional", 1_000_000.0),
+                max_open_orders: x.positive("risk", "max_open_orders", 10) as usize,
+                max_orders_per_minute: u32::try_from(x.positive("risk", "max_orders_per_minute", 30)).unwrap_or(u32::MAX),
+                price_band_bps: x.float("risk", "price_band_bps", 50.0),
+                daily_loss_limit: x.float("risk", "daily_loss_limit", 1_000.0),
+                max_drawdown: x.float("risk", "max_drawdown", 2_000.0),
+                max_feature_age_ms: x.positive("risk", "max_feature_age_ms", 5_000) as i64,
+                starting_equity: x.float("risk", "starting_equity", 10_000.0),
             },
             runtime: RuntimeSettings { onnxruntime_lib: x.path("runtime", "onnxruntime_lib") },
         };
@@ -271,7 +298,15 @@ impl Config {
             problems.push(format!("decision.lots: {} must be positive", d.lots));
         }
         let r = &self.risk;
-        for (key, value) in [("max_order_lots", r.max_order_lots), ("max_position_lots", r.max_position_lots)] {
+        for (key, value) in [
+            ("max_order_lots", r.max_order_lots),
+            ("max_position_lots", r.max_position_lots),
+            ("max_total_lots", r.max_total_lots),
+            ("max_total_notional", r.max_total_notional),
+            ("price_band_bps", r.price_band_bps),
+            ("daily_loss_limit", r.daily_loss_limit),
+            ("max_drawdown", r.max_drawdown),
+        ] {
             if value.is_nan() || value <= 0.0 {
                 problems.push(format!("risk.{key}: {value} must be positive"));
             }

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use mtml_bridge::OrderRouter;
 use mtml_core::clock::monotonic_ns;
 use mtml_core::{Bar, ChainLog, ExecutionEvent, Stage, Symbol, Tick};
-use mtml_decision::{DecisionEngine, Execution, ExecutionStats, Position, RiskEngine};
+use mtml_decision::{
+    DecisionEngine, Execution, ExecutionStats, Facts, OrderCheck, Position, RiskEngine, TradingState,
+};
 use mtml_feature_store::OnlineStore;
 use mtml_inference::Model;
 use mtml_ingestion::QuoteState;
@@ -58,6 +60,21 @@ pub struct PipelineCounters {
     pub target_changes: u64,
     /// Orders refused by risk, by reason.
     pub risk_rejections: BTreeMap<&'static str, u64>,
+    /// Trading state changes, in order, as announced.
+    pub state_changes: Vec<StateChangeReport>,
+}
+
+/// A trading state change as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateChangeReport {
+    /// Before.
+    pub from: String,
+    /// After.
+    pub to: String,
+    /// Why.
+    pub reason: String,
+    /// Market time, UTC epoch ms.
+    pub at_ms: i64,
 }
 
 /// Everything the pipeline knew when it stopped.
@@ -73,6 +90,8 @@ pub struct PipelineOutcome {
     pub last_mid: HashMap<Symbol, f64>,
     /// Bars still open at the end, closed by the flush.
     pub final_bars: Vec<Bar>,
+    /// The trading state at the end.
+    pub trading_state: TradingState,
 }
 
 /// Where execution hands orders: the bridge's router in this process, or a channel to the gRPC
@@ -121,6 +140,10 @@ pub struct Pipeline {
     pub progress: Arc<PipelineProgress>,
     /// Per symbol, the last target an order was attempted for.
     pub acted_target: HashMap<Symbol, f64>,
+    /// Equity before any trade, quote currency; equity is this plus realised and unrealised PnL.
+    pub starting_equity: f64,
+    /// Last mid per symbol.
+    pub last_mid: HashMap<Symbol, f64>,
 }
 
 impl Pipeline {
@@ -134,17 +157,13 @@ impl Pipeline {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
         std::thread::Builder::new().name("mtml-pipeline".into()).spawn(move || {
             let mut counters = PipelineCounters::default();
-            let mut last_mid = HashMap::new();
             runtime.block_on(async {
                 loop {
                     tokio::select! {
                         biased;
                         Some(event) = events.recv() => self.on_event(&event),
                         tick = ticks.recv() => match tick {
-                            Some(tick) => {
-                                last_mid.insert(tick.symbol.clone(), tick.mid());
-                                self.on_tick(&tick, &mut counters);
-                            }
+                            Some(tick) => self.on_tick(&tick, &mut counters),
                             None => break,
                         },
                     }
@@ -158,8 +177,9 @@ impl Pipeline {
                 counters,
                 execution: self.execution.stats().clone(),
                 positions: self.execution.positions().clone(),
-                last_mid,
+                last_mid: self.last_mid,
                 final_bars: self.featurizer.flush_bars(),
+                trading_state: self.risk.state(),
             }
         })
     }
@@ -192,6 +212,8 @@ impl Pipeline {
             }
         };
         counters.ticks_ingested += 1;
+        self.last_mid.insert(tick.symbol.clone(), tick.mid());
+        self.mark_equity(tick.time_msc, counters);
         match ingested.quote {
             QuoteState::Crossed => counters.crossed_quotes += 1,
             QuoteState::Locked => counters.locked_quotes += 1,
@@ -200,6 +222,28 @@ impl Pipeline {
         counters.bars += u64::from(ingested.closed_bar.is_some());
         self.decide(tick, ingested.closed_bar.as_ref(), t, counters, &mut span);
         self.tick_done();
+    }
+
+    /// Marks equity to the last mids for the daily loss and drawdown limits, and records any
+    /// state change risk announces.
+    fn mark_equity(&mut self, now_ms: i64, counters: &mut PipelineCounters) {
+        let pnl: f64 = self
+            .execution
+            .positions()
+            .iter()
+            .map(|(symbol, p)| {
+                p.realized_pnl + self.last_mid.get(symbol).map_or(0.0, |mid| p.unrealized_pnl(*mid))
+            })
+            .sum();
+        self.risk.on_equity(self.starting_equity + pnl, now_ms);
+        for change in self.risk.take_changes() {
+            counters.state_changes.push(StateChangeReport {
+                from: format!("{:?}", change.from).to_uppercase(),
+                to: format!("{:?}", change.to).to_uppercase(),
+                reason: change.reason,
+                at_ms: change.at_ms,
+            });
+        }
     }
 
     fn tick_done(&self) {
@@ -253,14 +297,24 @@ impl Pipeline {
         if delta == 0.0 {
             return;
         }
-        let verdict = self.risk.check(&tick.symbol, delta, position);
+        let decision_price = if delta > 0.0 { tick.ask } else { tick.bid };
+        let facts = Facts {
+            positions: self.execution.positions().iter().map(|(s, p)| (s.clone(), p.lots)).collect(),
+            mids: self.last_mid.clone(),
+            open_orders: self.execution.in_flight_count(),
+            feature_age_ms: tick.time_msc - vector.time_msc,
+            model_flag: None,
+            account: None,
+        };
+        let check = OrderCheck { symbol: &tick.symbol, signed_lots: delta, price: decision_price, now_ms: tick.time_msc };
+        let verdict = self.risk.check(check, &facts);
         let t = span(Stage::Risk, t);
         if let Err(rejection) = verdict {
             *counters.risk_rejections.entry(rejection.name()).or_default() += 1;
             tracing::info!(chain_id = %tick.chain_id, %rejection, "order refused by risk");
             return;
         }
-        let decision_price = if delta > 0.0 { tick.ask } else { tick.bid };
+        self.risk.on_order_sent(tick.time_msc);
         let order = self.execution.market_order(
             tick.chain_id,
             &tick.symbol,

@@ -29,6 +29,8 @@ pub struct Report {
     pub order_rejects: u64,
     /// The bridge's counters.
     pub bridge: BridgeReport,
+    /// Trading state at the end: ACTIVE, REDUCING or HALTED.
+    pub trading_state: String,
     /// Profit and loss in the quote currency.
     pub pnl: Pnl,
     /// Net position per symbol at the end, lots: mtml's view and the terminal's.
@@ -212,6 +214,7 @@ impl Report {
             pipeline,
             orders_sent: terminal.orders_sent,
             bridge: terminal.bridge.clone(),
+            trading_state: format!("{:?}", outcome.trading_state).to_uppercase(),
             acks: e.acks,
             fills: e.fills,
             order_rejects: e.rejects,
@@ -268,6 +271,10 @@ impl Report {
             "  orders   sent {}  acked {}  fills {}  rejected {}  risk rejections {:?}",
             self.orders_sent, self.acks, self.fills, self.order_rejects, self.pipeline.risk_rejections
         );
+        let _ = writeln!(s, "  risk     trading state {}", self.trading_state);
+        for change in &self.pipeline.state_changes {
+            let _ = writeln!(s, "           {} -> {} at {}: {}", change.from, change.to, change.at_ms, change.reason);
+        }
         for (symbol, p) in &self.positions {
             let _ = writeln!(s, "  position {symbol}: mtml {} lots, terminal {} lots", p.mtml_lots, p.terminal_lots);
         }

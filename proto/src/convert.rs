@@ -133,6 +133,9 @@ impl From<&ExecutionEvent> for v1::ExecutionEvent {
                 client_order_id.clone(),
                 Event::Rejected(v1::OrderRejected { retcode: *retcode, reason: reason.clone() }),
             ),
+            ExecutionEvent::OutcomeUnknown { client_order_id, .. } => {
+                (client_order_id.clone(), Event::OutcomeUnknown(v1::OrderOutcomeUnknown {}))
+            }
             ExecutionEvent::Filled(fill) => (
                 fill.client_order_id.clone(),
                 Event::Filled(v1::OrderFilled {
@@ -169,6 +172,7 @@ impl TryFrom<v1::ExecutionEvent> for ExecutionEvent {
                 retcode: reject.retcode,
                 reason: reject.reason,
             },
+            Event::OutcomeUnknown(_) => ExecutionEvent::OutcomeUnknown { chain_id, client_order_id },
             Event::Filled(fill) => ExecutionEvent::Filled(Fill {
                 chain_id,
                 client_order_id,

@@ -142,3 +142,19 @@ async fn metatrader_exports_replay() {
     let report = replay(options).await.unwrap();
     assert_eq!((report.run.ticks_read, report.pipeline.ticks_ingested, report.pipeline.bars), (3, 3, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_loss_limit_halts_trading_mid_replay() {
+    let mut options = options(eurusd_sample(), Transport::InProcess);
+    // A limit of 1 USD: the first losing move of a 0.1 lot position trips it.
+    options.config.risk.daily_loss_limit = 1.0;
+    let report = replay(options).await.unwrap();
+    assert_eq!(report.trading_state, "HALTED");
+    let change = &report.pipeline.state_changes[0];
+    assert_eq!((change.from.as_str(), change.to.as_str()), ("ACTIVE", "HALTED"));
+    assert!(change.reason.starts_with("daily_loss: down "), "{}", change.reason);
+    assert!(report.pipeline.risk_rejections.get("halted").copied().unwrap_or(0) > 0, "later targets refused: {report:#?}");
+    assert!(report.orders_sent >= 1, "it traded before the halt");
+    assert!(report.counts_add_up);
+    assert_orders_consistent(&report);
+}
