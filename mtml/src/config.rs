@@ -156,7 +156,8 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// `MTML_*` variables that are not settings: the log filter.
+/// `MTML_*` variables that are not settings: the log filter. Variables starting `MTML_TEST_`
+/// belong to the test harness and are not settings either.
 const RESERVED_ENV: [&str; 1] = ["MTML_LOG"];
 
 const SECTIONS: [&str; 7] = ["bridge", "grpc", "pipeline", "model", "decision", "risk", "runtime"];
@@ -193,7 +194,7 @@ impl Config {
         };
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("MTML_") else { continue };
-            if RESERVED_ENV.contains(&name.as_str()) {
+            if RESERVED_ENV.contains(&name.as_str()) || name.starts_with("MTML_TEST_") {
                 continue;
             }
             let rest = rest.to_ascii_lowercase();
@@ -441,7 +442,7 @@ mod tests {
         let text = "[decision]\nbuy_above = 0.6\nlots = 0.2\n[bridge]\nsymbol_map = { GER40 = \"DE40\" }\n";
         let config = Config::from_sources(
             Some(text),
-            env(&[("MTML_DECISION_LOTS", "0.3"), ("MTML_PIPELINE_TRANSPORT", "grpc"), ("PATH", "/bin"), ("MTML_LOG", "debug")]),
+            env(&[("MTML_DECISION_LOTS", "0.3"), ("MTML_PIPELINE_TRANSPORT", "grpc"), ("PATH", "/bin"), ("MTML_LOG", "debug"), ("MTML_TEST_POSTGRES_URL", "postgres://x")]),
         )
         .unwrap();
         assert_eq!(config.decision.buy_above, 0.6);

@@ -3,7 +3,8 @@
 //! - `setup`: fetches the ONNX Runtime library from the `onnxruntime` PyPI wheel into
 //!   `.cache/onnxruntime` (pip is the only network client used, and PyPI the only source).
 //! - `demo`: setup, release build, and `mtml replay` on the sample that ships in `data/`.
-//! - `test`: setup, then the whole test suite.
+//! - `test`: setup, a PostgreSQL server of its own (installed from Debian's packages if
+//!   missing), then the whole test suite.
 //! - `train`: setup, feature export through mtml's own code, and model training in a pinned
 //!   Python environment (see models/README.md).
 
@@ -11,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
+
+mod services;
 
 const ORT_VERSION: &str = "1.31.1";
 const ORT_LIBRARY: &str = "libonnxruntime.so.1.31.1";
@@ -100,8 +103,22 @@ fn demo(root: &Path, args: &[String]) -> anyhow::Result<()> {
 
 fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     setup(root)?;
+    let mut command = Command::new(cargo());
+    command.args(["test", "--workspace", "--all-targets"]).args(args);
+    // A server of our own on a free port, unless the caller points at one.
+    let _postgres = match std::env::var("MTML_TEST_POSTGRES_URL") {
+        Ok(url) => {
+            step(&format!("using PostgreSQL at {url}"));
+            None
+        }
+        Err(_) => {
+            let server = services::Postgres::start()?;
+            command.env("MTML_TEST_POSTGRES_URL", server.url());
+            Some(server)
+        }
+    };
     step("running the test suite");
-    run(Command::new(cargo()).args(["test", "--workspace", "--all-targets"]).args(args))
+    run(&mut command)
 }
 
 fn train(root: &Path, args: &[String]) -> anyhow::Result<()> {

@@ -1,0 +1,399 @@
+//! The journal of decisions, orders, fills, positions and trading state changes.
+//!
+//! PostgreSQL in production, SQLite as the embedded default, through one sqlx `Any` pool and
+//! one portable migration (`migrations/`). The pipeline never waits for it: records go through a
+//! channel to [`spawn_writer`], which writes them in order, a transaction per batch. What the
+//! journal misses in a crash (the last records before it) the terminal's snapshot restores on
+//! reconnect: positions and deals carry the client order ids.
+//!
+//! - [`Journal`]: open (migrating), write records, read positions, orders and PnL.
+//! - [`Record`]: what gets written.
+//! - [`conformance`]: the suite every backend passes.
+
+use std::sync::Once;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+use tokio::sync::mpsc;
+
+/// Why the journal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The database refused or is unreachable.
+    #[error("journal database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("journal migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// One thing to remember.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A decision that changed a target, and what came of it (`order`, or a risk rejection).
+    Decision {
+        /// Chain of the tick.
+        chain_id: String,
+        /// Symbol.
+        symbol: String,
+        /// Market time.
+        time_ms: i64,
+        /// Model probability of "up".
+        probability: f64,
+        /// Target position, lots.
+        target_lots: f64,
+        /// `order`, or `risk:<reason>`.
+        outcome: String,
+    },
+    /// An order created by execution.
+    OrderCreated {
+        /// Idempotency key.
+        client_order_id: String,
+        /// Chain of the tick.
+        chain_id: String,
+        /// Symbol.
+        symbol: String,
+        /// `buy` or `sell`.
+        side: String,
+        /// Lots.
+        volume: f64,
+        /// Price the decision was made at.
+        decision_price: f64,
+        /// Market time.
+        created_ms: i64,
+    },
+    /// An order's new state.
+    OrderState {
+        /// Idempotency key.
+        client_order_id: String,
+        /// State name (`acknowledged`, `filled`, `unknown`...).
+        state: String,
+        /// Lots filled so far.
+        filled: f64,
+        /// Market time.
+        at_ms: i64,
+    },
+    /// A fill.
+    Fill {
+        /// Idempotency key of the order.
+        client_order_id: String,
+        /// Chain of the order.
+        chain_id: String,
+        /// Terminal ticket.
+        ticket: i64,
+        /// Symbol.
+        symbol: String,
+        /// `buy` or `sell`.
+        side: String,
+        /// Lots.
+        volume: f64,
+        /// Price.
+        price: f64,
+        /// Terminal time.
+        time_ms: i64,
+        /// Fill price minus decision price, against the order (positive is worse).
+        slippage: f64,
+        /// PnL this fill realised.
+        realized_pnl: f64,
+    },
+    /// A symbol's position after a fill.
+    Position {
+        /// Symbol.
+        symbol: String,
+        /// Lots, signed.
+        lots: f64,
+        /// Average entry price.
+        average_price: f64,
+        /// Realised PnL so far.
+        realized_pnl: f64,
+        /// Market time.
+        at_ms: i64,
+    },
+    /// A trading state change.
+    StateChange {
+        /// Market time.
+        at_ms: i64,
+        /// Before.
+        from: String,
+        /// After.
+        to: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A position as the journal has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PositionRow {
+    /// Symbol.
+    pub symbol: String,
+    /// Lots, signed.
+    pub lots: f64,
+    /// Average entry price.
+    pub average_price: f64,
+    /// Realised PnL.
+    pub realized_pnl: f64,
+}
+
+/// An order as the journal has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRow {
+    /// Idempotency key.
+    pub client_order_id: String,
+    /// Chain id.
+    pub chain_id: String,
+    /// Symbol.
+    pub symbol: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    /// Lots.
+    pub volume: f64,
+    /// Lots filled.
+    pub filled: f64,
+    /// State name.
+    pub state: String,
+    /// Market time created.
+    pub created_ms: i64,
+}
+
+/// States an order never leaves; others are open.
+pub const FINAL_STATES: [&str; 4] = ["filled", "rejected", "cancelled", "expired"];
+
+static DRIVERS: Once = Once::new();
+
+/// A journal database.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    pool: AnyPool,
+}
+
+impl Journal {
+    /// Connects to `url` (`postgres://...` or `sqlite://path?mode=rwc`, `sqlite::memory:`) and
+    /// brings the schema up to date.
+    pub async fn open(url: &str) -> Result<Self, JournalError> {
+        DRIVERS.call_once(install_default_drivers);
+        // An in-memory SQLite database lives as long as its one connection.
+        let max = if url.contains(":memory:") { 1 } else { 4 };
+        let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Writes records in one transaction.
+    pub async fn write(&self, records: &[Record]) -> Result<(), JournalError> {
+        let mut tx = self.pool.begin().await?;
+        for record in records {
+            match record {
+                Record::Decision { chain_id, symbol, time_ms, probability, target_lots, outcome } => {
+                    sqlx::query("INSERT INTO decisions (chain_id, symbol, time_ms, probability, target_lots, outcome) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(chain_id).bind(symbol).bind(time_ms).bind(probability).bind(target_lots).bind(outcome)
+                        .execute(&mut *tx).await?;
+                }
+                Record::OrderCreated { client_order_id, chain_id, symbol, side, volume, decision_price, created_ms } => {
+                    sqlx::query("INSERT INTO orders (client_order_id, chain_id, symbol, side, volume, decision_price, state, filled, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, 'sent', 0, $7, $7) ON CONFLICT (client_order_id) DO NOTHING")
+                        .bind(client_order_id).bind(chain_id).bind(symbol).bind(side).bind(volume).bind(decision_price).bind(created_ms)
+                        .execute(&mut *tx).await?;
+                }
+                Record::OrderState { client_order_id, state, filled, at_ms } => {
+                    sqlx::query("UPDATE orders SET state = $1, filled = $2, updated_ms = $3 WHERE client_order_id = $4")
+                        .bind(state).bind(filled).bind(at_ms).bind(client_order_id)
+                        .execute(&mut *tx).await?;
+                }
+                Record::Fill { client_order_id, chain_id, ticket, symbol, side, volume, price, time_ms, slippage, realized_pnl } => {
+                    sqlx::query("INSERT INTO fills (client_order_id, chain_id, ticket, symbol, side, volume, price, time_ms, slippage, realized_pnl) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+                        .bind(client_order_id).bind(chain_id).bind(ticket).bind(symbol).bind(side).bind(volume).bind(price).bind(time_ms).bind(slippage).bind(realized_pnl)
+                        .execute(&mut *tx).await?;
+                }
+                Record::Position { symbol, lots, average_price, realized_pnl, at_ms } => {
+                    sqlx::query("INSERT INTO positions (symbol, lots, average_price, realized_pnl, updated_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (symbol) DO UPDATE SET lots = excluded.lots, average_price = excluded.average_price, realized_pnl = excluded.realized_pnl, updated_ms = excluded.updated_ms")
+                        .bind(symbol).bind(lots).bind(average_price).bind(realized_pnl).bind(at_ms)
+                        .execute(&mut *tx).await?;
+                }
+                Record::StateChange { at_ms, from, to, reason } => {
+                    sqlx::query("INSERT INTO state_changes (at_ms, from_state, to_state, reason) VALUES ($1, $2, $3, $4)")
+                        .bind(at_ms).bind(from).bind(to).bind(reason)
+                        .execute(&mut *tx).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every position, by symbol.
+    pub async fn positions(&self) -> Result<Vec<PositionRow>, JournalError> {
+        let rows = sqlx::query("SELECT symbol, lots, average_price, realized_pnl FROM positions ORDER BY symbol")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PositionRow {
+                    symbol: r.try_get(0)?,
+                    lots: r.try_get(1)?,
+                    average_price: r.try_get(2)?,
+                    realized_pnl: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Orders, oldest first; with `open_only`, those not in a final state.
+    pub async fn orders(&self, open_only: bool) -> Result<Vec<OrderRow>, JournalError> {
+        let sql = if open_only {
+            "SELECT client_order_id, chain_id, symbol, side, volume, filled, state, created_ms FROM orders WHERE state NOT IN ('filled', 'rejected', 'cancelled', 'expired') ORDER BY created_ms, client_order_id"
+        } else {
+            "SELECT client_order_id, chain_id, symbol, side, volume, filled, state, created_ms FROM orders ORDER BY created_ms, client_order_id"
+        };
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OrderRow {
+                    client_order_id: r.try_get(0)?,
+                    chain_id: r.try_get(1)?,
+                    symbol: r.try_get(2)?,
+                    side: r.try_get(3)?,
+                    volume: r.try_get(4)?,
+                    filled: r.try_get(5)?,
+                    state: r.try_get(6)?,
+                    created_ms: r.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// PnL realised by fills at or after `since_ms` (all fills when `None`).
+    pub async fn realized_pnl(&self, since_ms: Option<i64>) -> Result<f64, JournalError> {
+        let row = sqlx::query("SELECT COALESCE(SUM(realized_pnl), 0.0) FROM fills WHERE time_ms >= $1")
+            .bind(since_ms.unwrap_or(i64::MIN))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Closes the pool, waiting for its connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Number of decisions recorded.
+    pub async fn decision_count(&self) -> Result<i64, JournalError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM decisions").fetch_one(&self.pool).await?.try_get(0)?)
+    }
+}
+
+/// Writes what arrives on `records`, in order, until the channel closes; returns how many records
+/// were written. A failed batch is logged and retried once a second, never dropped: the pipeline
+/// goes on meanwhile and the channel holds the backlog.
+pub fn spawn_writer(
+    journal: Journal,
+    mut records: mpsc::UnboundedReceiver<Record>,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut written = 0u64;
+        let mut batch = Vec::new();
+        while let Some(first) = records.recv().await {
+            batch.push(first);
+            while batch.len() < 1_000 {
+                match records.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
+            }
+            loop {
+                match journal.write(&batch).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::error!(%error, records = batch.len(), "journal write failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            written += batch.len() as u64;
+            batch.clear();
+        }
+        written
+    })
+}
+
+/// The suite every journal backend passes.
+pub mod conformance {
+    use super::*;
+
+    fn order(id: &str, created_ms: i64) -> Record {
+        Record::OrderCreated {
+            client_order_id: id.into(),
+            chain_id: format!("chain-{id}"),
+            symbol: "EURUSD".into(),
+            side: "buy".into(),
+            volume: 0.1,
+            decision_price: 1.1,
+            created_ms,
+        }
+    }
+
+    /// Runs every check against an empty journal. Panics with the failing check's name.
+    pub async fn run_all(journal: &Journal) {
+        assert!(journal.positions().await.expect("read").is_empty(), "starts empty");
+        journal
+            .write(&[
+                order("a", 1),
+                order("b", 2),
+                order("a", 3),
+                Record::OrderState { client_order_id: "a".into(), state: "filled".into(), filled: 0.1, at_ms: 4 },
+                Record::Fill {
+                    client_order_id: "a".into(),
+                    chain_id: "chain-a".into(),
+                    ticket: 7,
+                    symbol: "EURUSD".into(),
+                    side: "buy".into(),
+                    volume: 0.1,
+                    price: 1.1001,
+                    time_ms: 4,
+                    slippage: 0.0001,
+                    realized_pnl: 0.0,
+                },
+                Record::Fill {
+                    client_order_id: "z".into(),
+                    chain_id: "chain-z".into(),
+                    ticket: 8,
+                    symbol: "EURUSD".into(),
+                    side: "sell".into(),
+                    volume: 0.1,
+                    price: 1.2,
+                    time_ms: 100,
+                    slippage: 0.0,
+                    realized_pnl: 25.5,
+                },
+                Record::Position { symbol: "EURUSD".into(), lots: 0.1, average_price: 1.1, realized_pnl: 0.0, at_ms: 4 },
+                Record::Position { symbol: "EURUSD".into(), lots: 0.2, average_price: 1.15, realized_pnl: 25.5, at_ms: 5 },
+                Record::Decision {
+                    chain_id: "chain-a".into(),
+                    symbol: "EURUSD".into(),
+                    time_ms: 1,
+                    probability: 0.61,
+                    target_lots: 0.1,
+                    outcome: "order".into(),
+                },
+                Record::StateChange { at_ms: 9, from: "ACTIVE".into(), to: "HALTED".into(), reason: "test".into() },
+            ])
+            .await
+            .expect("write");
+        let orders = journal.orders(false).await.expect("orders");
+        let ids: Vec<&str> = orders.iter().map(|o| o.client_order_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"], "an order id is recorded once");
+        assert_eq!(orders[0].state, "filled", "state updates apply");
+        let open: Vec<String> = journal.orders(true).await.expect("open").into_iter().map(|o| o.client_order_id).collect();
+        assert_eq!(open, ["b"], "final states are not open");
+        let positions = journal.positions().await.expect("positions");
+        assert_eq!(
+            positions,
+            [PositionRow { symbol: "EURUSD".into(), lots: 0.2, average_price: 1.15, realized_pnl: 25.5 }],
+            "the latest position wins"
+        );
+        assert_eq!(journal.realized_pnl(None).await.expect("pnl"), 25.5);
+        assert_eq!(journal.realized_pnl(Some(50)).await.expect("pnl"), 25.5);
+        assert_eq!(journal.realized_pnl(Some(101)).await.expect("pnl"), 0.0, "a day without fills");
+        assert_eq!(journal.decision_count().await.expect("decisions"), 1);
+        // Reopening runs the migrations again without harm.
+    }
+}
