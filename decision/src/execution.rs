@@ -95,6 +95,7 @@ pub struct Execution {
     in_flight: HashMap<String, InFlight>,
     positions: HashMap<Symbol, Position>,
     stats: ExecutionStats,
+    last_fill_slippage: f64,
 }
 
 impl Execution {
@@ -107,6 +108,7 @@ impl Execution {
             in_flight: HashMap::new(),
             positions: HashMap::new(),
             stats: ExecutionStats::default(),
+            last_fill_slippage: 0.0,
         }
     }
 
@@ -170,6 +172,26 @@ impl Execution {
             decision_price,
             origin_received_ns,
         }
+    }
+
+    /// The state of an order in flight; `None` once it has left (filled, rejected...).
+    pub fn state_of(&self, client_order_id: &str) -> Option<OrderState> {
+        self.in_flight.get(client_order_id).map(|order| order.state)
+    }
+
+    /// Lots filled so far of an order in flight (0 once it has left).
+    pub fn filled_of(&self, client_order_id: &str) -> f64 {
+        self.in_flight.get(client_order_id).map_or(0.0, |order| order.filled)
+    }
+
+    /// Slippage of the last fill applied: fill price minus decision price, against the order.
+    pub fn last_fill_slippage(&self) -> f64 {
+        self.last_fill_slippage
+    }
+
+    /// Positions recovered from the journal at start.
+    pub fn restore_positions(&mut self, positions: impl IntoIterator<Item = (Symbol, Position)>) {
+        self.positions.extend(positions);
     }
 
     /// The state of each order in flight, by client order id.
@@ -236,8 +258,8 @@ impl Execution {
             tracing::warn!(client_order_id = %fill.client_order_id, "fill for an order not in flight");
             return;
         };
-        self.stats.slippage_price_lots +=
-            (fill.price - order.decision_price) * fill.side.sign() * fill.volume;
+        self.last_fill_slippage = (fill.price - order.decision_price) * fill.side.sign();
+        self.stats.slippage_price_lots += self.last_fill_slippage * fill.volume;
         order.filled += fill.volume;
         let complete = order.filled >= order.volume - 1e-9;
         if self.advance(&fill.client_order_id, OrderEvent::Fill { complete }) == Some(OrderState::Filled) {

@@ -12,7 +12,8 @@ use anyhow::Context as _;
 use mtml_bridge::grpc::BridgeService;
 use mtml_bridge::{Bridge, BridgeConfig, BridgeOutputs, BridgeStats, SymbolMapper};
 use mtml_core::{ChainLog, Symbol};
-use mtml_decision::{DecisionConfig, DecisionEngine, Execution, RiskEngine, RiskLimits};
+use mtml_decision::{DecisionConfig, DecisionEngine, Execution, Position, RiskEngine, RiskLimits};
+use mtml_journal::Journal;
 use mtml_feature_store::{FX_V1, FX_V1_LEN, MemoryStore, OnlineStore};
 use mtml_inference::{Model, OnnxRuntime};
 use mtml_ingestion::grpc::{IngestionService, forward_ticks};
@@ -91,6 +92,7 @@ pub struct App {
     grpc_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     forwarder_task: Option<JoinHandle<()>>,
     order_forwarder_task: Option<JoinHandle<()>>,
+    journal_task: JoinHandle<u64>,
     pipeline: std::thread::JoinHandle<PipelineOutcome>,
 }
 
@@ -189,6 +191,25 @@ impl App {
         }
         drop(pipeline_tx);
 
+        let journal = Journal::open(&config.journal.url)
+            .await
+            .with_context(|| format!("opening the journal at {}", config.journal.url))?;
+        let mut execution = Execution::new(&format!("m{:x}", rand_session()));
+        let recovered = journal.positions().await?;
+        if !recovered.is_empty() {
+            tracing::info!(positions = recovered.len(), "positions recovered from the journal");
+        }
+        execution.restore_positions(recovered.into_iter().map(|row| {
+            let position = Position { lots: row.lots, average_price: row.average_price, realized_pnl: row.realized_pnl };
+            (Symbol::new(&row.symbol), position)
+        }));
+        let open_orders = journal.orders(true).await?;
+        if !open_orders.is_empty() {
+            tracing::warn!(orders = open_orders.len(), "orders left open by the last run; the terminal's snapshot and positions are the truth for them");
+        }
+        let (journal_tx, journal_rx) = mpsc::unbounded_channel();
+        let journal_task = mtml_journal::spawn_writer(journal, journal_rx);
+
         let pipeline = Pipeline {
             featurizer: Featurizer::new(symbols.clone(), config.pipeline.backwards_tolerance_ms),
             store: store.clone(),
@@ -215,7 +236,9 @@ impl App {
             }),
             starting_equity: config.risk.starting_equity,
             last_mid: Default::default(),
-            execution: Execution::new(&format!("m{:x}", rand_session())),
+            journal: Some(journal_tx),
+            now_ms: 0,
+            execution,
             orders,
             chain_log: Arc::clone(&chain_log),
             progress: Arc::clone(&progress),
@@ -246,6 +269,7 @@ impl App {
             grpc_task,
             forwarder_task,
             order_forwarder_task,
+            journal_task,
             pipeline,
         })
     }
@@ -279,6 +303,9 @@ impl App {
         if let Some(task) = self.order_forwarder_task {
             task.await.context("order forwarder task")?;
         }
+        // The pipeline has gone, and with it the journal's sender: the writer drains and ends.
+        let written = self.journal_task.await.context("journal writer task")?;
+        tracing::info!(records = written, "journal flushed");
         Ok(outcome)
     }
 

@@ -35,8 +35,18 @@ pub struct Config {
     pub decision: DecisionSettings,
     /// Risk limits.
     pub risk: RiskSettings,
+    /// The journal.
+    pub journal: JournalSettings,
     /// ONNX Runtime.
     pub runtime: RuntimeSettings,
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalSettings {
+    /// `postgres://user@host/db`, or `sqlite://path?mode=rwc` (the default, a file in the current
+    /// folder), or `sqlite::memory:`.
+    pub url: String,
 }
 
 /// `[bridge]`.
@@ -160,7 +170,8 @@ impl std::error::Error for ConfigError {}
 /// belong to the test harness and are not settings either.
 const RESERVED_ENV: [&str; 1] = ["MTML_LOG"];
 
-const SECTIONS: [&str; 7] = ["bridge", "grpc", "pipeline", "model", "decision", "risk", "runtime"];
+const SECTIONS: [&str; 8] =
+    ["bridge", "grpc", "pipeline", "model", "decision", "risk", "journal", "runtime"];
 
 impl Config {
     /// Loads from an optional file plus the process environment.
@@ -274,6 +285,7 @@ impl Config {
                 max_feature_age_ms: x.positive("risk", "max_feature_age_ms", 5_000) as i64,
                 starting_equity: x.float("risk", "starting_equity", 10_000.0),
             },
+            journal: JournalSettings { url: x.string("journal", "url", "sqlite://mtml-journal.db?mode=rwc") },
             runtime: RuntimeSettings { onnxruntime_lib: x.path("runtime", "onnxruntime_lib") },
         };
         x.unknown_keys();
@@ -311,6 +323,10 @@ impl Config {
             if value.is_nan() || value <= 0.0 {
                 problems.push(format!("risk.{key}: {value} must be positive"));
             }
+        }
+        let url = &self.journal.url;
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+            problems.push(format!("journal.url: {url:?} is neither postgres://... nor sqlite:..."));
         }
         if self.pipeline.symbols.is_empty() {
             problems.push("pipeline.symbols: at least one symbol is required".into());

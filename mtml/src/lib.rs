@@ -7,6 +7,7 @@
 //! - [`prediction`]: the `mtml.v1.Prediction` gRPC service.
 //! - [`remote`]: execution reaching a bridge over gRPC.
 //! - [`replay`], [`export`], [`report`]: `mtml replay` and `mtml features export`.
+//! - [`journal_view`]: `mtml positions | orders | pnl`, reading the journal.
 //! - [`ea_install`]: `mtml ea install`, the expert advisor into MetaTrader data folders.
 
 pub mod app;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod ea_install;
 pub mod export;
 pub mod featurize;
+pub mod journal_view;
 pub mod pipeline;
 pub mod prediction;
 pub mod remote;

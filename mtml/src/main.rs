@@ -49,6 +49,30 @@ enum Command {
         #[command(subcommand)]
         command: FeaturesCommand,
     },
+    /// Positions as the journal has them.
+    Positions {
+        /// TOML configuration (for `journal.url`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Orders from the journal, oldest first.
+    Orders {
+        /// Only orders not yet filled, rejected, cancelled or expired.
+        #[arg(long)]
+        open: bool,
+        /// TOML configuration (for `journal.url`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Realised PnL from the journal's fills.
+    Pnl {
+        /// Only today's (UTC) fills.
+        #[arg(long)]
+        day: bool,
+        /// TOML configuration (for `journal.url`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// The MetaTrader 5 expert advisor.
     Ea {
         #[command(subcommand)]
@@ -87,6 +111,13 @@ enum FeaturesCommand {
         #[arg(long)]
         symbol: Option<String>,
     },
+}
+
+async fn open_journal(config: Option<&std::path::Path>) -> anyhow::Result<mtml_journal::Journal> {
+    let config = Config::load(config)?;
+    mtml_journal::Journal::open(&config.journal.url)
+        .await
+        .with_context(|| format!("opening the journal at {}", config.journal.url))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -145,6 +176,22 @@ fn main() -> anyhow::Result<()> {
                 if !result.counts_add_up {
                     anyhow::bail!("counts do not add up: see the report");
                 }
+                Ok(())
+            }
+            Command::Positions { config } => {
+                let journal = open_journal(config.as_deref()).await?;
+                print!("{}", mtml::journal_view::positions(&journal).await?);
+                Ok(())
+            }
+            Command::Orders { open, config } => {
+                let journal = open_journal(config.as_deref()).await?;
+                print!("{}", mtml::journal_view::orders(&journal, open).await?);
+                Ok(())
+            }
+            Command::Pnl { day, config } => {
+                let journal = open_journal(config.as_deref()).await?;
+                let since = day.then(mtml::journal_view::start_of_utc_day);
+                print!("{}", mtml::journal_view::pnl(&journal, since).await?);
                 Ok(())
             }
             Command::Ea { command: EaCommand::Install { terminal_dirs, dry_run, config } } => {

@@ -17,12 +17,20 @@ use mtml_decision::{
     DecisionEngine, Execution, ExecutionStats, Facts, OrderCheck, Position, RiskEngine, TradingState,
 };
 use mtml_feature_store::OnlineStore;
+use mtml_journal::Record;
 use mtml_inference::Model;
 use mtml_ingestion::QuoteState;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 
 use crate::featurize::Featurizer;
+
+fn side_name(side: mtml_core::Side) -> &'static str {
+    match side {
+        mtml_core::Side::Buy => "buy",
+        mtml_core::Side::Sell => "sell",
+    }
+}
 
 /// Progress readable from other threads while the pipeline runs.
 #[derive(Debug, Default)]
@@ -144,6 +152,10 @@ pub struct Pipeline {
     pub starting_equity: f64,
     /// Last mid per symbol.
     pub last_mid: HashMap<Symbol, f64>,
+    /// Where journal records go (the writer task), if journaling.
+    pub journal: Option<mpsc::UnboundedSender<Record>>,
+    /// Market time of the last tick, for records of events that carry none.
+    pub now_ms: i64,
 }
 
 impl Pipeline {
@@ -185,8 +197,65 @@ impl Pipeline {
     }
 
     fn on_event(&mut self, event: &ExecutionEvent) {
+        let before = match event {
+            ExecutionEvent::Filled(fill) => Some((
+                self.execution.position(&fill.symbol),
+                self.execution.filled_of(&fill.client_order_id) + fill.volume,
+            )),
+            _ => None,
+        };
         self.execution.on_event(event);
         self.progress.orders_in_flight.store(self.execution.in_flight_count() as u64, Ordering::Release);
+        if self.journal.is_some() {
+            self.journal_event(event, before);
+        }
+    }
+
+    fn record(&self, record: Record) {
+        if let Some(journal) = &self.journal
+            && journal.send(record).is_err()
+        {
+            tracing::error!("journal writer stopped; record not written");
+        }
+    }
+
+    /// Journals an execution event: the order's new state, and for a fill the fill and the
+    /// position it left.
+    fn journal_event(&self, event: &ExecutionEvent, before: Option<(Position, f64)>) {
+        let mut filled = None;
+        let (id, state) = match event {
+            ExecutionEvent::Acked { client_order_id, .. } => (client_order_id, "acknowledged"),
+            ExecutionEvent::Rejected { client_order_id, .. } => (client_order_id, "rejected"),
+            ExecutionEvent::OutcomeUnknown { client_order_id, .. } => (client_order_id, "unknown"),
+            ExecutionEvent::Filled(fill) => {
+                let after = self.execution.position(&fill.symbol);
+                let realized = after.realized_pnl - before.map_or(0.0, |(p, _)| p.realized_pnl);
+                filled = before.map(|(_, f)| f);
+                self.record(Record::Fill {
+                    client_order_id: fill.client_order_id.clone(),
+                    chain_id: fill.chain_id.to_string(),
+                    ticket: i64::try_from(fill.ticket).unwrap_or(i64::MAX),
+                    symbol: fill.symbol.to_string(),
+                    side: side_name(fill.side).into(),
+                    volume: fill.volume,
+                    price: fill.price,
+                    time_ms: fill.time_msc,
+                    slippage: self.execution.last_fill_slippage(),
+                    realized_pnl: realized,
+                });
+                self.record(Record::Position {
+                    symbol: fill.symbol.to_string(),
+                    lots: after.lots,
+                    average_price: after.average_price,
+                    realized_pnl: after.realized_pnl,
+                    at_ms: fill.time_msc,
+                });
+                let state = self.execution.state_of(&fill.client_order_id).map_or("filled", |s| s.name());
+                (&fill.client_order_id, state)
+            }
+        };
+        let filled = filled.unwrap_or_else(|| self.execution.filled_of(id));
+        self.record(Record::OrderState { client_order_id: id.clone(), state: state.into(), filled, at_ms: self.now_ms });
     }
 
     /// Runs one tick through every stage.
@@ -212,6 +281,7 @@ impl Pipeline {
             }
         };
         counters.ticks_ingested += 1;
+        self.now_ms = tick.time_msc;
         self.last_mid.insert(tick.symbol.clone(), tick.mid());
         self.mark_equity(tick.time_msc, counters);
         match ingested.quote {
@@ -237,6 +307,12 @@ impl Pipeline {
             .sum();
         self.risk.on_equity(self.starting_equity + pnl, now_ms);
         for change in self.risk.take_changes() {
+            self.record(Record::StateChange {
+                at_ms: change.at_ms,
+                from: format!("{:?}", change.from).to_uppercase(),
+                to: format!("{:?}", change.to).to_uppercase(),
+                reason: change.reason.clone(),
+            });
             counters.state_changes.push(StateChangeReport {
                 from: format!("{:?}", change.from).to_uppercase(),
                 to: format!("{:?}", change.to).to_uppercase(),
@@ -309,11 +385,21 @@ impl Pipeline {
         let check = OrderCheck { symbol: &tick.symbol, signed_lots: delta, price: decision_price, now_ms: tick.time_msc };
         let verdict = self.risk.check(check, &facts);
         let t = span(Stage::Risk, t);
+        let decision = |outcome: String| Record::Decision {
+            chain_id: tick.chain_id.to_string(),
+            symbol: tick.symbol.to_string(),
+            time_ms: tick.time_msc,
+            probability: f64::from(probability_up),
+            target_lots: target,
+            outcome,
+        };
         if let Err(rejection) = verdict {
             *counters.risk_rejections.entry(rejection.name()).or_default() += 1;
             tracing::info!(chain_id = %tick.chain_id, %rejection, "order refused by risk");
+            self.record(decision(format!("risk:{rejection}")));
             return;
         }
+        self.record(decision("order".into()));
         self.risk.on_order_sent(tick.time_msc);
         let order = self.execution.market_order(
             tick.chain_id,
@@ -324,6 +410,15 @@ impl Pipeline {
         );
         self.progress.orders_in_flight.store(self.execution.in_flight_count() as u64, Ordering::Release);
         tracing::debug!(chain_id = %tick.chain_id, client_order_id = %order.client_order_id, lots = delta, "order");
+        self.record(Record::OrderCreated {
+            client_order_id: order.client_order_id.clone(),
+            chain_id: order.chain_id.to_string(),
+            symbol: order.symbol.to_string(),
+            side: side_name(order.side).into(),
+            volume: order.volume,
+            decision_price: order.decision_price,
+            created_ms: tick.time_msc,
+        });
         self.orders.submit(order);
         span(Stage::Execution, t);
     }

@@ -103,6 +103,8 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
     let mut config = options.config;
     if !options.config_given {
         config.pipeline.symbols = symbols.clone();
+        // Embedded default: a replay leaves no journal behind unless configured to.
+        config.journal.url = "sqlite::memory:".into();
     }
     config.bridge.token = format!("replay-{}", std::process::id());
     let runtime = load_runtime(&config)?;

@@ -65,7 +65,10 @@ async fn run_serves_terminals_and_predictions_until_terminated() {
     let config = dir.path().join("mtml.toml");
     std::fs::write(
         &config,
-        "[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n",
+        format!(
+            "[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n[journal]\nurl = \"sqlite://{}?mode=rwc\"\n",
+            dir.path().join("journal.db").display()
+        ),
     )
     .unwrap();
     let mut child = mtml()
@@ -167,4 +170,44 @@ fn ea_install_dry_run_against_a_fake_terminal_tree() {
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(wine.join("Include/mtml/Protocol.mqh").is_file(), "installed into the Wine terminal");
+}
+
+/// A replay journaled to a SQLite file, read back with `mtml positions`, `orders` and `pnl`.
+#[test]
+fn the_journal_of_a_replay_is_read_back_by_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mtml.toml");
+    let journal = dir.path().join("journal.db");
+    std::fs::write(&config, format!("[journal]\nurl = \"sqlite://{}?mode=rwc\"\n", journal.display())).unwrap();
+    let report = dir.path().join("report.json");
+    let output = mtml()
+        .args(["replay", "--ticks"])
+        .arg(sample())
+        .arg("--config")
+        .arg(&config)
+        .arg("--report")
+        .arg(&report)
+        .env("MTML_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let cli = |args: &[&str]| {
+        let output = mtml().args(args).arg("--config").arg(&config).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let positions = cli(&["positions"]);
+    let lots = json["positions"]["EURUSD"]["mtml_lots"].as_f64().unwrap();
+    assert!(positions.contains(&format!("EURUSD     {lots:>7.2}")), "{positions}");
+    let orders = cli(&["orders"]);
+    let sent = json["orders_sent"].as_u64().unwrap();
+    assert!(orders.ends_with(&format!("{sent} orders\n")), "{orders}");
+    let filled = orders.lines().skip(1).filter(|l| l.split_whitespace().nth(5) == Some("filled")).count();
+    assert_eq!(filled as u64, sent, "every order filled: {orders}");
+    assert!(cli(&["orders", "--open"]).ends_with("0 orders\n"));
+    let pnl = cli(&["pnl"]);
+    let realized = json["pnl"]["realized"].as_f64().unwrap();
+    assert_eq!(pnl, format!("realized pnl: {realized:.2}\n"));
+    assert_eq!(cli(&["pnl", "--day"]), "realized pnl today (UTC): 0.00\n", "2014 fills are not today's");
 }
