@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/mtml/v1/execution.proto",
         "proto/mtml/v1/prediction.proto",
         "proto/mtml/v1/models.proto",
+        "proto/mtml/v1/admin.proto",
     ];
     tonic_prost_build::configure().compile_with_config(config, &protos, &["proto"])?;
     for proto in protos {

@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Transport};
 use crate::featurize::Featurizer;
-use crate::pipeline::{OrderSink, Pipeline, PipelineOutcome, PipelineProgress};
+use crate::admin::AdminService;
+use crate::pipeline::{OrderSink, Pipeline, PipelineCommand, PipelineOutcome, PipelineProgress};
 use crate::remote::forward_orders;
 use crate::prediction::PredictionService;
 
@@ -93,6 +94,7 @@ pub struct App {
     forwarder_task: Option<JoinHandle<()>>,
     order_forwarder_task: Option<JoinHandle<()>>,
     journal_task: JoinHandle<u64>,
+    commands: mpsc::UnboundedSender<PipelineCommand>,
     pipeline: std::thread::JoinHandle<PipelineOutcome>,
 }
 
@@ -175,6 +177,7 @@ impl App {
             }
         };
 
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let mut grpc_task = None;
         if let Some(listener) = listeners.grpc {
             let api_model = load_model(runtime, config)?;
@@ -184,6 +187,7 @@ impl App {
             let router = tonic::transport::Server::builder()
                 .add_service(ingestion.into_server())
                 .add_service(prediction.into_server())
+                .add_service(AdminService::new(commands_tx.clone()).into_server())
                 .add_optional_service(bridge_service.map(BridgeService::into_server));
             grpc_task = Some(tokio::spawn(
                 router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()),
@@ -244,7 +248,7 @@ impl App {
             progress: Arc::clone(&progress),
             acted_target: Default::default(),
         }
-        .spawn(pipeline_rx, pipeline_events)?;
+        .spawn(pipeline_rx, pipeline_events, commands_rx)?;
 
         #[cfg(windows)]
         if let Some(name) = config.bridge.pipe_name.clone() {
@@ -270,6 +274,7 @@ impl App {
             forwarder_task,
             order_forwarder_task,
             journal_task,
+            commands: commands_tx,
             pipeline,
         })
     }
@@ -277,6 +282,11 @@ impl App {
     /// Ticks the pipeline has taken (accepted or refused).
     pub fn ticks_seen(&self) -> u64 {
         self.progress.ticks_seen.load(Ordering::Acquire)
+    }
+
+    /// Where operator commands for the pipeline go.
+    pub fn commands(&self) -> mpsc::UnboundedSender<PipelineCommand> {
+        self.commands.clone()
     }
 
     /// Orders awaiting their outcome.

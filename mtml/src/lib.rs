@@ -1,6 +1,7 @@
 //! The mtml application: configuration, the composition of the services, and the commands.
 //!
 //! - [`config`]: typed settings from defaults, TOML and `MTML_*` variables, all problems at once.
+//! - [`admin`]: the `mtml.v1.Admin` service (trading state of a running instance).
 //! - [`app`]: starts bridge, tick transport, pipeline and gRPC API in one process.
 //! - [`pipeline`]: the tick-to-order path on its dedicated thread.
 //! - [`featurize`]: ingestion plus features, shared by the pipeline and the export.
@@ -10,6 +11,7 @@
 //! - [`journal_view`]: `mtml positions | orders | pnl`, reading the journal.
 //! - [`ea_install`]: `mtml ea install`, the expert advisor into MetaTrader data folders.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod ea_install;

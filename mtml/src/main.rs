@@ -73,11 +73,30 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Halt a running instance: no new orders.
+    Halt(StateArgs),
+    /// Reduce a running instance: only orders that reduce exposure.
+    Reduce(StateArgs),
+    /// Resume normal trading on a running instance.
+    Resume(StateArgs),
     /// The MetaTrader 5 expert advisor.
     Ea {
         #[command(subcommand)]
         command: EaCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct StateArgs {
+    /// Why, for the journal and the logs.
+    #[arg(long, default_value = "operator command")]
+    reason: String,
+    /// The instance's gRPC address (default: grpc.listen of the configuration).
+    #[arg(long)]
+    grpc: Option<String>,
+    /// TOML configuration.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -111,6 +130,24 @@ enum FeaturesCommand {
         #[arg(long)]
         symbol: Option<String>,
     },
+}
+
+async fn set_state(args: StateArgs, state: mtml_proto::v1::TradingState) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    let address = args.grpc.unwrap_or_else(|| {
+        let listen = config.grpc.listen;
+        let host = if listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { listen.ip().to_string() };
+        format!("{host}:{}", listen.port())
+    });
+    let mut client = mtml_proto::v1::admin_client::AdminClient::connect(format!("http://{address}"))
+        .await
+        .with_context(|| format!("connecting to mtml at {address}"))?;
+    let request = mtml_proto::v1::SetTradingStateRequest { state: state as i32, reason: args.reason };
+    let reply = client.set_trading_state(request).await.map_err(|status| anyhow::anyhow!("{}", status.message()))?;
+    let now = mtml_proto::v1::TradingState::try_from(reply.into_inner().state)
+        .map_or("UNKNOWN".to_owned(), |s| s.as_str_name().trim_start_matches("TRADING_STATE_").to_owned());
+    println!("trading state: {now}");
+    Ok(())
 }
 
 async fn open_journal(config: Option<&std::path::Path>) -> anyhow::Result<mtml_journal::Journal> {
@@ -178,6 +215,9 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            Command::Halt(args) => set_state(args, mtml_proto::v1::TradingState::Halted).await,
+            Command::Reduce(args) => set_state(args, mtml_proto::v1::TradingState::Reducing).await,
+            Command::Resume(args) => set_state(args, mtml_proto::v1::TradingState::Active).await,
             Command::Positions { config } => {
                 let journal = open_journal(config.as_deref()).await?;
                 print!("{}", mtml::journal_view::positions(&journal).await?);

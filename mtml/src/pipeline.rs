@@ -85,6 +85,25 @@ pub struct StateChangeReport {
     pub at_ms: i64,
 }
 
+/// An operator command for the running pipeline.
+#[derive(Debug)]
+pub enum PipelineCommand {
+    /// Change the trading state; the reply is the state in force afterwards, or why not.
+    SetTradingState {
+        /// The state wanted.
+        state: TradingState,
+        /// Why.
+        reason: String,
+        /// Where the answer goes.
+        reply: tokio::sync::oneshot::Sender<Result<TradingState, String>>,
+    },
+    /// Report the trading state.
+    GetTradingState {
+        /// Where the answer goes.
+        reply: tokio::sync::oneshot::Sender<TradingState>,
+    },
+}
+
 /// Everything the pipeline knew when it stopped.
 #[derive(Debug, Clone)]
 pub struct PipelineOutcome {
@@ -165,6 +184,7 @@ impl Pipeline {
         mut self,
         mut ticks: mpsc::Receiver<Tick>,
         mut events: mpsc::Receiver<ExecutionEvent>,
+        mut commands: mpsc::UnboundedReceiver<PipelineCommand>,
     ) -> std::io::Result<std::thread::JoinHandle<PipelineOutcome>> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
         std::thread::Builder::new().name("mtml-pipeline".into()).spawn(move || {
@@ -174,6 +194,7 @@ impl Pipeline {
                     tokio::select! {
                         biased;
                         Some(event) = events.recv() => self.on_event(&event),
+                        Some(command) = commands.recv() => self.on_command(command, &mut counters),
                         tick = ticks.recv() => match tick {
                             Some(tick) => self.on_tick(&tick, &mut counters),
                             None => break,
@@ -208,6 +229,19 @@ impl Pipeline {
         self.progress.orders_in_flight.store(self.execution.in_flight_count() as u64, Ordering::Release);
         if self.journal.is_some() {
             self.journal_event(event, before);
+        }
+    }
+
+    fn on_command(&mut self, command: PipelineCommand, counters: &mut PipelineCounters) {
+        match command {
+            PipelineCommand::SetTradingState { state, reason, reply } => {
+                let result = self.risk.set_state(state, &reason, self.now_ms).map(|()| self.risk.state());
+                self.announce_state_changes(counters);
+                let _ = reply.send(result);
+            }
+            PipelineCommand::GetTradingState { reply } => {
+                let _ = reply.send(self.risk.state());
+            }
         }
     }
 
@@ -306,6 +340,11 @@ impl Pipeline {
             })
             .sum();
         self.risk.on_equity(self.starting_equity + pnl, now_ms);
+        self.announce_state_changes(counters);
+    }
+
+    /// Journals, logs and counts the trading state changes risk made.
+    fn announce_state_changes(&mut self, counters: &mut PipelineCounters) {
         for change in self.risk.take_changes() {
             self.record(Record::StateChange {
                 at_ms: change.at_ms,

@@ -127,6 +127,16 @@ async fn run_serves_terminals_and_predictions_until_terminated() {
     assert!(prediction.stale, "2014 features are stale by the live clock");
     assert_eq!(prediction.chain_id.unwrap().trace_id.len(), 16);
 
+    // An operator halts and resumes the running instance.
+    let state = |command: &str| {
+        let output = mtml().args([command, "--reason", "cli test", "--grpc", &grpc_addr]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert_eq!(state("halt"), "trading state: HALTED\n");
+    assert_eq!(state("reduce"), "trading state: REDUCING\n");
+    assert_eq!(state("resume"), "trading state: ACTIVE\n");
+
     // The terminal has sent everything; stop mtml with SIGTERM.
     stop.cancel();
     let report = sim.await.unwrap().unwrap();
