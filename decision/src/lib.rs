@@ -12,7 +12,7 @@ pub mod execution;
 pub mod order_state;
 pub mod risk;
 
-pub use decision::{DecisionConfig, DecisionEngine, Target};
+pub use decision::{DecisionConfig, DecisionEngine, Sizing, SizingInputs, Target};
 pub use execution::{Execution, ExecutionStats, LOT_SIZE, Position};
 pub use order_state::{InvalidTransition, OrderEvent, OrderState, transition};
 pub use risk::{

@@ -221,7 +221,9 @@ impl App {
             decision: DecisionEngine::new(DecisionConfig {
                 buy_above: config.decision.buy_above,
                 sell_below: config.decision.sell_below,
-                lots: config.decision.lots,
+                min_agreeing: 1,
+                sizing: config.decision.sizing,
+                max_lots: config.risk.max_position_lots,
                 cooldown_ms: i64::try_from(config.decision.cooldown.as_millis()).unwrap_or(i64::MAX),
             }),
             risk: RiskEngine::new(RiskLimits {
@@ -242,6 +244,7 @@ impl App {
             last_mid: Default::default(),
             journal: Some(journal_tx),
             now_ms: 0,
+            equity: config.risk.starting_equity,
             execution,
             orders,
             chain_log: Arc::clone(&chain_log),

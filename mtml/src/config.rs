@@ -107,8 +107,10 @@ pub struct DecisionSettings {
     pub buy_above: f32,
     /// Short at or below this probability of "up".
     pub sell_below: f32,
-    /// Position size, lots.
+    /// Position size, lots (with `sizing = "fixed"`).
     pub lots: f64,
+    /// How positions are sized.
+    pub sizing: mtml_decision::Sizing,
     /// Minimum time between target changes per symbol (market time).
     pub cooldown: Duration,
 }
@@ -230,6 +232,7 @@ impl Config {
             }
         }
         let mut x = Extract { table: &table, problems, used: HashSet::new() };
+        let lots = x.float("decision", "lots", 0.1);
         let config = Config {
             bridge: BridgeSettings {
                 listen: x.addr("bridge", "listen", "127.0.0.1:5555"),
@@ -269,7 +272,19 @@ impl Config {
             decision: DecisionSettings {
                 buy_above: x.float("decision", "buy_above", 0.53) as f32,
                 sell_below: x.float("decision", "sell_below", 0.47) as f32,
-                lots: x.float("decision", "lots", 0.1),
+                lots,
+                sizing: match x.string("decision", "sizing", "fixed").as_str() {
+                    "fixed" => mtml_decision::Sizing::FixedLots(lots),
+                    "fraction" => mtml_decision::Sizing::FractionOfEquity(x.float("decision", "equity_fraction", 0.5)),
+                    "volatility" => mtml_decision::Sizing::VolatilityTarget {
+                        risk_per_trade: x.float("decision", "risk_per_trade", 50.0),
+                        atr_multiple: x.float("decision", "atr_multiple", 2.0),
+                    },
+                    other => {
+                        x.problem(format!("decision.sizing: {other:?} is not \"fixed\", \"fraction\" or \"volatility\""));
+                        mtml_decision::Sizing::FixedLots(0.1)
+                    }
+                },
                 cooldown: Duration::from_secs(x.positive("decision", "cooldown_secs", 60)),
             },
             risk: RiskSettings {

@@ -14,7 +14,7 @@ use mtml_bridge::OrderRouter;
 use mtml_core::clock::monotonic_ns;
 use mtml_core::{Bar, ChainLog, ExecutionEvent, Stage, Symbol, Tick};
 use mtml_decision::{
-    DecisionEngine, Execution, ExecutionStats, Facts, OrderCheck, Position, RiskEngine, TradingState,
+    SizingInputs, DecisionEngine, Execution, ExecutionStats, Facts, OrderCheck, Position, RiskEngine, TradingState,
 };
 use mtml_feature_store::OnlineStore;
 use mtml_journal::Record;
@@ -175,7 +175,12 @@ pub struct Pipeline {
     pub journal: Option<mpsc::UnboundedSender<Record>>,
     /// Market time of the last tick, for records of events that carry none.
     pub now_ms: i64,
+    /// Equity marked at the last tick.
+    pub equity: f64,
 }
+
+/// Index of `atr_14` in the feature vector, for volatility-targeted sizing.
+const ATR_FEATURE: usize = 6;
 
 impl Pipeline {
     /// Starts the pipeline thread. It stops when every tick sender is dropped, and returns what it
@@ -339,7 +344,8 @@ impl Pipeline {
                 p.realized_pnl + self.last_mid.get(symbol).map_or(0.0, |mid| p.unrealized_pnl(*mid))
             })
             .sum();
-        self.risk.on_equity(self.starting_equity + pnl, now_ms);
+        self.equity = self.starting_equity + pnl;
+        self.risk.on_equity(self.equity, now_ms);
         self.announce_state_changes(counters);
     }
 
@@ -394,7 +400,10 @@ impl Pipeline {
             }
         };
         counters.predictions += 1;
-        let changed = self.decision.decide(&tick.symbol, probability_up, tick.time_msc);
+        // The live model is the only voter for now; shadow and canary models (model rollout)
+        // will add theirs.
+        let inputs = SizingInputs { equity: self.equity, price: tick.mid(), atr_bps: vector.values[ATR_FEATURE] };
+        let changed = self.decision.decide(&tick.symbol, &[probability_up], inputs, tick.time_msc);
         counters.target_changes += u64::from(changed.is_some());
         let target = self.decision.target(&tick.symbol);
         let t = span(Stage::Decision, t);
@@ -460,5 +469,15 @@ impl Pipeline {
         });
         self.orders.submit(order);
         span(Stage::Execution, t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_atr_index_names_the_atr_feature() {
+        assert_eq!(mtml_feature_store::FX_V1.features[ATR_FEATURE].name, "atr_14");
     }
 }

@@ -158,3 +158,15 @@ async fn the_daily_loss_limit_halts_trading_mid_replay() {
     assert!(report.counts_add_up);
     assert_orders_consistent(&report);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volatility_targeted_sizing_trades_sizes_that_follow_the_atr() {
+    let mut options = options(eurusd_sample(), Transport::InProcess);
+    options.config.decision.sizing = mtml_decision::Sizing::VolatilityTarget { risk_per_trade: 5.0, atr_multiple: 2.0 };
+    let report = replay(options).await.unwrap();
+    assert!(report.counts_add_up);
+    assert_orders_consistent(&report);
+    let lots = report.positions["EURUSD"].mtml_lots.abs();
+    assert!(lots > 0.0 && lots <= 1.0, "sized by the ATR, within max_position_lots: {lots}");
+    assert_ne!(lots, 0.1, "not the fixed default");
+}
