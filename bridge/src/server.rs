@@ -280,7 +280,9 @@ impl Bridge {
             orders: orders_tx,
         });
         info!(account = %state.account, symbols = state.specs.len(), "terminal streaming");
-        let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
+        // The first heartbeat is one period away, not immediate: the handshake just spoke.
+        let period = self.config.heartbeat_interval;
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut last_heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
