@@ -118,26 +118,8 @@ pub struct DecisionSettings {
 /// `[risk]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RiskSettings {
-    /// Largest single order, lots.
-    pub max_order_lots: f64,
-    /// Largest absolute position per symbol, lots.
-    pub max_position_lots: f64,
-    /// Largest sum of absolute positions, lots.
-    pub max_total_lots: f64,
-    /// Largest sum of absolute position notionals, quote currency.
-    pub max_total_notional: f64,
-    /// Most orders in flight.
-    pub max_open_orders: usize,
-    /// Most orders per minute of market time.
-    pub max_orders_per_minute: u32,
-    /// Fat-finger band around the last mid, basis points.
-    pub price_band_bps: f64,
-    /// Daily loss (from the UTC day's first equity) that halts trading, quote currency.
-    pub daily_loss_limit: f64,
-    /// Fall from the equity high that reduces trading to closing, quote currency.
-    pub max_drawdown: f64,
-    /// Oldest features traded on, milliseconds.
-    pub max_feature_age_ms: i64,
+    /// The limits; their symbol whitelist is `pipeline.symbols`.
+    pub limits: mtml_decision::RiskLimits,
     /// Equity at start, for the daily loss and drawdown limits until the terminal reports its own.
     pub starting_equity: f64,
 }
@@ -233,7 +215,7 @@ impl Config {
         }
         let mut x = Extract { table: &table, problems, used: HashSet::new() };
         let lots = x.float("decision", "lots", 0.1);
-        let config = Config {
+        let mut config = Config {
             bridge: BridgeSettings {
                 listen: x.addr("bridge", "listen", "127.0.0.1:5555"),
                 token: x.string("bridge", "token", ""),
@@ -288,16 +270,21 @@ impl Config {
                 cooldown: Duration::from_secs(x.positive("decision", "cooldown_secs", 60)),
             },
             risk: RiskSettings {
-                max_order_lots: x.float("risk", "max_order_lots", 0.5),
-                max_position_lots: x.float("risk", "max_position_lots", 1.0),
-                max_total_lots: x.float("risk", "max_total_lots", 5.0),
-                max_total_notional: x.float("risk", "max_total_notional", 1_000_000.0),
-                max_open_orders: x.positive("risk", "max_open_orders", 10) as usize,
-                max_orders_per_minute: u32::try_from(x.positive("risk", "max_orders_per_minute", 30)).unwrap_or(u32::MAX),
-                price_band_bps: x.float("risk", "price_band_bps", 50.0),
-                daily_loss_limit: x.float("risk", "daily_loss_limit", 1_000.0),
-                max_drawdown: x.float("risk", "max_drawdown", 2_000.0),
-                max_feature_age_ms: x.positive("risk", "max_feature_age_ms", 5_000) as i64,
+                limits: mtml_decision::RiskLimits {
+                    symbols: Default::default(),
+                    max_order_lots: x.float("risk", "max_order_lots", 0.5),
+                    max_position_lots: x.float("risk", "max_position_lots", 1.0),
+                    max_total_lots: x.float("risk", "max_total_lots", 5.0),
+                    max_total_notional: x.float("risk", "max_total_notional", 1_000_000.0),
+                    max_open_orders: x.positive("risk", "max_open_orders", 10) as usize,
+                    max_orders_per_minute: u32::try_from(x.positive("risk", "max_orders_per_minute", 30))
+                        .unwrap_or(u32::MAX),
+                    price_band_bps: x.float("risk", "price_band_bps", 50.0),
+                    daily_loss_limit: x.float("risk", "daily_loss_limit", 1_000.0),
+                    max_drawdown: x.float("risk", "max_drawdown", 2_000.0),
+                    max_feature_age_ms: x.positive("risk", "max_feature_age_ms", 5_000) as i64,
+                    margin_safety: 1.0,
+                },
                 starting_equity: x.float("risk", "starting_equity", 10_000.0),
             },
             journal: JournalSettings { url: x.string("journal", "url", "sqlite://mtml-journal.db?mode=rwc") },
@@ -305,6 +292,8 @@ impl Config {
         };
         x.unknown_keys();
         let mut problems = x.problems;
+        config.risk.limits.symbols =
+            config.pipeline.symbols.iter().map(|s| mtml_core::Symbol::new(s)).collect();
         config.validate(&mut problems);
         if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
     }
@@ -325,7 +314,7 @@ impl Config {
         if d.lots.is_nan() || d.lots <= 0.0 {
             problems.push(format!("decision.lots: {} must be positive", d.lots));
         }
-        let r = &self.risk;
+        let r = &self.risk.limits;
         for (key, value) in [
             ("max_order_lots", r.max_order_lots),
             ("max_position_lots", r.max_position_lots),

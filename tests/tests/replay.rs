@@ -147,7 +147,7 @@ async fn metatrader_exports_replay() {
 async fn the_daily_loss_limit_halts_trading_mid_replay() {
     let mut options = options(eurusd_sample(), Transport::InProcess);
     // A limit of 1 USD: the first losing move of a 0.1 lot position trips it.
-    options.config.risk.daily_loss_limit = 1.0;
+    options.config.risk.limits.daily_loss_limit = 1.0;
     let report = replay(options).await.unwrap();
     assert_eq!(report.trading_state, "HALTED");
     let change = &report.pipeline.state_changes[0];
