@@ -259,6 +259,7 @@ mod tests {
                 ExecutionEvent::Acked { client_order_id, ticket, .. } => format!("{client_order_id} acked {ticket}"),
                 ExecutionEvent::Rejected { client_order_id, .. } => format!("{client_order_id} rejected"),
                 ExecutionEvent::OutcomeUnknown { client_order_id, .. } => format!("{client_order_id} unknown"),
+                ExecutionEvent::TerminalPositions { .. } => "positions".into(),
             })
             .collect();
         assert_eq!(

@@ -117,8 +117,13 @@ async fn the_bridge_speaks_the_golden_frames() {
     for name in ["ACK", "REJECT", "FILL"] {
         ea.write_all(&frames[name].frame).await.unwrap();
     }
+    // The snapshot's POSITION came to execution first, for reconciliation.
+    let reconcile = bridge.events.recv().await.unwrap();
+    let mtml_core::ExecutionEvent::TerminalPositions { account, positions } = reconcile else { panic!("{reconcile:?}") };
+    assert_eq!(&*account, "5000001@MetaQuotes-Demo");
+    assert_eq!(positions, [(Symbol::new("EURUSD"), 0.1, 1.387)]);
     let ack = bridge.events.recv().await.unwrap();
-    assert_eq!(ack.chain_id(), chain_id);
+    assert_eq!(ack.chain_id(), Some(chain_id));
     let fill = bridge.events.recv().await.unwrap();
     let mtml_core::ExecutionEvent::Filled(fill) = fill else { panic!("{fill:?}") };
     assert_eq!((fill.chain_id, fill.volume, fill.price), (chain_id, 0.1, 1.3879));

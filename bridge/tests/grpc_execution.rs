@@ -68,6 +68,12 @@ async fn orders_and_fills_cross_the_grpc_seam_and_one_client_is_attached_at_a_ti
         origin_received_ns: 0,
     };
     orders.send(v1::OrderCommand::from(&order)).await.unwrap();
+    let positions = replies.message().await.unwrap().unwrap();
+    assert!(
+        matches!(positions.event, Some(v1::execution_event::Event::TerminalPositions(_))),
+        "the terminal's positions from its handshake come first, for reconciliation: {positions:?}"
+    );
+    assert!(positions.chain_id.is_none(), "an account event has no chain");
     let ack = replies.message().await.unwrap().unwrap();
     assert!(matches!(ack.event, Some(v1::execution_event::Event::Acked(_))), "{ack:?}");
     let fill = replies.message().await.unwrap().unwrap();

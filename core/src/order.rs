@@ -112,6 +112,14 @@ pub enum ExecutionEvent {
     },
     /// The order was (partly) filled.
     Filled(Fill),
+    /// A terminal's open positions, net per canonical symbol, as its snapshot reported them on
+    /// (re)connecting: execution reconciles its own positions against them.
+    TerminalPositions {
+        /// The account (`login@server`).
+        account: Arc<str>,
+        /// (symbol, signed lots, average price).
+        positions: Vec<(Symbol, f64, f64)>,
+    },
     /// The connection the order was sent on was lost before it was settled. It is not resent;
     /// the terminal's next snapshot settles it (as a fill, an ack or a rejection).
     OutcomeUnknown {
@@ -123,13 +131,14 @@ pub enum ExecutionEvent {
 }
 
 impl ExecutionEvent {
-    /// The chain the event belongs to.
-    pub fn chain_id(&self) -> ChainId {
+    /// The chain the event belongs to; `None` for events about an account rather than an order.
+    pub fn chain_id(&self) -> Option<ChainId> {
         match self {
             ExecutionEvent::Acked { chain_id, .. }
             | ExecutionEvent::Rejected { chain_id, .. }
-            | ExecutionEvent::OutcomeUnknown { chain_id, .. } => *chain_id,
-            ExecutionEvent::Filled(fill) => fill.chain_id,
+            | ExecutionEvent::OutcomeUnknown { chain_id, .. } => Some(*chain_id),
+            ExecutionEvent::Filled(fill) => Some(fill.chain_id),
+            ExecutionEvent::TerminalPositions { .. } => None,
         }
     }
 }

@@ -85,6 +85,19 @@ pub struct ExecutionStats {
     pub outcome_unknown: u64,
     /// Events that did not fit the order's state (logged, otherwise ignored).
     pub invalid_transitions: u64,
+    /// Positions found different from the terminal's, and corrected.
+    pub reconciliation_differences: u64,
+}
+
+/// A position mtml and a terminal disagreed on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Difference {
+    /// Symbol.
+    pub symbol: Symbol,
+    /// mtml's lots before the correction.
+    pub mtml_lots: f64,
+    /// The terminal's lots, now mtml's.
+    pub terminal_lots: f64,
 }
 
 /// Order and position book of one mtml instance.
@@ -96,6 +109,7 @@ pub struct Execution {
     positions: HashMap<Symbol, Position>,
     stats: ExecutionStats,
     last_fill_slippage: f64,
+    last_differences: Vec<Difference>,
 }
 
 impl Execution {
@@ -109,6 +123,7 @@ impl Execution {
             positions: HashMap::new(),
             stats: ExecutionStats::default(),
             last_fill_slippage: 0.0,
+            last_differences: Vec::new(),
         }
     }
 
@@ -245,7 +260,46 @@ impl Execution {
                 self.advance(client_order_id, OrderEvent::Lose);
             }
             ExecutionEvent::Filled(fill) => self.on_fill(fill),
+            ExecutionEvent::TerminalPositions { account, positions } => {
+                self.reconcile(account, positions);
+            }
         }
+    }
+
+    /// Compares positions with a terminal's and adopts the terminal's where they differ (the
+    /// terminal's books are the truth), except for symbols with an order in flight, whose fills
+    /// may not have been reported yet. Returns the differences found.
+    pub fn reconcile(&mut self, account: &str, terminal: &[(Symbol, f64, f64)]) -> Vec<Difference> {
+        let mut symbols: Vec<Symbol> = terminal.iter().map(|(s, _, _)| s.clone()).collect();
+        symbols.extend(self.positions.iter().filter(|(_, p)| p.lots != 0.0).map(|(s, _)| s.clone()));
+        symbols.sort();
+        symbols.dedup();
+        let mut differences = Vec::new();
+        for symbol in symbols {
+            if self.has_in_flight(&symbol) {
+                continue;
+            }
+            let (lots, price) = terminal
+                .iter()
+                .find(|(s, _, _)| *s == symbol)
+                .map_or((0.0, 0.0), |(_, lots, price)| (*lots, *price));
+            let ours = self.position(&symbol);
+            if (ours.lots - lots).abs() > 1e-9 {
+                tracing::warn!(%account, %symbol, mtml = ours.lots, terminal = lots, "position differs from the terminal's; adopting the terminal's");
+                differences.push(Difference { symbol: symbol.clone(), mtml_lots: ours.lots, terminal_lots: lots });
+                let position = self.positions.entry(symbol).or_default();
+                position.lots = lots;
+                position.average_price = if lots == 0.0 { 0.0 } else { price };
+            }
+        }
+        self.stats.reconciliation_differences += differences.len() as u64;
+        self.last_differences.clone_from(&differences);
+        differences
+    }
+
+    /// Differences found by the last reconciliation.
+    pub fn last_differences(&self) -> &[Difference] {
+        &self.last_differences
     }
 
     fn on_fill(&mut self, fill: &Fill) {
@@ -348,6 +402,33 @@ mod tests {
         assert_eq!(execution.stats().rejects, 1);
         assert!(execution.order_states().is_empty());
         assert!((execution.position(&symbol).lots - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn reconciliation_adopts_the_terminals_positions_except_with_orders_in_flight() {
+        let mut execution = Execution::new("t");
+        let eurusd = Symbol::new("EURUSD");
+        let gbpusd = Symbol::new("GBPUSD");
+        let usdjpy = Symbol::new("USDJPY");
+        execution.restore_positions([
+            (eurusd.clone(), Position { lots: 0.1, average_price: 1.1, realized_pnl: 5.0 }),
+            (gbpusd.clone(), Position { lots: 0.3, average_price: 1.6, realized_pnl: 0.0 }),
+        ]);
+        execution.market_order(ChainIdGenerator::with_prefix(1).next_id(), &usdjpy, 0.1, 150.0, 0);
+        let terminal = [(eurusd.clone(), 0.2, 1.12), (usdjpy.clone(), 0.1, 150.0)];
+        let differences = execution.reconcile("1@x", &terminal);
+        assert_eq!(
+            differences,
+            [
+                Difference { symbol: eurusd.clone(), mtml_lots: 0.1, terminal_lots: 0.2 },
+                Difference { symbol: gbpusd.clone(), mtml_lots: 0.3, terminal_lots: 0.0 },
+            ],
+            "USDJPY has an order in flight and is left alone"
+        );
+        assert_eq!(execution.position(&eurusd), Position { lots: 0.2, average_price: 1.12, realized_pnl: 5.0 });
+        assert_eq!(execution.position(&gbpusd).lots, 0.0);
+        assert_eq!(execution.stats().reconciliation_differences, 2);
+        assert!(execution.reconcile("1@x", &terminal).is_empty(), "agreeing now");
     }
 
     proptest! {

@@ -266,6 +266,19 @@ impl Pipeline {
             ExecutionEvent::Acked { client_order_id, .. } => (client_order_id, "acknowledged"),
             ExecutionEvent::Rejected { client_order_id, .. } => (client_order_id, "rejected"),
             ExecutionEvent::OutcomeUnknown { client_order_id, .. } => (client_order_id, "unknown"),
+            ExecutionEvent::TerminalPositions { .. } => {
+                for difference in self.execution.last_differences() {
+                    let position = self.execution.position(&difference.symbol);
+                    self.record(Record::Position {
+                        symbol: difference.symbol.to_string(),
+                        lots: position.lots,
+                        average_price: position.average_price,
+                        realized_pnl: position.realized_pnl,
+                        at_ms: self.now_ms,
+                    });
+                }
+                return;
+            }
             ExecutionEvent::Filled(fill) => {
                 let after = self.execution.position(&fill.symbol);
                 let realized = after.realized_pnl - before.map_or(0.0, |(p, _)| p.realized_pnl);

@@ -27,6 +27,9 @@ pub struct Report {
     pub fills: u64,
     /// Orders refused by the terminal or the bridge.
     pub order_rejects: u64,
+    /// Positions found different from the terminal's on connecting (for example, recovered from
+    /// the journal of an earlier run), and corrected to the terminal's.
+    pub reconciliation_differences: u64,
     /// The bridge's counters.
     pub bridge: BridgeReport,
     /// Trading state at the end: ACTIVE, REDUCING or HALTED.
@@ -218,6 +221,7 @@ impl Report {
             acks: e.acks,
             fills: e.fills,
             order_rejects: e.rejects,
+            reconciliation_differences: e.reconciliation_differences,
             pnl: Pnl {
                 realized: round(realized, 2),
                 unrealized: round(unrealized, 2),

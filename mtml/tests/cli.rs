@@ -220,4 +220,22 @@ fn the_journal_of_a_replay_is_read_back_by_the_cli() {
     let realized = json["pnl"]["realized"].as_f64().unwrap();
     assert_eq!(pnl, format!("realized pnl: {realized:.2}\n"));
     assert_eq!(cli(&["pnl", "--day"]), "realized pnl today (UTC): 0.00\n", "2014 fills are not today's");
+
+    // A second run recovers the position from the journal; the fresh (flat) terminal disagrees,
+    // and reconciliation adopts the terminal's books.
+    let output = mtml()
+        .args(["replay", "--ticks"])
+        .arg(sample())
+        .arg("--config")
+        .arg(&config)
+        .arg("--report")
+        .arg(&report)
+        .env("MTML_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let second: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let expected = u64::from(lots != 0.0);
+    assert_eq!(second["reconciliation_differences"], expected, "{second:#}");
+    assert_eq!(second["positions"]["EURUSD"]["mtml_lots"], second["positions"]["EURUSD"]["terminal_lots"]);
 }

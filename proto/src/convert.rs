@@ -136,6 +136,20 @@ impl From<&ExecutionEvent> for v1::ExecutionEvent {
             ExecutionEvent::OutcomeUnknown { client_order_id, .. } => {
                 (client_order_id.clone(), Event::OutcomeUnknown(v1::OrderOutcomeUnknown {}))
             }
+            ExecutionEvent::TerminalPositions { account, positions } => (
+                String::new(),
+                Event::TerminalPositions(v1::TerminalPositions {
+                    account: account.to_string(),
+                    positions: positions
+                        .iter()
+                        .map(|(symbol, lots, average_price)| v1::NetPosition {
+                            symbol: symbol.to_string(),
+                            lots: *lots,
+                            average_price: *average_price,
+                        })
+                        .collect(),
+                }),
+            ),
             ExecutionEvent::Filled(fill) => (
                 fill.client_order_id.clone(),
                 Event::Filled(v1::OrderFilled {
@@ -148,7 +162,7 @@ impl From<&ExecutionEvent> for v1::ExecutionEvent {
                 }),
             ),
         };
-        Self { chain_id: Some(event.chain_id().into()), client_order_id, event: Some(inner) }
+        Self { chain_id: event.chain_id().map(Into::into), client_order_id, event: Some(inner) }
     }
 }
 
@@ -157,9 +171,21 @@ impl TryFrom<v1::ExecutionEvent> for ExecutionEvent {
 
     fn try_from(event: v1::ExecutionEvent) -> Result<Self, Self::Error> {
         use v1::execution_event::Event;
+        let inner = event.event.ok_or(ConvertError::Missing("event"))?;
+        if let Event::TerminalPositions(snapshot) = inner {
+            return Ok(ExecutionEvent::TerminalPositions {
+                account: Arc::from(snapshot.account),
+                positions: snapshot
+                    .positions
+                    .into_iter()
+                    .map(|p| (Symbol::new(&p.symbol), p.lots, p.average_price))
+                    .collect(),
+            });
+        }
         let chain_id = chain_id(event.chain_id.as_ref(), "execution event")?;
         let client_order_id = event.client_order_id;
-        Ok(match event.event.ok_or(ConvertError::Missing("event"))? {
+        Ok(match inner {
+            Event::TerminalPositions(_) => unreachable!("handled above"),
             Event::Acked(ack) => ExecutionEvent::Acked {
                 chain_id,
                 client_order_id,
