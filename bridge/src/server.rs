@@ -469,28 +469,22 @@ impl Bridge {
             self.emit(event).await?;
         }
         // Then the terminal's net positions, for execution to reconcile against.
-        let mut net: std::collections::BTreeMap<Symbol, (f64, f64)> = Default::default();
+        // Net lots, total volume and volume-weighted price sum per canonical symbol.
+        let mut net: std::collections::BTreeMap<Symbol, (f64, f64, f64)> = Default::default();
         for position in &snapshot.positions {
             let symbol = state.canonical(&position.symbol, &self.config.symbols);
             let sign = match position.side {
                 WireSide::Buy => 1.0,
                 WireSide::Sell => -1.0,
             };
-            let entry = net.entry(symbol).or_default();
-            entry.0 += sign * position.volume.value;
-            entry.1 += position.volume.value * position.price.value;
+            let (lots, volume, notional) = net.entry(symbol).or_default();
+            *lots += sign * position.volume.value;
+            *volume += position.volume.value;
+            *notional += position.volume.value * position.price.value;
         }
-        let volumes: std::collections::BTreeMap<Symbol, f64> = snapshot.positions.iter().fold(
-            Default::default(),
-            |mut totals, p| {
-                *totals.entry(state.canonical(&p.symbol, &self.config.symbols)).or_default() += p.volume.value;
-                totals
-            },
-        );
         let positions = net
             .into_iter()
-            .map(|(symbol, (lots, notional))| {
-                let volume = volumes.get(&symbol).copied().unwrap_or(0.0);
+            .map(|(symbol, (lots, volume, notional))| {
                 let average = if volume > 0.0 { notional / volume } else { 0.0 };
                 (symbol, lots, average)
             })

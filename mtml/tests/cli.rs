@@ -190,18 +190,21 @@ fn the_journal_of_a_replay_is_read_back_by_the_cli() {
     let journal = dir.path().join("journal.db");
     std::fs::write(&config, format!("[journal]\nurl = \"sqlite://{}?mode=rwc\"\n", journal.display())).unwrap();
     let report = dir.path().join("report.json");
-    let output = mtml()
-        .args(["replay", "--ticks"])
-        .arg(sample())
-        .arg("--config")
-        .arg(&config)
-        .arg("--report")
-        .arg(&report)
-        .env("MTML_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let replay = || {
+        let output = mtml()
+            .args(["replay", "--ticks"])
+            .arg(sample())
+            .arg("--config")
+            .arg(&config)
+            .arg("--report")
+            .arg(&report)
+            .env("MTML_LOG", "error")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&report).unwrap()).unwrap()
+    };
+    let json = replay();
     let cli = |args: &[&str]| {
         let output = mtml().args(args).arg("--config").arg(&config).output().unwrap();
         assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
@@ -223,18 +226,7 @@ fn the_journal_of_a_replay_is_read_back_by_the_cli() {
 
     // A second run recovers the position from the journal; the fresh (flat) terminal disagrees,
     // and reconciliation adopts the terminal's books.
-    let output = mtml()
-        .args(["replay", "--ticks"])
-        .arg(sample())
-        .arg("--config")
-        .arg(&config)
-        .arg("--report")
-        .arg(&report)
-        .env("MTML_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let second: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let second = replay();
     let expected = u64::from(lots != 0.0);
     assert_eq!(second["reconciliation_differences"], expected, "{second:#}");
     assert_eq!(second["positions"]["EURUSD"]["mtml_lots"], second["positions"]["EURUSD"]["terminal_lots"]);

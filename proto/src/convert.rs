@@ -171,36 +171,33 @@ impl TryFrom<v1::ExecutionEvent> for ExecutionEvent {
 
     fn try_from(event: v1::ExecutionEvent) -> Result<Self, Self::Error> {
         use v1::execution_event::Event;
-        let inner = event.event.ok_or(ConvertError::Missing("event"))?;
-        if let Event::TerminalPositions(snapshot) = inner {
-            return Ok(ExecutionEvent::TerminalPositions {
+        // Every event but the account-wide positions is about one order and carries its chain.
+        let v1::ExecutionEvent { chain_id: chain, client_order_id, event } = event;
+        let order_chain = || chain_id(chain.as_ref(), "execution event");
+        Ok(match event.ok_or(ConvertError::Missing("event"))? {
+            Event::TerminalPositions(snapshot) => ExecutionEvent::TerminalPositions {
                 account: Arc::from(snapshot.account),
                 positions: snapshot
                     .positions
                     .into_iter()
                     .map(|p| (Symbol::new(&p.symbol), p.lots, p.average_price))
                     .collect(),
-            });
-        }
-        let chain_id = chain_id(event.chain_id.as_ref(), "execution event")?;
-        let client_order_id = event.client_order_id;
-        Ok(match inner {
-            Event::TerminalPositions(_) => unreachable!("handled above"),
+            },
             Event::Acked(ack) => ExecutionEvent::Acked {
-                chain_id,
+                chain_id: order_chain()?,
                 client_order_id,
                 ticket: ack.ticket,
                 volume: ack.volume,
             },
             Event::Rejected(reject) => ExecutionEvent::Rejected {
-                chain_id,
+                chain_id: order_chain()?,
                 client_order_id,
                 retcode: reject.retcode,
                 reason: reject.reason,
             },
-            Event::OutcomeUnknown(_) => ExecutionEvent::OutcomeUnknown { chain_id, client_order_id },
+            Event::OutcomeUnknown(_) => ExecutionEvent::OutcomeUnknown { chain_id: order_chain()?, client_order_id },
             Event::Filled(fill) => ExecutionEvent::Filled(Fill {
-                chain_id,
+                chain_id: order_chain()?,
                 client_order_id,
                 ticket: fill.ticket,
                 symbol: Symbol::new(&fill.symbol),
