@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use mtml_core::clock::monotonic_ns;
 use mtml_core::{
-    ChainId, ChainIdGenerator, ChainLog, ExecutionEvent, Fill, OrderRequest, OrderType, Side,
+    ChainId, ChainIdGenerator, ChainLog, ExecutedOrder, ExecutionEvent, Fill, OrderRequest, OrderType, Side,
     Stage, Symbol, Tick,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -127,7 +127,14 @@ pub struct Bridge {
     stats: Arc<BridgeStats>,
     sessions: Arc<AtomicU64>,
     accounts: AccountBook,
+    /// Orders a previous run of mtml left in flight (from its journal), not yet claimed by an
+    /// account: the first snapshot of an account trading the symbol settles them.
+    recovered: Arc<parking_lot::Mutex<HashMap<String, SentOrder>>>,
 }
+
+/// A crash point (see `mtml_core::crash_point`): the order is at the terminal and its answer not
+/// yet read.
+pub const CRASH_AFTER_ORDER_WRITTEN: &str = "bridge.after_order_written";
 
 impl Bridge {
     /// A bridge sending to `outputs` and recording spans into `chain_log`.
@@ -142,7 +149,25 @@ impl Bridge {
             stats: Arc::default(),
             sessions: Arc::default(),
             accounts: AccountBook::default(),
+            recovered: Arc::default(),
         }
+    }
+
+    /// Hands the bridge the orders a previous run left in flight, by client order id. Their
+    /// outcome is unknown: they are never resent, and the first snapshot of an account that
+    /// trades their symbol settles them from its deals, pending orders and positions, exactly as
+    /// for an order whose connection was lost.
+    pub fn recover_orders(&self, orders: impl IntoIterator<Item = (String, SentOrder)>) {
+        let mut recovered = self.recovered.lock();
+        for (client_order_id, mut order) in orders {
+            order.outcome_known = false;
+            recovered.insert(client_order_id, order);
+        }
+    }
+
+    /// Recovered orders no account has claimed yet.
+    pub fn recovered_unclaimed(&self) -> usize {
+        self.recovered.lock().len()
     }
 
     /// Where execution submits orders.
@@ -458,7 +483,20 @@ impl Bridge {
                 }
             }
         }
+        let claimed: Vec<(String, SentOrder)> = {
+            let mut recovered = self.recovered.lock();
+            let ids: Vec<String> = recovered
+                .iter()
+                .filter(|(_, order)| state.specs.contains_key(&order.symbol))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.into_iter().filter_map(|id| recovered.remove_entry(&id)).collect()
+        };
+        if !claimed.is_empty() {
+            info!(orders = claimed.len(), "orders left in flight by the previous run are settled from this snapshot");
+        }
         let (events, resume) = self.accounts.with(&state.account, |account| {
+            account.in_flight.extend(claimed);
             (settle_unknown(&mut account.in_flight, &snapshot), Arc::clone(&account.resume))
         });
         if !events.is_empty() {
@@ -489,7 +527,9 @@ impl Bridge {
                 (symbol, lots, average)
             })
             .collect();
-        self.emit(ExecutionEvent::TerminalPositions { account: Arc::clone(&state.account), positions }).await?;
+        let executed = executed_orders(&snapshot.deals, |broker| state.canonical(broker, &self.config.symbols));
+        let account = Arc::clone(&state.account);
+        self.emit(ExecutionEvent::TerminalPositions { account, positions, executed }).await?;
         let mut symbols: Vec<String> =
             state.specs.values().map(|spec| spec.name.clone()).collect();
         symbols.sort();
@@ -710,6 +750,7 @@ impl Bridge {
         });
         state.send(conn, Message::Order(wire)).await?;
         conn.flush().await?;
+        mtml_core::crash_point::crash_point(CRASH_AFTER_ORDER_WRITTEN);
         let written = monotonic_ns();
         self.stats.orders_sent.fetch_add(1, Ordering::Relaxed);
         self.chain_log.record(order.chain_id, Stage::BridgeSend, start, written - start);
@@ -719,6 +760,39 @@ impl Bridge {
         debug!(chain_id = %order.chain_id, client_order_id = %order.client_order_id, "order sent");
         Ok(())
     }
+}
+
+/// The orders in a snapshot's deal history, net per client order id, in order of their first
+/// deal. Deals without a client order id (trades by hand, other experts) are not mtml's.
+fn executed_orders(deals: &[wire::Deal], canonical: impl Fn(&str) -> Symbol) -> Vec<ExecutedOrder> {
+    // Per order: the order so far, its volume dealt and its notional.
+    let mut orders: Vec<(ExecutedOrder, f64, f64)> = Vec::new();
+    for deal in deals.iter().filter(|d| !d.client_order_id.is_empty()) {
+        let index = match orders.iter().position(|(o, _, _)| o.client_order_id == deal.client_order_id) {
+            Some(index) => index,
+            None => {
+                let order = ExecutedOrder {
+                    client_order_id: deal.client_order_id.clone(),
+                    symbol: canonical(&deal.symbol),
+                    lots: 0.0,
+                    average_price: 0.0,
+                    time_msc: deal.time_msc,
+                };
+                orders.push((order, 0.0, 0.0));
+                orders.len() - 1
+            }
+        };
+        let (order, volume, notional) = &mut orders[index];
+        order.lots += match deal.side {
+            WireSide::Buy => deal.volume.value,
+            WireSide::Sell => -deal.volume.value,
+        };
+        *volume += deal.volume.value;
+        *notional += deal.volume.value * deal.price.value;
+        order.average_price = *notional / *volume;
+        order.time_msc = order.time_msc.max(deal.time_msc);
+    }
+    orders.into_iter().map(|(order, _, _)| order).collect()
 }
 
 /// Marks the orders a session sent and did not settle (and not already marked) as having an

@@ -97,6 +97,9 @@ pub struct SimulatorConfig {
     pub max_fill_volume: Option<f64>,
     /// Flow control against the consumer's progress; `None` sends as fast as the socket takes.
     pub pacing: Option<Pacing>,
+    /// At most this many ticks per second, as a live feed sends them; for a consumer in another
+    /// process, whose progress [`Pacing`] cannot see.
+    pub ticks_per_second: Option<u32>,
 }
 
 impl Default for SimulatorConfig {
@@ -109,6 +112,7 @@ impl Default for SimulatorConfig {
             symbols: vec![SimSymbol { name: "EURUSD".into(), digits: 5 }],
             max_fill_volume: None,
             pacing: None,
+            ticks_per_second: None,
         }
     }
 }
@@ -338,7 +342,30 @@ impl TerminalSimulator {
                     }
                 }
             }
-            let batch = pacing.as_ref().map_or(64, |p| p.max_ahead.clamp(1, 64)) as usize;
+            if let Some(rate) = self.config.ticks_per_second {
+                // One batch of 16 ticks per 16/rate seconds, executing orders meanwhile.
+                let pause = tokio::time::sleep(std::time::Duration::from_secs_f64(16.0 / f64::from(rate.max(1))));
+                tokio::pin!(pause);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = &mut pause => break,
+                        read = link.conn.read_envelope() => match read? {
+                            Some(envelope) => {
+                                if let Some(end) = self.handle(&mut link, envelope).await? {
+                                    return Ok(end);
+                                }
+                            }
+                            None => return Ok(ConnectionEnd::ClosedByBridge),
+                        },
+                    }
+                }
+            }
+            let batch = match (&pacing, self.config.ticks_per_second) {
+                (Some(p), _) => p.max_ahead.clamp(1, 64) as usize,
+                (None, Some(_)) => 16,
+                (None, None) => 64,
+            };
             if let Some(end) = self.send_ticks(&mut link, batch).await? {
                 return Ok(end);
             }

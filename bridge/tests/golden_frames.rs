@@ -119,7 +119,7 @@ async fn the_bridge_speaks_the_golden_frames() {
     }
     // The snapshot's POSITION came to execution first, for reconciliation.
     let reconcile = bridge.events.recv().await.unwrap();
-    let mtml_core::ExecutionEvent::TerminalPositions { account, positions } = reconcile else { panic!("{reconcile:?}") };
+    let mtml_core::ExecutionEvent::TerminalPositions { account, positions, .. } = reconcile else { panic!("{reconcile:?}") };
     assert_eq!(&*account, "5000001@MetaQuotes-Demo");
     assert_eq!(positions, [(Symbol::new("EURUSD"), 0.1, 1.387)]);
     let ack = bridge.events.recv().await.unwrap();

@@ -5,15 +5,17 @@
 //! - [`Tick`], [`Bar`], [`Symbol`]: market data as the pipeline sees it.
 //! - [`order`]: orders, fills and execution events between execution and the bridge.
 //! - [`clock`]: the bridge-local monotonic clock and the injected wall clock.
+//! - [`crash_point`]: named points where crash-recovery tests abort the process.
 //!
-//! This crate does no I/O and knows no wire format: the bridge owns the EA protocol and
+//! Apart from reading `MTML_CRASH_AT` once, this crate does no I/O and knows no wire format: the bridge owns the EA protocol and
 //! `mtml-proto` the gRPC contracts.
 
 pub mod chain;
 pub mod clock;
+pub mod crash_point;
 mod market;
 pub mod order;
 
 pub use chain::{ChainId, ChainIdGenerator, ChainLog, Stage, StageSpan};
 pub use market::{Bar, Ohlc, Symbol, Tick, MINUTE_MS};
-pub use order::{ExecutionEvent, Fill, OrderRequest, OrderType, Side};
+pub use order::{ExecutedOrder, ExecutionEvent, Fill, OrderRequest, OrderType, Side};

@@ -85,6 +85,22 @@ pub struct Fill {
     pub time_msc: i64,
 }
 
+/// An order as a terminal's deal history has it: the evidence a restart uses for an order its
+/// journal did not record before a crash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutedOrder {
+    /// The order's idempotency key, from the deals' comment.
+    pub client_order_id: String,
+    /// Canonical symbol.
+    pub symbol: Symbol,
+    /// Signed lots dealt: positive bought.
+    pub lots: f64,
+    /// Volume-weighted deal price.
+    pub average_price: f64,
+    /// Time of the last deal, UTC epoch ms.
+    pub time_msc: i64,
+}
+
 /// What the bridge reports back to execution about an order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExecutionEvent {
@@ -119,6 +135,8 @@ pub enum ExecutionEvent {
         account: Arc<str>,
         /// (symbol, signed lots, average price).
         positions: Vec<(Symbol, f64, f64)>,
+        /// Orders in the terminal's recent deal history, net per client order id.
+        executed: Vec<ExecutedOrder>,
     },
     /// The connection the order was sent on was lost before it was settled. It is not resent;
     /// the terminal's next snapshot settles it (as a fill, an ack or a rejection).

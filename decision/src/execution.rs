@@ -65,6 +65,21 @@ struct InFlight {
     state: OrderState,
 }
 
+/// An order left open by a previous run, as the journal has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveredOrder {
+    /// Idempotency key.
+    pub client_order_id: String,
+    /// Symbol.
+    pub symbol: Symbol,
+    /// Lots ordered.
+    pub volume: f64,
+    /// Lots the journal has as filled.
+    pub filled: f64,
+    /// Price the decision was made at.
+    pub decision_price: f64,
+}
+
 /// Counters of execution.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ExecutionStats {
@@ -87,6 +102,9 @@ pub struct ExecutionStats {
     pub invalid_transitions: u64,
     /// Positions found different from the terminal's, and corrected.
     pub reconciliation_differences: u64,
+    /// Orders whose unknown outcome (a lost connection, or a previous run's crash) the
+    /// terminal's evidence settled.
+    pub unknown_settled: u64,
 }
 
 /// A position mtml and a terminal disagreed on.
@@ -209,6 +227,24 @@ impl Execution {
         self.positions.extend(positions);
     }
 
+    /// Orders a previous run left open (from the journal), back in flight with their outcome
+    /// unknown: they are never resent, their symbols get no new order, and the terminal's next
+    /// snapshot settles them (the bridge is handed the same orders).
+    pub fn restore_orders(&mut self, orders: impl IntoIterator<Item = RecoveredOrder>) {
+        for order in orders {
+            self.in_flight.insert(
+                order.client_order_id,
+                InFlight {
+                    symbol: order.symbol,
+                    volume: order.volume,
+                    filled: order.filled,
+                    decision_price: order.decision_price,
+                    state: OrderState::Unknown,
+                },
+            );
+        }
+    }
+
     /// The state of each order in flight, by client order id.
     pub fn order_states(&self) -> Vec<(String, OrderState)> {
         let mut states: Vec<_> =
@@ -223,6 +259,9 @@ impl Execution {
         let order = self.in_flight.get_mut(client_order_id)?;
         match transition(order.state, event) {
             Ok(next) => {
+                if order.state == OrderState::Unknown && next != OrderState::Unknown {
+                    self.stats.unknown_settled += 1;
+                }
                 order.state = next;
                 Some(next)
             }
@@ -260,7 +299,7 @@ impl Execution {
                 self.advance(client_order_id, OrderEvent::Lose);
             }
             ExecutionEvent::Filled(fill) => self.on_fill(fill),
-            ExecutionEvent::TerminalPositions { account, positions } => {
+            ExecutionEvent::TerminalPositions { account, positions, .. } => {
                 self.reconcile(account, positions);
             }
         }
@@ -402,6 +441,38 @@ mod tests {
         assert_eq!(execution.stats().rejects, 1);
         assert!(execution.order_states().is_empty());
         assert!((execution.position(&symbol).lots - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn orders_recovered_from_the_journal_block_their_symbol_until_the_terminal_settles_them() {
+        let mut execution = Execution::new("new");
+        let symbol = Symbol::new("EURUSD");
+        execution.restore_positions([(symbol.clone(), Position { lots: 0.1, average_price: 1.1, realized_pnl: 0.0 })]);
+        execution.restore_orders([RecoveredOrder {
+            client_order_id: "old-7".into(),
+            symbol: symbol.clone(),
+            volume: 0.3,
+            filled: 0.1,
+            decision_price: 1.2,
+        }]);
+        assert_eq!(execution.order_states(), [("old-7".to_owned(), OrderState::Unknown)]);
+        assert!(execution.has_in_flight(&symbol), "no new order on the symbol meanwhile");
+        assert!(execution.reconcile("1@x", &[]).is_empty(), "a symbol with an unsettled order is not reconciled");
+        let chain_id = ChainIdGenerator::with_prefix(1).next_id();
+        execution.on_event(&ExecutionEvent::Filled(Fill {
+            chain_id,
+            client_order_id: "old-7".into(),
+            ticket: 1,
+            symbol: symbol.clone(),
+            side: Side::Buy,
+            volume: 0.2,
+            price: 1.2001,
+            time_msc: 0,
+        }));
+        assert!(execution.order_states().is_empty(), "the journaled 0.1 plus the settled 0.2 complete it");
+        assert_eq!(execution.stats().unknown_settled, 1);
+        assert!((execution.position(&symbol).lots - 0.3).abs() < 1e-12);
+        assert!((execution.stats().slippage_price_lots - 0.0001 * 0.2).abs() < 1e-12, "against the journaled decision price");
     }
 
     #[test]

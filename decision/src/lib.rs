@@ -13,7 +13,7 @@ pub mod order_state;
 pub mod risk;
 
 pub use decision::{DecisionConfig, DecisionEngine, Sizing, SizingInputs, Target};
-pub use execution::{Difference, Execution, ExecutionStats, LOT_SIZE, Position};
+pub use execution::{Difference, Execution, ExecutionStats, LOT_SIZE, Position, RecoveredOrder};
 pub use order_state::{InvalidTransition, OrderEvent, OrderState, transition};
 pub use risk::{
     AccountSnapshot, Facts, OrderCheck, RiskEngine, RiskLimits, RiskRejection, StateChange,

@@ -2,7 +2,7 @@
 //!
 //! PostgreSQL in production, SQLite as the embedded default, through one sqlx `Any` pool and
 //! one portable migration (`migrations/`). The pipeline never waits for it: records go through a
-//! channel to [`spawn_writer`], which writes them in order, a transaction per batch. What the
+//! channel to [`spawn_writer`], which writes them in order, whole events per transaction. What the
 //! journal misses in a crash (the last records before it) the terminal's snapshot restores on
 //! reconnect: positions and deals carry the client order ids.
 //!
@@ -109,6 +109,21 @@ pub enum Record {
         /// Market time.
         at_ms: i64,
     },
+    /// An order a terminal's deal history shows executed. Recorded (as filled, with one fill at
+    /// the deals' average price) only if the journal does not know it: an order sent just
+    /// before a crash, whose creation never reached the journal.
+    ExecutedOrder {
+        /// Idempotency key.
+        client_order_id: String,
+        /// Symbol.
+        symbol: String,
+        /// Signed lots dealt.
+        lots: f64,
+        /// Average deal price.
+        average_price: f64,
+        /// Time of the last deal.
+        time_ms: i64,
+    },
     /// A trading state change.
     StateChange {
         /// Market time.
@@ -154,6 +169,9 @@ pub struct OrderRow {
     pub state: String,
     /// Market time created.
     pub created_ms: i64,
+    /// Price the decision was made at (slippage of a fill recovered after a restart is measured
+    /// against it).
+    pub decision_price: f64,
 }
 
 /// States an order never leaves; others are open.
@@ -209,6 +227,19 @@ impl Journal {
                         .bind(symbol).bind(lots).bind(average_price).bind(realized_pnl).bind(at_ms)
                         .execute(&mut *tx).await?;
                 }
+                Record::ExecutedOrder { client_order_id, symbol, lots, average_price, time_ms } => {
+                    let side = if *lots > 0.0 { "buy" } else { "sell" };
+                    let inserted = sqlx::query("INSERT INTO orders (client_order_id, chain_id, symbol, side, volume, decision_price, state, filled, created_ms, updated_ms) VALUES ($1, '', $2, $3, $4, $5, 'filled', $4, $6, $6) ON CONFLICT (client_order_id) DO NOTHING")
+                        .bind(client_order_id).bind(symbol).bind(side).bind(lots.abs()).bind(average_price).bind(time_ms)
+                        .execute(&mut *tx).await?
+                        .rows_affected();
+                    if inserted == 1 {
+                        tracing::warn!(%client_order_id, %symbol, lots, "order missing from the journal recovered from the terminal's deal history");
+                        sqlx::query("INSERT INTO fills (client_order_id, chain_id, ticket, symbol, side, volume, price, time_ms, slippage, realized_pnl) VALUES ($1, '', 0, $2, $3, $4, $5, $6, 0, 0)")
+                            .bind(client_order_id).bind(symbol).bind(side).bind(lots.abs()).bind(average_price).bind(time_ms)
+                            .execute(&mut *tx).await?;
+                    }
+                }
                 Record::StateChange { at_ms, from, to, reason } => {
                     sqlx::query("INSERT INTO state_changes (at_ms, from_state, to_state, reason) VALUES ($1, $2, $3, $4)")
                         .bind(at_ms).bind(from).bind(to).bind(reason)
@@ -240,9 +271,9 @@ impl Journal {
     /// Orders, oldest first; with `open_only`, those not in a final state.
     pub async fn orders(&self, open_only: bool) -> Result<Vec<OrderRow>, JournalError> {
         let sql = if open_only {
-            "SELECT client_order_id, chain_id, symbol, side, volume, filled, state, created_ms FROM orders WHERE state NOT IN ('filled', 'rejected', 'cancelled', 'expired') ORDER BY created_ms, client_order_id"
+            "SELECT client_order_id, chain_id, symbol, side, volume, filled, state, created_ms, decision_price FROM orders WHERE state NOT IN ('filled', 'rejected', 'cancelled', 'expired') ORDER BY created_ms, client_order_id"
         } else {
-            "SELECT client_order_id, chain_id, symbol, side, volume, filled, state, created_ms FROM orders ORDER BY created_ms, client_order_id"
+            "SELECT client_order_id, chain_id, symbol, side, volume, filled, state, created_ms, decision_price FROM orders ORDER BY created_ms, client_order_id"
         };
         let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
         rows.iter()
@@ -256,6 +287,7 @@ impl Journal {
                     filled: r.try_get(5)?,
                     state: r.try_get(6)?,
                     created_ms: r.try_get(7)?,
+                    decision_price: r.try_get(8)?,
                 })
             })
             .collect()
@@ -281,38 +313,62 @@ impl Journal {
     }
 }
 
-/// Writes what arrives on `records`, in order, until the channel closes; returns how many records
-/// were written. A failed batch is logged and retried once a second, never dropped: the pipeline
-/// goes on meanwhile and the channel holds the backlog.
+/// A crash point (see `mtml_core::crash_point`): the process dies with a fill applied in memory
+/// and not yet journaled. Everything journaled before that fill is committed first, so the test
+/// knows exactly what the journal holds.
+pub const CRASH_BEFORE_FILL: &str = "journal.before_fill";
+
+/// Writes what arrives on `groups`, in order, until the channel closes; returns how many records
+/// were written.
+///
+/// A group is the records of one event (an order's creation; a fill with the position it left
+/// and the order's new state). A transaction holds whole groups only, so after a crash the
+/// journal is a consistent prefix of what happened: a fill is never there without its position
+/// and order state. A failed batch is logged and retried once a second, never dropped: the
+/// pipeline goes on meanwhile and the channel holds the backlog.
 pub fn spawn_writer(
     journal: Journal,
-    mut records: mpsc::UnboundedReceiver<Record>,
+    mut groups: mpsc::UnboundedReceiver<Vec<Record>>,
 ) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
         let mut written = 0u64;
         let mut batch = Vec::new();
-        while let Some(first) = records.recv().await {
-            batch.push(first);
-            while batch.len() < 1_000 {
-                match records.try_recv() {
-                    Ok(record) => batch.push(record),
-                    Err(_) => break,
-                }
-            }
-            loop {
-                match journal.write(&batch).await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        tracing::error!(%error, records = batch.len(), "journal write failed; retrying");
-                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        while let Some(first) = groups.recv().await {
+            let mut crash_after_batch = crashes_before(&first);
+            if !crash_after_batch {
+                batch.extend(first);
+                while batch.len() < 1_000 {
+                    let Ok(group) = groups.try_recv() else { break };
+                    if crashes_before(&group) {
+                        crash_after_batch = true;
+                        break;
                     }
+                    batch.extend(group);
                 }
             }
+            write_retrying(&journal, &batch).await;
             written += batch.len() as u64;
             batch.clear();
+            if crash_after_batch {
+                mtml_core::crash_point::crash(CRASH_BEFORE_FILL);
+            }
         }
         written
     })
+}
+
+fn crashes_before(group: &[Record]) -> bool {
+    group.iter().any(|r| matches!(r, Record::Fill { .. })) && mtml_core::crash_point::reached(CRASH_BEFORE_FILL)
+}
+
+async fn write_retrying(journal: &Journal, batch: &[Record]) {
+    if batch.is_empty() {
+        return;
+    }
+    while let Err(error) = journal.write(batch).await {
+        tracing::error!(%error, records = batch.len(), "journal write failed; retrying");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// The suite every journal backend passes.
@@ -394,6 +450,30 @@ pub mod conformance {
         assert_eq!(journal.realized_pnl(Some(50)).await.expect("pnl"), 25.5);
         assert_eq!(journal.realized_pnl(Some(101)).await.expect("pnl"), 0.0, "a day without fills");
         assert_eq!(journal.decision_count().await.expect("decisions"), 1);
+        // A terminal's deal history: a known order is left as it is, an unknown one is recorded
+        // filled, once however often the history repeats it.
+        let executed = |id: &str| Record::ExecutedOrder {
+            client_order_id: id.into(),
+            symbol: "EURUSD".into(),
+            lots: -0.3,
+            average_price: 1.2,
+            time_ms: 200,
+        };
+        journal.write(&[executed("b"), executed("lost"), executed("lost")]).await.expect("write");
+        journal.write(&[executed("lost")]).await.expect("write");
+        let orders = journal.orders(false).await.expect("orders");
+        let summary: Vec<(&str, &str, f64)> =
+            orders.iter().map(|o| (o.client_order_id.as_str(), o.state.as_str(), o.filled)).collect();
+        assert_eq!(summary, [("a", "filled", 0.1), ("b", "sent", 0.0), ("lost", "filled", 0.3)]);
+        assert_eq!(orders[2].side, "sell");
+        assert_eq!(journal.realized_pnl(None).await.expect("pnl"), 25.5, "one fill for the recovered order, no PnL");
+        let fills: i64 = sqlx::query("SELECT COUNT(*) FROM fills WHERE client_order_id = 'lost'")
+            .fetch_one(&journal.pool)
+            .await
+            .expect("count")
+            .try_get(0)
+            .expect("count");
+        assert_eq!(fills, 1);
         // Reopening runs the migrations again without harm.
     }
 }

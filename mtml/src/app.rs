@@ -11,9 +11,10 @@ use std::sync::atomic::Ordering;
 use anyhow::Context as _;
 use mtml_bridge::grpc::BridgeService;
 use mtml_bridge::{Bridge, BridgeConfig, BridgeOutputs, BridgeStats, SymbolMapper};
-use mtml_core::{ChainLog, Symbol};
-use mtml_decision::{DecisionConfig, DecisionEngine, Execution, Position, RiskEngine, RiskLimits};
-use mtml_journal::Journal;
+use mtml_bridge::accounts::SentOrder;
+use mtml_core::{ChainId, ChainLog, Side, Symbol};
+use mtml_decision::{DecisionConfig, DecisionEngine, Execution, Position, RecoveredOrder, RiskEngine, RiskLimits};
+use mtml_journal::{Journal, OrderRow};
 use mtml_feature_store::{FX_V1, FX_V1_LEN, MemoryStore, OnlineStore};
 use mtml_inference::{Model, OnnxRuntime};
 use mtml_ingestion::grpc::{IngestionService, forward_ticks};
@@ -209,8 +210,11 @@ impl App {
         }));
         let open_orders = journal.orders(true).await?;
         if !open_orders.is_empty() {
-            tracing::warn!(orders = open_orders.len(), "orders left open by the last run; the terminal's snapshot and positions are the truth for them");
+            tracing::warn!(orders = open_orders.len(), "orders left open by the last run; never resent, settled from the terminal's next snapshot");
         }
+        let recovered = recover_open_orders(&open_orders)?;
+        execution.restore_orders(recovered.iter().map(|(order, _)| order.clone()));
+        bridge.recover_orders(recovered.into_iter().map(|(order, sent)| (order.client_order_id, sent)));
         let (journal_tx, journal_rx) = mpsc::unbounded_channel();
         let journal_task = mtml_journal::spawn_writer(journal, journal_rx);
 
@@ -336,6 +340,42 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The journal's open orders, for execution and for the bridge.
+fn recover_open_orders(rows: &[OrderRow]) -> anyhow::Result<Vec<(RecoveredOrder, SentOrder)>> {
+    rows.iter()
+        .map(|row| {
+            let chain_id: ChainId = row
+                .chain_id
+                .parse()
+                .with_context(|| format!("journal order {} has chain id {:?}", row.client_order_id, row.chain_id))?;
+            let side = match row.side.as_str() {
+                "buy" => Side::Buy,
+                "sell" => Side::Sell,
+                other => anyhow::bail!("journal order {} has side {other:?}", row.client_order_id),
+            };
+            let symbol = Symbol::new(&row.symbol);
+            let order = RecoveredOrder {
+                client_order_id: row.client_order_id.clone(),
+                symbol: symbol.clone(),
+                volume: row.volume,
+                filled: row.filled,
+                decision_price: row.decision_price,
+            };
+            let sent = SentOrder {
+                chain_id,
+                symbol,
+                side,
+                volume: row.volume,
+                filled: row.filled,
+                sent_ns: 0,
+                outcome_known: false,
+                session: String::new(),
+            };
+            Ok((order, sent))
+        })
+        .collect()
 }
 
 fn rand_session() -> u32 {

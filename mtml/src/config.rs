@@ -150,9 +150,10 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// `MTML_*` variables that are not settings: the log filter. Variables starting `MTML_TEST_`
+/// `MTML_*` variables that are not settings: the log filter and the crash point of crash-recovery
+/// tests (`mtml_core::crash_point`). Variables starting `MTML_TEST_`
 /// belong to the test harness and are not settings either.
-const RESERVED_ENV: [&str; 1] = ["MTML_LOG"];
+const RESERVED_ENV: [&str; 2] = ["MTML_LOG", mtml_core::crash_point::CRASH_AT_VAR];
 
 const SECTIONS: [&str; 8] =
     ["bridge", "grpc", "pipeline", "model", "decision", "risk", "journal", "runtime"];

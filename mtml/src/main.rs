@@ -190,7 +190,15 @@ fn main() -> anyhow::Result<()> {
                 let app = App::start(&config, &onnx, Listeners { bridge, grpc: Some(grpc) }).await?;
                 eprintln!("mtml running: terminals on {}, gRPC on {:?}; ctrl-c stops", app.bridge_addr, app.grpc_addr);
                 let outcome = app.run_until_signal().await?;
-                eprintln!("stopped after {} ticks", outcome.counters.ticks_seen);
+                let execution = &outcome.execution;
+                eprintln!(
+                    "stopped after {} ticks: {} orders sent, {} fills, {} unknown outcomes settled, {} reconciliation differences",
+                    outcome.counters.ticks_seen,
+                    execution.orders_sent,
+                    execution.fills,
+                    execution.unknown_settled,
+                    execution.reconciliation_differences
+                );
                 Ok(())
             }
             Command::Replay { ticks, symbol, report, config, transport, max_ahead } => {

@@ -171,8 +171,9 @@ pub struct Pipeline {
     pub starting_equity: f64,
     /// Last mid per symbol.
     pub last_mid: HashMap<Symbol, f64>,
-    /// Where journal records go (the writer task), if journaling.
-    pub journal: Option<mpsc::UnboundedSender<Record>>,
+    /// Where journal records go (the writer task), if journaling: the records of one event
+    /// together, so that the journal commits them together.
+    pub journal: Option<mpsc::UnboundedSender<Vec<Record>>>,
     /// Market time of the last tick, for records of events that carry none.
     pub now_ms: i64,
     /// Equity marked at the last tick.
@@ -251,8 +252,14 @@ impl Pipeline {
     }
 
     fn record(&self, record: Record) {
+        self.record_group(vec![record]);
+    }
+
+    /// Journals the records of one event, which the journal commits together or not at all.
+    fn record_group(&self, group: Vec<Record>) {
         if let Some(journal) = &self.journal
-            && journal.send(record).is_err()
+            && !group.is_empty()
+            && journal.send(group).is_err()
         {
             tracing::error!("journal writer stopped; record not written");
         }
@@ -262,14 +269,25 @@ impl Pipeline {
     /// position it left.
     fn journal_event(&self, event: &ExecutionEvent, before: Option<(Position, f64)>) {
         let mut filled = None;
+        let mut group = Vec::new();
         let (id, state) = match event {
             ExecutionEvent::Acked { client_order_id, .. } => (client_order_id, "acknowledged"),
             ExecutionEvent::Rejected { client_order_id, .. } => (client_order_id, "rejected"),
             ExecutionEvent::OutcomeUnknown { client_order_id, .. } => (client_order_id, "unknown"),
-            ExecutionEvent::TerminalPositions { .. } => {
+            ExecutionEvent::TerminalPositions { executed, .. } => {
+                // Orders the journal may not have (sent just before a crash): recorded if absent.
+                for order in executed {
+                    group.push(Record::ExecutedOrder {
+                        client_order_id: order.client_order_id.clone(),
+                        symbol: order.symbol.to_string(),
+                        lots: order.lots,
+                        average_price: order.average_price,
+                        time_ms: order.time_msc,
+                    });
+                }
                 for difference in self.execution.last_differences() {
                     let position = self.execution.position(&difference.symbol);
-                    self.record(Record::Position {
+                    group.push(Record::Position {
                         symbol: difference.symbol.to_string(),
                         lots: position.lots,
                         average_price: position.average_price,
@@ -277,13 +295,14 @@ impl Pipeline {
                         at_ms: self.now_ms,
                     });
                 }
+                self.record_group(group);
                 return;
             }
             ExecutionEvent::Filled(fill) => {
                 let after = self.execution.position(&fill.symbol);
                 let realized = after.realized_pnl - before.map_or(0.0, |(p, _)| p.realized_pnl);
                 filled = before.map(|(_, f)| f);
-                self.record(Record::Fill {
+                group.push(Record::Fill {
                     client_order_id: fill.client_order_id.clone(),
                     chain_id: fill.chain_id.to_string(),
                     ticket: i64::try_from(fill.ticket).unwrap_or(i64::MAX),
@@ -295,7 +314,7 @@ impl Pipeline {
                     slippage: self.execution.last_fill_slippage(),
                     realized_pnl: realized,
                 });
-                self.record(Record::Position {
+                group.push(Record::Position {
                     symbol: fill.symbol.to_string(),
                     lots: after.lots,
                     average_price: after.average_price,
@@ -307,7 +326,8 @@ impl Pipeline {
             }
         };
         let filled = filled.unwrap_or_else(|| self.execution.filled_of(id));
-        self.record(Record::OrderState { client_order_id: id.clone(), state: state.into(), filled, at_ms: self.now_ms });
+        group.push(Record::OrderState { client_order_id: id.clone(), state: state.into(), filled, at_ms: self.now_ms });
+        self.record_group(group);
     }
 
     /// Runs one tick through every stage.
@@ -460,7 +480,6 @@ impl Pipeline {
             self.record(decision(format!("risk:{rejection}")));
             return;
         }
-        self.record(decision("order".into()));
         self.risk.on_order_sent(tick.time_msc);
         let order = self.execution.market_order(
             tick.chain_id,
@@ -471,15 +490,18 @@ impl Pipeline {
         );
         self.progress.orders_in_flight.store(self.execution.in_flight_count() as u64, Ordering::Release);
         tracing::debug!(chain_id = %tick.chain_id, client_order_id = %order.client_order_id, lots = delta, "order");
-        self.record(Record::OrderCreated {
-            client_order_id: order.client_order_id.clone(),
-            chain_id: order.chain_id.to_string(),
-            symbol: order.symbol.to_string(),
-            side: side_name(order.side).into(),
-            volume: order.volume,
-            decision_price: order.decision_price,
-            created_ms: tick.time_msc,
-        });
+        self.record_group(vec![
+            decision("order".into()),
+            Record::OrderCreated {
+                client_order_id: order.client_order_id.clone(),
+                chain_id: order.chain_id.to_string(),
+                symbol: order.symbol.to_string(),
+                side: side_name(order.side).into(),
+                volume: order.volume,
+                decision_price: order.decision_price,
+                created_ms: tick.time_msc,
+            },
+        ]);
         self.orders.submit(order);
         span(Stage::Execution, t);
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use mtml_core::{ChainId, ExecutionEvent, Fill, OrderRequest, OrderType, Side, Symbol, Tick};
+use mtml_core::{ChainId, ExecutedOrder, ExecutionEvent, Fill, OrderRequest, OrderType, Side, Symbol, Tick};
 
 use crate::v1;
 
@@ -136,7 +136,7 @@ impl From<&ExecutionEvent> for v1::ExecutionEvent {
             ExecutionEvent::OutcomeUnknown { client_order_id, .. } => {
                 (client_order_id.clone(), Event::OutcomeUnknown(v1::OrderOutcomeUnknown {}))
             }
-            ExecutionEvent::TerminalPositions { account, positions } => (
+            ExecutionEvent::TerminalPositions { account, positions, executed } => (
                 String::new(),
                 Event::TerminalPositions(v1::TerminalPositions {
                     account: account.to_string(),
@@ -146,6 +146,16 @@ impl From<&ExecutionEvent> for v1::ExecutionEvent {
                             symbol: symbol.to_string(),
                             lots: *lots,
                             average_price: *average_price,
+                        })
+                        .collect(),
+                    executed: executed
+                        .iter()
+                        .map(|order| v1::ExecutedOrder {
+                            client_order_id: order.client_order_id.clone(),
+                            symbol: order.symbol.to_string(),
+                            lots: order.lots,
+                            average_price: order.average_price,
+                            time_ms: order.time_msc,
                         })
                         .collect(),
                 }),
@@ -181,6 +191,17 @@ impl TryFrom<v1::ExecutionEvent> for ExecutionEvent {
                     .positions
                     .into_iter()
                     .map(|p| (Symbol::new(&p.symbol), p.lots, p.average_price))
+                    .collect(),
+                executed: snapshot
+                    .executed
+                    .into_iter()
+                    .map(|o| ExecutedOrder {
+                        client_order_id: o.client_order_id,
+                        symbol: Symbol::new(&o.symbol),
+                        lots: o.lots,
+                        average_price: o.average_price,
+                        time_msc: o.time_ms,
+                    })
                     .collect(),
             },
             Event::Acked(ack) => ExecutionEvent::Acked {
