@@ -323,42 +323,17 @@ impl TerminalSimulator {
         }
         let pacing = self.config.pacing.clone();
         while !self.finished_streaming() && !stop.is_cancelled() {
-            if let Some(pacing) = &pacing {
-                // Execute orders while waiting: a fill must not wait for the pipeline to catch up.
-                let room = pacing.wait_for_room(self.report.ticks_sent);
-                tokio::pin!(room);
-                loop {
-                    tokio::select! {
-                        biased;
-                        () = &mut room => break,
-                        read = link.conn.read_envelope() => match read? {
-                            Some(envelope) => {
-                                if let Some(end) = self.handle(&mut link, envelope).await? {
-                                    return Ok(end);
-                                }
-                            }
-                            None => return Ok(ConnectionEnd::ClosedByBridge),
-                        },
-                    }
-                }
+            // Execute orders while waiting: a fill must not wait for the pipeline to catch up.
+            if let Some(pacing) = &pacing
+                && let Some(end) = self.serve_while(&mut link, pacing.wait_for_room(self.report.ticks_sent)).await?
+            {
+                return Ok(end);
             }
             if let Some(rate) = self.config.ticks_per_second {
-                // One batch of 16 ticks per 16/rate seconds, executing orders meanwhile.
+                // One batch of 16 ticks per 16/rate seconds.
                 let pause = tokio::time::sleep(std::time::Duration::from_secs_f64(16.0 / f64::from(rate.max(1))));
-                tokio::pin!(pause);
-                loop {
-                    tokio::select! {
-                        biased;
-                        () = &mut pause => break,
-                        read = link.conn.read_envelope() => match read? {
-                            Some(envelope) => {
-                                if let Some(end) = self.handle(&mut link, envelope).await? {
-                                    return Ok(end);
-                                }
-                            }
-                            None => return Ok(ConnectionEnd::ClosedByBridge),
-                        },
-                    }
+                if let Some(end) = self.serve_while(&mut link, pause).await? {
+                    return Ok(end);
                 }
             }
             let batch = match (&pacing, self.config.ticks_per_second) {
@@ -394,6 +369,29 @@ impl TerminalSimulator {
                         return Ok(end);
                     }
                 }
+            }
+        }
+    }
+
+    /// Handles what the bridge sends (orders above all) until `wait` completes.
+    async fn serve_while<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        link: &mut Link<S>,
+        wait: impl std::future::Future<Output = ()>,
+    ) -> Result<Option<ConnectionEnd>, SimulatorError> {
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut wait => return Ok(None),
+                read = link.conn.read_envelope() => match read? {
+                    Some(envelope) => {
+                        if let Some(end) = self.handle(link, envelope).await? {
+                            return Ok(Some(end));
+                        }
+                    }
+                    None => return Ok(Some(ConnectionEnd::ClosedByBridge)),
+                },
             }
         }
     }

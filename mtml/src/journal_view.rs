@@ -25,7 +25,13 @@ pub async fn orders(journal: &Journal, open_only: bool) -> anyhow::Result<String
         let _ = writeln!(
             out,
             "{:<17} {:<8} {:<5} {:>7.2} {:>8.2}   {:<18} {}",
-            row.client_order_id, row.symbol, row.side, row.volume, row.filled, row.state, row.chain_id
+            row.client_order_id,
+            row.symbol,
+            row.side,
+            row.volume,
+            row.filled,
+            row.state,
+            if row.chain_id.is_empty() { "(recovered from the terminal's deals)" } else { &row.chain_id }
         );
     }
     let _ = writeln!(out, "{} orders", rows.len());
