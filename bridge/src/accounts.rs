@@ -13,7 +13,7 @@ use mtml_core::{ChainId, ExecutionEvent, Fill, Side, Symbol};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::wire::{Deal, PendingOrder, Position, WireSide};
+use crate::wire::{AccountInfo, Deal, PendingOrder, Position, WireSide};
 
 /// The last tick of a symbol the bridge received: its time and which tick of that millisecond it
 /// was (several ticks can share a millisecond).
@@ -99,6 +99,8 @@ pub struct Snapshot {
     pub pending: Vec<PendingOrder>,
     /// Recent deals.
     pub deals: Vec<Deal>,
+    /// The account's money, if the terminal sent it.
+    pub account: Option<AccountInfo>,
 }
 
 const EPSILON: f64 = 1e-9;
@@ -250,6 +252,7 @@ mod tests {
                 price: Px::new(1.25, 5),
                 client_order_id: "c".into(),
             }],
+            account: None,
         };
         let events = settle_unknown(&mut in_flight, &snapshot);
         let summary: Vec<String> = events
@@ -259,7 +262,7 @@ mod tests {
                 ExecutionEvent::Acked { client_order_id, ticket, .. } => format!("{client_order_id} acked {ticket}"),
                 ExecutionEvent::Rejected { client_order_id, .. } => format!("{client_order_id} rejected"),
                 ExecutionEvent::OutcomeUnknown { client_order_id, .. } => format!("{client_order_id} unknown"),
-                ExecutionEvent::TerminalPositions { .. } => "positions".into(),
+                ExecutionEvent::TerminalPositions { .. } | ExecutionEvent::Account { .. } => "account".into(),
             })
             .collect();
         assert_eq!(

@@ -62,6 +62,9 @@ pub struct BridgeConfig {
     pub backpressure: Backpressure,
     /// How long to wait for a RESEND to fill a sequence gap before counting it lost.
     pub resend_timeout: Duration,
+    /// How often to ask a streaming terminal for its books (SYNC) and reconcile against them;
+    /// zero for never (the books of every connect are reconciled regardless).
+    pub reconcile_every: Duration,
 }
 
 impl Default for BridgeConfig {
@@ -74,6 +77,7 @@ impl Default for BridgeConfig {
             silence_timeout: Duration::from_secs(30),
             backpressure: Backpressure::Block,
             resend_timeout: Duration::from_secs(2),
+            reconcile_every: Duration::from_secs(60),
         }
     }
 }
@@ -105,6 +109,10 @@ pub struct BridgeStats {
     pub orders_refused: AtomicU64,
     /// Orders whose outcome was lost with a connection and settled from a later snapshot.
     pub orders_settled_from_snapshot: AtomicU64,
+    /// SYNC requests sent to streaming terminals.
+    pub syncs_sent: AtomicU64,
+    /// Books received in answer to a SYNC and reconciled.
+    pub syncs_completed: AtomicU64,
 }
 
 /// Where the bridge sends what terminals report.
@@ -309,10 +317,28 @@ impl Bridge {
         let period = self.config.heartbeat_interval;
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut last_heard = tokio::time::Instant::now();
+        // Periodic reconciliation: ask for the books every `reconcile_every` (never if zero).
+        let every = self.config.reconcile_every;
+        let mut reconcile =
+            (!every.is_zero()).then(|| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 Some(order) = orders_rx.recv() => self.send_order(conn, state, order).await?,
+                _ = async {
+                    match reconcile.as_mut() {
+                        Some(interval) => interval.tick().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // One SYNC at a time: a terminal still answering the last one is not asked again.
+                    if state.sync.is_none() {
+                        state.sync = Some(Snapshot::default());
+                        state.send(conn, Message::Sync).await?;
+                        conn.flush().await?;
+                        self.stats.syncs_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > self.config.silence_timeout {
                         return Err(SessionError::Silent);
@@ -453,6 +479,8 @@ impl Bridge {
             held: Default::default(),
             awaiting: None,
             resume: Arc::default(),
+            leverage: hello.leverage,
+            sync: None,
         };
         let welcome = Message::Welcome { version: PROTOCOL_VERSION, session: session.to_owned() };
         state.send(conn, welcome).await?;
@@ -474,6 +502,7 @@ impl Bridge {
                 Message::Position(position) => snapshot.positions.push(position),
                 Message::Pending(pending) => snapshot.pending.push(pending),
                 Message::Deal(deal) => snapshot.deals.push(deal),
+                Message::Account(money) => snapshot.account = Some(money),
                 Message::SnapshotEnd => break,
                 other => {
                     return Err(SessionError::Protocol(format!(
@@ -483,6 +512,36 @@ impl Bridge {
                 }
             }
         }
+        let resume = self.apply_books(&state, &snapshot).await?;
+        let mut symbols: Vec<String> =
+            state.specs.values().map(|spec| spec.name.clone()).collect();
+        symbols.sort();
+        let points: Vec<(String, ResumePoint)> = {
+            let resume = resume.lock();
+            symbols.into_iter().filter_map(|s| resume.get(&s).map(|p| (s, *p))).collect()
+        };
+        state.resume = resume;
+        for (symbol, point) in points {
+            {
+                let message = Message::Resume { symbol, time_msc: point.time_msc, count: point.count };
+                state.send(conn, message).await?;
+            }
+        }
+        state.send(conn, Message::Start).await?;
+        conn.flush().await?;
+        Ok(state)
+    }
+
+    /// Applies a terminal's books (from the snapshot of a connect, or the answer to a SYNC):
+    /// settles the orders whose outcome is unknown (this account's, and those a previous run
+    /// left for an account trading their symbol), then hands execution the account's money and
+    /// its net positions and executed orders to reconcile against. Returns the account's resume
+    /// points.
+    async fn apply_books(
+        &self,
+        state: &Session,
+        snapshot: &Snapshot,
+    ) -> Result<Arc<parking_lot::Mutex<HashMap<String, ResumePoint>>>, SessionError> {
         let claimed: Vec<(String, SentOrder)> = {
             let mut recovered = self.recovered.lock();
             let ids: Vec<String> = recovered
@@ -497,7 +556,7 @@ impl Bridge {
         }
         let (events, resume) = self.accounts.with(&state.account, |account| {
             account.in_flight.extend(claimed);
-            (settle_unknown(&mut account.in_flight, &snapshot), Arc::clone(&account.resume))
+            (settle_unknown(&mut account.in_flight, snapshot), Arc::clone(&account.resume))
         });
         if !events.is_empty() {
             info!(orders = events.len(), "orders with unknown outcome settled from the snapshot");
@@ -530,23 +589,10 @@ impl Bridge {
         let executed = executed_orders(&snapshot.deals, |broker| state.canonical(broker, &self.config.symbols));
         let account = Arc::clone(&state.account);
         self.emit(ExecutionEvent::TerminalPositions { account, positions, executed }).await?;
-        let mut symbols: Vec<String> =
-            state.specs.values().map(|spec| spec.name.clone()).collect();
-        symbols.sort();
-        let points: Vec<(String, ResumePoint)> = {
-            let resume = resume.lock();
-            symbols.into_iter().filter_map(|s| resume.get(&s).map(|p| (s, *p))).collect()
-        };
-        state.resume = resume;
-        for (symbol, point) in points {
-            {
-                let message = Message::Resume { symbol, time_msc: point.time_msc, count: point.count };
-                state.send(conn, message).await?;
-            }
+        if let Some(money) = snapshot.account {
+            self.emit(state.account_event(money)).await?;
         }
-        state.send(conn, Message::Start).await?;
-        conn.flush().await?;
-        Ok(state)
+        Ok(resume)
     }
 
     fn check_sequence(&self, state: &mut Session, seq: u64) {
@@ -593,6 +639,23 @@ impl Bridge {
                 self.stats.bars.fetch_add(1, Ordering::Relaxed);
             }
             Message::Heartbeat { .. } => {}
+            Message::Account(money) => {
+                self.emit(state.account_event(money)).await?;
+            }
+            // The answer to a SYNC: the books, interleaved with ticks, until SNAPSHOT_END.
+            Message::Position(position) if state.sync.is_some() => {
+                state.sync.get_or_insert_default().positions.push(position);
+            }
+            Message::Pending(pending) if state.sync.is_some() => {
+                state.sync.get_or_insert_default().pending.push(pending);
+            }
+            Message::Deal(deal) if state.sync.is_some() => state.sync.get_or_insert_default().deals.push(deal),
+            Message::SnapshotEnd if state.sync.is_some() => {
+                let books = state.sync.take().unwrap_or_default();
+                self.apply_books(state, &books).await?;
+                self.stats.syncs_completed.fetch_add(1, Ordering::Relaxed);
+                debug!(positions = books.positions.len(), deals = books.deals.len(), "books reconciled");
+            }
             other => {
                 return Err(SessionError::Protocol(format!(
                     "unexpected {} from a terminal while streaming",
@@ -828,6 +891,10 @@ struct Session {
     awaiting: Option<tokio::time::Instant>,
     /// Last tick received per broker symbol: the account's map, shared.
     resume: Arc<parking_lot::Mutex<HashMap<String, ResumePoint>>>,
+    /// The account's leverage, from the hello.
+    leverage: u32,
+    /// The books being received in answer to a SYNC, until SNAPSHOT_END.
+    sync: Option<Snapshot>,
 }
 
 impl Session {
@@ -838,6 +905,17 @@ impl Session {
     ) -> Result<(), WireError> {
         self.out_seq += 1;
         conn.write_envelope(&Envelope { seq: self.out_seq, message }).await
+    }
+
+    fn account_event(&self, money: wire::AccountInfo) -> ExecutionEvent {
+        ExecutionEvent::Account {
+            account: Arc::clone(&self.account),
+            leverage: self.leverage,
+            balance: money.balance.value,
+            equity: money.equity.value,
+            margin: money.margin.value,
+            free_margin: money.free_margin.value,
+        }
     }
 
     fn canonical(&self, broker: &str, mapper: &SymbolMapper) -> Symbol {

@@ -2,11 +2,11 @@
 //!
 //! It is the stand-in for the EA where no terminal exists (the replay demo, the tests). Like the
 //! EA it says hello, reports symbol capabilities and a snapshot (positions, pending orders, recent
-//! deals), resumes its tick streams where the bridge says they stopped, streams ticks with
-//! sequence numbers, executes orders at its current quote (market orders at once, limit and stop
-//! orders when the price reaches them), acks each order, answers a repeated client order id with
-//! the original ack instead of executing again, and reports fills, split into partial fills when
-//! configured. Its state survives reconnects, as the EA's journal does; faults can be injected to
+//! deals, its account's money), answers SYNC with its books again, resumes its tick streams where
+//! the bridge says they stopped, streams ticks with sequence numbers, executes orders at its
+//! current quote (market orders at once, limit and stop orders when the price reaches them), acks
+//! each order, answers a repeated client order id with the original ack instead of executing
+//! again, and reports fills, split into partial fills when configured. Its state survives reconnects, as the EA's journal does; faults can be injected to
 //! test the bridge (a connection that dies mid-frame, an answer that never comes).
 
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::ResumePoint;
 use crate::wire::connection::WireError;
 use crate::wire::{
-    AccountMode, Connection, Deal, Envelope, Hello, MarginMode, Message, PROTOCOL_VERSION,
+    AccountInfo, AccountMode, Connection, Deal, Envelope, Hello, MarginMode, Message, PROTOCOL_VERSION,
     PendingOrder, Position, Px, SymbolSpec, WireSide, WireTick,
 };
 
@@ -100,6 +100,8 @@ pub struct SimulatorConfig {
     /// At most this many ticks per second, as a live feed sends them; for a consumer in another
     /// process, whose progress [`Pacing`] cannot see.
     pub ticks_per_second: Option<u32>,
+    /// Account balance reported in ACCOUNT, account currency.
+    pub balance: f64,
 }
 
 impl Default for SimulatorConfig {
@@ -113,6 +115,7 @@ impl Default for SimulatorConfig {
             max_fill_volume: None,
             pacing: None,
             ticks_per_second: None,
+            balance: 10_000.0,
         }
     }
 }
@@ -187,6 +190,8 @@ pub struct SimulatorReport {
     pub connections: u64,
     /// RESEND requests answered.
     pub resend_requests: u64,
+    /// SYNC requests answered with the books.
+    pub syncs_answered: u64,
 }
 
 /// Why the simulator stopped early.
@@ -460,6 +465,27 @@ impl TerminalSimulator {
         Ok(true)
     }
 
+    /// The account's money: margin at 1:100 on the open positions; equity is the balance (the
+    /// simulator does not mark positions to market).
+    fn account_info(&self) -> AccountInfo {
+        let margin: f64 = self
+            .report
+            .positions
+            .iter()
+            .map(|(symbol, lots)| {
+                let price = self.position_info.get(symbol).map_or(0.0, |info| info.1);
+                lots.abs() * 100_000.0 * price / 100.0
+            })
+            .sum();
+        let balance = self.config.balance;
+        AccountInfo {
+            balance: Px::new(balance, 2),
+            equity: Px::new(balance, 2),
+            margin: Px::new(margin, 2),
+            free_margin: Px::new(balance - margin, 2),
+        }
+    }
+
     fn snapshot(&self) -> Vec<Message> {
         let mut messages = Vec::new();
         let mut symbols: Vec<&String> = self.report.positions.keys().collect();
@@ -503,6 +529,7 @@ impl TerminalSimulator {
                 client_order_id: deal.client_order_id.clone(),
             }));
         }
+        messages.push(Message::Account(self.account_info()));
         messages
     }
 
@@ -568,6 +595,15 @@ impl TerminalSimulator {
     ) -> Result<Option<ConnectionEnd>, SimulatorError> {
         match envelope.message {
             Message::Order(order) => return self.on_order(link, order).await,
+            Message::Sync => {
+                // The books again, as in the snapshot, between the ticks.
+                self.report.syncs_answered += 1;
+                for message in self.snapshot() {
+                    link.send(message).await?;
+                }
+                link.send(Message::SnapshotEnd).await?;
+                link.conn.flush().await?;
+            }
             Message::Cancel { client_order_id, ticket, .. } => {
                 let before = self.pending.len();
                 self.pending.retain(|p| p.ticket != ticket);

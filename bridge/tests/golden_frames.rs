@@ -15,10 +15,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-const ALL_TYPES: [&str; 21] = [
-    "HELLO", "WELCOME", "REFUSED", "SYMBOL", "POSITION", "PENDING", "DEAL", "SNAPSHOT_END",
-    "RESUME", "START", "TICK", "BAR", "ORDER", "MODIFY", "CLOSE", "CANCEL", "ACK", "REJECT", "FILL",
-    "RESEND", "HEARTBEAT",
+const ALL_TYPES: [&str; 23] = [
+    "HELLO", "WELCOME", "REFUSED", "SYMBOL", "POSITION", "PENDING", "DEAL", "ACCOUNT",
+    "SNAPSHOT_END", "RESUME", "START", "TICK", "BAR", "ORDER", "MODIFY", "CLOSE", "CANCEL", "ACK",
+    "REJECT", "FILL", "RESEND", "SYNC", "HEARTBEAT",
 ];
 
 #[test]
@@ -128,6 +128,13 @@ async fn the_bridge_speaks_the_golden_frames() {
     let mtml_core::ExecutionEvent::Filled(fill) = fill else { panic!("{fill:?}") };
     assert_eq!((fill.chain_id, fill.volume, fill.price), (chain_id, 0.1, 1.3879));
     assert_eq!(fill.symbol, Symbol::new("EURUSD"));
+    // A heartbeat (9) and the account's money after it (10), for the margin check.
+    for name in ["HEARTBEAT", "ACCOUNT"] {
+        ea.write_all(&frames[name].frame).await.unwrap();
+    }
+    let account = bridge.events.recv().await.unwrap();
+    let mtml_core::ExecutionEvent::Account { account, leverage, free_margin, .. } = account else { panic!("{account:?}") };
+    assert_eq!((&*account, leverage, free_margin), ("5000001@MetaQuotes-Demo", 100, 9973.62));
     assert_eq!(bridge.bridge.stats().orders_sent.load(Ordering::Relaxed), 1);
     assert_eq!(bridge.bridge.stats().sequence_gaps.load(Ordering::Relaxed), 0);
     // The order's chain now holds the tick-side and fill-side spans.
@@ -158,7 +165,11 @@ async fn the_simulator_speaks_the_golden_frames() {
     let symbol = read_frame(&mut terminal).await;
     let Message::Symbol(spec) = Envelope::decode(&symbol).unwrap().message else { panic!() };
     assert_eq!((spec.name.as_str(), spec.digits), ("EURUSDm", 5));
-    assert_eq!(read_frame(&mut terminal).await, with_seq(&frames["SNAPSHOT_END"].body, 3));
+    let account = Envelope::decode(&read_frame(&mut terminal).await).unwrap();
+    assert_eq!(account.seq, 3);
+    let Message::Account(money) = account.message else { panic!("ACCOUNT before SNAPSHOT_END: {account:?}") };
+    assert_eq!((money.balance, money.free_margin), (Px::new(10_000.0, 2), Px::new(10_000.0, 2)), "flat: no margin in use");
+    assert_eq!(read_frame(&mut terminal).await, frames["SNAPSHOT_END"].body);
     terminal.write_all(&frames["START"].frame).await.unwrap();
     let tick = read_frame(&mut terminal).await;
     assert_eq!(with_seq(&tick, 5), frames["TICK"].body, "TICK formatted as the EA formats it");
@@ -174,9 +185,104 @@ async fn the_simulator_speaks_the_golden_frames() {
     terminal.write_all(&frames["ORDER"].frame).await.unwrap();
     let again = read_frame(&mut terminal).await;
     assert_eq!(with_seq(&again, 6), frames["ACK"].body, "duplicate order answered with the original ACK");
+    // Asked for its books while streaming, it sends them as in the snapshot: the position the
+    // order opened, its deal, the account (margin in use at 1:100), SNAPSHOT_END.
+    terminal.write_all(&frames["SYNC"].frame).await.unwrap();
+    let mut books = Vec::new();
+    loop {
+        let message = Envelope::decode(&read_frame(&mut terminal).await).unwrap().message;
+        if message == Message::SnapshotEnd {
+            break;
+        }
+        books.push(message);
+    }
+    let [Message::Position(position), Message::Deal(deal), Message::Account(money)] = books.as_slice() else {
+        panic!("{books:?}")
+    };
+    assert_eq!((position.client_order_id.as_str(), deal.client_order_id.as_str()), ("m1a2b-7", "m1a2b-7"));
+    assert_eq!(money.margin, Px::new(138.79, 2));
+    assert_eq!(money.free_margin, Px::new(10_000.0 - 138.79, 2));
     stop.cancel();
     let report = sim.await.unwrap().unwrap();
+    assert_eq!(report.syncs_answered, 1);
     assert_eq!(report.orders_received, 2);
     assert_eq!(report.duplicate_orders, 1);
     assert_eq!(report.deals.len(), 1, "executed once");
+}
+
+/// Periodic reconciliation: the bridge asks a streaming terminal for its books (SYNC), and the
+/// answer, arriving between ticks, reaches execution as a snapshot's books do. Books nobody asked
+/// for are a protocol violation.
+#[tokio::test]
+async fn the_bridge_asks_for_the_books_and_reconciles_against_the_answer() {
+    let frames = golden_frames();
+    let config = mtml_bridge::BridgeConfig {
+        token: "s3cret".into(),
+        reconcile_every: Duration::from_millis(100),
+        ..support::test_config()
+    };
+    let mut bridge = support::start_bridge_config(config, 1024).await;
+    let mut ea = TcpStream::connect(bridge.addr).await.unwrap();
+    ea.write_all(&frames["HELLO"].frame).await.unwrap();
+    assert_eq!(read_frame(&mut ea).await, frames["WELCOME"].body);
+    for name in ["SYMBOL", "POSITION", "SNAPSHOT_END"] {
+        ea.write_all(&frames[name].frame).await.unwrap();
+    }
+    assert_eq!(read_frame(&mut ea).await, frames["START"].body);
+    let connect = bridge.events.recv().await.unwrap();
+    assert!(matches!(connect, mtml_core::ExecutionEvent::TerminalPositions { .. }), "{connect:?}");
+    assert_eq!(read_frame(&mut ea).await, with_seq(&frames["SYNC"].body, 3), "SYNC after the period");
+
+    // The answer: a tick in between, then the books with a position opened by hand since.
+    let send = |seq: u64, message: Message| {
+        let body = Envelope { seq, message }.encode();
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        frame
+    };
+    ea.write_all(&frames["TICK"].frame).await.unwrap();
+    let by_hand = mtml_bridge::wire::Position {
+        ticket: 555,
+        symbol: "EURUSDm".into(),
+        side: WireSide::Sell,
+        volume: Px::new(0.3, 2),
+        price: Px::new(1.388, 5),
+        client_order_id: String::new(),
+    };
+    ea.write_all(&send(6, Message::Position(by_hand))).await.unwrap();
+    ea.write_all(&with_frame(&with_seq(&frames["ACCOUNT"].body, 7))).await.unwrap();
+    ea.write_all(&send(8, Message::SnapshotEnd)).await.unwrap();
+    // The money goes on at once; the positions once the books are complete.
+    let money = bridge.events.recv().await.unwrap();
+    assert!(matches!(money, mtml_core::ExecutionEvent::Account { free_margin, .. } if free_margin == 9973.62), "{money:?}");
+    let books = bridge.events.recv().await.unwrap();
+    let mtml_core::ExecutionEvent::TerminalPositions { positions, .. } = books else { panic!("{books:?}") };
+    assert_eq!(positions, [(Symbol::new("EURUSD"), -0.3, 1.388)], "the position opened by hand is seen");
+    let tick = bridge.ticks.recv().await.unwrap();
+    assert_eq!(tick.seq, 5, "ticks flow while the books are answered");
+    let stats = bridge.bridge.stats();
+    assert_eq!(stats.syncs_completed.load(Ordering::Relaxed), 1);
+    assert!(stats.syncs_sent.load(Ordering::Relaxed) >= 1);
+
+    // Wait for the next SYNC, then send books that were not asked for after answering it.
+    loop {
+        let body = read_frame(&mut ea).await;
+        if Envelope::decode(&body).unwrap().message == Message::Sync {
+            break;
+        }
+    }
+    ea.write_all(&send(9, Message::SnapshotEnd)).await.unwrap();
+    ea.write_all(&send(10, Message::SnapshotEnd)).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), ea.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the bridge closes a connection that sends books unasked");
+    assert_eq!(stats.protocol_errors.load(Ordering::Relaxed), 1);
+    bridge.shutdown.cancel();
+    bridge.task.await.unwrap();
+}
+
+fn with_frame(body: &[u8]) -> Vec<u8> {
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    frame
 }

@@ -74,6 +74,9 @@ async fn orders_and_fills_cross_the_grpc_seam_and_one_client_is_attached_at_a_ti
         "the terminal's positions from its handshake come first, for reconciliation: {positions:?}"
     );
     assert!(positions.chain_id.is_none(), "an account event has no chain");
+    let money = replies.message().await.unwrap().unwrap();
+    let Some(v1::execution_event::Event::Account(money)) = money.event else { panic!("the account's money next: {money:?}") };
+    assert_eq!((money.leverage, money.free_margin), (100, 10_000.0));
     let ack = replies.message().await.unwrap().unwrap();
     assert!(matches!(ack.event, Some(v1::execution_event::Event::Acked(_))), "{ack:?}");
     let fill = replies.message().await.unwrap().unwrap();

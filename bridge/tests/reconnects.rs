@@ -54,14 +54,14 @@ async fn next_tick(bridge: &mut TestBridge) -> Tick {
     tokio::time::timeout(Duration::from_secs(5), bridge.ticks.recv()).await.expect("a tick in time").unwrap()
 }
 
-/// The next event about an order (the terminal positions each handshake reports are skipped).
+/// The next event about an order (the books and money each handshake reports are skipped).
 async fn next_event(bridge: &mut TestBridge) -> ExecutionEvent {
     loop {
         let event = tokio::time::timeout(Duration::from_secs(5), bridge.events.recv())
             .await
             .expect("an event in time")
             .unwrap();
-        if !matches!(event, ExecutionEvent::TerminalPositions { .. }) {
+        if !matches!(event, ExecutionEvent::TerminalPositions { .. } | ExecutionEvent::Account { .. }) {
             return event;
         }
     }
@@ -110,7 +110,7 @@ async fn a_reconnect_mid_stream_loses_no_tick_and_sends_none_twice() {
     let first_difference = got.iter().zip(&want).position(|(g, w)| g != w);
     assert!(got == want, "every tick exactly once, in order; first difference at {first_difference:?}");
     assert_ne!(received[399].terminal, received[400].terminal, "two connections, two sources");
-    assert_eq!(received[400].seq, 4, "the new connection's sequence restarts after its handshake");
+    assert_eq!(received[400].seq, 5, "the new connection's sequence restarts after its handshake (HELLO, SYMBOL, ACCOUNT, SNAPSHOT_END)");
     assert!(tokio::time::timeout(Duration::from_millis(200), bridge.ticks.recv()).await.is_err(), "nothing more");
     resumed.abort();
     assert_eq!(bridge.bridge.stats().protocol_errors.load(Ordering::Relaxed), 1, "the cut frame is logged");
@@ -165,7 +165,7 @@ async fn an_order_whose_answer_is_lost_is_settled_from_the_next_snapshot_not_res
     assert_eq!(bridge.bridge.orders_in_flight("5000001@mtml-sim"), 0);
     assert!(
         std::iter::from_fn(|| bridge.events.try_recv().ok())
-            .all(|e| matches!(e, ExecutionEvent::TerminalPositions { .. })),
+            .all(|e| matches!(e, ExecutionEvent::TerminalPositions { .. } | ExecutionEvent::Account { .. })),
         "no second fill"
     );
 }

@@ -138,6 +138,21 @@ pub enum ExecutionEvent {
         /// Orders in the terminal's recent deal history, net per client order id.
         executed: Vec<ExecutedOrder>,
     },
+    /// A terminal's account money (with every snapshot and heartbeat), for the margin check.
+    Account {
+        /// The account (`login@server`).
+        account: Arc<str>,
+        /// The account's leverage from its hello (100 for 1:100).
+        leverage: u32,
+        /// Balance, account currency.
+        balance: f64,
+        /// Equity, account currency.
+        equity: f64,
+        /// Margin in use.
+        margin: f64,
+        /// Free margin.
+        free_margin: f64,
+    },
     /// The connection the order was sent on was lost before it was settled. It is not resent;
     /// the terminal's next snapshot settles it (as a fill, an ack or a rejection).
     OutcomeUnknown {
@@ -156,7 +171,7 @@ impl ExecutionEvent {
             | ExecutionEvent::Rejected { chain_id, .. }
             | ExecutionEvent::OutcomeUnknown { chain_id, .. } => Some(*chain_id),
             ExecutionEvent::Filled(fill) => Some(fill.chain_id),
-            ExecutionEvent::TerminalPositions { .. } => None,
+            ExecutionEvent::TerminalPositions { .. } | ExecutionEvent::Account { .. } => None,
         }
     }
 }

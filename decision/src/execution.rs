@@ -302,6 +302,8 @@ impl Execution {
             ExecutionEvent::TerminalPositions { account, positions, .. } => {
                 self.reconcile(account, positions);
             }
+            // Money is risk's business (the margin check), not the order book's.
+            ExecutionEvent::Account { .. } => {}
         }
     }
 

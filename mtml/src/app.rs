@@ -155,6 +155,7 @@ impl App {
             symbols: SymbolMapper::new(config.pipeline.symbols.clone(), symbol_map),
             heartbeat_interval: config.bridge.heartbeat,
             silence_timeout: config.bridge.silence_timeout,
+            reconcile_every: config.bridge.reconcile_every,
             backpressure: config.bridge.backpressure,
             ..BridgeConfig::default()
         };
@@ -244,6 +245,7 @@ impl App {
             chain_log: Arc::clone(&chain_log),
             progress: Arc::clone(&progress),
             acted_target: Default::default(),
+            accounts: Default::default(),
         }
         .spawn(pipeline_rx, pipeline_events, commands_rx)?;
 

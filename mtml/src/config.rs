@@ -60,6 +60,9 @@ pub struct BridgeSettings {
     pub heartbeat: Duration,
     /// Silence after which a terminal is dropped.
     pub silence_timeout: Duration,
+    /// How often the bridge asks each terminal for its books (SYNC) to reconcile positions
+    /// while connected; zero turns periodic reconciliation off (it still runs on every connect).
+    pub reconcile_every: Duration,
     /// Broker symbol to canonical symbol, beyond suffix detection.
     pub symbol_map: BTreeMap<String, String>,
     /// What to do with ticks when the pipeline is full: block (never lose one) or drop (counted).
@@ -222,6 +225,7 @@ impl Config {
                 token: x.string("bridge", "token", ""),
                 heartbeat: Duration::from_secs(x.positive("bridge", "heartbeat_secs", 5)),
                 silence_timeout: Duration::from_secs(x.positive("bridge", "silence_timeout_secs", 30)),
+                reconcile_every: Duration::from_secs(x.non_negative("bridge", "reconcile_secs", 60)),
                 symbol_map: x.string_map("bridge", "symbol_map"),
                 pipe_name: Some(x.string("bridge", "pipe_name", "")).filter(|n| !n.is_empty()),
                 backpressure: match x.string("bridge", "backpressure", "block").as_str() {
@@ -395,6 +399,10 @@ impl Extract<'_> {
         self.typed(section, key, default, "a positive integer", |v| {
             v.as_integer().and_then(|i| u64::try_from(i).ok()).filter(|&i| i > 0)
         })
+    }
+
+    fn non_negative(&mut self, section: &str, key: &str, default: u64) -> u64 {
+        self.typed(section, key, default, "an integer, 0 or more", |v| v.as_integer().and_then(|i| u64::try_from(i).ok()))
     }
 
     fn strings(&mut self, section: &str, key: &str, default: &[&str]) -> Vec<String> {

@@ -211,7 +211,7 @@ fn main() -> anyhow::Result<()> {
                     };
                 }
                 let result =
-                    mtml::replay(ReplayOptions { ticks, symbol, config, config_given, max_ahead }).await?;
+                    mtml::replay(ReplayOptions { ticks, symbol, config, config_given, max_ahead, terminal_balance: None }).await?;
                 print!("{}", result.summary());
                 if let Some(path) = report {
                     let json = serde_json::to_string_pretty(&result)?;

@@ -14,7 +14,7 @@ use mtml_bridge::OrderRouter;
 use mtml_core::clock::monotonic_ns;
 use mtml_core::{Bar, ChainLog, ExecutionEvent, Stage, Symbol, Tick};
 use mtml_decision::{
-    SizingInputs, DecisionEngine, Execution, ExecutionStats, Facts, OrderCheck, Position, RiskEngine, TradingState,
+    AccountSnapshot, SizingInputs, DecisionEngine, Execution, ExecutionStats, Facts, OrderCheck, Position, RiskEngine, TradingState,
 };
 use mtml_feature_store::OnlineStore;
 use mtml_journal::Record;
@@ -178,6 +178,8 @@ pub struct Pipeline {
     pub now_ms: i64,
     /// Equity marked at the last tick.
     pub equity: f64,
+    /// The money of each terminal account, as last reported, for the margin check.
+    pub accounts: HashMap<Arc<str>, AccountSnapshot>,
 }
 
 /// Index of `atr_14` in the feature vector, for volatility-targeted sizing.
@@ -224,6 +226,11 @@ impl Pipeline {
     }
 
     fn on_event(&mut self, event: &ExecutionEvent) {
+        if let ExecutionEvent::Account { account, leverage, free_margin, .. } = event {
+            let snapshot = AccountSnapshot { free_margin: *free_margin, leverage: f64::from(*leverage) };
+            self.accounts.insert(Arc::clone(account), snapshot);
+            return;
+        }
         let before = match event {
             ExecutionEvent::Filled(fill) => Some((
                 self.execution.position(&fill.symbol),
@@ -274,6 +281,7 @@ impl Pipeline {
             ExecutionEvent::Acked { client_order_id, .. } => (client_order_id, "acknowledged"),
             ExecutionEvent::Rejected { client_order_id, .. } => (client_order_id, "rejected"),
             ExecutionEvent::OutcomeUnknown { client_order_id, .. } => (client_order_id, "unknown"),
+            ExecutionEvent::Account { .. } => return,
             ExecutionEvent::TerminalPositions { executed, .. } => {
                 // Orders the journal may not have (sent just before a crash): recorded if absent.
                 for order in executed {
@@ -400,6 +408,13 @@ impl Pipeline {
         }
     }
 
+    /// The account the margin check uses: the one reported, or with several the one with the
+    /// least free margin (the pipeline does not know which account an order will route to, so
+    /// it checks against the tightest).
+    fn margin_account(&self) -> Option<AccountSnapshot> {
+        self.accounts.values().copied().min_by(|a, b| a.free_margin.total_cmp(&b.free_margin))
+    }
+
     fn tick_done(&self) {
         self.progress.ticks_seen.fetch_add(1, Ordering::Release);
         self.progress.advanced.notify_waiters();
@@ -461,7 +476,7 @@ impl Pipeline {
             open_orders: self.execution.in_flight_count(),
             feature_age_ms: tick.time_msc - vector.time_msc,
             model_flag: None,
-            account: None,
+            account: self.margin_account(),
         };
         let check = OrderCheck { symbol: &tick.symbol, signed_lots: delta, price: decision_price, now_ms: tick.time_msc };
         let verdict = self.risk.check(check, &facts);

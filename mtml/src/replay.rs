@@ -37,6 +37,9 @@ pub struct ReplayOptions {
     /// How many ticks the simulated terminal may be ahead of the pipeline (see
     /// [`mtml_bridge::Pacing`]).
     pub max_ahead: u64,
+    /// Balance of the simulated terminal's account; `None` for `risk.starting_equity`. The
+    /// terminal reports its money (ACCOUNT) and risk's margin check uses it.
+    pub terminal_balance: Option<f64>,
 }
 
 /// Default of [`ReplayOptions::max_ahead`]: deep enough to keep the pipeline busy, shallow enough
@@ -129,6 +132,7 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
             advanced: Arc::clone(&app.progress.advanced),
             max_ahead: options.max_ahead,
         }),
+        balance: options.terminal_balance.unwrap_or(config.risk.starting_equity),
         ..SimulatorConfig::default()
     };
     // A terminal cannot quote NaN or infinity (the wire protocol refuses them and would close

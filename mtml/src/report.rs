@@ -156,6 +156,8 @@ pub struct BridgeReport {
     pub ticks_dropped: u64,
     /// Orders refused before leaving (normalisation, no terminal).
     pub orders_refused: u64,
+    /// Books the terminal sent in answer to a SYNC, reconciled (periodic reconciliation).
+    pub syncs_completed: u64,
 }
 
 impl BridgeReport {
@@ -168,6 +170,7 @@ impl BridgeReport {
             sequence_gaps: stats.sequence_gaps.load(Relaxed),
             ticks_dropped: stats.ticks_dropped.load(Relaxed),
             orders_refused: stats.orders_refused.load(Relaxed),
+            syncs_completed: stats.syncs_completed.load(Relaxed),
         }
     }
 }
@@ -267,8 +270,8 @@ impl Report {
         let b = &self.bridge;
         let _ = writeln!(
             s,
-            "  bridge   connections {}  protocol errors {}  sequence gaps {}  ticks dropped {}  orders refused {}",
-            b.connections, b.protocol_errors, b.sequence_gaps, b.ticks_dropped, b.orders_refused
+            "  bridge   connections {}  protocol errors {}  sequence gaps {}  ticks dropped {}  orders refused {}  syncs {}",
+            b.connections, b.protocol_errors, b.sequence_gaps, b.ticks_dropped, b.orders_refused, b.syncs_completed
         );
         let _ = writeln!(
             s,

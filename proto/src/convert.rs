@@ -136,6 +136,17 @@ impl From<&ExecutionEvent> for v1::ExecutionEvent {
             ExecutionEvent::OutcomeUnknown { client_order_id, .. } => {
                 (client_order_id.clone(), Event::OutcomeUnknown(v1::OrderOutcomeUnknown {}))
             }
+            ExecutionEvent::Account { account, leverage, balance, equity, margin, free_margin } => (
+                String::new(),
+                Event::Account(v1::AccountUpdate {
+                    account: account.to_string(),
+                    leverage: *leverage,
+                    balance: *balance,
+                    equity: *equity,
+                    margin: *margin,
+                    free_margin: *free_margin,
+                }),
+            ),
             ExecutionEvent::TerminalPositions { account, positions, executed } => (
                 String::new(),
                 Event::TerminalPositions(v1::TerminalPositions {
@@ -185,6 +196,14 @@ impl TryFrom<v1::ExecutionEvent> for ExecutionEvent {
         let v1::ExecutionEvent { chain_id: chain, client_order_id, event } = event;
         let order_chain = || chain_id(chain.as_ref(), "execution event");
         Ok(match event.ok_or(ConvertError::Missing("event"))? {
+            Event::Account(update) => ExecutionEvent::Account {
+                account: Arc::from(update.account),
+                leverage: update.leverage,
+                balance: update.balance,
+                equity: update.equity,
+                margin: update.margin,
+                free_margin: update.free_margin,
+            },
             Event::TerminalPositions(snapshot) => ExecutionEvent::TerminalPositions {
                 account: Arc::from(snapshot.account),
                 positions: snapshot

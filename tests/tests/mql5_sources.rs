@@ -152,14 +152,14 @@ fn ea_message_types() -> (BTreeSet<String>, BTreeSet<String>) {
 fn the_ea_sends_and_handles_exactly_the_protocol_messages_of_its_side() {
     let (sent, handled) = ea_message_types();
     let ea_to_bridge: BTreeSet<String> = [
-        "HELLO", "SYMBOL", "POSITION", "PENDING", "DEAL", "SNAPSHOT_END", "TICK", "BAR", "ACK",
-        "REJECT", "FILL", "HEARTBEAT",
+        "HELLO", "SYMBOL", "POSITION", "PENDING", "DEAL", "ACCOUNT", "SNAPSHOT_END", "TICK", "BAR",
+        "ACK", "REJECT", "FILL", "HEARTBEAT",
     ]
     .map(String::from)
     .into();
     let bridge_to_ea: BTreeSet<String> = [
         "WELCOME", "REFUSED", "RESUME", "START", "ORDER", "MODIFY", "CLOSE", "CANCEL", "RESEND",
-        "HEARTBEAT",
+        "SYNC", "HEARTBEAT",
     ]
     .map(String::from)
     .into();

@@ -12,7 +12,7 @@ use mtml_tests::{eurusd_sample, eurusd_ticks};
 fn options(ticks: std::path::PathBuf, transport: Transport) -> ReplayOptions {
     let mut config = Config::defaults();
     config.pipeline.transport = transport;
-    ReplayOptions { ticks, symbol: None, config, config_given: false, max_ahead: DEFAULT_MAX_AHEAD }
+    ReplayOptions { ticks, symbol: None, config, config_given: false, max_ahead: DEFAULT_MAX_AHEAD, terminal_balance: None }
 }
 
 fn assert_orders_consistent(report: &Report) {
@@ -157,6 +157,40 @@ async fn the_daily_loss_limit_halts_trading_mid_replay() {
     assert!(report.orders_sent >= 1, "it traded before the halt");
     assert!(report.counts_add_up);
     assert_orders_consistent(&report);
+}
+
+/// The terminal's own account money reaches risk: with 100 USD free at 1:100, a 0.1 lot EURUSD
+/// order (about 139 USD of margin) is refused under `margin`, and nothing trades.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_margin_check_uses_the_money_the_terminal_reports() {
+    let mut options = options(eurusd_sample(), Transport::InProcess);
+    options.terminal_balance = Some(100.0);
+    let report = replay(options).await.unwrap();
+    assert_eq!(report.orders_sent, 0, "{report:#?}");
+    assert!(report.pipeline.risk_rejections.get("margin").copied().unwrap_or(0) > 0, "{:?}", report.pipeline.risk_rejections);
+    assert!(report.counts_add_up);
+
+    // The same day with the default balance trades.
+    let report = replay(options_default()).await.unwrap();
+    assert!(report.orders_sent > 0);
+    assert_eq!(report.pipeline.risk_rejections.get("margin"), None);
+}
+
+/// Periodic reconciliation while trading: the terminal is asked for its books every 20 ms of a
+/// replay, and books taken between an order and its fill never count as a difference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_reconciliation_while_trading_finds_no_false_differences() {
+    let mut options = options(eurusd_sample(), Transport::InProcess);
+    options.config.bridge.reconcile_every = std::time::Duration::from_millis(20);
+    let report = replay(options).await.unwrap();
+    assert!(report.bridge.syncs_completed >= 3, "{:?}", report.bridge);
+    assert!(report.orders_sent > 0);
+    assert_eq!(report.reconciliation_differences, 0, "{report:#?}");
+    assert_orders_consistent(&report);
+}
+
+fn options_default() -> ReplayOptions {
+    options(eurusd_sample(), Transport::InProcess)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,6 +153,19 @@ pub struct Position {
     pub client_order_id: String,
 }
 
+/// ACCOUNT: the account's money, in the account currency, written with 2 decimals.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AccountInfo {
+    /// `ACCOUNT_BALANCE`.
+    pub balance: Px,
+    /// `ACCOUNT_EQUITY`.
+    pub equity: Px,
+    /// `ACCOUNT_MARGIN`: margin in use.
+    pub margin: Px,
+    /// `ACCOUNT_MARGIN_FREE`.
+    pub free_margin: Px,
+}
+
 /// TICK: one quote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WireTick {
@@ -380,6 +393,12 @@ pub enum Message {
         /// Last missing sequence number.
         to: u64,
     },
+    /// EA to bridge: the account's money, in every snapshot and with every heartbeat, for the
+    /// margin check.
+    Account(AccountInfo),
+    /// Bridge to EA: send the books again (positions, pending orders, recent deals, account,
+    /// then SNAPSHOT_END) while streaming on, for periodic reconciliation.
+    Sync,
     /// Either way: still alive.
     Heartbeat {
         /// Sender's clock, UTC epoch milliseconds.
@@ -420,6 +439,8 @@ impl Message {
             Message::Close { .. } => "CLOSE",
             Message::Cancel { .. } => "CANCEL",
             Message::Resend { .. } => "RESEND",
+            Message::Account(_) => "ACCOUNT",
+            Message::Sync => "SYNC",
             Message::Heartbeat { .. } => "HEARTBEAT",
         }
     }
@@ -536,6 +557,10 @@ impl Envelope {
             Message::Resend { from, to } => {
                 f.num(from).num(to);
             }
+            Message::Account(a) => {
+                f.px(a.balance).px(a.equity).px(a.margin).px(a.free_margin);
+            }
+            Message::Sync => {}
             Message::Heartbeat { time_msc } => {
                 f.num(time_msc);
             }
@@ -570,6 +595,8 @@ impl Envelope {
             "CLOSE" => ("CLOSE", 6),
             "CANCEL" => ("CANCEL", 5),
             "RESEND" => ("RESEND", 4),
+            "ACCOUNT" => ("ACCOUNT", 6),
+            "SYNC" => ("SYNC", 2),
             other => return Err(DecodeError::UnknownType(truncate(other))),
         };
         if fields.len() != expected {
@@ -719,6 +746,13 @@ impl Envelope {
                 ticket: r.num(4, "ticket")?,
             },
             "RESEND" => Message::Resend { from: r.num(2, "from")?, to: r.num(3, "to")? },
+            "ACCOUNT" => Message::Account(AccountInfo {
+                balance: r.px(2, "balance")?,
+                equity: r.px(3, "equity")?,
+                margin: r.px(4, "margin")?,
+                free_margin: r.px(5, "free_margin")?,
+            }),
+            "SYNC" => Message::Sync,
             _ => Message::Heartbeat { time_msc: r.num(2, "time_msc")? },
         };
         Ok(Envelope { seq, message })
@@ -853,6 +887,10 @@ mod tests {
             any::<i64>().prop_map(|time_msc| Message::Heartbeat { time_msc }),
             Just(Message::Start),
             Just(Message::SnapshotEnd),
+            Just(Message::Sync),
+            (px(), px(), px(), px()).prop_map(|(balance, equity, margin, free_margin)| {
+                Message::Account(AccountInfo { balance, equity, margin, free_margin })
+            }),
         ]
     }
 

@@ -13,7 +13,7 @@ pub mod message;
 pub use connection::Connection;
 pub use frame::{FrameError, MAX_BODY_LEN};
 pub use message::{
-    AccountMode, Deal, DecodeError, Envelope, Fill, Hello, MarginMode, Message, Order,
+    AccountInfo, AccountMode, Deal, DecodeError, Envelope, Fill, Hello, MarginMode, Message, Order,
     PendingOrder, Position, Px, SymbolSpec, WireBar, WireSide, WireTick,
 };
 

@@ -57,17 +57,24 @@ pub async fn start_bridge(token: &str) -> TestBridge {
 }
 
 pub async fn start_bridge_with(token: &str, capacity: usize, backpressure: Backpressure) -> TestBridge {
+    let config = BridgeConfig { token: token.into(), backpressure, ..test_config() };
+    start_bridge_config(config, capacity).await
+}
+
+/// The tests' bridge settings: EURUSD and USDJPY.
+pub fn test_config() -> BridgeConfig {
+    BridgeConfig {
+        symbols: SymbolMapper::new(vec!["EURUSD".into(), "USDJPY".into()], Default::default()),
+        ..BridgeConfig::default()
+    }
+}
+
+pub async fn start_bridge_config(config: BridgeConfig, capacity: usize) -> TestBridge {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (ticks_tx, ticks) = mpsc::channel(capacity);
     let (events_tx, events) = mpsc::channel(1024);
     let chain_log = Arc::new(ChainLog::default());
-    let config = BridgeConfig {
-        token: token.into(),
-        symbols: SymbolMapper::new(vec!["EURUSD".into(), "USDJPY".into()], Default::default()),
-        backpressure,
-        ..BridgeConfig::default()
-    };
     let bridge = Bridge::new(config, BridgeOutputs { ticks: ticks_tx, events: events_tx }, chain_log.clone());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(bridge.clone().run(listener, shutdown.clone()));

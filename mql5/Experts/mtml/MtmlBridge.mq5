@@ -197,7 +197,11 @@ void OnTimer(void)
         }
      }
    if(now - g_last_sent_ms > (ulong)InpHeartbeatSeconds * 1000)
+     {
       SendMessage("HEARTBEAT", IntegerToString(TimeCurrent()) + "000");
+      if(g_state == MTML_STREAMING)
+         SendAccount();
+     }
   }
 
 //+------------------------------------------------------------------+
@@ -250,7 +254,8 @@ void Dispatch(const string body)
         {
          PrintFormat("mtml: connected, session %s", f[3]);
          g_backoff_ms = InpReconnectMinMs;
-         SendSnapshot();
+         SendSymbols();
+         SendBooks();
          g_state = MTML_AWAIT_START;
          for(int i = 0; i < ArraySize(g_symbols); i++)
             StartFromNow(i);
@@ -309,6 +314,11 @@ void Dispatch(const string body)
          Resend(StringToInteger(f[2]), StringToInteger(f[3]));
          return;
         }
+      if(type == "SYNC" && n == 2)
+        {
+         SendBooks();
+         return;
+        }
      }
    Disconnect("unexpected " + type);
   }
@@ -337,8 +347,18 @@ void StartFromNow(const int i)
    g_last_bar[i] = iTime(g_symbols[i], PERIOD_M1, 0);
   }
 
-//+------------------------------------------------------------------+
-void SendSnapshot(void)
+//--- The account's money, for the bridge's margin check.
+void SendAccount(void)
+  {
+   string fields = DoubleToString(AccountInfoDouble(ACCOUNT_BALANCE), 2) + MTML_TAB +
+                   DoubleToString(AccountInfoDouble(ACCOUNT_EQUITY), 2) + MTML_TAB +
+                   DoubleToString(AccountInfoDouble(ACCOUNT_MARGIN), 2) + MTML_TAB +
+                   DoubleToString(AccountInfoDouble(ACCOUNT_MARGIN_FREE), 2);
+   SendMessage("ACCOUNT", fields);
+  }
+
+//--- The capabilities of every subscribed symbol, once per connection.
+void SendSymbols(void)
   {
    for(int i = 0; i < ArraySize(g_symbols); i++)
      {
@@ -357,6 +377,12 @@ void SendSnapshot(void)
       if(!SendMessage("SYMBOL", fields))
          return;
      }
+  }
+
+//--- The books: open positions, pending orders, the last 24 hours of deals and the account's money,
+//--- then SNAPSHOT_END. Sent on connecting and again in answer to every SYNC.
+void SendBooks(void)
+  {
    for(int p = PositionsTotal() - 1; p >= 0; p--)
      {
       ulong ticket = PositionGetTicket(p);
@@ -420,6 +446,7 @@ void SendSnapshot(void)
             return;
         }
      }
+   SendAccount();
    SendMessage("SNAPSHOT_END", "");
   }
 
