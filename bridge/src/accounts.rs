@@ -53,6 +53,8 @@ pub struct SentOrder {
     pub sent_ns: u64,
     /// False once the connection it was sent on died before the order was settled.
     pub outcome_known: bool,
+    /// True once the terminal acknowledged it (a pending order can then wait any time).
+    pub acked: bool,
     /// The connection that sent it.
     pub session: String,
 }
@@ -143,6 +145,7 @@ pub fn settle_unknown(
             }));
         } else if let Some(pending) = snapshot.pending.iter().find(|p| p.client_order_id == id) {
             order.outcome_known = true;
+            order.acked = true;
             events.push(ExecutionEvent::Acked {
                 chain_id: order.chain_id,
                 client_order_id: id.clone(),
@@ -206,6 +209,7 @@ mod tests {
             filled: 0.0,
             sent_ns: 1,
             outcome_known: known,
+            acked: false,
             session: "s1".into(),
         }
     }

@@ -65,6 +65,9 @@ pub struct BridgeConfig {
     /// How often to ask a streaming terminal for its books (SYNC) and reconcile against them;
     /// zero for never (the books of every connect are reconciled regardless).
     pub reconcile_every: Duration,
+    /// How long an order may go unanswered on a live connection before its outcome is declared
+    /// unknown and the terminal is asked for its books (SYNC), which settle it. Never resent.
+    pub order_timeout: Duration,
 }
 
 impl Default for BridgeConfig {
@@ -78,6 +81,7 @@ impl Default for BridgeConfig {
             backpressure: Backpressure::Block,
             resend_timeout: Duration::from_secs(2),
             reconcile_every: Duration::from_secs(60),
+            order_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -113,6 +117,8 @@ pub struct BridgeStats {
     pub syncs_sent: AtomicU64,
     /// Books received in answer to a SYNC and reconciled.
     pub syncs_completed: AtomicU64,
+    /// Orders unanswered past `order_timeout` on a live connection (then settled from the books).
+    pub orders_timed_out: AtomicU64,
 }
 
 /// Where the bridge sends what terminals report.
@@ -330,15 +336,7 @@ impl Bridge {
                         Some(interval) => interval.tick().await,
                         None => std::future::pending().await,
                     }
-                } => {
-                    // One SYNC at a time: a terminal still answering the last one is not asked again.
-                    if state.sync.is_none() {
-                        state.sync = Some(Snapshot::default());
-                        state.send(conn, Message::Sync).await?;
-                        conn.flush().await?;
-                        self.stats.syncs_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                } => self.request_books(conn, state).await?,
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > self.config.silence_timeout {
                         return Err(SessionError::Silent);
@@ -346,6 +344,7 @@ impl Bridge {
                     if state.awaiting.is_some_and(|since| since.elapsed() > self.config.resend_timeout) {
                         self.give_up_gap(state).await?;
                     }
+                    self.time_out_orders(conn, state).await?;
                     state.send(conn, Message::Heartbeat { time_msc: 0 }).await?;
                     conn.flush().await?;
                 }
@@ -356,6 +355,54 @@ impl Bridge {
                 }
             }
         }
+    }
+
+    /// Asks the terminal for its books (SYNC), unless it is still answering the last request.
+    async fn request_books<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        conn: &mut Connection<S>,
+        state: &mut Session,
+    ) -> Result<(), SessionError> {
+        if state.sync.is_none() {
+            state.sync = Some(Snapshot::default());
+            state.send(conn, Message::Sync).await?;
+            conn.flush().await?;
+            self.stats.syncs_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Orders this connection sent that are unanswered past `order_timeout`: their outcome is
+    /// declared unknown (execution is told; nothing is resent) and the terminal is asked for its
+    /// books, which settle them exactly as after a lost connection.
+    async fn time_out_orders<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        conn: &mut Connection<S>,
+        state: &mut Session,
+    ) -> Result<(), SessionError> {
+        let timeout_ns = u64::try_from(self.config.order_timeout.as_nanos()).unwrap_or(u64::MAX);
+        let now = monotonic_ns();
+        let timed_out = self.accounts.with(&state.account, |account| {
+            let mut ids = Vec::new();
+            for (id, order) in account.in_flight.iter_mut() {
+                let unanswered = order.outcome_known && order.filled == 0.0 && !order.acked;
+                if order.session == state.id && unanswered && now.saturating_sub(order.sent_ns) > timeout_ns {
+                    order.outcome_known = false;
+                    ids.push((id.clone(), order.chain_id));
+                }
+            }
+            ids.sort();
+            ids
+        });
+        if timed_out.is_empty() {
+            return Ok(());
+        }
+        self.stats.orders_timed_out.fetch_add(timed_out.len() as u64, Ordering::Relaxed);
+        warn!(orders = timed_out.len(), timeout = ?self.config.order_timeout, "orders unanswered in time; asking the terminal for its books, never resending");
+        for (client_order_id, chain_id) in timed_out {
+            self.emit(ExecutionEvent::OutcomeUnknown { chain_id, client_order_id }).await?;
+        }
+        self.request_books(conn, state).await
     }
 
     /// Hands messages to [`Bridge::handle`] in sequence order. On a gap the bridge asks the EA
@@ -611,6 +658,7 @@ impl Bridge {
                 let known = self.accounts.with(&state.account, |account| {
                     account.in_flight.get_mut(&client_order_id).map(|order| {
                         order.outcome_known = true;
+                        order.acked = true;
                         (order.chain_id, order.volume)
                     })
                 });
@@ -807,6 +855,7 @@ impl Bridge {
                     filled: 0.0,
                     sent_ns: start,
                     outcome_known: true,
+                    acked: false,
                     session: state.id.clone(),
                 },
             );

@@ -132,6 +132,9 @@ pub enum Fault {
     /// Execute the first order received, then drop the connection before answering: the bridge
     /// never learns the outcome on this connection.
     DieOnOrder,
+    /// Execute the first order received and never answer it, keeping the connection (as an EA
+    /// whose answer was lost to a bug would): only the books settle it.
+    SilentOnOrder,
     /// Number the tick after this many ticks on the connection but do not send it (as a buggy
     /// or overloaded sender might): the bridge sees a gap and asks for it with RESEND.
     WithholdTick(u64),
@@ -701,6 +704,11 @@ impl TerminalSimulator {
             // Executed at the trade server, but the answer never leaves.
             self.execute(&order, ticket, price, None::<&mut Link<S>>);
             return Ok(Some(ConnectionEnd::Faulted));
+        }
+        if link.fault == Fault::SilentOnOrder {
+            link.fault = Fault::None;
+            self.execute(&order, ticket, price, None::<&mut Link<S>>);
+            return Ok(None);
         }
         link.send(Message::Ack { client_order_id: order.client_order_id.clone(), ticket }).await?;
         self.execute(&order, ticket, price, Some(link));

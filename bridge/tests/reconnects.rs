@@ -291,3 +291,38 @@ async fn partial_fills_are_reported_one_by_one_and_settle_the_order_at_its_volum
     let terminal = task.await.unwrap();
     assert_eq!(terminal.report().deals.len(), 3);
 }
+
+/// An order the terminal executes but never answers, on a connection that stays up: after the
+/// order timeout its outcome is declared unknown, the bridge asks for the books (SYNC), and the
+/// deal in them settles it. It is never sent again.
+#[tokio::test]
+async fn an_unanswered_order_times_out_and_is_settled_from_the_books() {
+    let config = mtml_bridge::BridgeConfig {
+        token: "t".into(),
+        heartbeat_interval: Duration::from_millis(50),
+        order_timeout: Duration::from_millis(200),
+        ..support::test_config()
+    };
+    let mut bridge = support::start_bridge_config(config, 1024).await;
+    let terminal = TerminalSimulator::new(self::config(), ticks(30));
+    let (task, stopper) = spawn_terminal(&bridge, terminal, Fault::SilentOnOrder).await;
+    for _ in 0..30 {
+        next_tick(&mut bridge).await;
+    }
+    bridge.bridge.router().submit(order("silent-1", 0.1));
+    let ExecutionEvent::OutcomeUnknown { client_order_id, .. } = next_event(&mut bridge).await else {
+        panic!("the timeout is announced")
+    };
+    assert_eq!(client_order_id, "silent-1");
+    let ExecutionEvent::Filled(fill) = next_event(&mut bridge).await else { panic!("settled by the books' deal") };
+    assert_eq!((fill.client_order_id.as_str(), fill.volume), ("silent-1", 0.1));
+    let stats = bridge.bridge.stats();
+    assert_eq!(stats.orders_timed_out.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.syncs_completed.load(Ordering::Relaxed), 1);
+    assert_eq!(bridge.bridge.orders_in_flight("5000001@mtml-sim"), 0);
+    stopper.cancel();
+    let terminal = task.await.unwrap();
+    assert_eq!(terminal.report().orders_received, 1, "never resent");
+    assert_eq!(terminal.report().syncs_answered, 1);
+    assert_eq!(terminal.report().deals.len(), 1);
+}

@@ -156,6 +156,7 @@ impl App {
             heartbeat_interval: config.bridge.heartbeat,
             silence_timeout: config.bridge.silence_timeout,
             reconcile_every: config.bridge.reconcile_every,
+            order_timeout: config.bridge.order_timeout,
             backpressure: config.bridge.backpressure,
             ..BridgeConfig::default()
         };
@@ -373,6 +374,7 @@ fn recover_open_orders(rows: &[OrderRow]) -> anyhow::Result<Vec<(RecoveredOrder,
                 filled: row.filled,
                 sent_ns: 0,
                 outcome_known: false,
+                acked: false,
                 session: String::new(),
             };
             Ok((order, sent))

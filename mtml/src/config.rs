@@ -63,6 +63,8 @@ pub struct BridgeSettings {
     /// How often the bridge asks each terminal for its books (SYNC) to reconcile positions
     /// while connected; zero turns periodic reconciliation off (it still runs on every connect).
     pub reconcile_every: Duration,
+    /// How long an order may go unanswered before the terminal's books are asked to settle it.
+    pub order_timeout: Duration,
     /// Broker symbol to canonical symbol, beyond suffix detection.
     pub symbol_map: BTreeMap<String, String>,
     /// What to do with ticks when the pipeline is full: block (never lose one) or drop (counted).
@@ -226,6 +228,7 @@ impl Config {
                 heartbeat: Duration::from_secs(x.positive("bridge", "heartbeat_secs", 5)),
                 silence_timeout: Duration::from_secs(x.positive("bridge", "silence_timeout_secs", 30)),
                 reconcile_every: Duration::from_secs(x.non_negative("bridge", "reconcile_secs", 60)),
+                order_timeout: Duration::from_secs(x.positive("bridge", "order_timeout_secs", 30)),
                 symbol_map: x.string_map("bridge", "symbol_map"),
                 pipe_name: Some(x.string("bridge", "pipe_name", "")).filter(|n| !n.is_empty()),
                 backpressure: match x.string("bridge", "backpressure", "block").as_str() {
