@@ -1,4 +1,4 @@
-//! Compiles the mtml.v1 contracts with the protoc shipped by `protoc-bin-vendored`, so a fresh
+//! Compiles the mtml.v1 contracts and the Open Inference Protocol (`inference`) with the protoc shipped by `protoc-bin-vendored`, so a fresh
 //! machine needs no protoc installed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/mtml/v1/prediction.proto",
         "proto/mtml/v1/models.proto",
         "proto/mtml/v1/admin.proto",
+        "proto/inference/grpc_service.proto",
     ];
     tonic_prost_build::configure().compile_with_config(config, &protos, &["proto"])?;
     for proto in protos {

@@ -2,17 +2,20 @@
 //!
 //! - [`runtime`]: loading the ONNX Runtime library once per process.
 //! - [`model`]: a loaded model version, its checked signature, and prediction.
+//! - [`server`]: serving many callers: worker sessions per model version, hot swap, statistics.
 //!
 //! Inference is synchronous and CPU-bound: callers run it on their own threads (the pipeline
 //! thread), never on the async runtime.
 
 pub mod model;
 pub mod runtime;
+pub mod server;
 
 use std::path::PathBuf;
 
 pub use model::{Model, ModelSignature};
 pub use runtime::{OnnxRuntime, locate_library};
+pub use server::{LoadedModel, ModelIndexEntry, ModelRepository, ModelServer, ServeError};
 
 /// Why a model cannot load or predict. Messages name the model and what was expected.
 #[derive(Debug, thiserror::Error)]

@@ -77,6 +77,39 @@ impl Model {
         &self.signature
     }
 
+    /// Class probabilities, `[batch, 2]` row-major, for `batch` rows of features laid out
+    /// row-major in `input` (`batch * features` values).
+    pub fn infer(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, InferenceError> {
+        let features = self.signature.features;
+        if batch == 0 || input.len() != batch * features {
+            return Err(InferenceError::Shape {
+                model: self.name.clone(),
+                expected: batch.max(1) * features,
+                got: input.len(),
+            });
+        }
+        if let Some(index) = input.iter().position(|v| !v.is_finite()) {
+            return Err(InferenceError::NonFinite { model: self.name.clone(), index });
+        }
+        let run = |e: ort::Error| InferenceError::Run(format!("model {}: {e}", self.name));
+        let tensor = TensorRef::from_array_view(([batch, features], input)).map_err(run)?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.signature.input.as_str() => tensor])
+            .map_err(|e| InferenceError::Run(format!("model {}: {e}", self.name)))?;
+        let (_, probabilities) = outputs[self.signature.probabilities.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| InferenceError::Run(format!("model {}: {e}", self.name)))?;
+        if probabilities.len() != batch * 2 {
+            return Err(InferenceError::Run(format!(
+                "model {}: {} probabilities for a batch of {batch}",
+                self.name,
+                probabilities.len()
+            )));
+        }
+        Ok(probabilities.to_vec())
+    }
+
     /// Probability of the "up" class for one feature vector.
     pub fn predict(&mut self, features: &[f32]) -> Result<f32, InferenceError> {
         if features.len() != self.signature.features {

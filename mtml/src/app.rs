@@ -16,7 +16,7 @@ use mtml_core::{ChainId, ChainLog, Side, Symbol};
 use mtml_decision::{DecisionConfig, DecisionEngine, Execution, Position, RecoveredOrder, RiskEngine, RiskLimits};
 use mtml_journal::{Journal, OrderRow};
 use mtml_feature_store::{FX_V1, FX_V1_LEN, MemoryStore, OnlineStore};
-use mtml_inference::{Model, OnnxRuntime};
+use mtml_inference::{Model, ModelRepository, ModelServer, OnnxRuntime};
 use mtml_ingestion::grpc::{IngestionService, forward_ticks};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Transport};
 use crate::featurize::Featurizer;
 use crate::admin::AdminService;
+use crate::oip::OipService;
 use crate::pipeline::{OrderSink, Pipeline, PipelineCommand, PipelineOutcome, PipelineProgress};
 use crate::remote::forward_orders;
 use crate::prediction::PredictionService;
@@ -73,6 +74,20 @@ fn check_signature(model: &Model) -> anyhow::Result<()> {
         ),
         _ => Ok(()),
     }
+}
+
+/// The models the Open Inference Protocol serves: the live model under its name, and the
+/// configured repository folder.
+pub fn model_server(runtime: &OnnxRuntime, config: &Config) -> anyhow::Result<ModelServer> {
+    let live: Arc<[u8]> = match &config.model.path {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?.into(),
+        None => Arc::from(EMBEDDED_MODEL),
+    };
+    let repository = ModelRepository {
+        in_memory: [(config.model.name.clone(), live)].into_iter().collect(),
+        dir: config.model.repository.clone(),
+    };
+    Ok(ModelServer::new(runtime.clone(), repository, config.model.workers))
 }
 
 /// A running mtml.
@@ -184,6 +199,10 @@ impl App {
         let mut grpc_task = None;
         if let Some(listener) = listeners.grpc {
             let api_model = load_model(runtime, config)?;
+            let models = Arc::new(model_server(runtime, config)?);
+            let live_name = config.model.name.clone();
+            let loader = Arc::clone(&models);
+            tokio::task::spawn_blocking(move || loader.load(&live_name)).await??;
             let prediction = PredictionService::live(store.clone() as Arc<dyn OnlineStore>, api_model);
             let ingestion = IngestionService::new(pipeline_tx.clone());
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -191,6 +210,7 @@ impl App {
                 .add_service(ingestion.into_server())
                 .add_service(prediction.into_server())
                 .add_service(AdminService::new(commands_tx.clone()).into_server())
+                .add_service(OipService::new(models).into_server())
                 .add_optional_service(bridge_service.map(BridgeService::into_server));
             grpc_task = Some(tokio::spawn(
                 router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()),

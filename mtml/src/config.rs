@@ -103,6 +103,11 @@ pub struct ModelSettings {
     pub name: String,
     /// ONNX file; `None` uses the model built into the binary.
     pub path: Option<PathBuf>,
+    /// Folder of `NAME.onnx` files the Open Inference Protocol's repository serves besides the
+    /// live model; `None` for none.
+    pub repository: Option<PathBuf>,
+    /// ONNX Runtime sessions (worker threads) per model version served over the protocol.
+    pub workers: usize,
 }
 
 /// `[decision]`.
@@ -258,6 +263,8 @@ impl Config {
             model: ModelSettings {
                 name: x.string("model", "name", "fx-direction"),
                 path: x.path("model", "path"),
+                repository: x.path("model", "repository"),
+                workers: usize::try_from(x.positive("model", "workers", 2)).unwrap_or(2),
             },
             decision: DecisionSettings {
                 buy_above: x.float("decision", "buy_above", 0.53) as f32,

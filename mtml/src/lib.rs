@@ -6,6 +6,7 @@
 //! - [`pipeline`]: the tick-to-order path on its dedicated thread.
 //! - [`featurize`]: ingestion plus features, shared by the pipeline and the export.
 //! - [`prediction`]: the `mtml.v1.Prediction` gRPC service.
+//! - [`oip`]: the Open Inference Protocol (`inference.GRPCInferenceService`, KServe v2).
 //! - [`remote`]: execution reaching a bridge over gRPC.
 //! - [`replay`], [`export`], [`report`]: `mtml replay` and `mtml features export`.
 //! - [`journal_view`]: `mtml positions | orders | pnl`, reading the journal.
@@ -18,6 +19,7 @@ pub mod ea_install;
 pub mod export;
 pub mod featurize;
 pub mod journal_view;
+pub mod oip;
 pub mod pipeline;
 pub mod prediction;
 pub mod remote;

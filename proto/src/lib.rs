@@ -12,4 +12,11 @@ pub mod v1 {
     tonic::include_proto!("mtml.v1");
 }
 
+/// Package `inference`: the Open Inference Protocol (KServe v2) as Triton and KServe clients
+/// speak it, generated from `proto/inference/grpc_service.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod inference {
+    tonic::include_proto!("inference");
+}
+
 pub mod convert;
