@@ -127,6 +127,13 @@ async fn run_serves_terminals_and_predictions_until_terminated() {
     assert!(prediction.stale, "2014 features are stale by the live clock");
     assert_eq!(prediction.chain_id.unwrap().trace_id.len(), 16);
 
+    // The same endpoint speaks the Open Inference Protocol, with the live model loaded.
+    let mut oip = mtml_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient::connect(format!("http://{grpc_addr}"))
+        .await
+        .unwrap();
+    let ready = mtml_proto::inference::ModelReadyRequest { name: "fx-direction".into(), version: String::new() };
+    assert!(oip.model_ready(ready).await.unwrap().into_inner().ready);
+
     // An operator halts and resumes the running instance.
     let state = |command: &str| {
         let output = mtml().args([command, "--reason", "cli test", "--grpc", &grpc_addr]).output().unwrap();

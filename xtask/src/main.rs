@@ -4,7 +4,8 @@
 //!   `.cache/onnxruntime` (pip is the only network client used, and PyPI the only source).
 //! - `demo`: setup, release build, and `mtml replay` on the sample that ships in `data/`.
 //! - `test`: setup, a PostgreSQL server of its own (installed from Debian's packages if
-//!   missing), then the whole test suite.
+//!   missing), the Python clients the tests use (tritonclient, from PyPI), then the whole test
+//!   suite.
 //! - `train`: setup, feature export through mtml's own code, and model training in a pinned
 //!   Python environment (see models/README.md).
 
@@ -117,6 +118,7 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
             Some(server)
         }
     };
+    command.env("MTML_TEST_PYTHON", test_python(root)?);
     step("running the test suite");
     run(&mut command)
 }
@@ -149,6 +151,26 @@ fn train(root: &Path, args: &[String]) -> anyhow::Result<()> {
         .arg("--features")
         .arg(&features)
         .args(["--source", ticks, "--out", "models"]))
+}
+
+/// A Python environment with the external clients the tests check mtml against (tritonclient),
+/// in `.cache/test-venv`, installed from PyPI once and again whenever the requirements change.
+fn test_python(root: &Path) -> anyhow::Result<PathBuf> {
+    let venv = root.join(".cache/test-venv");
+    let venv_python = venv.join("bin/python");
+    let requirements = root.join("tests/python/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).context("reading tests/python/requirements.txt")?;
+    let stamp = venv.join("installed-requirements.txt");
+    if venv_python.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(venv_python);
+    }
+    step("installing the test clients (tests/python/requirements.txt) into .cache/test-venv");
+    if !venv_python.is_file() {
+        run(Command::new(python()).args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(&venv_python).args(["-m", "pip", "install", "--quiet", "-r"]).arg(&requirements))?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(venv_python)
 }
 
 fn cargo() -> String {

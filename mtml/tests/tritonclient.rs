@@ -1,0 +1,56 @@
+//! The Open Inference Protocol checked with an external client: NVIDIA's Python `tritonclient`
+//! (`tests/python/tritonclient_check.py`), unchanged, against mtml's endpoint on a real socket.
+//!
+//! The Python environment comes from `MTML_TEST_PYTHON`, which `cargo xtask test` sets after
+//! installing `tests/python/requirements.txt` into `.cache/test-venv`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mtml::Config;
+use mtml::oip::OipService;
+use mtml_inference::Model;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tritonclient_works_unchanged() {
+    let python = std::env::var("MTML_TEST_PYTHON")
+        .expect("MTML_TEST_PYTHON is not set: run the suite with `cargo xtask test`, which installs tritonclient");
+    let config = Config::defaults();
+    let runtime = mtml::app::load_runtime(&config).unwrap();
+    let server = Arc::new(mtml::app::model_server(&runtime, &config).unwrap());
+    server.load("fx-direction").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(OipService::new(Arc::clone(&server)).into_server())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/tritonclient_check.py");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&python).arg(&script).arg(addr.to_string()).arg("fx-direction").output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(output.status.success(), "tritonclient failed: {}", String::from_utf8_lossy(&output.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["server"], "mtml");
+    assert_eq!(answer["features"], 13);
+
+    // The numbers tritonclient got are the model's own, computed here in process.
+    let rows: Vec<f32> = answer["rows"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::app::EMBEDDED_MODEL).unwrap();
+    let expected = model.infer(&rows, 2).unwrap();
+    let got: Vec<f32> = answer["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(got, expected);
+
+    let errors = &answer["errors"];
+    assert!(errors["unknown_model"].as_str().unwrap().contains("not loaded"), "{errors}");
+    assert!(errors["wrong_input"].as_str().unwrap().contains("its input is"), "{errors}");
+    let index = answer["index"].as_array().unwrap();
+    assert!(index.iter().any(|m| m["name"] == "fx-direction" && m["state"] == "READY"), "{index:?}");
+    let stats = &answer["statistics"][0];
+    assert_eq!(stats["inference_count"], "2", "two rows inferred: {stats}");
+}
