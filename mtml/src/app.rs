@@ -90,6 +90,20 @@ pub fn model_server(runtime: &OnnxRuntime, config: &Config) -> anyhow::Result<Mo
     Ok(ModelServer::new(runtime.clone(), repository, config.model.workers))
 }
 
+/// The connections a gRPC server accepts, with Nagle's algorithm off: small request and answer
+/// frames would otherwise wait out the peer's delayed ACK (about 40 ms) whenever several are in
+/// flight. `serve_with_incoming` does not set this itself.
+pub fn grpc_incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}
+
 /// A running mtml.
 pub struct App {
     /// Where terminals connect.
@@ -205,7 +219,7 @@ impl App {
             tokio::task::spawn_blocking(move || loader.load(&live_name)).await??;
             let prediction = PredictionService::live(store.clone() as Arc<dyn OnlineStore>, api_model);
             let ingestion = IngestionService::new(pipeline_tx.clone());
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let incoming = grpc_incoming(listener);
             let router = tonic::transport::Server::builder()
                 .add_service(ingestion.into_server())
                 .add_service(prediction.into_server())

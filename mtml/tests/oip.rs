@@ -30,7 +30,7 @@ async fn start(repository: &Path) -> (GrpcInferenceServiceClient<Channel>, Arc<M
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            .serve_with_incoming(mtml::app::grpc_incoming(listener)),
     );
     let client = GrpcInferenceServiceClient::connect(format!("http://{addr}")).await.unwrap();
     (client, server)

@@ -25,7 +25,7 @@ async fn tritonclient_works_unchanged() {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(OipService::new(Arc::clone(&server)).into_server())
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            .serve_with_incoming(mtml::app::grpc_incoming(listener)),
     );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/tritonclient_check.py");
     let output = tokio::task::spawn_blocking(move || {

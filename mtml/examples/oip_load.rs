@@ -1,0 +1,121 @@
+//! Load tool for the Open Inference Protocol endpoint: ModelInfer latency (p50, p99) and
+//! throughput at 1 and at many requests in flight, beside a bare tonic round trip (ServerLive,
+//! which does no work) and a raw ONNX Runtime call of the same model on the same machine.
+//!
+//! `cargo run --release -p mtml --example oip_load [REQUESTS]` (default 20 000 per row). The
+//! server and the clients share this machine's cores; the numbers go into docs/benchmarks.md.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use mtml::Config;
+use mtml::oip::OipService;
+use mtml_inference::Model;
+use mtml_proto::inference as oip;
+use mtml_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use tonic::transport::Channel;
+
+#[derive(Clone, Copy)]
+enum Call {
+    Live,
+    Infer,
+}
+
+fn request(input: &str) -> oip::ModelInferRequest {
+    let values: Vec<f32> = (0..13).map(|i| (i as f32 - 6.0) * 0.01).collect();
+    oip::ModelInferRequest {
+        model_name: "fx-direction".into(),
+        inputs: vec![oip::model_infer_request::InferInputTensor {
+            name: input.into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 13],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![values.iter().flat_map(|v| v.to_le_bytes()).collect()],
+        ..Default::default()
+    }
+}
+
+async fn run(client: &GrpcInferenceServiceClient<Channel>, input: &str, call: Call, requests: usize, in_flight: usize) -> (Histogram<u64>, f64) {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let mut client = client.clone();
+        let request = request(input);
+        let share = requests / in_flight;
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+            for _ in 0..share {
+                let t = Instant::now();
+                match call {
+                    Call::Live => {
+                        client.server_live(oip::ServerLiveRequest {}).await.expect("live");
+                    }
+                    Call::Infer => {
+                        client.model_infer(request.clone()).await.expect("infer");
+                    }
+                }
+                let _ = histogram.record(t.elapsed().as_nanos() as u64);
+            }
+            histogram
+        }));
+    }
+    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    for task in tasks {
+        total.add(task.await.expect("task")).expect("add");
+    }
+    let per_second = total.len() as f64 / start.elapsed().as_secs_f64();
+    (total, per_second)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let requests: usize = std::env::args().nth(1).map_or(Ok(20_000), |a| a.parse())?;
+    let config = Config::defaults();
+    let runtime = mtml::app::load_runtime(&config)?;
+    let server = Arc::new(mtml::app::model_server(&runtime, &config)?);
+    server.load("fx-direction")?;
+    let input = server.get("fx-direction", "")?.signature().input.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(OipService::new(Arc::clone(&server)).into_server())
+            .serve_with_incoming(mtml::app::grpc_incoming(listener)),
+    );
+    let client = GrpcInferenceServiceClient::connect(format!("http://{addr}")).await?;
+
+    // Raw ONNX Runtime, one session, same input.
+    let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::app::EMBEDDED_MODEL)?;
+    let values: Vec<f32> = (0..13).map(|i| (i as f32 - 6.0) * 0.01).collect();
+    let mut raw = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let start = Instant::now();
+    for _ in 0..requests {
+        let t = Instant::now();
+        model.infer(&values, 1)?;
+        raw.record(t.elapsed().as_nanos() as u64)?;
+    }
+    let raw_rate = requests as f64 / start.elapsed().as_secs_f64();
+
+    println!("| what | in flight | p50 µs | p99 µs | requests/s |");
+    println!("|---|---:|---:|---:|---:|");
+    let row = |what: &str, in_flight: usize, h: &Histogram<u64>, rate: f64| {
+        println!(
+            "| {what} | {in_flight} | {:.1} | {:.1} | {:.0} |",
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            rate
+        );
+    };
+    row("raw ort call (Model::infer, one session)", 1, &raw, raw_rate);
+    // Warm the connection and the workers first.
+    run(&client, &input, Call::Infer, 1_000, 4).await;
+    for in_flight in [1, 16] {
+        let (h, rate) = run(&client, &input, Call::Live, requests, in_flight).await;
+        row("bare tonic round trip (ServerLive)", in_flight, &h, rate);
+        let (h, rate) = run(&client, &input, Call::Infer, requests, in_flight).await;
+        row("ModelInfer, raw FP32 [1, 13]", in_flight, &h, rate);
+    }
+    Ok(())
+}
