@@ -37,8 +37,18 @@ pub struct Config {
     pub risk: RiskSettings,
     /// The journal.
     pub journal: JournalSettings,
+    /// The model registry.
+    pub registry: RegistrySettings,
     /// ONNX Runtime.
     pub runtime: RuntimeSettings,
+}
+
+/// `[registry]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrySettings {
+    /// `postgres://user@host/db`, or `sqlite://path?mode=rwc` (the default, a file in the current
+    /// folder), or `sqlite::memory:`.
+    pub url: String,
 }
 
 /// `[journal]`.
@@ -165,8 +175,8 @@ impl std::error::Error for ConfigError {}
 /// belong to the test harness and are not settings either.
 const RESERVED_ENV: [&str; 2] = ["MTML_LOG", mtml_core::crash_point::CRASH_AT_VAR];
 
-const SECTIONS: [&str; 8] =
-    ["bridge", "grpc", "pipeline", "model", "decision", "risk", "journal", "runtime"];
+const SECTIONS: [&str; 9] =
+    ["bridge", "grpc", "pipeline", "model", "decision", "risk", "journal", "registry", "runtime"];
 
 impl Config {
     /// Loads from an optional file plus the process environment.
@@ -303,6 +313,7 @@ impl Config {
                 starting_equity: x.float("risk", "starting_equity", 10_000.0),
             },
             journal: JournalSettings { url: x.string("journal", "url", "sqlite://mtml-journal.db?mode=rwc") },
+            registry: RegistrySettings { url: x.string("registry", "url", "sqlite://mtml-registry.db?mode=rwc") },
             runtime: RuntimeSettings { onnxruntime_lib: x.path("runtime", "onnxruntime_lib") },
         };
         x.unknown_keys();
@@ -343,9 +354,10 @@ impl Config {
                 problems.push(format!("risk.{key}: {value} must be positive"));
             }
         }
-        let url = &self.journal.url;
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
-            problems.push(format!("journal.url: {url:?} is neither postgres://... nor sqlite:..."));
+        for (key, url) in [("journal.url", &self.journal.url), ("registry.url", &self.registry.url)] {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+                problems.push(format!("{key}: {url:?} is neither postgres://... nor sqlite:..."));
+            }
         }
         if self.pipeline.symbols.is_empty() {
             problems.push("pipeline.symbols: at least one symbol is required".into());

@@ -10,6 +10,7 @@
 //! - [`remote`]: execution reaching a bridge over gRPC.
 //! - [`replay`], [`export`], [`report`]: `mtml replay` and `mtml features export`.
 //! - [`journal_view`]: `mtml positions | orders | pnl`, reading the journal.
+//! - [`models_cmd`]: `mtml models upload | list | show`, the model registry.
 //! - [`ea_install`]: `mtml ea install`, the expert advisor into MetaTrader data folders.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod ea_install;
 pub mod export;
 pub mod featurize;
 pub mod journal_view;
+pub mod models_cmd;
 pub mod oip;
 pub mod pipeline;
 pub mod prediction;

@@ -79,6 +79,11 @@ enum Command {
     Reduce(StateArgs),
     /// Resume normal trading on a running instance.
     Resume(StateArgs),
+    /// The model registry: upload, list, show.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// The MetaTrader 5 expert advisor.
     Ea {
         #[command(subcommand)]
@@ -117,6 +122,41 @@ enum EaCommand {
 }
 
 #[derive(Subcommand)]
+enum ModelsCommand {
+    /// Validate an ONNX model against the feature set and register it as a new version.
+    Upload {
+        /// The ONNX file.
+        file: PathBuf,
+        /// Name to register it under.
+        #[arg(long)]
+        name: String,
+        /// Training metrics, a JSON object (models/*.metrics.json).
+        #[arg(long)]
+        metadata: Option<PathBuf>,
+        /// The sha256 the file must have.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// TOML configuration (for `registry.url`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Every registered version.
+    List {
+        /// TOML configuration (for `registry.url`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// One version in full: NAME for the latest, NAME:VERSION for a given one.
+    Show {
+        /// NAME or NAME:VERSION.
+        spec: String,
+        /// TOML configuration (for `registry.url`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum FeaturesCommand {
     /// Replay history through the online feature code and write training rows.
     Export {
@@ -148,6 +188,12 @@ async fn set_state(args: StateArgs, state: mtml_proto::v1::TradingState) -> anyh
         .map_or("UNKNOWN".to_owned(), |s| s.as_str_name().trim_start_matches("TRADING_STATE_").to_owned());
     println!("trading state: {now}");
     Ok(())
+}
+
+async fn open_registry(config: &Config) -> anyhow::Result<mtml_registry::Registry> {
+    mtml_registry::Registry::open(&config.registry.url)
+        .await
+        .with_context(|| format!("opening the model registry at {}", config.registry.url))
 }
 
 async fn open_journal(config: Option<&std::path::Path>) -> anyhow::Result<mtml_journal::Journal> {
@@ -247,6 +293,31 @@ fn main() -> anyhow::Result<()> {
                 let roots = mtml::ea_install::SearchRoots::from_env();
                 let bridge = config.bridge.listen.to_string();
                 print!("{}", mtml::ea_install::install(&terminal_dirs, &roots, dry_run, &bridge)?);
+                Ok(())
+            }
+            Command::Models { command: ModelsCommand::Upload { file, name, metadata, sha256, config } } => {
+                let config = Config::load(config.as_deref())?;
+                let runtime = mtml::app::load_runtime(&config)?;
+                let registry = open_registry(&config).await?;
+                let upload = mtml::models_cmd::Upload {
+                    file: &file,
+                    name: &name,
+                    metadata: metadata.as_deref(),
+                    sha256: sha256.as_deref(),
+                };
+                let row = mtml::models_cmd::upload(&runtime, &registry, upload).await?;
+                println!("registered {}:{} (sha256 {}, {} bytes)", row.name, row.version, row.sha256, row.size_bytes);
+                Ok(())
+            }
+            Command::Models { command: ModelsCommand::List { config } } => {
+                let registry = open_registry(&Config::load(config.as_deref())?).await?;
+                print!("{}", mtml::models_cmd::list_table(&registry.list().await?));
+                Ok(())
+            }
+            Command::Models { command: ModelsCommand::Show { spec, config } } => {
+                let registry = open_registry(&Config::load(config.as_deref())?).await?;
+                let (name, version) = mtml::models_cmd::parse_spec(&spec)?;
+                print!("{}", mtml::models_cmd::show_text(&registry.show(name, version).await?));
                 Ok(())
             }
             Command::Features { command: FeaturesCommand::Export { ticks, out, symbol } } => {

@@ -238,3 +238,62 @@ fn the_journal_of_a_replay_is_read_back_by_the_cli() {
     assert_eq!(second["reconciliation_differences"], expected, "{second:#}");
     assert_eq!(second["positions"]["EURUSD"]["mtml_lots"], second["positions"]["EURUSD"]["terminal_lots"]);
 }
+
+/// `mtml models upload | list | show` on a SQLite registry: both shipped models register as
+/// versions 1 and 2; bad uploads are refused with the reason and leave the registry as it was.
+#[test]
+fn models_are_validated_uploaded_listed_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mtml.toml");
+    std::fs::write(&config, format!("[registry]\nurl = \"sqlite://{}?mode=rwc\"\n", dir.path().join("registry.db").display())).unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let models = |args: &[&std::ffi::OsStr]| {
+        let output = mtml().arg("models").args(args).arg("--config").arg(&config).output().unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let path = |p: &str| root.join(p).into_os_string();
+    let name = std::ffi::OsStr::new;
+    for version in ["v1", "v2"] {
+        let file = path(&format!("models/fx-direction-{version}.onnx"));
+        let metrics = path(&format!("models/fx-direction-{version}.metrics.json"));
+        let (ok, stdout, stderr) = models(&[name("upload"), &file, name("--name"), name("fx-direction"), name("--metadata"), &metrics]);
+        assert!(ok, "{stderr}");
+        assert!(stdout.starts_with(&format!("registered fx-direction:{}", &version[1..])), "{stdout}");
+    }
+    let v1 = std::fs::read(root.join("models/fx-direction-v1.onnx")).unwrap();
+    let again = models(&[name("upload"), &path("models/fx-direction-v1.onnx"), name("--name"), name("fx-direction")]);
+    assert!(!again.0 && again.2.contains("already has these bytes as version 1"), "{}", again.2);
+
+    // Bad uploads, each refused with what is wrong.
+    let not_onnx = dir.path().join("notes.onnx");
+    std::fs::write(&not_onnx, b"these are not the weights you are looking for").unwrap();
+    let truncated = dir.path().join("truncated.onnx");
+    std::fs::write(&truncated, &v1[..v1.len() / 2]).unwrap();
+    let cases: [(std::ffi::OsString, Vec<&str>, &str); 5] = [
+        (not_onnx.into_os_string(), vec![], "is not a model mtml can serve"),
+        (truncated.into_os_string(), vec![], "is not a model mtml can serve"),
+        (path("tests/fixtures/wrong-feature-count.onnx"), vec![], "takes 12 features, but feature set fx@1 has 13 (missing "),
+        (path("tests/fixtures/wrong-feature-set.onnx"), vec![], "declares feature set fx@2, but this build computes fx@1"),
+        (path("models/fx-direction-v1.onnx"), vec!["--sha256", "00ff"], "not the 00ff given; refusing a damaged copy"),
+    ];
+    for (file, extra, reason) in cases {
+        let mut args = vec![name("upload"), &file, name("--name"), name("bad")];
+        args.extend(extra.iter().map(|a| name(a)));
+        let (ok, _, stderr) = models(&args);
+        assert!(!ok, "{file:?} was accepted");
+        assert!(stderr.contains(reason), "{file:?}: {stderr}");
+    }
+
+    let (ok, list, _) = models(&[name("list")]);
+    assert!(ok);
+    assert!(list.ends_with("2 versions\n"), "bad uploads stored nothing: {list}");
+    let (ok, shown, _) = models(&[name("show"), name("fx-direction:1")]);
+    assert!(ok);
+    assert!(shown.contains("feature set  fx@1"), "{shown}");
+    assert!(shown.contains("\"accuracy\""), "metrics recorded: {shown}");
+    assert!(shown.contains(&format!("size         {} bytes", v1.len())), "{shown}");
+    let (_, latest, _) = models(&[name("show"), name("fx-direction")]);
+    assert!(latest.starts_with("fx-direction:2\n"), "{latest}");
+    let (ok, _, stderr) = models(&[name("show"), name("fx-direction:7")]);
+    assert!(!ok && stderr.contains("no model fx-direction:7 in the registry"), "{stderr}");
+}

@@ -1,0 +1,274 @@
+//! The model registry: every model version uploaded, with what it takes and gives.
+//!
+//! PostgreSQL in production, SQLite as the embedded default, through one sqlx `Any` pool and one
+//! portable migration, like the journal. A version records its name, number (1, 2, ... per
+//! name), sha256 and size, input and output signature, the feature set it expects, its training
+//! metrics (JSON), who uploaded it and when, its state, and the ONNX bytes themselves, checked
+//! against the sha256 whenever they are read back.
+//!
+//! - [`Registry`]: open (migrating), register, list, show, read the bytes.
+//! - [`conformance`]: the suite every backend passes.
+
+use std::sync::Once;
+
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+
+/// Why the registry refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The database refused or is unreachable.
+    #[error("registry database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("registry migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The same bytes are already registered under this name.
+    #[error("model {name} already has these bytes as version {version} (sha256 {sha256})")]
+    Duplicate {
+        /// Model name.
+        name: String,
+        /// The version holding them.
+        version: i64,
+        /// Their checksum.
+        sha256: String,
+    },
+    /// No such model or version.
+    #[error("no model {0} in the registry")]
+    NotFound(String),
+    /// Stored bytes no longer match their checksum.
+    #[error("model {name}:{version} is corrupt: sha256 {found}, recorded {recorded}")]
+    Corrupt {
+        /// Model name.
+        name: String,
+        /// Version.
+        version: i64,
+        /// Checksum of the bytes read.
+        found: String,
+        /// Checksum recorded at upload.
+        recorded: String,
+    },
+}
+
+/// The sha256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A version to register; the registry numbers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewVersion {
+    /// Model name.
+    pub name: String,
+    /// Name of the model's input tensor.
+    pub input_name: String,
+    /// Features the input takes.
+    pub features: i64,
+    /// Name of the probability output tensor.
+    pub output_name: String,
+    /// Feature set the model expects (`fx@1`).
+    pub feature_set: String,
+    /// Training metrics, a JSON object (`{}` when none were given).
+    pub metrics: String,
+    /// Who uploaded it.
+    pub uploaded_by: String,
+    /// When, UTC epoch ms.
+    pub uploaded_ms: i64,
+    /// The ONNX file.
+    pub onnx: Vec<u8>,
+}
+
+/// A registered version, without its bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionRow {
+    /// Model name.
+    pub name: String,
+    /// 1, 2, ... per name.
+    pub version: i64,
+    /// sha256 of the ONNX bytes.
+    pub sha256: String,
+    /// Size of the ONNX bytes.
+    pub size_bytes: i64,
+    /// Input tensor.
+    pub input_name: String,
+    /// Features the input takes.
+    pub features: i64,
+    /// Probability output tensor.
+    pub output_name: String,
+    /// Feature set expected.
+    pub feature_set: String,
+    /// Training metrics (JSON).
+    pub metrics: String,
+    /// Who uploaded it.
+    pub uploaded_by: String,
+    /// When, UTC epoch ms.
+    pub uploaded_ms: i64,
+    /// `registered` until a rollout gives it another state.
+    pub state: String,
+}
+
+static DRIVERS: Once = Once::new();
+
+const COLUMNS: &str = "name, version, sha256, size_bytes, input_name, features, output_name, feature_set, metrics, uploaded_by, uploaded_ms, state";
+
+/// A registry database.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pool: AnyPool,
+}
+
+impl Registry {
+    /// Connects to `url` (`postgres://...`, `sqlite://path?mode=rwc`, `sqlite::memory:`) and
+    /// brings the schema up to date.
+    pub async fn open(url: &str) -> Result<Self, RegistryError> {
+        DRIVERS.call_once(install_default_drivers);
+        let max = if url.contains(":memory:") { 1 } else { 4 };
+        let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Registers a new version of `new.name`, numbered one past the last; refuses bytes the
+    /// name already has.
+    pub async fn register(&self, new: &NewVersion) -> Result<VersionRow, RegistryError> {
+        let sha256 = sha256_hex(&new.onnx);
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query("SELECT version FROM model_versions WHERE name = $1 AND sha256 = $2")
+            .bind(&new.name)
+            .bind(&sha256)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = existing {
+            return Err(RegistryError::Duplicate { name: new.name.clone(), version: row.try_get(0)?, sha256 });
+        }
+        let last: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE name = $1")
+            .bind(&new.name)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let size = i64::try_from(new.onnx.len()).unwrap_or(i64::MAX);
+        sqlx::query("INSERT INTO model_versions (name, version, sha256, size_bytes, input_name, features, output_name, feature_set, metrics, uploaded_by, uploaded_ms, state, onnx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'registered', $12)")
+            .bind(&new.name).bind(last + 1).bind(&sha256).bind(size).bind(&new.input_name).bind(new.features)
+            .bind(&new.output_name).bind(&new.feature_set).bind(&new.metrics).bind(&new.uploaded_by).bind(new.uploaded_ms)
+            .bind(&new.onnx)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.show(&new.name, Some(last + 1)).await
+    }
+
+    /// Every version, by name then version.
+    pub async fn list(&self) -> Result<Vec<VersionRow>, RegistryError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM model_versions ORDER BY name, version"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(version_row).collect()
+    }
+
+    /// One version, or the latest of `name` when `version` is `None`.
+    pub async fn show(&self, name: &str, version: Option<i64>) -> Result<VersionRow, RegistryError> {
+        let row = match version {
+            Some(v) => sqlx::query(&format!("SELECT {COLUMNS} FROM model_versions WHERE name = $1 AND version = $2"))
+                .bind(name)
+                .bind(v)
+                .fetch_optional(&self.pool)
+                .await?,
+            None => sqlx::query(&format!("SELECT {COLUMNS} FROM model_versions WHERE name = $1 ORDER BY version DESC LIMIT 1"))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        };
+        let label = version.map_or_else(|| name.to_owned(), |v| format!("{name}:{v}"));
+        row.as_ref().map(version_row).transpose()?.ok_or(RegistryError::NotFound(label))
+    }
+
+    /// The ONNX bytes of a version, checked against the sha256 recorded at upload.
+    pub async fn onnx(&self, name: &str, version: i64) -> Result<Vec<u8>, RegistryError> {
+        let row = sqlx::query("SELECT onnx, sha256 FROM model_versions WHERE name = $1 AND version = $2")
+            .bind(name)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("{name}:{version}")))?;
+        let bytes: Vec<u8> = row.try_get(0)?;
+        let recorded: String = row.try_get(1)?;
+        let found = sha256_hex(&bytes);
+        if found != recorded {
+            return Err(RegistryError::Corrupt { name: name.to_owned(), version, found, recorded });
+        }
+        Ok(bytes)
+    }
+
+    /// Overwrites a version's stored bytes without updating its checksum, as disk corruption
+    /// would; for the conformance suite's corruption check only.
+    #[doc(hidden)]
+    pub async fn corrupt_for_test(&self, name: &str, version: i64) -> Result<(), RegistryError> {
+        sqlx::query("UPDATE model_versions SET onnx = $1 WHERE name = $2 AND version = $3")
+            .bind(b"garbage".to_vec())
+            .bind(name)
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn version_row(r: &sqlx::any::AnyRow) -> Result<VersionRow, RegistryError> {
+    Ok(VersionRow {
+        name: r.try_get(0)?,
+        version: r.try_get(1)?,
+        sha256: r.try_get(2)?,
+        size_bytes: r.try_get(3)?,
+        input_name: r.try_get(4)?,
+        features: r.try_get(5)?,
+        output_name: r.try_get(6)?,
+        feature_set: r.try_get(7)?,
+        metrics: r.try_get(8)?,
+        uploaded_by: r.try_get(9)?,
+        uploaded_ms: r.try_get(10)?,
+        state: r.try_get(11)?,
+    })
+}
+
+/// The suite every registry backend passes.
+pub mod conformance {
+    use super::*;
+
+    fn version(name: &str, bytes: &[u8]) -> NewVersion {
+        NewVersion {
+            name: name.into(),
+            input_name: "features".into(),
+            features: 13,
+            output_name: "probabilities".into(),
+            feature_set: "fx@1".into(),
+            metrics: r#"{"accuracy":0.531}"#.into(),
+            uploaded_by: "ci".into(),
+            uploaded_ms: 1_700_000_000_000,
+            onnx: bytes.to_vec(),
+        }
+    }
+
+    /// Runs every check against an empty registry. Panics with the failing check's name.
+    pub async fn run_all(registry: &Registry) {
+        assert!(registry.list().await.expect("list").is_empty(), "starts empty");
+        let first = registry.register(&version("fx", b"model one")).await.expect("register");
+        assert_eq!((first.version, first.size_bytes, first.state.as_str()), (1, 9, "registered"));
+        assert_eq!(first.sha256, sha256_hex(b"model one"));
+        let second = registry.register(&version("fx", b"model two")).await.expect("register");
+        assert_eq!(second.version, 2, "numbered per name");
+        let other = registry.register(&version("other", b"model one")).await.expect("register");
+        assert_eq!(other.version, 1, "another name starts at 1, same bytes allowed");
+        let duplicate = registry.register(&version("fx", b"model one")).await.expect_err("duplicate bytes refused");
+        assert!(matches!(duplicate, RegistryError::Duplicate { version: 1, .. }), "{duplicate}");
+        let names: Vec<(String, i64)> = registry.list().await.expect("list").into_iter().map(|v| (v.name, v.version)).collect();
+        assert_eq!(names, [("fx".to_owned(), 1), ("fx".to_owned(), 2), ("other".to_owned(), 1)]);
+        assert_eq!(registry.show("fx", None).await.expect("latest").version, 2, "latest by default");
+        assert_eq!(registry.show("fx", Some(1)).await.expect("v1").metrics, r#"{"accuracy":0.531}"#);
+        assert!(matches!(registry.show("fx", Some(9)).await, Err(RegistryError::NotFound(label)) if label == "fx:9"));
+        assert_eq!(registry.onnx("fx", 2).await.expect("bytes"), b"model two", "bytes round trip");
+        registry.corrupt_for_test("fx", 2).await.expect("corrupt");
+        let corrupt = registry.onnx("fx", 2).await.expect_err("corruption detected");
+        assert!(matches!(corrupt, RegistryError::Corrupt { version: 2, .. }), "{corrupt}");
+    }
+}

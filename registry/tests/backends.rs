@@ -1,0 +1,39 @@
+//! The registry conformance suite against real SQLite files and a real PostgreSQL server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use mtml_registry::{Registry, conformance};
+
+#[tokio::test]
+async fn sqlite_file_passes_the_suite_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("registry.db").display());
+    conformance::run_all(&Registry::open(&url).await.unwrap()).await;
+    let reopened = Registry::open(&url).await.unwrap();
+    assert_eq!(reopened.list().await.unwrap().len(), 3, "what was registered is still there");
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_passes_the_suite() {
+    conformance::run_all(&Registry::open("sqlite::memory:").await.unwrap()).await;
+}
+
+/// PostgreSQL from `MTML_TEST_POSTGRES_URL`, which `cargo xtask test` sets. A fresh database
+/// each run.
+#[tokio::test]
+async fn postgres_passes_the_suite() {
+    let admin_url = std::env::var("MTML_TEST_POSTGRES_URL")
+        .expect("MTML_TEST_POSTGRES_URL is not set: run the suite with `cargo xtask test`, which provides PostgreSQL");
+    sqlx::any::install_default_drivers();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000;
+    let database = format!("mtml_registry_{}_{nanos}", std::process::id());
+    let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {database}")).execute(&admin).await.unwrap();
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{database}"),
+        None => panic!("MTML_TEST_POSTGRES_URL must name a database: {admin_url}"),
+    };
+    let registry = Registry::open(&url).await.unwrap();
+    conformance::run_all(&registry).await;
+    drop(registry);
+    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)")).execute(&admin).await.unwrap();
+}
