@@ -559,7 +559,7 @@ impl Bridge {
                 }
             }
         }
-        let resume = self.apply_books(&state, &snapshot).await?;
+        let resume = self.apply_books(&state, &snapshot, Books::Connect).await?;
         let mut symbols: Vec<String> =
             state.specs.values().map(|spec| spec.name.clone()).collect();
         symbols.sort();
@@ -588,6 +588,7 @@ impl Bridge {
         &self,
         state: &Session,
         snapshot: &Snapshot,
+        books: Books,
     ) -> Result<Arc<parking_lot::Mutex<HashMap<String, ResumePoint>>>, SessionError> {
         let claimed: Vec<(String, SentOrder)> = {
             let mut recovered = self.recovered.lock();
@@ -633,7 +634,12 @@ impl Bridge {
                 (symbol, lots, average)
             })
             .collect();
-        let executed = executed_orders(&snapshot.deals, |broker| state.canonical(broker, &self.config.symbols));
+        // Orders a crashed run never journaled can only surface after a (re)connect: a SYNC's
+        // deals add nothing for the journal to learn, so they are not sent again every period.
+        let executed = match books {
+            Books::Connect => executed_orders(&snapshot.deals, |broker| state.canonical(broker, &self.config.symbols)),
+            Books::Sync => Vec::new(),
+        };
         let account = Arc::clone(&state.account);
         self.emit(ExecutionEvent::TerminalPositions { account, positions, executed }).await?;
         if let Some(money) = snapshot.account {
@@ -700,7 +706,7 @@ impl Bridge {
             Message::Deal(deal) if state.sync.is_some() => state.sync.get_or_insert_default().deals.push(deal),
             Message::SnapshotEnd if state.sync.is_some() => {
                 let books = state.sync.take().unwrap_or_default();
-                self.apply_books(state, &books).await?;
+                self.apply_books(state, &books, Books::Sync).await?;
                 self.stats.syncs_completed.fetch_add(1, Ordering::Relaxed);
                 debug!(positions = books.positions.len(), deals = books.deals.len(), "books reconciled");
             }
@@ -874,15 +880,26 @@ impl Bridge {
     }
 }
 
+/// Which books [`Bridge::apply_books`] is applying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Books {
+    /// The snapshot of a new connection.
+    Connect,
+    /// The answer to a SYNC on a streaming connection.
+    Sync,
+}
+
 /// The orders in a snapshot's deal history, net per client order id, in order of their first
 /// deal. Deals without a client order id (trades by hand, other experts) are not mtml's.
 fn executed_orders(deals: &[wire::Deal], canonical: impl Fn(&str) -> Symbol) -> Vec<ExecutedOrder> {
     // Per order: the order so far, its volume dealt and its notional.
     let mut orders: Vec<(ExecutedOrder, f64, f64)> = Vec::new();
+    let mut index_of: HashMap<&str, usize> = HashMap::new();
     for deal in deals.iter().filter(|d| !d.client_order_id.is_empty()) {
-        let index = match orders.iter().position(|(o, _, _)| o.client_order_id == deal.client_order_id) {
-            Some(index) => index,
+        let index = match index_of.get(deal.client_order_id.as_str()) {
+            Some(&index) => index,
             None => {
+                index_of.insert(&deal.client_order_id, orders.len());
                 let order = ExecutedOrder {
                     client_order_id: deal.client_order_id.clone(),
                     symbol: canonical(&deal.symbol),

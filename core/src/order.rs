@@ -135,7 +135,8 @@ pub enum ExecutionEvent {
         account: Arc<str>,
         /// (symbol, signed lots, average price).
         positions: Vec<(Symbol, f64, f64)>,
-        /// Orders in the terminal's recent deal history, net per client order id.
+        /// Orders in the terminal's recent deal history, net per client order id (with a
+        /// connection's snapshot; empty for the periodic books of a SYNC).
         executed: Vec<ExecutedOrder>,
     },
     /// A terminal's account money (with every snapshot and heartbeat), for the margin check.

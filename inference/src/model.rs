@@ -112,25 +112,7 @@ impl Model {
 
     /// Probability of the "up" class for one feature vector.
     pub fn predict(&mut self, features: &[f32]) -> Result<f32, InferenceError> {
-        if features.len() != self.signature.features {
-            return Err(InferenceError::Shape {
-                model: self.name.clone(),
-                expected: self.signature.features,
-                got: features.len(),
-            });
-        }
-        if let Some(index) = features.iter().position(|v| !v.is_finite()) {
-            return Err(InferenceError::NonFinite { model: self.name.clone(), index });
-        }
-        let run = |e: ort::Error| InferenceError::Run(format!("model {}: {e}", self.name));
-        let input = TensorRef::from_array_view(([1usize, features.len()], features)).map_err(run)?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.signature.input.as_str() => input])
-            .map_err(|e| InferenceError::Run(format!("model {}: {e}", self.name)))?;
-        let (_, probabilities) = outputs[self.signature.probabilities.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| InferenceError::Run(format!("model {}: {e}", self.name)))?;
+        let probabilities = self.infer(features, 1)?;
         probabilities.get(1).copied().ok_or_else(|| {
             InferenceError::Run(format!("model {}: probability output has no class 1", self.name))
         })

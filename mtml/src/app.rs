@@ -15,7 +15,7 @@ use mtml_bridge::accounts::SentOrder;
 use mtml_core::{ChainId, ChainLog, Side, Symbol};
 use mtml_decision::{DecisionConfig, DecisionEngine, Execution, Position, RecoveredOrder, RiskEngine, RiskLimits};
 use mtml_journal::{Journal, OrderRow};
-use mtml_feature_store::{FX_V1, FX_V1_LEN, MemoryStore, OnlineStore};
+use mtml_feature_store::{MemoryStore, OnlineStore};
 use mtml_inference::{Model, ModelRepository, ModelServer, OnnxRuntime};
 use mtml_ingestion::grpc::{IngestionService, forward_ticks};
 use tokio::net::TcpListener;
@@ -52,28 +52,10 @@ pub fn load_model(runtime: &OnnxRuntime, config: &Config) -> anyhow::Result<Mode
         Some(path) => Model::load(runtime, name, path)?,
         None => Model::from_bytes(runtime, name, EMBEDDED_MODEL)?,
     };
-    check_signature(&model)?;
+    // A configured model may leave its feature set undeclared (models trained elsewhere); uploads
+    // to the registry may not.
+    crate::models_cmd::check_against_feature_set(&model, false).map_err(anyhow::Error::msg)?;
     Ok(model)
-}
-
-fn check_signature(model: &Model) -> anyhow::Result<()> {
-    let signature = model.signature();
-    if signature.features != FX_V1_LEN {
-        anyhow::bail!(
-            "model {} takes {} features but feature set {} has {FX_V1_LEN}",
-            model.name(),
-            signature.features,
-            FX_V1.id()
-        );
-    }
-    match &signature.feature_set {
-        Some(declared) if *declared != FX_V1.id() => anyhow::bail!(
-            "model {} was trained on feature set {declared} but this build computes {}",
-            model.name(),
-            FX_V1.id()
-        ),
-        _ => Ok(()),
-    }
 }
 
 /// The models the Open Inference Protocol serves: the live model under its name, and the
@@ -212,12 +194,12 @@ impl App {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let mut grpc_task = None;
         if let Some(listener) = listeners.grpc {
-            let api_model = load_model(runtime, config)?;
             let models = Arc::new(model_server(runtime, config)?);
             let live_name = config.model.name.clone();
             let loader = Arc::clone(&models);
             tokio::task::spawn_blocking(move || loader.load(&live_name)).await??;
-            let prediction = PredictionService::live(store.clone() as Arc<dyn OnlineStore>, api_model);
+            let store = store.clone() as Arc<dyn OnlineStore>;
+            let prediction = PredictionService::live(store, Arc::clone(&models), config.model.name.clone());
             let ingestion = IngestionService::new(pipeline_tx.clone());
             let incoming = grpc_incoming(listener);
             let router = tonic::transport::Server::builder()

@@ -28,8 +28,9 @@ pub struct Upload<'a> {
 }
 
 /// Checks a model against the feature set this build computes; the error spells out the
-/// difference.
-pub fn check_against_feature_set(model: &Model) -> Result<(), String> {
+/// difference. With `require_declared`, a model that declares no feature set is refused too.
+/// The one check for every model mtml takes: the configured live model and uploads alike.
+pub fn check_against_feature_set(model: &Model, require_declared: bool) -> Result<(), String> {
     let signature = model.signature();
     let expected = FX_V1.id();
     let names: Vec<&str> = FX_V1.features.iter().map(|f| f.name).collect();
@@ -42,13 +43,13 @@ pub fn check_against_feature_set(model: &Model) -> Result<(), String> {
                 names.join(", ")
             ));
         }
-        None => {
+        None if require_declared => {
             return Err(format!(
                 "model {} declares no feature set (metadata_props[\"feature_set\"]); this build computes {expected}",
                 model.name()
             ));
         }
-        Some(_) => {}
+        _ => {}
     }
     if signature.features != names.len() {
         let difference = if signature.features < names.len() {
@@ -78,7 +79,7 @@ pub async fn upload(runtime: &OnnxRuntime, registry: &Registry, upload: Upload<'
     }
     let model = Model::from_bytes(runtime, upload.name, &bytes)
         .with_context(|| format!("{} is not a model mtml can serve", upload.file.display()))?;
-    check_against_feature_set(&model).map_err(|reason| anyhow::anyhow!("refused: {reason}"))?;
+    check_against_feature_set(&model, true).map_err(|reason| anyhow::anyhow!("refused: {reason}"))?;
     let metrics = match upload.metadata {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
