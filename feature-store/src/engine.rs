@@ -19,6 +19,9 @@ pub struct FeatureVector {
     pub chain_id: ChainId,
     /// Market time of that tick, UTC epoch ms: the vector uses no data after it.
     pub time_msc: i64,
+    /// That tick's sequence number from its terminal (history keys use it to tell apart
+    /// vectors of the same millisecond).
+    pub seq: u64,
     /// Mid price of that tick.
     pub mid: f64,
     /// Values in [`FX_V1`] order.
@@ -145,6 +148,7 @@ impl FeatureEngine {
             symbol: tick.symbol.clone(),
             chain_id: tick.chain_id,
             time_msc: tick.time_msc,
+            seq: tick.seq,
             mid: tick.mid(),
             values,
         })

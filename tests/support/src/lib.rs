@@ -1,0 +1,172 @@
+//! Real servers for the tests: Redis and InfluxDB, each started from its binary on free loopback
+//! ports with its data in a temporary folder, stopped (and restartable, for outage tests) by the
+//! test, and killed when dropped.
+//!
+//! The binaries come from `MTML_TEST_REDIS_SERVER` and `MTML_TEST_INFLUXD` (which
+//! `cargo xtask test` sets after installing Debian's `redis-server` and `influxdb` packages when
+//! missing), or else from `PATH`.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding a free port")
+}
+
+fn binary(variable: &str, name: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(variable) {
+        return PathBuf::from(path);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file()))
+        .unwrap_or_else(|| panic!("{name} not found: set {variable} or run the suite with `cargo xtask test`, which installs it"))
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < timeout, "{what} did not come up within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One HTTP/1.0 request on loopback; the status code, or `None` if nothing answered.
+fn http_status(port: u16, request: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A process of ours, killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A Redis server of the test's own: no persistence, loopback only.
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    process: Option<Running>,
+}
+
+impl RedisServer {
+    /// Starts one on a free port and waits until it answers.
+    pub fn start() -> Self {
+        let mut server = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), process: None };
+        server.restart();
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills it (an outage). Connections break; the port stays ours to restart on.
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts it again on the same port (empty: Redis here keeps nothing on disk).
+    pub fn restart(&mut self) {
+        self.process = None;
+        let child = Command::new(binary("MTML_TEST_REDIS_SERVER", "redis-server"))
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server");
+        self.process = Some(Running(child));
+        let port = self.port;
+        wait_until("redis-server", Duration::from_secs(10), || {
+            let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+            let mut pong = [0u8; 7];
+            stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut pong).is_ok() && &pong == b"+PONG\r\n"
+        });
+    }
+}
+
+/// An InfluxDB 1.x server of the test's own, serving the v1 HTTP API.
+pub struct InfluxServer {
+    http_port: u16,
+    dir: tempfile::TempDir,
+    process: Option<Running>,
+}
+
+impl InfluxServer {
+    /// Starts one on free ports and waits until `/ping` answers.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let http_port = free_port();
+        let config = format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
+             [meta]\n  dir = \"{d}/meta\"\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{http_port}\"\n  log-enabled = false\n  max-row-limit = 0\n\
+             [monitor]\n  store-enabled = false\n",
+            rpc = free_port(),
+            d = dir.path().display(),
+        );
+        std::fs::write(dir.path().join("influxdb.conf"), config).expect("writing influxdb.conf");
+        let mut server = Self { http_port, dir, process: None };
+        server.restart();
+        server
+    }
+
+    /// `http://127.0.0.1:PORT/DATABASE`.
+    pub fn url(&self, database: &str) -> String {
+        format!("http://127.0.0.1:{}/{database}", self.http_port)
+    }
+
+    /// Its HTTP port.
+    pub fn port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// The folder of its data and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kills it (an outage); its data stays for [`Self::restart`].
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts it again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.process = None;
+        let log = std::fs::File::create(self.dir.path().join("influxd.log")).expect("log file");
+        let child = Command::new(binary("MTML_TEST_INFLUXD", "influxd"))
+            .arg("-config")
+            .arg(self.dir.path().join("influxdb.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting influxd");
+        self.process = Some(Running(child));
+        let port = self.http_port;
+        wait_until("influxd", Duration::from_secs(30), || {
+            http_status(port, "GET /ping HTTP/1.0\r\n\r\n") == Some(204)
+        });
+    }
+}
