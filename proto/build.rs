@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/mtml/v1/ingestion.proto",
         "proto/mtml/v1/execution.proto",
         "proto/mtml/v1/prediction.proto",
+        "proto/mtml/v1/features.proto",
         "proto/mtml/v1/models.proto",
         "proto/mtml/v1/admin.proto",
         "proto/inference/grpc_service.proto",

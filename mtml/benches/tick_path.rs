@@ -21,7 +21,7 @@ fn tick_path(c: &mut Criterion) {
         .map(|row| stamper.stamp(Symbol::new("EURUSD"), &row.unwrap()))
         .collect();
     let mut vector = None;
-    let mut featurizer = Featurizer::new([Symbol::new("EURUSD")], 1_000);
+    let mut featurizer = Featurizer::new([Symbol::new("EURUSD")], 1_000, &[]);
     for tick in &ticks {
         let ingested = featurizer.ingest(tick).unwrap();
         vector = featurizer.features(tick, ingested.closed_bar.as_ref()).or(vector);
@@ -32,7 +32,7 @@ fn tick_path(c: &mut Criterion) {
     });
     c.bench_function("ingest + features over the 18 967-tick sample (per run)", |b| {
         b.iter(|| {
-            let mut featurizer = Featurizer::new([Symbol::new("EURUSD")], 1_000);
+            let mut featurizer = Featurizer::new([Symbol::new("EURUSD")], 1_000, &[]);
             for tick in &ticks {
                 let ingested = featurizer.ingest(tick).unwrap();
                 black_box(featurizer.features(tick, ingested.closed_bar.as_ref()));

@@ -15,7 +15,6 @@ use mtml_bridge::accounts::SentOrder;
 use mtml_core::{ChainId, ChainLog, Side, Symbol};
 use mtml_decision::{DecisionConfig, DecisionEngine, Execution, Position, RecoveredOrder, RiskEngine, RiskLimits};
 use mtml_journal::{Journal, OrderRow};
-use mtml_feature_store::{MemoryStore, OnlineStore};
 use mtml_inference::{Model, ModelRepository, ModelServer, OnnxRuntime};
 use mtml_ingestion::grpc::{IngestionService, forward_ticks};
 use tokio::net::TcpListener;
@@ -30,6 +29,8 @@ use crate::oip::OipService;
 use crate::pipeline::{OrderSink, Pipeline, PipelineCommand, PipelineOutcome, PipelineProgress};
 use crate::remote::forward_orders;
 use crate::prediction::PredictionService;
+use crate::features_api::FeaturesService;
+use crate::stores::Stores;
 
 /// The model built into the binary: trained by `cargo xtask train` on the shared EURUSD ticks
 /// (see models/README.md). Used when no model path is configured.
@@ -98,8 +99,8 @@ pub struct App {
     pub progress: Arc<PipelineProgress>,
     /// Bridge counters.
     pub bridge_stats: Arc<BridgeStats>,
-    /// The online feature store.
-    pub store: Arc<MemoryStore>,
+    /// The feature stores and their writers.
+    pub stores: Stores,
     shutdown: CancellationToken,
     bridge_task: JoinHandle<()>,
     grpc_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
@@ -129,7 +130,7 @@ impl App {
         let symbols: Vec<Symbol> = config.pipeline.symbols.iter().map(|s| Symbol::new(s)).collect();
         let chain_log = Arc::new(ChainLog::default());
         let progress = Arc::new(PipelineProgress::default());
-        let store = Arc::new(MemoryStore::new(config.pipeline.stale_features_ms));
+        let stores = Stores::open(config).await?;
         let shutdown = CancellationToken::new();
         let bridge_addr = listeners.bridge.local_addr()?;
         let grpc_addr = listeners.grpc.as_ref().map(TcpListener::local_addr).transpose()?;
@@ -198,13 +199,15 @@ impl App {
             let live_name = config.model.name.clone();
             let loader = Arc::clone(&models);
             tokio::task::spawn_blocking(move || loader.load(&live_name)).await??;
-            let store = store.clone() as Arc<dyn OnlineStore>;
-            let prediction = PredictionService::live(store, Arc::clone(&models), config.model.name.clone());
+            let prediction =
+                PredictionService::live(Arc::clone(&stores.online), Arc::clone(&models), config.model.name.clone());
+            let features = FeaturesService::new(&stores, symbols.iter().cloned());
             let ingestion = IngestionService::new(pipeline_tx.clone());
             let incoming = grpc_incoming(listener);
             let router = tonic::transport::Server::builder()
                 .add_service(ingestion.into_server())
                 .add_service(prediction.into_server())
+                .add_service(features.into_server())
                 .add_service(AdminService::new(commands_tx.clone()).into_server())
                 .add_service(OipService::new(models).into_server())
                 .add_optional_service(bridge_service.map(BridgeService::into_server));
@@ -237,8 +240,9 @@ impl App {
         let journal_task = mtml_journal::spawn_writer(journal, journal_rx);
 
         let pipeline = Pipeline {
-            featurizer: Featurizer::new(symbols.clone(), config.pipeline.backwards_tolerance_ms),
-            store: store.clone(),
+            featurizer: Featurizer::new(symbols.clone(), config.pipeline.backwards_tolerance_ms, &wider_bars(config)),
+            online: stores.online_writer.clone(),
+            history: stores.history_writer.clone(),
             model: pipeline_model,
             decision: DecisionEngine::new(DecisionConfig {
                 buy_above: config.decision.buy_above,
@@ -283,7 +287,7 @@ impl App {
             chain_log,
             progress,
             bridge_stats,
-            store,
+            stores,
             shutdown,
             bridge_task,
             grpc_task,
@@ -332,6 +336,7 @@ impl App {
         // The pipeline has gone, and with it the journal's sender: the writer drains and ends.
         let written = self.journal_task.await.context("journal writer task")?;
         tracing::info!(records = written, "journal flushed");
+        self.stores.close().await;
         Ok(outcome)
     }
 
@@ -359,6 +364,11 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Widths of the configured bar timeframes beyond M1 (validated by the configuration).
+fn wider_bars(config: &Config) -> Vec<i64> {
+    config.features.timeframes.iter().filter_map(|t| mtml_feature_store::history::timeframe_width_ms(t)).collect()
 }
 
 /// The journal's open orders, for execution and for the bridge.

@@ -39,6 +39,8 @@ pub struct Config {
     pub journal: JournalSettings,
     /// The model registry.
     pub registry: RegistrySettings,
+    /// Feature stores and history.
+    pub features: FeatureSettings,
     /// ONNX Runtime.
     pub runtime: RuntimeSettings,
 }
@@ -49,6 +51,28 @@ pub struct RegistrySettings {
     /// `postgres://user@host/db`, or `sqlite://path?mode=rwc` (the default, a file in the current
     /// folder), or `sqlite::memory:`.
     pub url: String,
+}
+
+/// `[features]`: where the latest feature vectors and the history go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSettings {
+    /// `memory` (the default, in-process) or `redis://host:port/db`.
+    pub online: String,
+    /// Redis keys expire this long after their last write.
+    pub online_ttl: Duration,
+    /// `none`, `sqlite://path?mode=rwc` (the default, a file in the current folder),
+    /// `sqlite::memory:`, or InfluxDB's v1 API: `http://[user:password@]host:8086/DATABASE`.
+    pub history: String,
+    /// The write-ahead file history points spill to while the history store is down or slow.
+    pub history_wal: PathBuf,
+    /// Points per history write.
+    pub history_batch: usize,
+    /// History points held in memory before they spill to the write-ahead file.
+    pub history_memory_points: usize,
+    /// A store call slower than this counts as failed (and is retried).
+    pub store_timeout: Duration,
+    /// Bar timeframes built and stored besides M1 (`M5`, `M15`, `H1`, `H4`, `D1`...).
+    pub timeframes: Vec<String>,
 }
 
 /// `[journal]`.
@@ -175,8 +199,8 @@ impl std::error::Error for ConfigError {}
 /// belong to the test harness and are not settings either.
 const RESERVED_ENV: [&str; 2] = ["MTML_LOG", mtml_core::crash_point::CRASH_AT_VAR];
 
-const SECTIONS: [&str; 9] =
-    ["bridge", "grpc", "pipeline", "model", "decision", "risk", "journal", "registry", "runtime"];
+const SECTIONS: [&str; 10] =
+    ["bridge", "grpc", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime"];
 
 impl Config {
     /// Loads from an optional file plus the process environment.
@@ -314,6 +338,16 @@ impl Config {
             },
             journal: JournalSettings { url: x.string("journal", "url", "sqlite://mtml-journal.db?mode=rwc") },
             registry: RegistrySettings { url: x.string("registry", "url", "sqlite://mtml-registry.db?mode=rwc") },
+            features: FeatureSettings {
+                online: x.string("features", "online", "memory"),
+                online_ttl: Duration::from_secs(x.positive("features", "online_ttl_secs", 3600)),
+                history: x.string("features", "history", "sqlite://mtml-history.db?mode=rwc"),
+                history_wal: x.path("features", "history_wal").unwrap_or_else(|| PathBuf::from("mtml-history.wal")),
+                history_batch: x.positive("features", "history_batch", 5_000) as usize,
+                history_memory_points: x.positive("features", "history_memory_points", 100_000) as usize,
+                store_timeout: Duration::from_millis(x.positive("features", "store_timeout_ms", 2_000)),
+                timeframes: x.strings("features", "timeframes", &["M5", "M15", "H1"]),
+            },
             runtime: RuntimeSettings { onnxruntime_lib: x.path("runtime", "onnxruntime_lib") },
         };
         x.unknown_keys();
@@ -357,6 +391,24 @@ impl Config {
         for (key, url) in [("journal.url", &self.journal.url), ("registry.url", &self.registry.url)] {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
                 problems.push(format!("{key}: {url:?} is neither postgres://... nor sqlite:..."));
+            }
+        }
+        let f = &self.features;
+        if !(f.online == "memory" || f.online.starts_with("redis://") || f.online.starts_with("rediss://")) {
+            problems.push(format!("features.online: {:?} is neither \"memory\" nor redis://host:port/db", f.online));
+        }
+        if !(f.history == "none" || f.history.starts_with("sqlite:") || f.history.starts_with("http://") || f.history.starts_with("https://")) {
+            problems.push(format!(
+                "features.history: {:?} is not \"none\", sqlite:... or an InfluxDB v1 URL http://host:8086/DATABASE",
+                f.history
+            ));
+        }
+        for timeframe in &f.timeframes {
+            match mtml_feature_store::history::timeframe_width_ms(timeframe) {
+                Some(width) if width > mtml_core::MINUTE_MS && width % mtml_core::MINUTE_MS == 0 => {}
+                _ => problems.push(format!(
+                    "features.timeframes: {timeframe:?} is not a timeframe wider than M1 in whole minutes (M5, M15, H1, H4, D1...)"
+                )),
             }
         }
         if self.pipeline.symbols.is_empty() {

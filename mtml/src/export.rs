@@ -29,7 +29,7 @@ pub fn feature_rows(
 ) -> anyhow::Result<(Vec<FeatureVector>, MidsBySymbol)> {
     let loaded = load_ticks(path, symbol)?;
     let symbols = loaded.digits.keys().map(|s| Symbol::new(s));
-    let mut featurizer = Featurizer::new(symbols, 1_000);
+    let mut featurizer = Featurizer::new(symbols, 1_000, &[]);
     let mut stamper = FileTickStamper::new("export");
     let mut vectors = Vec::new();
     let mut mids: MidsBySymbol = HashMap::new();

@@ -12,6 +12,8 @@ pub struct Ingested {
     pub quote: QuoteState,
     /// The M1 bar this tick closed, if it opened a new minute.
     pub closed_bar: Option<Bar>,
+    /// Wider bars (M5, H1...) this tick closed.
+    pub closed_wider: Vec<Bar>,
 }
 
 /// Validation, M1 bars and features of every symbol.
@@ -19,15 +21,18 @@ pub struct Ingested {
 pub struct Featurizer {
     validator: TickValidator,
     bars: BarBuilder,
+    wider: Vec<BarBuilder>,
     engine: FeatureEngine,
 }
 
 impl Featurizer {
-    /// A featurizer accepting `symbols`.
-    pub fn new(symbols: impl IntoIterator<Item = Symbol>, backwards_tolerance_ms: i64) -> Self {
+    /// A featurizer accepting `symbols`, building M1 bars (which the features use) and bars of
+    /// the `wider_ms` widths (which are stored).
+    pub fn new(symbols: impl IntoIterator<Item = Symbol>, backwards_tolerance_ms: i64, wider_ms: &[i64]) -> Self {
         Self {
             validator: TickValidator::new(symbols, backwards_tolerance_ms),
             bars: BarBuilder::new(mtml_core::MINUTE_MS),
+            wider: wider_ms.iter().map(|&w| BarBuilder::new(w)).collect(),
             engine: FeatureEngine::new(),
         }
     }
@@ -35,7 +40,8 @@ impl Featurizer {
     /// Validates the tick and updates bars.
     pub fn ingest(&mut self, tick: &Tick) -> Result<Ingested, RejectReason> {
         let quote = self.validator.check(tick)?;
-        Ok(Ingested { quote, closed_bar: self.bars.update(tick) })
+        let closed_wider = self.wider.iter_mut().filter_map(|b| b.update(tick)).collect();
+        Ok(Ingested { quote, closed_bar: self.bars.update(tick), closed_wider })
     }
 
     /// Updates features with the bar the tick closed (first) and the tick.
@@ -46,8 +52,13 @@ impl Featurizer {
         self.engine.on_tick(tick)
     }
 
-    /// Closes the bars still open (end of input).
+    /// Closes the M1 bars still open (end of input).
     pub fn flush_bars(&mut self) -> Vec<Bar> {
         self.bars.flush()
+    }
+
+    /// Closes the wider bars still open (end of input).
+    pub fn flush_wider_bars(&mut self) -> Vec<Bar> {
+        self.wider.iter_mut().flat_map(BarBuilder::flush).collect()
     }
 }

@@ -6,6 +6,7 @@
 //! - [`pipeline`]: the tick-to-order path on its dedicated thread.
 //! - [`featurize`]: ingestion plus features, shared by the pipeline and the export.
 //! - [`prediction`]: the `mtml.v1.Prediction` gRPC service.
+//! - [`stores`], [`features_api`]: the feature stores and the `mtml.v1.Features` gRPC service.
 //! - [`oip`]: the Open Inference Protocol (`inference.GRPCInferenceService`, KServe v2).
 //! - [`remote`]: execution reaching a bridge over gRPC.
 //! - [`replay`], [`export`], [`report`]: `mtml replay` and `mtml features export`.
@@ -18,6 +19,7 @@ pub mod app;
 pub mod config;
 pub mod ea_install;
 pub mod export;
+pub mod features_api;
 pub mod featurize;
 pub mod journal_view;
 pub mod models_cmd;
@@ -27,6 +29,7 @@ pub mod prediction;
 pub mod remote;
 pub mod replay;
 pub mod report;
+pub mod stores;
 
 pub use app::{App, Listeners};
 pub use config::{Config, ConfigError, Transport};

@@ -16,7 +16,7 @@ use mtml_core::{Bar, ChainLog, ExecutionEvent, Stage, Symbol, Tick};
 use mtml_decision::{
     AccountSnapshot, SizingInputs, DecisionEngine, Execution, ExecutionStats, Facts, OrderCheck, Position, RiskEngine, TradingState,
 };
-use mtml_feature_store::OnlineStore;
+use mtml_feature_store::{HistoryPoint, HistoryWriter, OnlineWriter};
 use mtml_journal::Record;
 use mtml_inference::Model;
 use mtml_ingestion::QuoteState;
@@ -58,6 +58,8 @@ pub struct PipelineCounters {
     pub locked_quotes: u64,
     /// M1 bars built.
     pub bars: u64,
+    /// Wider bars (the configured timeframes) built.
+    pub wider_bars: u64,
     /// Feature vectors computed (after warm-up).
     pub feature_vectors: u64,
     /// Model predictions.
@@ -149,8 +151,10 @@ impl OrderSink {
 pub struct Pipeline {
     /// Ingestion and features.
     pub featurizer: Featurizer,
-    /// Where every feature vector is written for readers outside the tick path.
-    pub store: Arc<dyn OnlineStore>,
+    /// Where every feature vector goes for readers outside the tick path (never blocks).
+    pub online: OnlineWriter,
+    /// Where ticks, bars and feature vectors go for history (never blocks), if kept.
+    pub history: Option<HistoryWriter>,
     /// The live model; this thread's own session.
     pub model: Model,
     /// Predictions to targets.
@@ -370,6 +374,13 @@ impl Pipeline {
             QuoteState::Normal => {}
         }
         counters.bars += u64::from(ingested.closed_bar.is_some());
+        counters.wider_bars += ingested.closed_wider.len() as u64;
+        if let Some(history) = &self.history {
+            history.push(HistoryPoint::tick(tick));
+            for bar in ingested.closed_bar.iter().chain(&ingested.closed_wider) {
+                history.push(HistoryPoint::bar(bar, tick.chain_id));
+            }
+        }
         self.decide(tick, ingested.closed_bar.as_ref(), t, counters, &mut span);
         self.tick_done();
     }
@@ -429,10 +440,11 @@ impl Pipeline {
         span: &mut impl FnMut(Stage, u64) -> u64,
     ) {
         let features = self.featurizer.features(tick, closed_bar);
-        if let Some(vector) = &features
-            && let Err(error) = self.store.put(vector)
-        {
-            tracing::warn!(%error, "feature store write failed");
+        if let Some(vector) = &features {
+            self.online.put(vector);
+            if let Some(history) = &self.history {
+                history.push(HistoryPoint::features(vector));
+            }
         }
         let t = span(Stage::Features, start);
         let Some(vector) = features else { return };

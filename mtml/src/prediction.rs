@@ -53,6 +53,7 @@ impl Prediction for PredictionService {
         let latest = self
             .store
             .latest(&symbol, self.clock.now_ms())
+            .await
             .map_err(|e| Status::unavailable(e.to_string()))?
             .ok_or_else(|| {
                 Status::not_found(format!("no features for symbol {:?} (unknown or not warmed up)", request.symbol))

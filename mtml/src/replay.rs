@@ -106,8 +106,10 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
     let mut config = options.config;
     if !options.config_given {
         config.pipeline.symbols = symbols.clone();
-        // Embedded default: a replay leaves no journal behind unless configured to.
+        // Embedded default: a replay leaves no journal or history behind unless configured to.
         config.journal.url = "sqlite::memory:".into();
+        config.features.history = "sqlite::memory:".into();
+        config.features.history_wal = std::env::temp_dir().join(format!("mtml-replay-{}.wal", std::process::id()));
     }
     config.bridge.token = format!("replay-{}", std::process::id());
     let runtime = load_runtime(&config)?;

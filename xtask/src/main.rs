@@ -4,8 +4,9 @@
 //!   `.cache/onnxruntime` (pip is the only network client used, and PyPI the only source).
 //! - `demo`: setup, release build, and `mtml replay` on the sample that ships in `data/`.
 //! - `test`: setup, a PostgreSQL server of its own (installed from Debian's packages if
-//!   missing), the Python clients the tests use (tritonclient, from PyPI), then the whole test
-//!   suite.
+//!   missing), the Redis and InfluxDB binaries the tests start their own servers from (Debian's
+//!   `redis-server` and `influxdb`, installed if missing), the Python clients the tests use
+//!   (tritonclient, from PyPI), then the whole test suite.
 //! - `train`: setup, feature export through mtml's own code, and model training in a pinned
 //!   Python environment (see models/README.md).
 
@@ -118,6 +119,14 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
             Some(server)
         }
     };
+    for (variable, binary, package) in [
+        ("MTML_TEST_REDIS_SERVER", "redis-server", "redis-server"),
+        ("MTML_TEST_INFLUXD", "influxd", "influxdb"),
+    ] {
+        if std::env::var_os(variable).is_none() {
+            command.env(variable, services::server_binary(binary, package)?);
+        }
+    }
     command.env("MTML_TEST_PYTHON", test_python(root)?);
     step("running the test suite");
     run(&mut command)

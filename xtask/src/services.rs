@@ -97,3 +97,19 @@ fn free_port() -> anyhow::Result<u16> {
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
+
+/// The path of `binary`, installing Debian's `package` first if it is not on the machine. The
+/// tests start their own servers from it (on free ports, in temporary folders), so that they can
+/// stop and restart them for outage tests.
+pub fn server_binary(binary: &str, package: &str) -> anyhow::Result<PathBuf> {
+    let find = || {
+        ["/usr/bin", "/usr/sbin", "/usr/local/bin"].iter().map(|dir| PathBuf::from(dir).join(binary)).find(|p| p.is_file())
+    };
+    if let Some(path) = find() {
+        return Ok(path);
+    }
+    step(&format!("{binary} is not installed; installing Debian's {package} package"));
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get").args(["install", "-y", "-qq", package]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    find().with_context(|| format!("{package} installed but {binary} not found"))
+}

@@ -391,6 +391,20 @@ impl HistoryWriter {
         Ok(total)
     }
 
+    /// Everything is written: no write-ahead file is left behind.
+    fn remove_drained_wal(&self) {
+        let backlog = self.backlog.lock();
+        if backlog.wal.unread == 0 && backlog.memory.is_empty() {
+            for path in [backlog.wal.path.clone(), backlog.wal.offset_path.clone()] {
+                if let Err(error) = std::fs::remove_file(&path)
+                    && error.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(%error, file = %path.display(), "cannot remove the drained write-ahead file");
+                }
+            }
+        }
+    }
+
     async fn run(self, store: Arc<dyn HistoryStore>) {
         let mut delay = self.settings.retry;
         let mut failures_since_close = 0;
@@ -399,6 +413,7 @@ impl HistoryWriter {
                 Ok(Some(batch)) => batch,
                 Ok(None) => {
                     if self.backlog.lock().closed {
+                        self.remove_drained_wal();
                         return;
                     }
                     let notified = self.wake.notified();
@@ -560,7 +575,7 @@ mod tests {
         assert_eq!(stored(&store).await, (0..200).collect::<Vec<_>>(), "every point once, in order");
         let after = writer.stats().snapshot();
         assert_eq!((after.accepted, after.written, after.in_memory, after.in_wal, after.outage), (200, 200, 0, 0, false), "{after:?}");
-        assert_eq!(std::fs::metadata(dir.path().join("history.wal")).unwrap().len(), 0, "the drained file is emptied");
+        assert!(!dir.path().join("history.wal").exists(), "no write-ahead file is left behind");
     }
 
     #[tokio::test]
