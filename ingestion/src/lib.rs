@@ -6,6 +6,7 @@
 //! - [`grpc`]: the `mtml.v1.Ingestion` tick stream service and the bridge-side forwarder.
 
 pub mod bars;
+pub mod dedup;
 pub mod grpc;
 pub mod tick_file;
 mod time_parse;

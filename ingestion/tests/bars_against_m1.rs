@@ -55,3 +55,44 @@ fn ticks_grouped_by_minute_reproduce_the_m1_file_exactly() {
     // The file has gaps (weekend open, quiet minutes): consecutive bars are not always 1 min apart.
     assert!(bars.windows(2).any(|w| w[1].open_time_ms - w[0].open_time_ms > MINUTE_MS));
 }
+
+/// M1 rows of the file folded into bars `width_ms` wide: open of the first, highest high,
+/// lowest low, close of the last; a window without rows has no bar.
+fn fold_m1(width_ms: i64) -> Vec<(i64, [f64; 8])> {
+    let mut out: Vec<(i64, [f64; 8])> = Vec::new();
+    for (time, p) in m1_rows() {
+        let open_time = time.div_euclid(width_ms) * width_ms;
+        match out.last_mut() {
+            Some((t, q)) if *t == open_time => {
+                q[1] = q[1].max(p[1]);
+                q[2] = q[2].min(p[2]);
+                q[3] = p[3];
+                q[5] = q[5].max(p[5]);
+                q[6] = q[6].min(p[6]);
+                q[7] = p[7];
+            }
+            _ => out.push((open_time, p)),
+        }
+    }
+    out
+}
+
+#[test]
+fn wider_bars_from_ticks_equal_the_m1_file_folded_to_the_same_width() {
+    for (name, width) in [("M5", 5 * MINUTE_MS), ("M15", 15 * MINUTE_MS), ("H1", 60 * MINUTE_MS), ("H4", 240 * MINUTE_MS), ("D1", 1_440 * MINUTE_MS)] {
+        let reader = TickFileReader::open(data("eurusd_fxcm_ticks_2014-05-04_07.csv.gz")).unwrap();
+        let mut stamper = FileTickStamper::new("file");
+        let mut builder = BarBuilder::new(width);
+        let mut bars = Vec::new();
+        for row in reader {
+            bars.extend(builder.update(&stamper.stamp(Symbol::new("EURUSD"), &row.unwrap())));
+        }
+        bars.extend(builder.flush());
+        let expected = fold_m1(width);
+        assert_eq!(bars.len(), expected.len(), "{name}: one bar per window with ticks");
+        for (bar, expected) in bars.iter().zip(&expected) {
+            assert_eq!(as_row(bar), *expected, "{name} bar at {}", bar.open_time_ms);
+            assert_eq!(bar.width_ms, width);
+        }
+    }
+}
