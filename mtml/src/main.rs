@@ -163,7 +163,7 @@ enum FeaturesCommand {
         /// Tick file, as for replay.
         #[arg(long)]
         ticks: PathBuf,
-        /// Output CSV.
+        /// Output file: Parquet if it ends in .parquet, CSV otherwise.
         #[arg(long)]
         out: PathBuf,
         /// Symbol of a file without a symbol column.
