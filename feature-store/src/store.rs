@@ -131,6 +131,9 @@ struct Pending {
     closed: bool,
 }
 
+/// Shortest time between two writes of an [`OnlineWriter`].
+pub const WRITE_INTERVAL: Duration = Duration::from_millis(2);
+
 /// Hands vectors to an online store without blocking the caller.
 ///
 /// Online, only a symbol's latest vector matters, so while a write is in flight (or the store is
@@ -193,6 +196,11 @@ impl OnlineWriter {
                     self.stats.written.fetch_add(vectors.len() as u64, Ordering::Relaxed);
                     if self.stats.outage.swap(false, Ordering::Relaxed) {
                         tracing::info!(store = %store.describe(), "online feature store answers again");
+                    }
+                    // Readers see a vector at most this much later; the task wakes at most this
+                    // often instead of once per tick, and newer vectors coalesce meanwhile.
+                    if !closed {
+                        tokio::time::sleep(WRITE_INTERVAL).await;
                     }
                 }
                 Err(error) => {

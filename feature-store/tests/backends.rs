@@ -137,6 +137,7 @@ async fn influxdb_killed_mid_stream_and_restarted_loses_and_duplicates_nothing()
         wal_path: wal.path().join("history.wal"),
         retry: Duration::from_millis(50),
         max_retry: Duration::from_millis(300),
+        flush_interval: Duration::from_millis(20),
     };
     let (writer, task) = HistoryWriter::spawn(store.clone(), settings).unwrap();
     let stats = writer.stats();

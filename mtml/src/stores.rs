@@ -61,6 +61,7 @@ impl Stores {
                     wal_path: f.history_wal.clone(),
                     retry: Duration::from_millis(100),
                     max_retry: Duration::from_secs(5),
+                    flush_interval: Duration::from_millis(50),
                 };
                 let (writer, task) = HistoryWriter::spawn(Arc::clone(store), settings)
                     .with_context(|| format!("opening the history write-ahead file {}", f.history_wal.display()))?;

@@ -41,6 +41,9 @@ pub struct WriterSettings {
     pub retry: Duration,
     /// Longest retry delay.
     pub max_retry: Duration,
+    /// After writing a batch smaller than `batch_points`, wait this long for more points before
+    /// the next write: fewer, larger writes, and the writer wakes at most this often.
+    pub flush_interval: Duration,
 }
 
 impl WriterSettings {
@@ -52,6 +55,7 @@ impl WriterSettings {
             wal_path: wal_path.into(),
             retry: Duration::from_millis(100),
             max_retry: Duration::from_secs(5),
+            flush_interval: Duration::from_millis(50),
         }
     }
 }
@@ -206,6 +210,8 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 #[derive(Debug)]
 struct Backlog {
     memory: VecDeque<HistoryPoint>,
+    /// Points taken out of `memory` for the write in progress (they count against the bound).
+    taken: usize,
     wal: Wal,
     /// The write-ahead file holds unread points: new points go there, behind them.
     spilling: bool,
@@ -237,7 +243,7 @@ impl HistoryWriter {
         }
         let spilling = wal.unread > 0;
         let writer = Self {
-            backlog: Arc::new(Mutex::new(Backlog { memory: VecDeque::new(), wal, spilling, closed: false })),
+            backlog: Arc::new(Mutex::new(Backlog { memory: VecDeque::new(), taken: 0, wal, spilling, closed: false })),
             wake: Arc::new(Notify::new()),
             stats,
             settings: Arc::new(settings),
@@ -255,9 +261,9 @@ impl HistoryWriter {
             return;
         }
         let mut backlog = self.backlog.lock();
-        if !backlog.spilling && backlog.memory.len() < self.settings.memory_points {
+        if !backlog.spilling && backlog.memory.len() + backlog.taken < self.settings.memory_points {
             backlog.memory.push_back(point);
-            self.stats.in_memory.store(backlog.memory.len() as u64, Ordering::Relaxed);
+            self.stats.in_memory.store((backlog.memory.len() + backlog.taken) as u64, Ordering::Relaxed);
         } else {
             if !backlog.spilling {
                 tracing::warn!(
@@ -319,7 +325,17 @@ impl HistoryWriter {
         let mut backlog = self.backlog.lock();
         if !backlog.memory.is_empty() {
             let n = backlog.memory.len().min(self.settings.batch_points);
-            return Ok(Some(Batch::Memory(backlog.memory.iter().take(n).cloned().collect())));
+            backlog.taken = n;
+            // Moved, not copied, so that pushes wait as little as possible: the whole queue in
+            // O(1) when it fits in a batch (the usual case), else the front of it.
+            let points = if n == backlog.memory.len() {
+                let all = std::mem::take(&mut backlog.memory);
+                drop(backlog);
+                Vec::from(all)
+            } else {
+                backlog.memory.drain(..n).collect()
+            };
+            return Ok(Some(Batch::Memory(points)));
         }
         if backlog.wal.unread == 0 {
             return Ok(None);
@@ -346,8 +362,8 @@ impl HistoryWriter {
     fn commit(&self, batch: &Batch) -> std::io::Result<()> {
         let mut backlog = self.backlog.lock();
         match batch {
-            Batch::Memory(points) => {
-                backlog.memory.drain(..points.len());
+            Batch::Memory(_) => {
+                backlog.taken = 0;
                 self.stats.in_memory.store(backlog.memory.len() as u64, Ordering::Relaxed);
             }
             Batch::Wal { offset, count, .. } => {
@@ -364,14 +380,19 @@ impl HistoryWriter {
 
     /// At shutdown with the store down: memory first, then the unread rest of the file, into a
     /// fresh write-ahead file for the next run.
-    fn persist_backlog(&self) -> std::io::Result<u64> {
+    fn persist_backlog(&self, pending: Option<Batch>) -> std::io::Result<u64> {
         let mut backlog = self.backlog.lock();
         backlog.wal.writer.flush()?;
         let (path, from, to) = (backlog.wal.path.clone(), backlog.wal.read_offset, backlog.wal.end);
         let tmp = sibling(&path, "rewrite");
         let mut out = BufWriter::new(File::create(&tmp)?);
         let mut total = 0;
-        for point in &backlog.memory {
+        let taken = match pending {
+            Some(Batch::Memory(points)) => points,
+            // A batch read from the file is still in the file's unread part.
+            _ => Vec::new(),
+        };
+        for point in taken.iter().chain(&backlog.memory) {
             serde_json::to_writer(&mut out, point)?;
             out.write_all(b"\n")?;
             total += 1;
@@ -387,6 +408,7 @@ impl HistoryWriter {
         std::fs::rename(&tmp, &path)?;
         std::fs::write(sibling(&path, "offset"), "0")?;
         backlog.memory.clear();
+        backlog.taken = 0;
         backlog.wal = Wal::open(&path)?;
         Ok(total)
     }
@@ -394,7 +416,7 @@ impl HistoryWriter {
     /// Everything is written: no write-ahead file is left behind.
     fn remove_drained_wal(&self) {
         let backlog = self.backlog.lock();
-        if backlog.wal.unread == 0 && backlog.memory.is_empty() {
+        if backlog.wal.unread == 0 && backlog.memory.is_empty() && backlog.taken == 0 {
             for path in [backlog.wal.path.clone(), backlog.wal.offset_path.clone()] {
                 if let Err(error) = std::fs::remove_file(&path)
                     && error.kind() != std::io::ErrorKind::NotFound
@@ -408,8 +430,13 @@ impl HistoryWriter {
     async fn run(self, store: Arc<dyn HistoryStore>) {
         let mut delay = self.settings.retry;
         let mut failures_since_close = 0;
+        let mut pending: Option<Batch> = None;
         loop {
-            let batch = match self.next_batch() {
+            let next = match pending.take() {
+                Some(batch) => Ok(Some(batch)),
+                None => self.next_batch(),
+            };
+            let batch = match next {
                 Ok(Some(batch)) => batch,
                 Ok(None) => {
                     if self.backlog.lock().closed {
@@ -443,6 +470,9 @@ impl HistoryWriter {
                     if let Err(error) = self.commit(&batch) {
                         tracing::error!(%error, "cannot advance the history write-ahead file; its points may be written again (stored once)");
                     }
+                    if (n as usize) < self.settings.batch_points && !self.backlog.lock().closed {
+                        tokio::time::sleep(self.settings.flush_interval).await;
+                    }
                 }
                 Err(StoreError::Refused { detail, .. }) => {
                     self.dead_letter(batch.points(), &detail);
@@ -458,13 +488,14 @@ impl HistoryWriter {
                     if self.backlog.lock().closed {
                         failures_since_close += 1;
                         if failures_since_close >= 3 {
-                            match self.persist_backlog() {
+                            match self.persist_backlog(Some(batch)) {
                                 Ok(points) => tracing::warn!(points, wal = %self.settings.wal_path.display(), "history store still down at shutdown; backlog kept in the write-ahead file for the next run"),
                                 Err(error) => tracing::error!(%error, "history store down at shutdown and the backlog could not be saved"),
                             }
                             return;
                         }
                     }
+                    pending = Some(batch);
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(self.settings.max_retry);
                 }
@@ -537,6 +568,7 @@ mod tests {
             wal_path: dir.join("history.wal"),
             retry: Duration::from_millis(2),
             max_retry: Duration::from_millis(10),
+            flush_interval: Duration::from_millis(1),
         }
     }
 
