@@ -7,6 +7,8 @@
 //! `MTML_TEST_REDIS_SERVER`/`MTML_TEST_INFLUXD` or `PATH`). The numbers go into
 //! docs/benchmarks.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
