@@ -109,7 +109,10 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
         // Embedded default: a replay leaves no journal or history behind unless configured to.
         config.journal.url = "sqlite::memory:".into();
         config.features.history = "sqlite::memory:".into();
-        config.features.history_wal = std::env::temp_dir().join(format!("mtml-replay-{}.wal", std::process::id()));
+        // One file per replay: replays in one process (tests) run side by side.
+        static REPLAYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = REPLAYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        config.features.history_wal = std::env::temp_dir().join(format!("mtml-replay-{}-{n}.wal", std::process::id()));
     }
     config.bridge.token = format!("replay-{}", std::process::id());
     let runtime = load_runtime(&config)?;

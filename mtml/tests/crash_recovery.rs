@@ -22,8 +22,14 @@ use mtml_proto::v1::PredictSymbolRequest;
 use mtml_proto::v1::prediction_client::PredictionClient;
 use tokio_util::sync::CancellationToken;
 
+/// The binary, run in a folder of its own so that files it makes by default (the history
+/// database, say) never land in the repository.
 fn mtml() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mtml"))
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mtml"));
+    command.current_dir(dir.path());
+    command
 }
 
 fn ticks() -> Vec<SimTick> {

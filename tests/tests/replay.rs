@@ -12,6 +12,9 @@ use mtml_tests::{eurusd_sample, eurusd_ticks};
 fn options(ticks: std::path::PathBuf, transport: Transport) -> ReplayOptions {
     let mut config = Config::defaults();
     config.pipeline.transport = transport;
+    // Tests that pass their configuration as the user's must not leave files behind either.
+    config.journal.url = "sqlite::memory:".into();
+    config.features.history = "sqlite::memory:".into();
     ReplayOptions { ticks, symbol: None, config, config_given: false, max_ahead: DEFAULT_MAX_AHEAD, terminal_balance: None }
 }
 

@@ -130,6 +130,8 @@ struct Wal {
     path: PathBuf,
     offset_path: PathBuf,
     writer: BufWriter<File>,
+    /// Opened with the file, so reads find the same file even if its path is removed or replaced.
+    reader: File,
     /// Bytes appended, including those still in `writer`'s buffer.
     end: u64,
     read_offset: u64,
@@ -143,16 +145,25 @@ impl Wal {
         }
         let offset_path = sibling(path, "offset");
         let file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+        // Two writers appending to one file would interleave and replay each other's points.
+        file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => std::io::Error::other(format!(
+                "{} is in use by another mtml process (give each instance its own features.history_wal)",
+                path.display()
+            )),
+            std::fs::TryLockError::Error(e) => e,
+        })?;
         let end = file.metadata()?.len();
         let read_offset = std::fs::read_to_string(&offset_path)
             .ok()
             .and_then(|t| t.trim().parse::<u64>().ok())
             .filter(|&o| o <= end)
             .unwrap_or(0);
-        let mut reader = BufReader::new(File::open(path)?);
-        reader.seek(SeekFrom::Start(read_offset))?;
-        let unread = reader.lines().count() as u64;
-        Ok(Self { path: path.to_owned(), offset_path, writer: BufWriter::new(file), end, read_offset, unread })
+        let reader = File::open(path)?;
+        let mut lines = BufReader::new(reader.try_clone()?);
+        lines.seek(SeekFrom::Start(read_offset))?;
+        let unread = lines.lines().count() as u64;
+        Ok(Self { path: path.to_owned(), offset_path, writer: BufWriter::new(file), reader, end, read_offset, unread })
     }
 
     fn append(&mut self, point: &HistoryPoint) -> std::io::Result<()> {
@@ -165,8 +176,8 @@ impl Wal {
     }
 
     /// Up to `max` points from the read offset, and the offset after them.
-    fn read_batch(path: &Path, from: u64, to: u64, max: usize) -> std::io::Result<(Vec<Result<HistoryPoint, String>>, u64)> {
-        let mut reader = BufReader::new(File::open(path)?);
+    fn read_batch(file: File, from: u64, to: u64, max: usize) -> std::io::Result<(Vec<Result<HistoryPoint, String>>, u64)> {
+        let mut reader = BufReader::new(file);
         reader.seek(SeekFrom::Start(from))?;
         let mut offset = from;
         let mut points = Vec::new();
@@ -341,9 +352,10 @@ impl HistoryWriter {
             return Ok(None);
         }
         backlog.wal.writer.flush()?;
-        let (path, from, to) = (backlog.wal.path.clone(), backlog.wal.read_offset, backlog.wal.end);
+        let (file, from, to) = (backlog.wal.reader.try_clone()?, backlog.wal.read_offset, backlog.wal.end);
         drop(backlog);
-        let (lines, offset) = Wal::read_batch(&path, from, to, self.settings.batch_points)?;
+        // Only this task reads, so the offset the clone shares with the original is its own.
+        let (lines, offset) = Wal::read_batch(file, from, to, self.settings.batch_points)?;
         let count = lines.len() as u64;
         let mut points = Vec::with_capacity(lines.len());
         for line in lines {
@@ -397,7 +409,7 @@ impl HistoryWriter {
             out.write_all(b"\n")?;
             total += 1;
         }
-        let mut reader = BufReader::new(File::open(&path)?);
+        let mut reader = BufReader::new(backlog.wal.reader.try_clone()?);
         reader.seek(SeekFrom::Start(from))?;
         let mut rest = std::io::Read::take(reader, to - from);
         total += backlog.wal.unread;
@@ -428,6 +440,13 @@ impl HistoryWriter {
     }
 
     async fn run(self, store: Arc<dyn HistoryStore>) {
+        self.write_until_closed(store).await;
+        // The next writer on this file (a restart in the same process) may take it now.
+        let backlog = self.backlog.lock();
+        let _ = backlog.wal.writer.get_ref().unlock();
+    }
+
+    async fn write_until_closed(&self, store: Arc<dyn HistoryStore>) {
         let mut delay = self.settings.retry;
         let mut failures_since_close = 0;
         let mut pending: Option<Batch> = None;
@@ -444,8 +463,13 @@ impl HistoryWriter {
                         return;
                     }
                     let notified = self.wake.notified();
-                    // Re-check after registering, so a push in between is not missed.
-                    if matches!(self.next_batch(), Ok(None)) && !self.backlog.lock().closed {
+                    // Re-check after registering, so a push in between is not missed (without
+                    // taking a batch: that is the next iteration's job).
+                    let idle = {
+                        let backlog = self.backlog.lock();
+                        backlog.memory.is_empty() && backlog.wal.unread == 0 && !backlog.closed
+                    };
+                    if idle {
                         notified.await;
                     }
                     continue;
@@ -629,6 +653,17 @@ mod tests {
         writer.close();
         task.await.unwrap();
         assert_eq!(stored(&store).await, (0..51).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_on_the_same_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = flaky().await;
+        let (first, task) = HistoryWriter::spawn(store.clone(), settings(dir.path())).unwrap();
+        let error = HistoryWriter::spawn(store.clone(), settings(dir.path())).unwrap_err();
+        assert!(error.to_string().contains("in use by another mtml process"), "{error}");
+        first.close();
+        task.await.unwrap();
     }
 
     #[tokio::test]
