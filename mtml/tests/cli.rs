@@ -12,13 +12,16 @@ use mtml_proto::v1::PredictSymbolRequest;
 use mtml_proto::v1::prediction_client::PredictionClient;
 use tokio_util::sync::CancellationToken;
 
-/// The binary, run in a folder of its own so that files it makes by default (the history
-/// database, say) never land in the repository.
+/// The binary, each run in a folder of its own, so that the files it makes by default (the
+/// history database and its write-ahead file) never land in the repository nor meet another
+/// run's.
 fn mtml() -> Command {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"));
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("mtml-test-run-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a folder for the run");
     let mut command = Command::new(env!("CARGO_BIN_EXE_mtml"));
-    command.current_dir(dir.path());
+    command.current_dir(dir);
     command
 }
 
