@@ -1,4 +1,5 @@
-//! Feature update cost per tick and per bar (every update is meant to be O(1)).
+//! Feature update cost per tick and per bar (every update is meant to be O(1)), and what handing
+//! a vector and a tick to the store writers costs the tick path.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mtml_core::{Bar, ChainIdGenerator, Ohlc, Symbol, Tick};
-use mtml_feature_store::FeatureEngine;
+use mtml_feature_store::{FeatureEngine, HistoryPoint, HistoryWriter, MemoryStore, OnlineWriter, WriterSettings};
 
 fn features(c: &mut Criterion) {
     let symbol = Symbol::new("EURUSD");
@@ -44,6 +45,53 @@ fn features(c: &mut Criterion) {
         ticks: 30,
     };
     c.bench_function("feature update per bar", |b| b.iter(|| engine.on_bar(black_box(&bar))));
+
+    // The writers' own tasks run on a runtime beside the bench, as in the pipeline. History goes
+    // to a store that takes everything at once, so the backlog stays in memory: this is the
+    // hand-off a live feed pays, not the spill of a store that cannot keep up.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let vector = engine.on_tick(&tick).unwrap();
+    let (online, history) = runtime.block_on(async {
+        let (online, _) = OnlineWriter::spawn(Arc::new(MemoryStore::new(5_000)), std::time::Duration::from_millis(100));
+        let store = Null;
+        let wal = std::env::temp_dir().join(format!("mtml-bench-{}.wal", std::process::id()));
+        // Room enough that a bench pushing millions of points a second never spills to the file.
+        let settings = WriterSettings { memory_points: 50_000_000, ..WriterSettings::new(wal) };
+        let (history, _) = HistoryWriter::spawn(Arc::new(store), settings).unwrap();
+        (online, history)
+    });
+    c.bench_function("store hand-off per tick (online put + history tick and vector)", |b| {
+        b.iter(|| {
+            online.put(black_box(&vector));
+            history.push(HistoryPoint::tick(black_box(&tick)));
+            history.push(HistoryPoint::features(black_box(&vector)));
+        })
+    });
+    history.close();
+    online.close();
+}
+
+/// A history store that takes every write at once and keeps nothing.
+#[derive(Debug)]
+struct Null;
+
+#[async_trait::async_trait]
+impl mtml_feature_store::HistoryStore for Null {
+    fn describe(&self) -> String {
+        "null".into()
+    }
+    async fn write(&self, _: &[HistoryPoint]) -> Result<(), mtml_feature_store::StoreError> {
+        Ok(())
+    }
+    async fn ticks(&self, _: &Symbol, _: mtml_feature_store::TimeRange) -> Result<Vec<mtml_feature_store::history::TickRecord>, mtml_feature_store::StoreError> {
+        Ok(Vec::new())
+    }
+    async fn bars(&self, _: &Symbol, _: &str, _: mtml_feature_store::TimeRange) -> Result<Vec<mtml_feature_store::history::BarRecord>, mtml_feature_store::StoreError> {
+        Ok(Vec::new())
+    }
+    async fn features(&self, _: &Symbol, _: mtml_feature_store::TimeRange) -> Result<Vec<mtml_feature_store::history::FeatureVectorRecord>, mtml_feature_store::StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 criterion_group!(benches, features);
