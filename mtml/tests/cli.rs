@@ -12,17 +12,9 @@ use mtml_proto::v1::PredictSymbolRequest;
 use mtml_proto::v1::prediction_client::PredictionClient;
 use tokio_util::sync::CancellationToken;
 
-/// The binary, each run in a folder of its own, so that the files it makes by default (the
-/// history database and its write-ahead file) never land in the repository nor meet another
-/// run's.
+/// The binary, each run in a folder of its own (see `command_in_own_dir`).
 fn mtml() -> Command {
-    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("mtml-test-run-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a folder for the run");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mtml"));
-    command.current_dir(dir);
-    command
+    mtml_test_support::command_in_own_dir(env!("CARGO_BIN_EXE_mtml"))
 }
 
 fn sample() -> PathBuf {

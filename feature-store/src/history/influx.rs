@@ -299,7 +299,7 @@ impl HistoryStore for InfluxV1 {
     }
 
     async fn ticks(&self, symbol: &Symbol, range: TimeRange) -> Result<Vec<TickRecord>, StoreError> {
-        let (from, to) = (range.from_ms.saturating_mul(NS_PER_MS), range.to_ms.saturating_mul(NS_PER_MS));
+        let (from, to) = range.ns_bounds();
         let statement = format!(
             "SELECT * FROM ticks WHERE {} ORDER BY time ASC LIMIT {}",
             self.where_clause(&[("symbol", symbol.as_str())], "time", from, to),
@@ -323,7 +323,7 @@ impl HistoryStore for InfluxV1 {
     }
 
     async fn bars(&self, symbol: &Symbol, timeframe: &str, range: TimeRange) -> Result<Vec<BarRecord>, StoreError> {
-        let (from, to) = (range.from_ms.saturating_mul(NS_PER_MS), range.to_ms.saturating_mul(NS_PER_MS));
+        let (from, to) = range.ns_bounds();
         let statement = format!(
             "SELECT * FROM bars WHERE {} ORDER BY time ASC LIMIT {}",
             self.where_clause(&[("symbol", symbol.as_str()), ("timeframe", timeframe)], "time", from, to),
@@ -357,7 +357,7 @@ impl HistoryStore for InfluxV1 {
     }
 
     async fn features(&self, symbol: &Symbol, range: TimeRange) -> Result<Vec<FeatureVectorRecord>, StoreError> {
-        let (from, to) = (range.from_ms.saturating_mul(NS_PER_MS), range.to_ms.saturating_mul(NS_PER_MS));
+        let (from, to) = range.ns_bounds();
         let id = FX_V1.id();
         let statement = format!(
             "SELECT * FROM features WHERE {} ORDER BY time ASC LIMIT {}",

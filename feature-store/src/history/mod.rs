@@ -212,6 +212,11 @@ impl TimeRange {
     pub fn new(from_ms: i64, to_ms: i64, limit: usize) -> Self {
         Self { from_ms, to_ms, limit }
     }
+
+    /// The range in the nanoseconds points are keyed by (see [`key_time_ns`]).
+    pub fn ns_bounds(&self) -> (i64, i64) {
+        (self.from_ms.saturating_mul(NS_PER_MS), self.to_ms.saturating_mul(NS_PER_MS))
+    }
 }
 
 /// A time-series store of ticks, bars and feature vectors.

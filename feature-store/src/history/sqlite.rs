@@ -63,10 +63,6 @@ impl SqliteHistory {
     }
 }
 
-fn ns_bounds(range: TimeRange) -> (i64, i64) {
-    (range.from_ms.saturating_mul(super::NS_PER_MS), range.to_ms.saturating_mul(super::NS_PER_MS))
-}
-
 fn limit(range: TimeRange) -> i64 {
     i64::try_from(range.limit).unwrap_or(i64::MAX)
 }
@@ -127,7 +123,7 @@ impl HistoryStore for SqliteHistory {
     }
 
     async fn ticks(&self, symbol: &Symbol, range: TimeRange) -> Result<Vec<TickRecord>, StoreError> {
-        let (from, to) = ns_bounds(range);
+        let (from, to) = range.ns_bounds();
         let rows = sqlx::query("SELECT source, time_msc, seq, bid, ask, chain_id FROM ticks WHERE symbol = ? AND time_ns >= ? AND time_ns < ? ORDER BY time_ns, source LIMIT ?")
             .bind(symbol.as_str()).bind(from).bind(to).bind(limit(range))
             .fetch_all(&self.pool).await.map_err(|e| self.error(e))?;
@@ -169,7 +165,7 @@ impl HistoryStore for SqliteHistory {
     }
 
     async fn features(&self, symbol: &Symbol, range: TimeRange) -> Result<Vec<FeatureVectorRecord>, StoreError> {
-        let (from, to) = ns_bounds(range);
+        let (from, to) = range.ns_bounds();
         let rows = sqlx::query("SELECT time_msc, seq, mid, vals, chain_id FROM features WHERE symbol = ? AND feature_set = ? AND time_ns >= ? AND time_ns < ? ORDER BY time_ns LIMIT ?")
             .bind(symbol.as_str()).bind(crate::FX_V1.id()).bind(from).bind(to).bind(limit(range))
             .fetch_all(&self.pool).await.map_err(|e| self.error(e))?;

@@ -12,6 +12,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A command for `program`, run in a fresh folder of its own under the temporary directory, so
+/// that the files a binary makes by default in its current folder (mtml's history database and
+/// write-ahead file) never land in the repository nor meet another run's.
+pub fn command_in_own_dir(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("mtml-test-run-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a folder for the run");
+    let mut command = Command::new(program);
+    command.current_dir(dir);
+    command
+}
+
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding a free port")
