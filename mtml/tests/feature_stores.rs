@@ -36,15 +36,24 @@ fn offline_bars(width_ms: i64) -> Vec<mtml_core::Bar> {
         .collect()
 }
 
+static LAST_STATUS: std::sync::Mutex<Option<(WriterStatus, WriterStatus)>> = std::sync::Mutex::new(None);
+
+/// The last status read, for the message of a wait that timed out.
+fn last_status() -> Option<(WriterStatus, WriterStatus)> {
+    LAST_STATUS.lock().unwrap().clone()
+}
+
 async fn status(client: &mut FeaturesClient<tonic::transport::Channel>) -> (WriterStatus, WriterStatus) {
     let reply = client.store_status(StoreStatusRequest {}).await.unwrap().into_inner();
-    (reply.online.unwrap(), reply.history.unwrap())
+    let status = (reply.online.unwrap(), reply.history.unwrap());
+    *LAST_STATUS.lock().unwrap() = Some(status.clone());
+    status
 }
 
 async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while !done().await {
-        assert!(start.elapsed() < Duration::from_secs(120), "{what} did not happen within 120 s");
+        assert!(start.elapsed() < Duration::from_secs(120), "{what} did not happen within 120 s ({:?})", last_status());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -84,12 +84,17 @@ impl InfluxV1 {
             .unwrap_or(body);
         let detail = format!("{what}: HTTP {status}: {}", message.trim());
         match status {
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => self.unavailable(detail),
-            StatusCode::NOT_FOUND => StoreError::Refused {
-                store: self.describe(),
-                detail: format!("{detail} (is this InfluxDB's v1 API? 1.x serves it natively, 2.x and 3.x as their v1 compatibility API)"),
-            },
-            _ => StoreError::Refused { store: self.describe(), detail },
+            // Only the data itself being refused is final; everything else (a server starting
+            // up, a database not there yet, credentials being fixed) is retried, the points kept.
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY => {
+                StoreError::Refused { store: self.describe(), detail }
+            }
+            StatusCode::NOT_FOUND => {
+                // The database may have gone (or never been created): create it before the retry.
+                self.database_checked.store(false, Ordering::Relaxed);
+                self.unavailable(format!("{detail} (is this InfluxDB's v1 API? 1.x serves it natively, 2.x and 3.x as their v1 compatibility API)"))
+            }
+            _ => self.unavailable(detail),
         }
     }
 
