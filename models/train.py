@@ -27,7 +27,6 @@ from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-FEATURE_SET = "fx@1"
 TRAIN_FRACTION = 0.7
 
 
@@ -50,7 +49,7 @@ def sha256(path):
     return h.hexdigest()
 
 
-def export(model, names, version, path, description):
+def export(model, names, version, path, description, feature_set):
     onx = to_onnx(
         model,
         initial_types=[("features", FloatTensorType([None, len(names)]))],
@@ -60,7 +59,7 @@ def export(model, names, version, path, description):
     onx.doc_string = description
     onx.producer_name = "mtml models/train.py"
     onx.model_version = version
-    for key, value in {"feature_set": FEATURE_SET, "features": ",".join(names), "name": "fx-direction", "version": str(version)}.items():
+    for key, value in {"feature_set": feature_set, "features": ",".join(names), "name": "fx-direction", "version": str(version)}.items():
         entry = onx.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(onx, path)
@@ -81,9 +80,16 @@ def main():
     parser.add_argument("--features", required=True)
     parser.add_argument("--source", required=True, help="tick file the features came from")
     parser.add_argument("--out", default="models")
+    parser.add_argument("--feature-set", required=True, help="`mtml features describe --json` of the build that exported")
     args = parser.parse_args()
 
+    with open(args.feature_set) as f:
+        described = json.load(f)
+    feature_set = described["id"]
     names, times, x, y = load(args.features)
+    expected = [f["name"] for f in described["features"]]
+    if names != expected:
+        sys.exit(f"{args.features} has columns {names}, but {feature_set} is {expected}: export again with this build")
     split = int(len(y) * TRAIN_FRACTION)
     x_train, y_train, x_test, y_test = x[:split], y[:split], x[split:], y[split:]
     majority = int(np.mean(y_train) >= 0.5)
@@ -103,13 +109,13 @@ def main():
         p = model.predict_proba(x_test)[:, 1]
         accuracy = float(np.mean((p >= 0.5) == y_test))
         path = os.path.join(args.out, f"fx-direction-v{version}.onnx")
-        export(model, names, version, path, description)
+        export(model, names, version, path, description, feature_set)
         gap = check_onnx(path, model, x_test)
         metrics = {
             "name": "fx-direction",
             "version": version,
             "model": description,
-            "feature_set": FEATURE_SET,
+            "feature_set": feature_set,
             "features": names,
             "task": "mid price higher 60 s after the tick (unchanged mids excluded)",
             "source": os.path.basename(args.source),

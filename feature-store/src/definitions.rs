@@ -38,17 +38,20 @@ impl FeatureSet {
     }
 }
 
-/// Number of features in [`FX_V1`].
-pub const FX_V1_LEN: usize = 13;
+/// Number of features in [`FEATURE_SET`].
+pub const FEATURE_COUNT: usize = 14;
 
 /// Bars a symbol needs before its features are defined (the longest window plus one).
 pub const WARMUP_BARS: usize = 31;
 
-/// The first feature set: bar-based trend and volatility, tick-based spread and activity, and
-/// time of day. Returns and distances are in basis points so that all inputs share a scale.
-pub const FX_V1: FeatureSet = FeatureSet {
+/// The feature set this code computes: bar-based trend and volatility, tick-based spread,
+/// activity and quote imbalance, and time of day. Returns and distances are in basis points so
+/// that all inputs share a scale.
+///
+/// History: `fx@1` was the first thirteen; `fx@2` added `quote_imbalance` at the end.
+pub const FEATURE_SET: FeatureSet = FeatureSet {
     name: "fx",
-    version: 1,
+    version: 2,
     features: &[
         FeatureDef { name: "ret_1", version: 1, params: "log return of M1 mid close over 1 bar, bps" },
         FeatureDef { name: "ret_5", version: 1, params: "log return over 5 M1 bars, bps" },
@@ -63,6 +66,11 @@ pub const FX_V1: FeatureSet = FeatureSet {
         FeatureDef { name: "tick_rate", version: 1, params: "ticks per M1 bar, EWMA alpha 0.2" },
         FeatureDef { name: "tod_sin", version: 1, params: "sin(2 pi UTC time of day)" },
         FeatureDef { name: "tod_cos", version: 1, params: "cos(2 pi UTC time of day)" },
+        FeatureDef {
+            name: "quote_imbalance",
+            version: 1,
+            params: "EWMA alpha 0.1 of (sign of bid change + sign of ask change) / 2 per tick, -1..1",
+        },
     ],
 };
 
@@ -72,11 +80,11 @@ mod tests {
 
     #[test]
     fn the_length_constant_matches_the_declaration_and_names_are_unique() {
-        assert_eq!(FX_V1.features.len(), FX_V1_LEN);
-        let mut names: Vec<_> = FX_V1.names().collect();
+        assert_eq!(FEATURE_SET.features.len(), FEATURE_COUNT);
+        let mut names: Vec<_> = FEATURE_SET.names().collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), FX_V1_LEN);
-        assert_eq!(FX_V1.id(), "fx@1");
+        assert_eq!(names.len(), FEATURE_COUNT);
+        assert_eq!(FEATURE_SET.id(), "fx@2");
     }
 }

@@ -1,6 +1,6 @@
 //! Features, computed once in Rust for training and serving alike, and the stores that keep them.
 //!
-//! - [`definitions`]: the versioned feature set ([`FX_V1`]), declared in one place.
+//! - [`definitions`]: the versioned feature set ([`FEATURE_SET`]), declared in one place.
 //! - [`incremental`]: the O(1) statistics behind it (EMA, RSI, Welford windows).
 //! - [`engine`]: per-symbol feature state, updated per bar and per tick.
 //! - [`store`]: online stores of the latest vector per symbol behind one trait (memory, and
@@ -15,7 +15,7 @@ pub mod incremental;
 pub mod redis_store;
 pub mod store;
 
-pub use definitions::{FX_V1, FX_V1_LEN, FeatureDef, FeatureSet, WARMUP_BARS};
+pub use definitions::{FEATURE_SET, FEATURE_COUNT, FeatureDef, FeatureSet, WARMUP_BARS};
 pub use engine::{FeatureEngine, FeatureVector};
 pub use history::writer::{HistoryWriter, WriterSettings, WriterSnapshot};
 pub use history::{HistoryPoint, HistoryStore, TimeRange};

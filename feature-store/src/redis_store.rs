@@ -1,8 +1,8 @@
 //! The Redis online store: one key per symbol and feature set, a compact binary value, a TTL.
 //!
-//! Key: `{prefix}:{feature set id}:{symbol}`, e.g. `mtml:features:fx@1:EURUSD`. Value, little
+//! Key: `{prefix}:{feature set id}:{symbol}`, e.g. `mtml:features:fx@2:EURUSD`. Value, little
 //! endian: layout version (u8, 1), time (i64 ms), tick sequence (u64), chain id (16 bytes), mid
-//! (f64), value count (u16), values (f64 each): 147 bytes for `fx@1`, no JSON, no per-feature
+//! (f64), value count (u16), values (f64 each): 155 bytes for `fx@2`, no JSON, no per-feature
 //! round trips. A batch of writes is one pipelined round trip; a read is one `GET`.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use mtml_core::{ChainId, Symbol};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
-use crate::definitions::{FX_V1, FX_V1_LEN};
+use crate::definitions::{FEATURE_SET, FEATURE_COUNT};
 use crate::engine::FeatureVector;
 use crate::store::{LatestFeatures, OnlineStore, StoreError, latest_at};
 
@@ -72,7 +72,7 @@ impl RedisStore {
 
     /// The key of a symbol's latest vector.
     pub fn key(&self, symbol: &Symbol) -> String {
-        format!("{}:{}:{}", self.settings.prefix, FX_V1.id(), symbol)
+        format!("{}:{}:{}", self.settings.prefix, FEATURE_SET.id(), symbol)
     }
 
     fn unavailable(&self, error: impl std::fmt::Display) -> StoreError {
@@ -102,13 +102,13 @@ impl RedisStore {
 
 /// The binary value of a vector.
 pub fn encode(vector: &FeatureVector) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + 8 * FX_V1_LEN);
+    let mut out = Vec::with_capacity(HEADER_LEN + 8 * FEATURE_COUNT);
     out.push(LAYOUT_VERSION);
     out.extend_from_slice(&vector.time_msc.to_le_bytes());
     out.extend_from_slice(&vector.seq.to_le_bytes());
     out.extend_from_slice(&vector.chain_id.to_bytes());
     out.extend_from_slice(&vector.mid.to_le_bytes());
-    out.extend_from_slice(&(FX_V1_LEN as u16).to_le_bytes());
+    out.extend_from_slice(&(FEATURE_COUNT as u16).to_le_bytes());
     for value in vector.values {
         out.extend_from_slice(&value.to_le_bytes());
     }
@@ -130,13 +130,13 @@ pub fn decode(symbol: &Symbol, bytes: &[u8]) -> Result<FeatureVector, String> {
     let chain_id = ChainId::from_slice(take(17, 16)?).ok_or("chain id is all zero")?;
     let mid = f64::from_le_bytes(u64_at(33)?);
     let count = usize::from(u16::from_le_bytes([take(41, 2)?[0], take(41, 2)?[1]]));
-    if count != FX_V1_LEN {
-        return Err(format!("{count} values, {} has {FX_V1_LEN}", FX_V1.id()));
+    if count != FEATURE_COUNT {
+        return Err(format!("{count} values, {} has {FEATURE_COUNT}", FEATURE_SET.id()));
     }
     if bytes.len() != HEADER_LEN + 8 * count {
         return Err(format!("value is {} bytes, expected {}", bytes.len(), HEADER_LEN + 8 * count));
     }
-    let mut values = [0.0; FX_V1_LEN];
+    let mut values = [0.0; FEATURE_COUNT];
     for (i, value) in values.iter_mut().enumerate() {
         *value = f64::from_le_bytes(u64_at(HEADER_LEN + 8 * i)?);
     }
@@ -183,15 +183,15 @@ mod tests {
     fn values_round_trip_and_damage_is_named() {
         let vector = conformance::vector("EURUSD", 1_399_300_000_123, 4.25);
         let bytes = encode(&vector);
-        assert_eq!(bytes.len(), 147);
+        assert_eq!(bytes.len(), 155);
         assert_eq!(decode(&vector.symbol, &bytes), Ok(vector.clone()));
-        assert!(decode(&vector.symbol, &bytes[..100]).unwrap_err().contains("100 bytes, expected 147"));
+        assert!(decode(&vector.symbol, &bytes[..100]).unwrap_err().contains("100 bytes, expected 155"));
         assert!(decode(&vector.symbol, &bytes[..20]).unwrap_err().contains("too short"));
         let mut wrong = bytes.clone();
         wrong[0] = 7;
         assert!(decode(&vector.symbol, &wrong).unwrap_err().contains("layout version 7"));
         let mut fewer = bytes;
         fewer[41] = 12;
-        assert!(decode(&vector.symbol, &fewer).unwrap_err().contains("12 values, fx@1 has 13"));
+        assert!(decode(&vector.symbol, &fewer).unwrap_err().contains("12 values, fx@2 has 14"));
     }
 }

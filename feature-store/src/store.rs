@@ -238,7 +238,7 @@ pub mod conformance {
 
     /// A vector of `symbol` at `time_msc` whose first value is `first` (the rest vary too).
     pub fn vector(symbol: &str, time_msc: i64, first: f64) -> FeatureVector {
-        let mut values = [0.0; crate::FX_V1_LEN];
+        let mut values = [0.0; crate::FEATURE_COUNT];
         for (i, v) in values.iter_mut().enumerate() {
             *v = first + i as f64 * 0.1 - 0.3;
         }
@@ -271,7 +271,7 @@ pub mod conformance {
         let other = store.latest(&Symbol::new("GBPUSD"), 1_000).await.expect("read").expect("present");
         assert_eq!(other.vector.values[0], 7.0, "symbols are independent");
         assert_eq!(store.latest(&Symbol::new("XAUUSD"), 0).await.expect("read"), None, "unknown symbol has nothing");
-        let extreme = FeatureVector { values: [f64::MIN_POSITIVE, -0.0, 1e300, -1e-300, 0.1 + 0.2, 1.0 / 3.0, 0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], ..vector("EURUSD", 4_000, 0.0) };
+        let extreme = FeatureVector { values: [f64::MIN_POSITIVE, -0.0, 1e300, -1e-300, 0.1 + 0.2, 1.0 / 3.0, 0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, -1.0], ..vector("EURUSD", 4_000, 0.0) };
         store.put_many(std::slice::from_ref(&extreme)).await.expect("put extreme values");
         let read = store.latest(&eurusd, 4_000).await.expect("read").expect("present");
         assert_eq!(read.vector.values.map(f64::to_bits), extreme.values.map(f64::to_bits), "values round-trip bit for bit");

@@ -17,7 +17,7 @@ pub struct ModelSignature {
     pub features: usize,
     /// Name of the `float32` `[batch, 2]` class-probability output.
     pub probabilities: String,
-    /// Feature set the model was trained on (`metadata_props["feature_set"]`), e.g. `fx@1`.
+    /// Feature set the model was trained on (`metadata_props["feature_set"]`), e.g. `fx@2`.
     pub feature_set: Option<String>,
 }
 

@@ -27,7 +27,7 @@ fn tick_path(c: &mut Criterion) {
         vector = featurizer.features(tick, ingested.closed_bar.as_ref()).or(vector);
     }
     let inputs = vector.unwrap().as_f32();
-    c.bench_function("onnx predict (fx-direction v1, 13 features)", |b| {
+    c.bench_function("onnx predict (fx-direction v1)", |b| {
         b.iter(|| model.predict(black_box(&inputs)).unwrap())
     });
     c.bench_function("ingest + features over the 18 967-tick sample (per run)", |b| {

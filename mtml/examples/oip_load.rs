@@ -23,13 +23,13 @@ enum Call {
 }
 
 fn request(input: &str) -> oip::ModelInferRequest {
-    let values: Vec<f32> = (0..13).map(|i| (i as f32 - 6.0) * 0.01).collect();
+    let values: Vec<f32> = (0..mtml_feature_store::FEATURE_COUNT).map(|i| (i as f32 - 6.0) * 0.01).collect();
     oip::ModelInferRequest {
         model_name: "fx-direction".into(),
         inputs: vec![oip::model_infer_request::InferInputTensor {
             name: input.into(),
             datatype: "FP32".into(),
-            shape: vec![1, 13],
+            shape: vec![1, mtml_feature_store::FEATURE_COUNT as i64],
             ..Default::default()
         }],
         raw_input_contents: vec![values.iter().flat_map(|v| v.to_le_bytes()).collect()],
@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Raw ONNX Runtime, one session, same input.
     let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::app::EMBEDDED_MODEL)?;
-    let values: Vec<f32> = (0..13).map(|i| (i as f32 - 6.0) * 0.01).collect();
+    let values: Vec<f32> = (0..mtml_feature_store::FEATURE_COUNT).map(|i| (i as f32 - 6.0) * 0.01).collect();
     let mut raw = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     let start = Instant::now();
     for _ in 0..requests {
@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
         let (h, rate) = run(&client, &input, Call::Live, requests, in_flight).await;
         row("bare tonic round trip (ServerLive)", in_flight, &h, rate);
         let (h, rate) = run(&client, &input, Call::Infer, requests, in_flight).await;
-        row("ModelInfer, raw FP32 [1, 13]", in_flight, &h, rate);
+        row("ModelInfer, raw FP32 [1, features]", in_flight, &h, rate);
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use mtml_core::Symbol;
-use mtml_feature_store::{FX_V1, FX_V1_LEN, FeatureVector};
+use mtml_feature_store::{FEATURE_SET, FEATURE_COUNT, FeatureVector};
 use mtml_ingestion::FileTickStamper;
 
 use crate::featurize::Featurizer;
@@ -92,10 +92,27 @@ pub fn export_features(ticks: &Path, symbol: Option<&str>, out: &Path) -> anyhow
     Ok(rows.len() as u64)
 }
 
+/// `mtml features describe`: the feature set's id and its features, as text or JSON.
+pub fn describe_feature_set(json: bool) -> String {
+    if json {
+        let features: Vec<_> = FEATURE_SET
+            .features
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name, "version": f.version, "params": f.params}))
+            .collect();
+        return format!("{}\n", serde_json::json!({"id": FEATURE_SET.id(), "features": features}));
+    }
+    let mut text = format!("{}\n", FEATURE_SET.id());
+    for (i, f) in FEATURE_SET.features.iter().enumerate() {
+        text.push_str(&format!("{i:>3}  {:<16} v{}  {}\n", f.name, f.version, f.params));
+    }
+    text
+}
+
 fn write_csv(file: std::fs::File, rows: &[TrainingRow]) -> std::io::Result<()> {
     let mut w = std::io::BufWriter::new(file);
     write!(w, "time_msc,symbol")?;
-    for name in FX_V1.names() {
+    for name in FEATURE_SET.names() {
         write!(w, ",{name}")?;
     }
     writeln!(w, ",mid,future_return_bps,label_up")?;
@@ -118,7 +135,7 @@ pub fn parquet_schema() -> String {
     let mut schema = String::from(
         "message mtml_features {\n  required int64 time_msc (TIMESTAMP(MILLIS,true));\n  required binary symbol (STRING);\n",
     );
-    for name in FX_V1.names() {
+    for name in FEATURE_SET.names() {
         schema.push_str(&format!("  required double {name};\n"));
     }
     schema.push_str("  required double mid;\n  optional double future_return_bps;\n  optional int32 label_up;\n}\n");
@@ -138,14 +155,14 @@ fn write_parquet(file: std::fs::File, rows: &[TrainingRow]) -> anyhow::Result<()
     let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
     props = props.set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
         "mtml.feature_set".into(),
-        FX_V1.id(),
+        FEATURE_SET.id(),
     )]));
     let mut writer = SerializedFileWriter::new(file, schema, Arc::new(props.build()))?;
     for group in rows.chunks(ROW_GROUP) {
         let mut row_group = writer.next_row_group()?;
         let mut column = 0;
         while let Some(mut col) = row_group.next_column()? {
-            let features = FX_V1_LEN;
+            let features = FEATURE_COUNT;
             match column {
                 0 => {
                     let times: Vec<i64> = group.iter().map(|r| r.vector.time_msc).collect();

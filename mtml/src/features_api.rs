@@ -7,7 +7,7 @@ use mtml_core::clock::{Clock, SystemClock};
 use mtml_core::Symbol;
 use mtml_feature_store::history::{StoreError, timeframe_width_ms};
 use mtml_feature_store::store::OnlineWriterStats;
-use mtml_feature_store::{FX_V1, HistoryStore, OnlineStore, TimeRange};
+use mtml_feature_store::{FEATURE_SET, HistoryStore, OnlineStore, TimeRange};
 use mtml_feature_store::history::writer::WriterStats;
 use mtml_proto::v1::features_server::{Features, FeaturesServer};
 use mtml_proto::v1::{
@@ -80,8 +80,8 @@ impl Features for FeaturesService {
         let v = &latest.vector;
         Ok(Response::new(LatestFeatures {
             symbol: symbol.to_string(),
-            feature_set: FX_V1.id(),
-            features: FX_V1.names().zip(v.values).map(|(name, value)| FeatureValue { name: name.into(), value }).collect(),
+            feature_set: FEATURE_SET.id(),
+            features: FEATURE_SET.names().zip(v.values).map(|(name, value)| FeatureValue { name: name.into(), value }).collect(),
             time_ms: v.time_msc,
             age_ms: latest.age_ms,
             stale: latest.stale,
@@ -144,8 +144,8 @@ impl Features for FeaturesService {
                     .collect();
             }
             HistoryKind::Features => {
-                reply.feature_set = FX_V1.id();
-                reply.feature_names = FX_V1.names().map(str::to_owned).collect();
+                reply.feature_set = FEATURE_SET.id();
+                reply.feature_names = FEATURE_SET.names().map(str::to_owned).collect();
                 reply.features = history
                     .features(&symbol, range)
                     .await

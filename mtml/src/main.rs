@@ -170,6 +170,13 @@ enum FeaturesCommand {
         #[arg(long)]
         symbol: Option<String>,
     },
+    /// The feature set this build computes (the one models must declare): its id, then one
+    /// line per feature in input order; JSON with --json.
+    Describe {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 async fn set_state(args: StateArgs, state: mtml_proto::v1::TradingState) -> anyhow::Result<()> {
@@ -322,7 +329,11 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Features { command: FeaturesCommand::Export { ticks, out, symbol } } => {
                 let rows = mtml::export::export_features(&ticks, symbol.as_deref(), &out)?;
-                println!("wrote {rows} rows to {}", out.display());
+                println!("wrote {rows} rows of {} to {}", mtml_feature_store::FEATURE_SET.id(), out.display());
+                Ok(())
+            }
+            Command::Features { command: FeaturesCommand::Describe { json } } => {
+                print!("{}", mtml::export::describe_feature_set(json));
                 Ok(())
             }
         }

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
-use mtml_feature_store::FX_V1;
+use mtml_feature_store::FEATURE_SET;
 use mtml_inference::{Model, OnnxRuntime};
 use mtml_registry::{NewVersion, Registry, VersionRow, sha256_hex};
 
@@ -32,8 +32,8 @@ pub struct Upload<'a> {
 /// The one check for every model mtml takes: the configured live model and uploads alike.
 pub fn check_against_feature_set(model: &Model, require_declared: bool) -> Result<(), String> {
     let signature = model.signature();
-    let expected = FX_V1.id();
-    let names: Vec<&str> = FX_V1.features.iter().map(|f| f.name).collect();
+    let expected = FEATURE_SET.id();
+    let names: Vec<&str> = FEATURE_SET.features.iter().map(|f| f.name).collect();
     match &signature.feature_set {
         Some(declared) if *declared != expected => {
             return Err(format!(

@@ -540,6 +540,6 @@ mod tests {
 
     #[test]
     fn the_atr_index_names_the_atr_feature() {
-        assert_eq!(mtml_feature_store::FX_V1.features[ATR_FEATURE].name, "atr_14");
+        assert_eq!(mtml_feature_store::FEATURE_SET.features[ATR_FEATURE].name, "atr_14");
     }
 }

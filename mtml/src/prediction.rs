@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mtml_core::clock::{Clock, SystemClock};
 use mtml_core::{ChainIdGenerator, Symbol};
-use mtml_feature_store::{FX_V1, OnlineStore};
+use mtml_feature_store::{FEATURE_SET, OnlineStore};
 use mtml_inference::{ModelServer, ServeError};
 use mtml_proto::v1::prediction_server::{Prediction, PredictionServer};
 use mtml_proto::v1::{FeatureValue, PredictSymbolRequest, PredictSymbolResponse};
@@ -62,7 +62,7 @@ impl Prediction for PredictionService {
             ServeError::Stopped(_) => Status::unavailable(e.to_string()),
             _ => Status::invalid_argument(e.to_string()),
         })?;
-        let features = FX_V1
+        let features = FEATURE_SET
             .names()
             .zip(latest.vector.values)
             .map(|(name, value)| FeatureValue { name: name.to_owned(), value })
@@ -74,7 +74,7 @@ impl Prediction for PredictionService {
             probability_up: probabilities[1],
             features,
             feature_age_ms: latest.age_ms,
-            feature_set: FX_V1.id(),
+            feature_set: FEATURE_SET.id(),
             stale: latest.stale,
             feature_time_ms: latest.vector.time_msc,
         }))

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use mtml_bridge::{Pacing, SimSymbol, SimTick, SimulatorConfig, run_simulator};
-use mtml_feature_store::FX_V1;
+use mtml_feature_store::FEATURE_SET;
 use mtml_ingestion::{FileTick, RejectReason, TickFileReader, symbol_from_path};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -181,7 +181,7 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
             input: options.ticks.display().to_string(),
             symbols,
             transport: config.pipeline.transport,
-            model: format!("{} ({})", config.model.name, FX_V1.id()),
+            model: format!("{} ({})", config.model.name, FEATURE_SET.id()),
             ticks_read,
             ticks_sent: sim_report.ticks_sent,
             wall_time_secs: started.elapsed().as_secs_f64(),

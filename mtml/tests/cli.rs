@@ -122,8 +122,8 @@ async fn run_serves_terminals_and_predictions_until_terminated() {
             Err(status) => panic!("{status}"),
         }
     };
-    assert_eq!(prediction.features.len(), 13);
-    assert_eq!(prediction.feature_set, "fx@1");
+    assert_eq!(prediction.features.len(), mtml_feature_store::FEATURE_COUNT);
+    assert_eq!(prediction.feature_set, mtml_feature_store::FEATURE_SET.id());
     assert!((0.0..=1.0).contains(&prediction.probability_up));
     assert!(prediction.stale, "2014 features are stale by the live clock");
     assert_eq!(prediction.chain_id.unwrap().trace_id.len(), 16);
@@ -273,8 +273,8 @@ fn models_are_validated_uploaded_listed_and_shown() {
     let cases: [(std::ffi::OsString, Vec<&str>, &str); 5] = [
         (not_onnx.into_os_string(), vec![], "is not a model mtml can serve"),
         (truncated.into_os_string(), vec![], "is not a model mtml can serve"),
-        (path("tests/fixtures/wrong-feature-count.onnx"), vec![], "takes 12 features, but feature set fx@1 has 13 (missing "),
-        (path("tests/fixtures/wrong-feature-set.onnx"), vec![], "declares feature set fx@2, but this build computes fx@1"),
+        (path("tests/fixtures/wrong-feature-count.onnx"), vec![], "takes 13 features, but feature set fx@2 has 14 (missing quote_imbalance"),
+        (path("tests/fixtures/wrong-feature-set.onnx"), vec![], "declares feature set fx@1, but this build computes fx@2"),
         (path("models/fx-direction-v1.onnx"), vec!["--sha256", "00ff"], "not the 00ff given; refusing a damaged copy"),
     ];
     for (file, extra, reason) in cases {
@@ -290,7 +290,7 @@ fn models_are_validated_uploaded_listed_and_shown() {
     assert!(list.ends_with("2 versions\n"), "bad uploads stored nothing: {list}");
     let (ok, shown, _) = models(&[name("show"), name("fx-direction:1")]);
     assert!(ok);
-    assert!(shown.contains("feature set  fx@1"), "{shown}");
+    assert!(shown.contains("feature set  fx@2"), "{shown}");
     assert!(shown.contains("\"accuracy\""), "metrics recorded: {shown}");
     assert!(shown.contains(&format!("size         {} bytes", v1.len())), "{shown}");
     let (_, latest, _) = models(&[name("show"), name("fx-direction")]);

@@ -37,7 +37,7 @@ fn parquet_and_csv_exports_hold_the_online_values_bit_for_bit() {
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header.len(), 2 + 13 + 3);
+    assert_eq!(header.len(), 2 + mtml_feature_store::FEATURE_COUNT + 3);
     assert_eq!(&header[2..5], ["ret_1", "ret_5", "ret_15"]);
     for (line, row) in lines.zip(&rows) {
         let fields: Vec<&str> = line.split(',').collect();
@@ -52,7 +52,7 @@ fn parquet_and_csv_exports_hold_the_online_values_bit_for_bit() {
     let metadata = reader.metadata().file_metadata();
     assert_eq!(metadata.num_rows(), rows.len() as i64);
     let feature_set = metadata.key_value_metadata().unwrap().iter().find(|kv| kv.key == "mtml.feature_set").unwrap();
-    assert_eq!(feature_set.value.as_deref(), Some("fx@1"));
+    assert_eq!(feature_set.value.as_deref(), Some(mtml_feature_store::FEATURE_SET.id().as_str()));
     let mut unlabelled = 0;
     for (record, row) in reader.get_row_iter(None).unwrap().zip(&rows) {
         let record = record.unwrap();
@@ -60,7 +60,7 @@ fn parquet_and_csv_exports_hold_the_online_values_bit_for_bit() {
         assert_eq!(columns.len(), 18);
         assert_eq!(*columns[0].1, Field::TimestampMillis(row.vector.time_msc));
         assert_eq!(*columns[1].1, Field::Str("EURUSD".into()));
-        for ((name, field), (expected_name, value)) in columns[2..15].iter().zip(mtml_feature_store::FX_V1.names().zip(row.vector.values)) {
+        for ((name, field), (expected_name, value)) in columns[2..15].iter().zip(mtml_feature_store::FEATURE_SET.names().zip(row.vector.values)) {
             assert_eq!(name.as_str(), expected_name);
             let Field::Double(stored) = field else { panic!("{name} is {field:?}") };
             assert_eq!(stored.to_bits(), value.to_bits(), "{name} at {}", row.vector.time_msc);

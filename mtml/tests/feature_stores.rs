@@ -130,7 +130,7 @@ async fn a_day_through_redis_and_influxdb_with_an_outage_reads_back_equal_to_the
     let last = exported.last().unwrap();
     assert_eq!(latest.time_ms, last.time_msc);
     assert_eq!(bits(&latest.features.iter().map(|f| f.value).collect::<Vec<_>>()), bits(&last.values));
-    assert_eq!(latest.feature_set, "fx@1");
+    assert_eq!(latest.feature_set, mtml_feature_store::FEATURE_SET.id());
 
     // Feature history from InfluxDB: every exported vector, in order, bit for bit.
     let all = |kind: HistoryKind, timeframe: &str| GetHistoryRequest {
@@ -147,7 +147,7 @@ async fn a_day_through_redis_and_influxdb_with_an_outage_reads_back_equal_to_the
         assert_eq!(stored.time_ms, offline.time_msc);
         assert_eq!(bits(&stored.values), bits(&offline.values), "at {}", offline.time_msc);
     }
-    assert_eq!(features.feature_names.len(), 13);
+    assert_eq!(features.feature_names.len(), mtml_feature_store::FEATURE_COUNT);
     assert_eq!(online.accepted, exported.len() as u64, "every vector went to the online writer");
     assert!(online.written >= 1 && online.written <= online.accepted, "coalesced per symbol: {online:?}");
 

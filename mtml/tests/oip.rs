@@ -36,9 +36,12 @@ async fn start(repository: &Path) -> (GrpcInferenceServiceClient<Channel>, Arc<M
     (client, server)
 }
 
+/// Width of the model input: the feature count.
+const F: i64 = mtml_feature_store::FEATURE_COUNT as i64;
+
 /// Two rows of plausible features.
 fn rows() -> Vec<f32> {
-    let row = |k: f32| (0..13).map(move |i| (i as f32 - 6.0) * 0.01 * k);
+    let row = |k: f32| (0..F).map(move |i| (i as f32 - 6.0) * 0.01 * k);
     row(1.0).chain(row(-2.0)).collect()
 }
 
@@ -80,12 +83,12 @@ async fn metadata_and_inference_with_typed_and_raw_tensors() {
     assert_eq!(metadata.platform, "onnxruntime_onnx");
     assert_eq!(metadata.versions, ["1"]);
     let (input, output) = (&metadata.inputs[0], &metadata.outputs[0]);
-    assert_eq!((input.datatype.as_str(), input.shape.as_slice()), ("FP32", [-1, 13].as_slice()));
+    assert_eq!((input.datatype.as_str(), input.shape.as_slice()), ("FP32", [-1, F].as_slice()));
     assert_eq!(output.shape, [-1, 2]);
 
     // Typed contents in, typed contents out; the id is echoed.
     let expected = reference(&rows(), 2);
-    let request = typed("fx-direction", &input.name, "FP32", vec![2, 13], rows());
+    let request = typed("fx-direction", &input.name, "FP32", vec![2, F], rows());
     let response = client.model_infer(request).await.unwrap().into_inner();
     assert_eq!((response.id.as_str(), response.model_version.as_str()), ("req-7", "1"));
     let out = &response.outputs[0];
@@ -95,7 +98,7 @@ async fn metadata_and_inference_with_typed_and_raw_tensors() {
     assert!((probabilities[0] + probabilities[1] - 1.0).abs() < 1e-5);
 
     // Raw little-endian bytes in, raw bytes out; no id given: a chain id is made.
-    let mut raw = typed("fx-direction", &input.name, "FP32", vec![2, 13], Vec::new());
+    let mut raw = typed("fx-direction", &input.name, "FP32", vec![2, F], Vec::new());
     raw.id.clear();
     raw.inputs[0].contents = None;
     raw.raw_input_contents = vec![rows().iter().flat_map(|v| v.to_le_bytes()).collect()];
@@ -115,15 +118,15 @@ async fn wrong_input_is_refused_with_what_was_expected_and_the_server_keeps_serv
     let input = client.model_metadata(request).await.unwrap().into_inner().inputs[0].name.clone();
     let mut nan = rows();
     nan[3] = f32::NAN;
-    let mut wrong_output = typed("fx-direction", &input, "FP32", vec![2, 13], rows());
+    let mut wrong_output = typed("fx-direction", &input, "FP32", vec![2, F], rows());
     wrong_output.outputs = vec![oip::model_infer_request::InferRequestedOutputTensor { name: "label".into(), ..Default::default() }];
     let cases = [
-        (typed("no-such-model", &input, "FP32", vec![2, 13], rows()), tonic::Code::NotFound, "model \"no-such-model\" is not loaded".to_owned()),
-        (typed("fx-direction", "x", "FP32", vec![2, 13], rows()), tonic::Code::InvalidArgument, format!("its input is {input:?}")),
-        (typed("fx-direction", &input, "FP64", vec![2, 13], rows()), tonic::Code::InvalidArgument, "is FP32, got FP64".to_owned()),
-        (typed("fx-direction", &input, "FP32", vec![2, 12], rows()), tonic::Code::InvalidArgument, "has shape [batch, 13], got [2, 12]".to_owned()),
-        (typed("fx-direction", &input, "FP32", vec![3, 13], rows()), tonic::Code::InvalidArgument, "needs 39 FP32 values, got 26".to_owned()),
-        (typed("fx-direction", &input, "FP32", vec![2, 13], nan), tonic::Code::InvalidArgument, "feature 3 is not finite".to_owned()),
+        (typed("no-such-model", &input, "FP32", vec![2, F], rows()), tonic::Code::NotFound, "model \"no-such-model\" is not loaded".to_owned()),
+        (typed("fx-direction", "x", "FP32", vec![2, F], rows()), tonic::Code::InvalidArgument, format!("its input is {input:?}")),
+        (typed("fx-direction", &input, "FP64", vec![2, F], rows()), tonic::Code::InvalidArgument, "is FP32, got FP64".to_owned()),
+        (typed("fx-direction", &input, "FP32", vec![2, F - 1], rows()), tonic::Code::InvalidArgument, format!("has shape [batch, {F}], got [2, {}]", F - 1)),
+        (typed("fx-direction", &input, "FP32", vec![3, F], rows()), tonic::Code::InvalidArgument, format!("needs {} FP32 values, got {}", 3 * F, 2 * F)),
+        (typed("fx-direction", &input, "FP32", vec![2, F], nan), tonic::Code::InvalidArgument, "feature 3 is not finite".to_owned()),
         (wrong_output, tonic::Code::InvalidArgument, "has no output \"label\"".to_owned()),
     ];
     for (request, code, message) in cases {
@@ -131,7 +134,7 @@ async fn wrong_input_is_refused_with_what_was_expected_and_the_server_keeps_serv
         assert_eq!(status.code(), code, "{}", status.message());
         assert!(status.message().contains(&message), "{:?} does not say {message:?}", status.message());
     }
-    let ok = client.model_infer(typed("fx-direction", &input, "FP32", vec![2, 13], rows())).await;
+    let ok = client.model_infer(typed("fx-direction", &input, "FP32", vec![2, F], rows())).await;
     assert!(ok.is_ok(), "still serving");
     let stats = client
         .model_statistics(oip::ModelStatisticsRequest { name: "fx-direction".into(), version: String::new() })
@@ -162,7 +165,7 @@ async fn the_repository_loads_and_unloads_and_a_bad_model_leaves_the_old_one_ser
     client.repository_model_load(load("challenger")).await.unwrap();
     let request = oip::ModelMetadataRequest { name: "challenger".into(), version: String::new() };
     let input = client.model_metadata(request).await.unwrap().into_inner().inputs[0].name.clone();
-    client.model_infer(typed("challenger", &input, "FP32", vec![2, 13], rows())).await.unwrap();
+    client.model_infer(typed("challenger", &input, "FP32", vec![2, F], rows())).await.unwrap();
 
     let failed = client.repository_model_load(load("broken")).await.unwrap_err();
     assert_eq!(failed.code(), tonic::Code::Internal);
@@ -177,12 +180,12 @@ async fn the_repository_loads_and_unloads_and_a_bad_model_leaves_the_old_one_ser
     // A reload whose file has turned bad leaves the loaded version serving.
     std::fs::write(dir.path().join("challenger.onnx"), b"truncated").unwrap();
     assert!(client.repository_model_load(load("challenger")).await.is_err());
-    let still = client.model_infer(typed("challenger", &input, "FP32", vec![2, 13], rows())).await.unwrap();
+    let still = client.model_infer(typed("challenger", &input, "FP32", vec![2, F], rows())).await.unwrap();
     assert_eq!(still.into_inner().model_version, "1");
 
     let unload = oip::RepositoryModelUnloadRequest { model_name: "challenger".into(), ..Default::default() };
     client.repository_model_unload(unload).await.unwrap();
-    let gone = client.model_infer(typed("challenger", &input, "FP32", vec![2, 13], rows())).await.unwrap_err();
+    let gone = client.model_infer(typed("challenger", &input, "FP32", vec![2, F], rows())).await.unwrap_err();
     assert_eq!(gone.code(), tonic::Code::NotFound);
     let ready = states(client.repository_index(index(true)).await.unwrap().into_inner());
     assert_eq!(ready, [("fx-direction".into(), "READY".into())]);
@@ -201,7 +204,7 @@ async fn a_hot_swap_under_load_drops_no_request() {
         tasks.push(tokio::spawn(async move {
             let mut versions = Vec::new();
             for _ in 0..150 {
-                let response = client.model_infer(typed("fx-direction", &input, "FP32", vec![2, 13], rows())).await?;
+                let response = client.model_infer(typed("fx-direction", &input, "FP32", vec![2, F], rows())).await?;
                 versions.push(response.into_inner().model_version);
             }
             Ok::<_, tonic::Status>(versions)

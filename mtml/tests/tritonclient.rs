@@ -37,7 +37,7 @@ async fn tritonclient_works_unchanged() {
     assert!(output.status.success(), "tritonclient failed: {}", String::from_utf8_lossy(&output.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(answer["server"], "mtml");
-    assert_eq!(answer["features"], 13);
+    assert_eq!(answer["features"], mtml_feature_store::FEATURE_COUNT);
 
     // The numbers tritonclient got are the model's own, computed here in process.
     let rows: Vec<f32> = answer["rows"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();

@@ -7,13 +7,18 @@
 //! against the sha256 whenever they are read back.
 //!
 //! - [`Registry`]: open (migrating), register, list, show, read the bytes.
+//! - [`rollout`]: champion, challenger (shadow or canary), promote and rollback, with history.
 //! - [`conformance`]: the suite every backend passes.
+
+pub mod rollout;
 
 use std::sync::Once;
 
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
+
+pub use rollout::{Challenger, RollbackOutcome, RolloutEvent, RolloutState, Route};
 
 /// Why the registry refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +42,12 @@ pub enum RegistryError {
     /// No such model or version.
     #[error("no model {0} in the registry")]
     NotFound(String),
+    /// The change makes no sense in the model's current state; the message says why.
+    #[error("{0}")]
+    Refused(String),
+    /// Someone else changed the model's rollout at the same moment; look again and retry.
+    #[error("the rollout of {0} was changed by someone else at the same moment; look at it again and retry")]
+    Conflict(String),
     /// Stored bytes no longer match their checksum.
     #[error("model {name}:{version} is corrupt: sha256 {found}, recorded {recorded}")]
     Corrupt {
@@ -67,7 +78,7 @@ pub struct NewVersion {
     pub features: i64,
     /// Name of the probability output tensor.
     pub output_name: String,
-    /// Feature set the model expects (`fx@1`).
+    /// Feature set the model expects (e.g. `fx@2`).
     pub feature_set: String,
     /// Training metrics, a JSON object (`{}` when none were given).
     pub metrics: String,
@@ -270,5 +281,82 @@ pub mod conformance {
         registry.corrupt_for_test("fx", 2).await.expect("corrupt");
         let corrupt = registry.onnx("fx", 2).await.expect_err("corruption detected");
         assert!(matches!(corrupt, RegistryError::Corrupt { version: 2, .. }), "{corrupt}");
+    }
+
+    /// Runs the rollout checks (on a model of its own, `rollout-fx`): aliases, shadow and canary, promote,
+    /// rollback of each kind, refusals, and the revision guard. Panics with the failing check.
+    pub async fn run_rollout(registry: &Registry) {
+        const N: &str = "rollout-fx";
+        for bytes in [b"v1".as_slice(), b"v2", b"v3"] {
+            registry.register(&version(N, bytes)).await.expect("register");
+        }
+        let empty = registry.rollout_state(N).await.expect("state");
+        assert_eq!((empty.champion, empty.challenger.is_none(), empty.revision), (None, true, 0), "nothing promoted yet");
+        let refused = registry.start_rollout(N, 2, Route::Shadow, "ci", 1).await.expect_err("no champion");
+        assert!(refused.to_string().contains("no champion"), "{refused}");
+        assert!(registry.resolve(N, Some("champion")).await.is_err(), "no champion alias yet");
+        let no_rollback = registry.rollback(N, "ci", 1).await.expect_err("nothing to roll back");
+        assert!(no_rollback.to_string().contains("nothing to roll back"), "{no_rollback}");
+
+        let s = registry.promote(N, 1, "ci", 10).await.expect("first promote");
+        assert_eq!((s.champion, s.revision, s.updated_ms), (Some(1), 1, 10));
+        assert_eq!(registry.resolve(N, Some("champion")).await.expect("alias"), 1);
+        assert_eq!(registry.show(N, Some(1)).await.expect("v1").state, "champion");
+        let first = registry.rollback(N, "ci", 11).await.expect_err("first champion cannot roll back");
+        assert!(first.to_string().contains("first champion"), "{first}");
+        assert!(matches!(registry.promote(N, 1, "ci", 12).await, Err(RegistryError::Refused(_))), "already champion");
+        assert!(matches!(registry.start_rollout(N, 1, Route::Shadow, "ci", 12).await, Err(RegistryError::Refused(_))), "champion as its own challenger");
+        assert!(matches!(registry.start_rollout(N, 9, Route::Shadow, "ci", 12).await, Err(RegistryError::NotFound(_))), "unknown version");
+        let bad = Route::Canary { percent: 0, symbols: vec![] };
+        assert!(matches!(registry.start_rollout(N, 2, bad, "ci", 12).await, Err(RegistryError::Refused(_))), "0 percent");
+
+        let s = registry.start_rollout(N, 2, Route::Shadow, "ci", 20).await.expect("shadow");
+        assert_eq!(s.challenger, Some(Challenger { version: 2, route: Route::Shadow }));
+        assert_eq!(registry.resolve(N, Some("challenger")).await.expect("alias"), 2);
+        assert_eq!(registry.show(N, Some(2)).await.expect("v2").state, "shadow");
+        let canary = Route::Canary { percent: 25, symbols: vec!["EURUSD".into(), "GBPUSD".into()] };
+        let s = registry.start_rollout(N, 2, canary.clone(), "ci", 30).await.expect("shadow to canary");
+        assert_eq!(s.challenger, Some(Challenger { version: 2, route: canary }), "route and symbols round trip");
+        assert_eq!(registry.show(N, Some(2)).await.expect("v2").state, "canary");
+        let s = registry.start_rollout(N, 3, Route::Shadow, "ci", 31).await.expect("replace the challenger");
+        assert_eq!(s.challenger.map(|c| c.version), Some(3));
+        assert_eq!(registry.show(N, Some(2)).await.expect("v2").state, "registered", "a replaced challenger is back to registered");
+
+        let (outcome, s) = registry.rollback(N, "ci", 40).await.expect("withdraw the challenger");
+        assert_eq!(outcome, RollbackOutcome::ChallengerWithdrawn { version: 3 });
+        assert_eq!((s.champion, s.challenger.is_none()), (Some(1), true));
+        assert_eq!(registry.show(N, Some(3)).await.expect("v3").state, "rolled_back");
+
+        registry.start_rollout(N, 2, Route::Canary { percent: 10, symbols: vec![] }, "ci", 50).await.expect("canary");
+        let s = registry.promote(N, 2, "ana", 60).await.expect("promote the challenger");
+        assert_eq!((s.champion, s.challenger.is_none()), (Some(2), true), "promoting the challenger ends its trial");
+        assert_eq!(registry.show(N, Some(1)).await.expect("v1").state, "retired");
+        registry.promote(N, 3, "ana", 70).await.expect("promote v3 directly");
+        let (outcome, s) = registry.rollback(N, "bo", 80).await.expect("undo the v3 promote");
+        assert_eq!(outcome, RollbackOutcome::ChampionRestored { from: 3, to: 2 });
+        assert_eq!(s.champion, Some(2));
+        let (outcome, _) = registry.rollback(N, "bo", 90).await.expect("undo the v2 promote too");
+        assert_eq!(outcome, RollbackOutcome::ChampionRestored { from: 2, to: 1 });
+        assert_eq!(registry.show(N, Some(1)).await.expect("v1").state, "champion");
+        assert_eq!(registry.show(N, Some(2)).await.expect("v2").state, "rolled_back");
+
+        let events = registry.rollout_events(N).await.expect("events");
+        let actions: Vec<(&str, i64)> = events.iter().map(|e| (e.action.as_str(), e.version)).collect();
+        assert_eq!(
+            actions,
+            [("promote", 1), ("rollout", 2), ("rollout", 2), ("rollout", 3), ("rollback", 3), ("rollout", 2), ("promote", 2), ("promote", 3), ("rollback", 2), ("rollback", 1)]
+        );
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>(), "one revision per change");
+        assert!(events[6].undone && events[7].undone && !events[0].undone, "the undone promotes are marked");
+        assert_eq!((events[7].actor.as_str(), events[7].at_ms, events[7].previous), ("ana", 70, Some(2)));
+        assert_eq!(registry.rollout_state(N).await.expect("state").revision, 10);
+
+        // Two operators acting on the same revision: the second is refused, not lost silently.
+        let seen = registry.rollout_state(N).await.expect("state");
+        registry.promote(N, 3, "ana", 100).await.expect("first operator");
+        let late = registry.promote_from(&seen, 2, "bo", 101).await.expect_err("second operator on a stale revision");
+        assert!(matches!(late, RegistryError::Conflict(_)), "{late}");
+        assert_eq!(registry.rollout_state(N).await.expect("state").champion, Some(3), "the first change stands");
+        assert_eq!(registry.rollout_state("fx").await.expect("state").revision, 0, "per model");
     }
 }

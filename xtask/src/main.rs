@@ -146,6 +146,12 @@ fn train(root: &Path, args: &[String]) -> anyhow::Result<()> {
     run(Command::new(root.join("target/release/mtml"))
         .args(["features", "export", "--ticks", ticks, "--out"])
         .arg(&features))?;
+    let described = root.join(".cache/train/feature-set.json");
+    let output = Command::new(root.join("target/release/mtml")).args(["features", "describe", "--json"]).output()?;
+    if !output.status.success() {
+        bail!("mtml features describe failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    std::fs::write(&described, &output.stdout)?;
     let venv = root.join(".cache/train-venv");
     let venv_python = venv.join("bin/python");
     if !venv_python.is_file() {
@@ -159,7 +165,8 @@ fn train(root: &Path, args: &[String]) -> anyhow::Result<()> {
         .arg("models/train.py")
         .arg("--features")
         .arg(&features)
-        .args(["--source", ticks, "--out", "models"]))
+        .args(["--source", ticks, "--out", "models", "--feature-set"])
+        .arg(&described))
 }
 
 /// A Python environment with the external clients the tests check mtml against (tritonclient),

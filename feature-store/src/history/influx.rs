@@ -20,7 +20,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use super::{BarRecord, FeatureVectorRecord, HistoryPoint, HistoryStore, NS_PER_MS, StoreError, TickRecord, TimeRange, key_time_ns, timeframe_name};
-use crate::definitions::FX_V1;
+use crate::definitions::FEATURE_SET;
 
 /// An InfluxDB v1 API endpoint: `http://[user:password@]host:8086/DATABASE`.
 #[derive(Debug)]
@@ -256,8 +256,8 @@ pub fn write_line(out: &mut String, point: &HistoryPoint) {
             );
         }
         HistoryPoint::Features(f) => {
-            let _ = write!(out, "features,feature_set={},symbol={} ", escape_tag(&FX_V1.id()), escape_tag(f.symbol.as_str()));
-            for (name, &value) in FX_V1.names().zip(&f.values) {
+            let _ = write!(out, "features,feature_set={},symbol={} ", escape_tag(&FEATURE_SET.id()), escape_tag(f.symbol.as_str()));
+            for (name, &value) in FEATURE_SET.names().zip(&f.values) {
                 float(out, name, value);
             }
             float(out, "mid", f.mid);
@@ -363,7 +363,7 @@ impl HistoryStore for InfluxV1 {
 
     async fn features(&self, symbol: &Symbol, range: TimeRange) -> Result<Vec<FeatureVectorRecord>, StoreError> {
         let (from, to) = range.ns_bounds();
-        let id = FX_V1.id();
+        let id = FEATURE_SET.id();
         let statement = format!(
             "SELECT * FROM features WHERE {} ORDER BY time ASC LIMIT {}",
             self.where_clause(&[("symbol", symbol.as_str()), ("feature_set", &id)], "time", from, to),
@@ -378,7 +378,7 @@ impl HistoryStore for InfluxV1 {
                     time_msc: row.i64("time")?.div_euclid(NS_PER_MS),
                     seq: row.i64("seq")? as u64,
                     mid: row.f64("mid")?,
-                    values: FX_V1.names().map(|name| row.f64(name)).collect::<Result<_, _>>()?,
+                    values: FEATURE_SET.names().map(|name| row.f64(name)).collect::<Result<_, _>>()?,
                 })
             })
             .collect::<Result<_, String>>()

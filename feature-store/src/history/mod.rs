@@ -17,7 +17,7 @@ pub mod writer;
 use mtml_core::{Bar, ChainId, Ohlc, Symbol, Tick};
 use serde::{Deserialize, Serialize};
 
-use crate::definitions::{FX_V1, FX_V1_LEN};
+use crate::definitions::{FEATURE_SET, FEATURE_COUNT};
 use crate::engine::FeatureVector;
 pub use crate::store::StoreError;
 
@@ -141,10 +141,10 @@ impl TryFrom<FeatureVectorRecord> for FeatureVector {
     type Error = String;
 
     fn try_from(r: FeatureVectorRecord) -> Result<Self, String> {
-        let values: [f64; FX_V1_LEN] = r
+        let values: [f64; FEATURE_COUNT] = r
             .values
             .try_into()
-            .map_err(|v: Vec<f64>| format!("{} values, {} has {FX_V1_LEN}", v.len(), FX_V1.id()))?;
+            .map_err(|v: Vec<f64>| format!("{} values, {} has {FEATURE_COUNT}", v.len(), FEATURE_SET.id()))?;
         Ok(FeatureVector { symbol: r.symbol, chain_id: r.chain_id, time_msc: r.time_msc, seq: r.seq, mid: r.mid, values })
     }
 }
@@ -190,7 +190,7 @@ impl HistoryPoint {
             }
             HistoryPoint::Features(f) => {
                 finite("mid", f.mid)?;
-                FX_V1.names().zip(&f.values).try_for_each(|(name, &v)| finite(name, v))
+                FEATURE_SET.names().zip(&f.values).try_for_each(|(name, &v)| finite(name, v))
             }
         }
     }

@@ -108,7 +108,7 @@ impl HistoryStore for SqliteHistory {
                     let vals: Vec<u8> = f.values.iter().flat_map(|v| v.to_le_bytes()).collect();
                     sqlx::query("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
                         .bind(f.symbol.as_str())
-                        .bind(crate::FX_V1.id())
+                        .bind(crate::FEATURE_SET.id())
                         .bind(key_time_ns(f.time_msc, f.seq))
                         .bind(f.time_msc)
                         .bind(f.seq as i64)
@@ -167,7 +167,7 @@ impl HistoryStore for SqliteHistory {
     async fn features(&self, symbol: &Symbol, range: TimeRange) -> Result<Vec<FeatureVectorRecord>, StoreError> {
         let (from, to) = range.ns_bounds();
         let rows = sqlx::query("SELECT time_msc, seq, mid, vals, chain_id FROM features WHERE symbol = ? AND feature_set = ? AND time_ns >= ? AND time_ns < ? ORDER BY time_ns LIMIT ?")
-            .bind(symbol.as_str()).bind(crate::FX_V1.id()).bind(from).bind(to).bind(limit(range))
+            .bind(symbol.as_str()).bind(crate::FEATURE_SET.id()).bind(from).bind(to).bind(limit(range))
             .fetch_all(&self.pool).await.map_err(|e| self.error(e))?;
         rows.iter()
             .map(|row| {
