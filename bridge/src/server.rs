@@ -68,6 +68,9 @@ pub struct BridgeConfig {
     /// How long an order may go unanswered on a live connection before its outcome is declared
     /// unknown and the terminal is asked for its books (SYNC), which settle it. Never resent.
     pub order_timeout: Duration,
+    /// The chain-id prefix; `None` draws a random one. A replay fixes it, so that its chain ids,
+    /// and the canary split made from them, are the same every run.
+    pub chain_prefix: Option<u64>,
 }
 
 impl Default for BridgeConfig {
@@ -82,6 +85,7 @@ impl Default for BridgeConfig {
             resend_timeout: Duration::from_secs(2),
             reconcile_every: Duration::from_secs(60),
             order_timeout: Duration::from_secs(30),
+            chain_prefix: None,
         }
     }
 }
@@ -154,11 +158,12 @@ impl Bridge {
     /// A bridge sending to `outputs` and recording spans into `chain_log`.
     pub fn new(config: BridgeConfig, outputs: BridgeOutputs, chain_log: Arc<ChainLog>) -> Self {
         let router = OrderRouter::new(outputs.events.clone());
+        let chain_ids = config.chain_prefix.map_or_else(ChainIdGenerator::new, ChainIdGenerator::with_prefix);
         Self {
             config: Arc::new(config),
             outputs,
             router,
-            chain_ids: Arc::new(ChainIdGenerator::new()),
+            chain_ids: Arc::new(chain_ids),
             chain_log,
             stats: Arc::default(),
             sessions: Arc::default(),

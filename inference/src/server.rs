@@ -121,7 +121,56 @@ pub struct ModelStats {
 struct Job {
     input: Vec<f32>,
     batch: usize,
-    reply: oneshot::Sender<(Result<Vec<f32>, InferenceError>, u64)>,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// A job's answer, the time its execution took, and whether it counts that execution (the
+/// first job of a micro-batch does; the others rode along).
+type Outcome = (Result<Vec<f32>, InferenceError>, u64, bool);
+
+fn elapsed_ns(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Runs queued jobs: alone if one, otherwise the well-formed ones as one batch (a malformed
+/// one runs alone, so that its error is its own).
+fn run_jobs(session: &mut Model, mut jobs: Vec<Job>) {
+    if jobs.len() == 1 {
+        let job = jobs.remove(0);
+        let start = Instant::now();
+        let result = session.infer(&job.input, job.batch);
+        let _ = job.reply.send((result, elapsed_ns(start), true));
+        return;
+    }
+    let features = session.signature().features;
+    let (good, bad): (Vec<Job>, Vec<Job>) = jobs
+        .into_iter()
+        .partition(|j| j.batch > 0 && j.input.len() == j.batch * features && j.input.iter().all(|v| v.is_finite()));
+    for job in bad {
+        let start = Instant::now();
+        let result = session.infer(&job.input, job.batch);
+        let _ = job.reply.send((result, elapsed_ns(start), true));
+    }
+    if good.is_empty() {
+        return;
+    }
+    let rows: usize = good.iter().map(|j| j.batch).sum();
+    let mut input = Vec::with_capacity(rows * features);
+    for job in &good {
+        input.extend_from_slice(&job.input);
+    }
+    let start = Instant::now();
+    let result = session.infer(&input, rows);
+    let compute = elapsed_ns(start);
+    let mut offset = 0;
+    for (k, job) in good.into_iter().enumerate() {
+        let answer = match &result {
+            Ok(probabilities) => Ok(probabilities[offset * 2..(offset + job.batch) * 2].to_vec()),
+            Err(error) => Err(InferenceError::Run(error.to_string())),
+        };
+        offset += job.batch;
+        let _ = job.reply.send((answer, compute, k == 0));
+    }
 }
 
 /// One model version taking traffic.
@@ -147,7 +196,8 @@ impl LoadedModel {
         &self.name
     }
 
-    /// Version: the load generation (1 for the first load, 2 after a reload...).
+    /// Version: the registry version when installed from the registry, otherwise the load
+    /// generation (1 for the first load, 2 after a reload...).
     pub fn version(&self) -> &str {
         &self.version
     }
@@ -164,16 +214,18 @@ impl LoadedModel {
         let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
         let stopped = || ServeError::Stopped(self.name.clone());
         self.workers[worker].send(Job { input, batch, reply }).map_err(|_| stopped())?;
-        let (result, compute_ns) = answer.await.map_err(|_| stopped())?;
+        let (result, compute_ns, executed) = answer.await.map_err(|_| stopped())?;
         let elapsed = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let stats = &self.stats;
         match &result {
             Ok(_) => {
                 stats.success_count.fetch_add(1, Ordering::Relaxed);
                 stats.success_ns.fetch_add(elapsed, Ordering::Relaxed);
-                stats.compute_ns.fetch_add(compute_ns, Ordering::Relaxed);
                 stats.inference_count.fetch_add(batch as u64, Ordering::Relaxed);
-                stats.execution_count.fetch_add(1, Ordering::Relaxed);
+                if executed {
+                    stats.compute_ns.fetch_add(compute_ns, Ordering::Relaxed);
+                    stats.execution_count.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Err(_) => {
                 stats.fail_count.fetch_add(1, Ordering::Relaxed);
@@ -204,6 +256,7 @@ pub struct ModelServer {
     runtime: OnnxRuntime,
     repository: ModelRepository,
     workers: usize,
+    max_batch: usize,
     loaded: RwLock<HashMap<String, Arc<LoadedModel>>>,
     generations: RwLock<HashMap<String, u64>>,
     failures: RwLock<HashMap<String, String>>,
@@ -222,10 +275,18 @@ impl ModelServer {
             runtime,
             repository,
             workers: workers.max(1),
+            max_batch: 1,
             loaded: RwLock::default(),
             generations: RwLock::default(),
             failures: RwLock::default(),
         }
+    }
+
+    /// Lets each worker run up to `rows` queued rows as one execution (micro-batching); 1, the
+    /// default, runs every request alone. Applies to versions loaded afterwards.
+    pub fn with_max_batch(mut self, rows: usize) -> Self {
+        self.max_batch = rows.max(1);
+        self
     }
 
     /// The loaded version of `name` (any version if `version` is empty).
@@ -246,7 +307,27 @@ impl ModelServer {
     /// `spawn_blocking`. On failure the old version keeps serving and the error is kept for the
     /// index.
     pub fn load(&self, name: &str) -> Result<Arc<LoadedModel>, ServeError> {
-        let result = self.build(name);
+        let result = self.repository.bytes(name).and_then(|bytes| {
+            let generation = {
+                let mut generations = self.generations.write();
+                let g = generations.entry(name.to_owned()).or_default();
+                *g += 1;
+                *g
+            };
+            self.build(name, &generation.to_string(), &bytes)
+        });
+        self.swap_in(name, result)
+    }
+
+    /// Loads `bytes` as version `version` of `name` (a registry version), the same way as
+    /// [`ModelServer::load`]: built completely, then swapped in; on failure the old version
+    /// keeps serving. Blocking.
+    pub fn install(&self, name: &str, version: &str, bytes: &[u8]) -> Result<Arc<LoadedModel>, ServeError> {
+        let result = self.build(name, version, bytes);
+        self.swap_in(name, result)
+    }
+
+    fn swap_in(&self, name: &str, result: Result<Arc<LoadedModel>, ServeError>) -> Result<Arc<LoadedModel>, ServeError> {
         match &result {
             Ok(model) => {
                 self.failures.write().remove(name);
@@ -261,31 +342,36 @@ impl ModelServer {
         result
     }
 
-    fn build(&self, name: &str) -> Result<Arc<LoadedModel>, ServeError> {
-        let bytes = self.repository.bytes(name)?;
+    fn build(&self, name: &str, version: &str, bytes: &[u8]) -> Result<Arc<LoadedModel>, ServeError> {
         let load_error = |e: InferenceError| ServeError::Load { model: name.to_owned(), reason: e.to_string() };
         let mut sessions = Vec::with_capacity(self.workers);
         for _ in 0..self.workers {
-            sessions.push(Model::from_bytes(&self.runtime, name, &bytes).map_err(load_error)?);
+            sessions.push(Model::from_bytes(&self.runtime, name, bytes).map_err(load_error)?);
         }
         let signature = sessions[0].signature().clone();
-        let generation = {
-            let mut generations = self.generations.write();
-            let g = generations.entry(name.to_owned()).or_default();
-            *g += 1;
-            *g
-        };
         let mut workers = Vec::with_capacity(sessions.len());
         for (i, mut session) in sessions.into_iter().enumerate() {
             let (tx, rx) = std::sync::mpsc::channel::<Job>();
+            let max_batch = self.max_batch;
             std::thread::Builder::new()
                 .name(format!("mtml-infer-{name}-{i}"))
                 .spawn(move || {
-                    while let Ok(job) = rx.recv() {
-                        let start = Instant::now();
-                        let result = session.infer(&job.input, job.batch);
-                        let compute = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                        let _ = job.reply.send((result, compute));
+                    while let Ok(first) = rx.recv() {
+                        let mut jobs = vec![first];
+                        let mut rows = jobs[0].batch;
+                        // Micro-batching: whatever is already queued, up to `max_batch` rows, runs
+                        // as one execution. Nothing waits for company: an idle server runs each
+                        // request alone at once.
+                        while rows < max_batch {
+                            match rx.try_recv() {
+                                Ok(job) => {
+                                    rows += job.batch;
+                                    jobs.push(job);
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        run_jobs(&mut session, jobs);
                     }
                 })
                 .map_err(|e| ServeError::Load { model: name.to_owned(), reason: format!("cannot start a worker: {e}") })?;
@@ -293,7 +379,7 @@ impl ModelServer {
         }
         Ok(Arc::new(LoadedModel {
             name: name.to_owned(),
-            version: generation.to_string(),
+            version: version.to_owned(),
             signature,
             workers,
             next: AtomicUsize::new(0),

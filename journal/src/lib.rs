@@ -192,7 +192,9 @@ impl Journal {
         DRIVERS.call_once(install_default_drivers);
         // An in-memory SQLite database lives as long as its one connection.
         let max = if url.contains(":memory:") { 1 } else { 4 };
-        let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
+        // No idle timeout or lifetime: then sqlx runs no reaper task, whose race on its idle
+        // count can spin a runtime thread at 100% (launchbadge/sqlx#3645).
+        let pool = AnyPoolOptions::new().max_connections(max).idle_timeout(None).max_lifetime(None).connect(url).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
     }

@@ -69,12 +69,10 @@ async fn run(client: &GrpcInferenceServiceClient<Channel>, input: &str, call: Ca
     (total, per_second)
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> anyhow::Result<()> {
-    let requests: usize = std::env::args().nth(1).map_or(Ok(20_000), |a| a.parse())?;
-    let config = Config::defaults();
-    let runtime = mtml::app::load_runtime(&config)?;
-    let server = Arc::new(mtml::app::model_server(&runtime, &config)?);
+/// The configured model served over the protocol on a free port: the server, a client, and the
+/// model's input name.
+async fn serve(runtime: &mtml_inference::OnnxRuntime, config: &Config) -> anyhow::Result<(Arc<mtml_inference::ModelServer>, GrpcInferenceServiceClient<Channel>, String)> {
+    let server = Arc::new(mtml::app::model_server(runtime, config)?);
     server.load("fx-direction")?;
     let input = server.get("fx-direction", "")?.signature().input.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -85,6 +83,15 @@ async fn main() -> anyhow::Result<()> {
             .serve_with_incoming(mtml::app::grpc_incoming(listener)),
     );
     let client = GrpcInferenceServiceClient::connect(format!("http://{addr}")).await?;
+    Ok((server, client, input))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let requests: usize = std::env::args().nth(1).map_or(Ok(20_000), |a| a.parse())?;
+    let config = Config::defaults();
+    let runtime = mtml::app::load_runtime(&config)?;
+    let (_server, client, input) = serve(&runtime, &config).await?;
 
     // Raw ONNX Runtime, one session, same input.
     let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::app::EMBEDDED_MODEL)?;
@@ -116,6 +123,54 @@ async fn main() -> anyhow::Result<()> {
         row("bare tonic round trip (ServerLive)", in_flight, &h, rate);
         let (h, rate) = run(&client, &input, Call::Infer, requests, in_flight).await;
         row("ModelInfer, raw FP32 [1, features]", in_flight, &h, rate);
+    }
+    micro_batching(&runtime, requests).await
+}
+
+/// Where micro-batching pays: the raw cost per row at batch sizes 1 to 64 for both shipped
+/// models, then ModelInfer at 16 in flight with `max_batch` 1 and 16.
+async fn micro_batching(runtime: &mtml_inference::OnnxRuntime, requests: usize) -> anyhow::Result<()> {
+    let models_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let row: Vec<f32> = (0..mtml_feature_store::FEATURE_COUNT).map(|i| (i as f32 - 6.0) * 0.01).collect();
+    println!();
+    println!("| model | batch | µs per call | µs per row |");
+    println!("|---|---:|---:|---:|");
+    for version in [1, 2] {
+        let bytes = std::fs::read(models_dir.join(format!("fx-direction-v{version}.onnx")))?;
+        let mut model = Model::from_bytes(runtime, "fx-direction", &bytes)?;
+        for batch in [1usize, 4, 16, 64] {
+            let input: Vec<f32> = row.iter().copied().cycle().take(row.len() * batch).collect();
+            let calls = (requests / batch).max(200);
+            let start = Instant::now();
+            for _ in 0..calls {
+                model.infer(&input, batch)?;
+            }
+            let per_call = start.elapsed().as_secs_f64() * 1e6 / calls as f64;
+            println!("| v{version} | {batch} | {per_call:.2} | {:.2} |", per_call / batch as f64);
+        }
+    }
+    println!();
+    println!("| model | max_batch | in flight | p50 µs | p99 µs | requests/s | rows per execution |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for version in [1, 2] {
+        for max_batch in [1, 16] {
+            let mut config = Config::defaults();
+            config.model.path = Some(models_dir.join(format!("fx-direction-v{version}.onnx")));
+            config.model.max_batch = max_batch;
+            let (server, client, input) = serve(runtime, &config).await?;
+            run(&client, &input, Call::Infer, 1_000, 4).await;
+            let loaded = server.get("fx-direction", "")?;
+            let (rows0, executions0) = (loaded.stats.inference_count.load(std::sync::atomic::Ordering::Relaxed), loaded.stats.execution_count.load(std::sync::atomic::Ordering::Relaxed));
+            let (h, rate) = run(&client, &input, Call::Infer, requests, 16).await;
+            let rows = loaded.stats.inference_count.load(std::sync::atomic::Ordering::Relaxed) - rows0;
+            let executions = loaded.stats.execution_count.load(std::sync::atomic::Ordering::Relaxed) - executions0;
+            println!(
+                "| v{version} | {max_batch} | 16 | {:.1} | {:.1} | {rate:.0} | {:.2} |",
+                h.value_at_quantile(0.5) as f64 / 1000.0,
+                h.value_at_quantile(0.99) as f64 / 1000.0,
+                rows as f64 / executions.max(1) as f64
+            );
+        }
     }
     Ok(())
 }

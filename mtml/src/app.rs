@@ -16,6 +16,7 @@ use mtml_core::{ChainId, ChainLog, Side, Symbol};
 use mtml_decision::{DecisionConfig, DecisionEngine, Execution, Position, RecoveredOrder, RiskEngine, RiskLimits};
 use mtml_journal::{Journal, OrderRow};
 use mtml_inference::{Model, ModelRepository, ModelServer, OnnxRuntime};
+use mtml_registry::Registry;
 use mtml_ingestion::grpc::{IngestionService, forward_ticks};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -31,6 +32,8 @@ use crate::remote::forward_orders;
 use crate::prediction::PredictionService;
 use crate::features_api::FeaturesService;
 use crate::stores::Stores;
+use crate::model_admin::ModelAdminService;
+use crate::rollout::{CompareSettings, Comparison, Models, RolloutFollower, Serving, Slot, build_models};
 
 /// The model built into the binary: trained by `cargo xtask train` on the shared EURUSD ticks
 /// (see models/README.md). Used when no model path is configured.
@@ -59,6 +62,40 @@ pub fn load_model(runtime: &OnnxRuntime, config: &Config) -> anyhow::Result<Mode
     Ok(model)
 }
 
+/// The models the pipeline starts with: with `model.from_registry`, the registry's champion and
+/// challenger of `model.name` (what is served, and the champion's bytes for the protocol);
+/// otherwise, or before anything is promoted, the configured or embedded model alone.
+pub async fn starting_models(
+    runtime: &OnnxRuntime,
+    config: &Config,
+    registry: Option<&Registry>,
+) -> anyhow::Result<(Models, Serving, Option<(i64, Vec<u8>)>)> {
+    let configured = || -> anyhow::Result<Models> {
+        let source = if config.model.path.is_some() { "file" } else { "embedded" };
+        let slot = Slot { label: format!("{}:{source}", config.model.name), born_ms: None, model: load_model(runtime, config)? };
+        Ok(Models::champion_only(slot))
+    };
+    let Some(registry) = registry else { return Ok((configured()?, Serving::default(), None)) };
+    let name = &config.model.name;
+    let state = registry.rollout_state(name).await?;
+    let Some(champion) = state.champion else {
+        tracing::warn!(model = %name, "model.from_registry: nothing promoted yet; the configured model serves until a version is");
+        return Ok((configured()?, Serving::default(), None));
+    };
+    let champion_row = registry.show(name, Some(champion)).await?;
+    let champion_bytes = registry.onnx(name, champion).await?;
+    let challenger = match &state.challenger {
+        Some(c) => Some((registry.show(name, Some(c.version)).await?, registry.onnx(name, c.version).await?)),
+        None => None,
+    };
+    // At start there is nothing older to keep serving: a champion that does not load stops the
+    // start, rather than trading on a model nobody chose.
+    let models = build_models(runtime, &state, (&champion_row, &champion_bytes), challenger.as_ref().map(|(r, b)| (r, b.as_slice())))
+        .with_context(|| format!("starting with {name}'s registry rollout (revision {})", state.revision))?;
+    let serving = Serving { revision: state.revision, error: None, failed_revision: 0 };
+    Ok((models, serving, Some((champion, champion_bytes))))
+}
+
 /// The models the Open Inference Protocol serves: the live model under its name, and the
 /// configured repository folder.
 pub fn model_server(runtime: &OnnxRuntime, config: &Config) -> anyhow::Result<ModelServer> {
@@ -70,7 +107,7 @@ pub fn model_server(runtime: &OnnxRuntime, config: &Config) -> anyhow::Result<Mo
         in_memory: [(config.model.name.clone(), live)].into_iter().collect(),
         dir: config.model.repository.clone(),
     };
-    Ok(ModelServer::new(runtime.clone(), repository, config.model.workers))
+    Ok(ModelServer::new(runtime.clone(), repository, config.model.workers).with_max_batch(config.model.max_batch))
 }
 
 /// The connections a gRPC server accepts, with Nagle's algorithm off: small request and answer
@@ -107,6 +144,9 @@ pub struct App {
     forwarder_task: Option<JoinHandle<()>>,
     order_forwarder_task: Option<JoinHandle<()>>,
     journal_task: JoinHandle<u64>,
+    follower_task: Option<JoinHandle<()>>,
+    /// Follows the registry's rollout of the model, with `model.from_registry`.
+    pub follower: Option<Arc<RolloutFollower>>,
     commands: mpsc::UnboundedSender<PipelineCommand>,
     pipeline: std::thread::JoinHandle<PipelineOutcome>,
 }
@@ -126,7 +166,16 @@ impl App {
         runtime: &OnnxRuntime,
         listeners: Listeners,
     ) -> anyhow::Result<Self> {
-        let pipeline_model = load_model(runtime, config)?;
+        let registry = if config.model.from_registry {
+            Some(
+                Registry::open(&config.registry.url)
+                    .await
+                    .with_context(|| format!("opening the model registry at {}", config.registry.url))?,
+            )
+        } else {
+            None
+        };
+        let (pipeline_models, serving, registry_champion) = starting_models(runtime, config, registry.as_ref()).await?;
         let symbols: Vec<Symbol> = config.pipeline.symbols.iter().map(|s| Symbol::new(s)).collect();
         let chain_log = Arc::new(ChainLog::default());
         let progress = Arc::new(PipelineProgress::default());
@@ -170,6 +219,7 @@ impl App {
             reconcile_every: config.bridge.reconcile_every,
             order_timeout: config.bridge.order_timeout,
             backpressure: config.bridge.backpressure,
+            chain_prefix: config.bridge.chain_prefix,
             ..BridgeConfig::default()
         };
         let outputs = BridgeOutputs { ticks: bridge_ticks, events: bridge_events };
@@ -194,11 +244,31 @@ impl App {
 
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let mut grpc_task = None;
+        let mut follower = None;
         if let Some(listener) = listeners.grpc {
             let models = Arc::new(model_server(runtime, config)?);
             let live_name = config.model.name.clone();
             let loader = Arc::clone(&models);
-            tokio::task::spawn_blocking(move || loader.load(&live_name)).await??;
+            tokio::task::spawn_blocking(move || match registry_champion {
+                Some((version, bytes)) => loader.install(&live_name, &version.to_string(), &bytes),
+                None => loader.load(&live_name),
+            })
+            .await??;
+            let server_models = Some(Arc::clone(&models));
+            if let Some(registry) = &registry {
+                follower = Some(Arc::new(RolloutFollower::new(
+                    registry.clone(),
+                    runtime.clone(),
+                    config.model.name.clone(),
+                    commands_tx.clone(),
+                    server_models.clone(),
+                    serving.clone(),
+                ).with_gate(config.model.gate)));
+            }
+            let managed = registry.is_some().then(|| config.model.name.clone());
+            let admin = registry
+                .as_ref()
+                .map(|r| ModelAdminService::new(r.clone(), runtime.clone(), follower.clone(), commands_tx.clone()));
             let prediction =
                 PredictionService::live(Arc::clone(&stores.online), Arc::clone(&models), config.model.name.clone());
             let features = FeaturesService::new(&stores, symbols.iter().cloned());
@@ -209,13 +279,28 @@ impl App {
                 .add_service(prediction.into_server())
                 .add_service(features.into_server())
                 .add_service(AdminService::new(commands_tx.clone()).into_server())
-                .add_service(OipService::new(models).into_server())
+                .add_service(OipService::new(models).with_managed(managed).into_server())
+                .add_optional_service(admin.map(ModelAdminService::into_server))
                 .add_optional_service(bridge_service.map(BridgeService::into_server));
             grpc_task = Some(tokio::spawn(
                 router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()),
             ));
         }
         drop(pipeline_tx);
+        // Without a gRPC server the follower still follows the registry for the pipeline.
+        if follower.is_none()
+            && let Some(registry) = &registry
+        {
+            follower = Some(Arc::new(RolloutFollower::new(
+                registry.clone(),
+                runtime.clone(),
+                config.model.name.clone(),
+                commands_tx.clone(),
+                None,
+                serving.clone(),
+            ).with_gate(config.model.gate)));
+        }
+        let follower_task = follower.clone().map(|f| f.spawn(config.model.registry_poll, shutdown.clone()));
 
         let journal = Journal::open(&config.journal.url)
             .await
@@ -239,11 +324,20 @@ impl App {
         let (journal_tx, journal_rx) = mpsc::unbounded_channel();
         let journal_task = mtml_journal::spawn_writer(journal, journal_rx);
 
+        let compare = CompareSettings {
+            horizon_ms: config.model.compare_horizon_ms,
+            buy_above: config.decision.buy_above,
+            sell_below: config.decision.sell_below,
+        };
         let pipeline = Pipeline {
             featurizer: Featurizer::new(symbols.clone(), config.pipeline.backwards_tolerance_ms, &wider_bars(config)),
             online: stores.online_writer.clone(),
             history: stores.history_writer.clone(),
-            model: pipeline_model,
+            comparison: Comparison::for_models(&pipeline_models, compare),
+            models: pipeline_models,
+            compare,
+            max_model_age_ms: (config.model.max_age_days > 0)
+                .then(|| i64::try_from(config.model.max_age_days).unwrap_or(i64::MAX / 86_400_000) * 86_400_000),
             decision: DecisionEngine::new(DecisionConfig {
                 buy_above: config.decision.buy_above,
                 sell_below: config.decision.sell_below,
@@ -294,6 +388,8 @@ impl App {
             forwarder_task,
             order_forwarder_task,
             journal_task,
+            follower_task,
+            follower,
             commands: commands_tx,
             pipeline,
         })
@@ -319,6 +415,9 @@ impl App {
     /// forwarder. Returns what the pipeline knew.
     pub async fn stop(self) -> anyhow::Result<PipelineOutcome> {
         self.shutdown.cancel();
+        if let Some(task) = self.follower_task {
+            task.await.context("rollout follower task")?;
+        }
         self.bridge_task.await.context("bridge task")?;
         if let Some(task) = self.forwarder_task {
             task.await.context("tick forwarder task")?;

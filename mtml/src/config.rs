@@ -105,6 +105,8 @@ pub struct BridgeSettings {
     pub backpressure: mtml_bridge::Backpressure,
     /// Windows named pipe to serve terminals on besides TCP (`\\.\pipe\NAME`); `None` for none.
     pub pipe_name: Option<String>,
+    /// Fixed chain-id prefix (replays set it, so their chain ids repeat); not read from files.
+    pub chain_prefix: Option<u64>,
 }
 
 /// `[grpc]`.
@@ -142,6 +144,22 @@ pub struct ModelSettings {
     pub repository: Option<PathBuf>,
     /// ONNX Runtime sessions (worker threads) per model version served over the protocol.
     pub workers: usize,
+    /// Rows a protocol worker may run as one execution from requests already queued
+    /// (micro-batching); 1 runs each request alone.
+    pub max_batch: usize,
+    /// Take the champion and challenger of `name` from the registry (and follow its rollout
+    /// changes) instead of `path` or the embedded model; the embedded model serves until a
+    /// version is promoted.
+    pub from_registry: bool,
+    /// How often to look for rollout changes in the registry.
+    pub registry_poll: Duration,
+    /// Horizon over which the champion/challenger comparison scores signals, ms.
+    pub compare_horizon_ms: i64,
+    /// A model registered longer ago than this is flagged to risk, which then refuses orders
+    /// (the stale-model guard); 0 for no limit.
+    pub max_age_days: u64,
+    /// The automatic promotion and rollback gate of a rollout, if on (`gate = true`).
+    pub gate: Option<crate::rollout::Gate>,
 }
 
 /// `[decision]`.
@@ -270,6 +288,7 @@ impl Config {
                 order_timeout: Duration::from_secs(x.positive("bridge", "order_timeout_secs", 30)),
                 symbol_map: x.string_map("bridge", "symbol_map"),
                 pipe_name: Some(x.string("bridge", "pipe_name", "")).filter(|n| !n.is_empty()),
+                chain_prefix: None,
                 backpressure: match x.string("bridge", "backpressure", "block").as_str() {
                     "block" => mtml_bridge::Backpressure::Block,
                     "drop-newest" => mtml_bridge::Backpressure::DropNewest,
@@ -299,6 +318,22 @@ impl Config {
                 path: x.path("model", "path"),
                 repository: x.path("model", "repository"),
                 workers: usize::try_from(x.positive("model", "workers", 2)).unwrap_or(2),
+                max_batch: usize::try_from(x.positive("model", "max_batch", 1)).unwrap_or(1),
+                from_registry: x.boolean("model", "from_registry", false),
+                registry_poll: Duration::from_millis(x.positive("model", "registry_poll_ms", 1000)),
+                compare_horizon_ms: i64::try_from(x.positive("model", "compare_horizon_secs", 60)).unwrap_or(60) * 1000,
+                max_age_days: x.non_negative("model", "max_age_days", 0),
+                gate: {
+                    let on = x.boolean("model", "gate", false);
+                    let gate = crate::rollout::Gate {
+                        min_resolved: x.positive("model", "gate_min_resolved", 500),
+                        promote_hit_rate_gain: x.float("model", "gate_promote_hit_rate_gain", 0.01),
+                        promote_pnl_gain_bps: x.float("model", "gate_promote_pnl_gain_bps", 0.0),
+                        rollback_hit_rate_gain: x.float("model", "gate_rollback_hit_rate_gain", -0.02),
+                        max_psi: x.float("model", "gate_max_psi", 0.25),
+                    };
+                    on.then_some(gate)
+                },
             },
             decision: DecisionSettings {
                 buy_above: x.float("decision", "buy_above", 0.53) as f32,
@@ -463,6 +498,10 @@ impl Extract<'_> {
         self.typed(section, key, default.to_owned(), "a string", |v| v.as_str().map(str::to_owned))
     }
 
+    fn boolean(&mut self, section: &str, key: &str, default: bool) -> bool {
+        self.typed(section, key, default, "true or false", toml::Value::as_bool)
+    }
+
     fn float(&mut self, section: &str, key: &str, default: f64) -> f64 {
         self.typed(section, key, default, "a number", |v| {
             v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
@@ -531,6 +570,16 @@ mod tests {
 
     fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
         vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn the_configuration_in_the_readme_is_valid_and_gives_the_defaults() {
+        let readme = include_str!("../../README.md");
+        let block = readme.split("```toml\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a toml block");
+        let documented = Config::from_sources(Some(block), env(&[])).unwrap_or_else(|e| panic!("README's configuration: {e}"));
+        let defaults = Config::defaults();
+        assert_eq!(documented.model, defaults.model, "README's [model] shows the defaults");
+        assert_eq!(documented.features, defaults.features);
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //! - [`remote`]: execution reaching a bridge over gRPC.
 //! - [`replay`], [`export`], [`report`]: `mtml replay` and `mtml features export`.
 //! - [`journal_view`]: `mtml positions | orders | pnl`, reading the journal.
-//! - [`models_cmd`]: `mtml models upload | list | show`, the model registry.
+//! - [`models_cmd`]: `mtml models ...`, the model registry from the command line.
+//! - [`model_admin`]: the `mtml.v1.ModelAdmin` service (streamed upload, rollout, compare).
+//! - [`rollout`]: champion and challenger on the tick path, their comparison, and the
+//!   follower that applies the registry's rollout changes.
 //! - [`ea_install`]: `mtml ea install`, the expert advisor into MetaTrader data folders.
 
 pub mod admin;
@@ -22,12 +25,14 @@ pub mod export;
 pub mod features_api;
 pub mod featurize;
 pub mod journal_view;
+pub mod model_admin;
 pub mod models_cmd;
 pub mod oip;
 pub mod pipeline;
 pub mod prediction;
 pub mod remote;
 pub mod replay;
+pub mod rollout;
 pub mod report;
 pub mod stores;
 

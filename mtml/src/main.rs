@@ -79,7 +79,7 @@ enum Command {
     Reduce(StateArgs),
     /// Resume normal trading on a running instance.
     Resume(StateArgs),
-    /// The model registry: upload, list, show.
+    /// The model registry: upload, list, show, rollout, promote, rollback, compare.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
@@ -121,6 +121,19 @@ enum EaCommand {
     },
 }
 
+/// Where a models command acts: on a running instance (`--server`) or on the registry
+/// database of the configuration.
+#[derive(clap::Args)]
+struct Target {
+    /// A running instance's gRPC address (http://host:port): act through its ModelAdmin
+    /// service, which applies rollout changes there at once.
+    #[arg(long)]
+    server: Option<String>,
+    /// TOML configuration (for `registry.url`), when acting on the registry directly.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum ModelsCommand {
     /// Validate an ONNX model against the feature set and register it as a new version.
@@ -136,23 +149,65 @@ enum ModelsCommand {
         /// The sha256 the file must have.
         #[arg(long)]
         sha256: Option<String>,
-        /// TOML configuration (for `registry.url`).
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Every registered version.
     List {
-        /// TOML configuration (for `registry.url`).
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
     },
-    /// One version in full: NAME for the latest, NAME:VERSION for a given one.
+    /// One version in full, and the model's rollout: NAME (latest), NAME:VERSION,
+    /// NAME:champion or NAME:challenger.
     Show {
-        /// NAME or NAME:VERSION.
+        /// NAME[:VERSION | :champion | :challenger].
         spec: String,
-        /// TOML configuration (for `registry.url`).
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Put NAME:VERSION on trial beside the champion: as a shadow (recorded, never acted on) or
+    /// a canary (acted on for a share of chains, split by chain id).
+    Rollout {
+        /// NAME:VERSION.
+        spec: String,
+        /// Run beside the champion on the same inputs; never acted on.
+        #[arg(long, conflicts_with = "canary")]
+        shadow: bool,
+        /// Act on this percentage of chains (1 to 100).
+        #[arg(long, value_name = "PERCENT")]
+        canary: Option<u8>,
+        /// With --canary: only these symbols (comma separated).
+        #[arg(long, value_delimiter = ',', requires = "canary")]
+        symbols: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make NAME:VERSION the champion.
+    Promote {
+        /// NAME:VERSION.
+        spec: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Undo the latest step of NAME: withdraw its challenger, or without one restore the
+    /// champion before the last promote.
+    Rollback {
+        /// NAME.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Champion against challenger on a running instance's traffic: agreement, probability
+    /// shift, latency, hit rate and signal PnL.
+    Compare {
+        /// NAME.
+        name: String,
+        /// The running instance (http://host:port).
         #[arg(long)]
-        config: Option<PathBuf>,
+        server: String,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -194,6 +249,128 @@ async fn set_state(args: StateArgs, state: mtml_proto::v1::TradingState) -> anyh
     let now = mtml_proto::v1::TradingState::try_from(reply.into_inner().state)
         .map_or("UNKNOWN".to_owned(), |s| s.as_str_name().trim_start_matches("TRADING_STATE_").to_owned());
     println!("trading state: {now}");
+    Ok(())
+}
+
+fn actor() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `mtml models ...`: through a running instance with `--server`, else on the registry.
+async fn models(command: ModelsCommand) -> anyhow::Result<()> {
+    use mtml::models_cmd::{admin_client, rollout_text, status_error};
+    use mtml_proto::v1;
+    let local_status = |state: &mtml_registry::RolloutState, message: String| {
+        mtml::model_admin::rollout_status(state, message, &mtml::rollout::Serving::default())
+    };
+    match command {
+        ModelsCommand::Upload { file, name, metadata, sha256, target } => {
+            let upload = mtml::models_cmd::Upload { file: &file, name: &name, metadata: metadata.as_deref(), sha256: sha256.as_deref() };
+            let (version, sha, size) = match &target.server {
+                Some(server) => {
+                    let v = mtml::models_cmd::upload_remote(server, upload, mtml::models_cmd::UPLOAD_CHUNK).await?;
+                    (v.version, v.sha256, v.size_bytes)
+                }
+                None => {
+                    let config = Config::load(target.config.as_deref())?;
+                    let runtime = mtml::app::load_runtime(&config)?;
+                    let row = mtml::models_cmd::upload(&runtime, &open_registry(&config).await?, upload).await?;
+                    (row.version.to_string(), row.sha256, u64::try_from(row.size_bytes).unwrap_or(0))
+                }
+            };
+            println!("registered {name}:{version} (sha256 {sha}, {size} bytes)");
+        }
+        ModelsCommand::List { target } => {
+            let rows = match &target.server {
+                Some(server) => {
+                    let list = admin_client(server).await?.list_models(v1::ListModelsRequest {}).await.map_err(status_error)?;
+                    list.into_inner().models.iter().map(mtml::models_cmd::row_from_proto).collect()
+                }
+                None => open_registry(&Config::load(target.config.as_deref())?).await?.list().await?,
+            };
+            print!("{}", mtml::models_cmd::list_table(&rows));
+        }
+        ModelsCommand::Show { spec, target } => {
+            let (row, status) = match &target.server {
+                Some(server) => {
+                    let shown = admin_client(server).await?.show_model(v1::ShowModelRequest { spec }).await.map_err(status_error)?.into_inner();
+                    (mtml::models_cmd::row_from_proto(&shown.version.unwrap_or_default()), shown.rollout.unwrap_or_default())
+                }
+                None => {
+                    let registry = open_registry(&Config::load(target.config.as_deref())?).await?;
+                    let (name, version) = mtml::models_cmd::split_spec(&spec);
+                    let version = registry.resolve(name, version).await?;
+                    (registry.show(name, Some(version)).await?, local_status(&registry.rollout_state(name).await?, String::new()))
+                }
+            };
+            print!("{}{}", mtml::models_cmd::show_text(&row), rollout_text(&status));
+        }
+        ModelsCommand::Rollout { spec, shadow, canary, symbols, target } => {
+            let (name, version) = mtml::models_cmd::parse_version_spec(&spec)?;
+            let route = match (shadow, canary) {
+                (true, None) => mtml_registry::Route::Shadow,
+                (false, Some(percent)) => mtml_registry::Route::Canary { percent, symbols },
+                _ => anyhow::bail!("say how {spec} takes traffic: --shadow, or --canary PERCENT [--symbols A,B]"),
+            };
+            let status = match &target.server {
+                Some(server) => {
+                    let route = match route {
+                        mtml_registry::Route::Shadow => v1::rollout_request::Route::Shadow(v1::Shadow {}),
+                        mtml_registry::Route::Canary { percent, symbols } => v1::rollout_request::Route::Canary(v1::Canary { percent: u32::from(percent), symbols }),
+                    };
+                    let request = v1::RolloutRequest { name: name.to_owned(), version, route: Some(route), actor: actor() };
+                    admin_client(server).await?.rollout(request).await.map_err(status_error)?.into_inner()
+                }
+                None => {
+                    let registry = open_registry(&Config::load(target.config.as_deref())?).await?;
+                    let described = route.to_string();
+                    let state = registry.start_rollout(name, version, route, &actor(), now_ms()).await?;
+                    local_status(&state, format!("{spec} on {described}"))
+                }
+            };
+            print!("{}", rollout_text(&status));
+        }
+        ModelsCommand::Promote { spec, target } => {
+            let (name, version) = mtml::models_cmd::parse_version_spec(&spec)?;
+            let status = match &target.server {
+                Some(server) => {
+                    let request = v1::PromoteRequest { name: name.to_owned(), version, actor: actor() };
+                    admin_client(server).await?.promote(request).await.map_err(status_error)?.into_inner()
+                }
+                None => {
+                    let registry = open_registry(&Config::load(target.config.as_deref())?).await?;
+                    local_status(&registry.promote(name, version, &actor(), now_ms()).await?, format!("{spec} is the champion"))
+                }
+            };
+            print!("{}", rollout_text(&status));
+        }
+        ModelsCommand::Rollback { name, target } => {
+            let status = match &target.server {
+                Some(server) => {
+                    let request = v1::RollbackRequest { name: name.clone(), actor: actor() };
+                    admin_client(server).await?.rollback(request).await.map_err(status_error)?.into_inner()
+                }
+                None => {
+                    let registry = open_registry(&Config::load(target.config.as_deref())?).await?;
+                    let (outcome, state) = registry.rollback(&name, &actor(), now_ms()).await?;
+                    local_status(&state, outcome.to_string())
+                }
+            };
+            print!("{}", rollout_text(&status));
+        }
+        ModelsCommand::Compare { name, server, json } => {
+            let report = admin_client(&server).await?.compare_models(v1::CompareModelsRequest { name }).await.map_err(status_error)?.into_inner();
+            if json {
+                println!("{}", if report.active { report.report_json } else { "null".to_owned() });
+            } else {
+                print!("{}", report.report_text);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -302,31 +479,7 @@ fn main() -> anyhow::Result<()> {
                 print!("{}", mtml::ea_install::install(&terminal_dirs, &roots, dry_run, &bridge)?);
                 Ok(())
             }
-            Command::Models { command: ModelsCommand::Upload { file, name, metadata, sha256, config } } => {
-                let config = Config::load(config.as_deref())?;
-                let runtime = mtml::app::load_runtime(&config)?;
-                let registry = open_registry(&config).await?;
-                let upload = mtml::models_cmd::Upload {
-                    file: &file,
-                    name: &name,
-                    metadata: metadata.as_deref(),
-                    sha256: sha256.as_deref(),
-                };
-                let row = mtml::models_cmd::upload(&runtime, &registry, upload).await?;
-                println!("registered {}:{} (sha256 {}, {} bytes)", row.name, row.version, row.sha256, row.size_bytes);
-                Ok(())
-            }
-            Command::Models { command: ModelsCommand::List { config } } => {
-                let registry = open_registry(&Config::load(config.as_deref())?).await?;
-                print!("{}", mtml::models_cmd::list_table(&registry.list().await?));
-                Ok(())
-            }
-            Command::Models { command: ModelsCommand::Show { spec, config } } => {
-                let registry = open_registry(&Config::load(config.as_deref())?).await?;
-                let (name, version) = mtml::models_cmd::parse_spec(&spec)?;
-                print!("{}", mtml::models_cmd::show_text(&registry.show(name, version).await?));
-                Ok(())
-            }
+            Command::Models { command } => models(command).await,
             Command::Features { command: FeaturesCommand::Export { ticks, out, symbol } } => {
                 let rows = mtml::export::export_features(&ticks, symbol.as_deref(), &out)?;
                 println!("wrote {rows} rows of {} to {}", mtml_feature_store::FEATURE_SET.id(), out.display());

@@ -1,4 +1,6 @@
-//! `mtml models upload | list | show`: the model registry from the command line.
+//! `mtml models upload | list | show | rollout | promote | rollback | compare`: the model
+//! registry from the command line, on the registry database directly or, with `--server`,
+//! through a running instance's `ModelAdmin` service.
 //!
 //! An upload is validated before anything is stored: the file must load in ONNX Runtime (so a
 //! truncated file or something that is not ONNX is refused with the loader's reason), its input
@@ -12,6 +14,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use mtml_feature_store::FEATURE_SET;
 use mtml_inference::{Model, OnnxRuntime};
+use mtml_proto::v1::model_admin_client::ModelAdminClient;
 use mtml_registry::{NewVersion, Registry, VersionRow, sha256_hex};
 
 /// What to upload.
@@ -68,8 +71,53 @@ pub fn check_against_feature_set(model: &Model, require_declared: bool) -> Resul
     Ok(())
 }
 
-/// Validates and registers a model file; returns what was registered.
-pub async fn upload(runtime: &OnnxRuntime, registry: &Registry, upload: Upload<'_>) -> anyhow::Result<VersionRow> {
+/// A model's bytes to validate and register, wherever they came from (a file, a gRPC upload).
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    /// Name to register under.
+    pub name: String,
+    /// The ONNX file's bytes.
+    pub bytes: Vec<u8>,
+    /// Training metrics, a JSON object, or empty.
+    pub metrics_json: String,
+    /// Who uploads it.
+    pub uploaded_by: String,
+    /// What to call it in errors (a path, "upload of NAME").
+    pub label: String,
+}
+
+/// Validates a model (it loads, it takes the feature set this build computes, its metrics are
+/// a JSON object) and registers it; returns what was registered.
+pub async fn register(runtime: &OnnxRuntime, registry: &Registry, upload: UploadRequest) -> anyhow::Result<VersionRow> {
+    let model = Model::from_bytes(runtime, &upload.name, &upload.bytes)
+        .with_context(|| format!("{} is not a model mtml can serve", upload.label))?;
+    check_against_feature_set(&model, true).map_err(|reason| anyhow::anyhow!("refused: {reason}"))?;
+    let metrics = if upload.metrics_json.trim().is_empty() {
+        "{}".to_owned()
+    } else {
+        let value: serde_json::Value = serde_json::from_str(&upload.metrics_json)
+            .with_context(|| format!("{}: metadata is not JSON", upload.label))?;
+        anyhow::ensure!(value.is_object(), "{}: metadata must be a JSON object", upload.label);
+        value.to_string()
+    };
+    let signature = model.signature();
+    let uploaded_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let new = NewVersion {
+        name: upload.name,
+        input_name: signature.input.clone(),
+        features: i64::try_from(signature.features).unwrap_or(i64::MAX),
+        output_name: signature.probabilities.clone(),
+        feature_set: signature.feature_set.clone().unwrap_or_default(),
+        metrics,
+        uploaded_by: upload.uploaded_by,
+        uploaded_ms: i64::try_from(uploaded_ms).unwrap_or(i64::MAX),
+        onnx: upload.bytes,
+    };
+    Ok(registry.register(&new).await?)
+}
+
+/// Reads an upload's file and metadata, checking `--sha256` if given.
+pub fn read_upload(upload: &Upload<'_>) -> anyhow::Result<UploadRequest> {
     let bytes = std::fs::read(upload.file).with_context(|| format!("reading {}", upload.file.display()))?;
     let sha256 = sha256_hex(&bytes);
     if let Some(expected) = upload.sha256
@@ -77,33 +125,72 @@ pub async fn upload(runtime: &OnnxRuntime, registry: &Registry, upload: Upload<'
     {
         anyhow::bail!("{}: sha256 is {sha256}, not the {expected} given; refusing a damaged copy", upload.file.display());
     }
-    let model = Model::from_bytes(runtime, upload.name, &bytes)
-        .with_context(|| format!("{} is not a model mtml can serve", upload.file.display()))?;
-    check_against_feature_set(&model, true).map_err(|reason| anyhow::anyhow!("refused: {reason}"))?;
-    let metrics = match upload.metadata {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let value: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-            anyhow::ensure!(value.is_object(), "{}: metadata must be a JSON object", path.display());
-            value.to_string()
-        }
-        None => "{}".to_owned(),
+    let metrics_json = match upload.metadata {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => String::new(),
     };
-    let signature = model.signature();
-    let uploaded_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let new = NewVersion {
+    Ok(UploadRequest {
         name: upload.name.to_owned(),
-        input_name: signature.input.clone(),
-        features: i64::try_from(signature.features).unwrap_or(i64::MAX),
-        output_name: signature.probabilities.clone(),
-        feature_set: signature.feature_set.clone().unwrap_or_default(),
-        metrics,
+        bytes,
+        metrics_json,
         uploaded_by: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-        uploaded_ms: i64::try_from(uploaded_ms).unwrap_or(i64::MAX),
-        onnx: bytes,
+        label: upload.file.display().to_string(),
+    })
+}
+
+/// Validates and registers a model file in the registry directly; returns what was registered.
+pub async fn upload(runtime: &OnnxRuntime, registry: &Registry, upload: Upload<'_>) -> anyhow::Result<VersionRow> {
+    register(runtime, registry, read_upload(&upload)?).await
+}
+
+/// Chunk size of a streamed upload from the command line.
+pub const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// Streams an upload to a running instance's `ModelAdmin.UploadModel` in chunks of `chunk`
+/// bytes, with its size and sha256 in the header; the server checks both, validates and
+/// registers.
+pub async fn upload_remote(endpoint: &str, upload: Upload<'_>, chunk: usize) -> anyhow::Result<mtml_proto::v1::ModelVersion> {
+    use mtml_proto::v1::{UploadHeader, UploadModelChunk, upload_model_chunk::Part};
+    let request = read_upload(&upload)?;
+    let header = UploadHeader {
+        name: request.name.clone(),
+        metrics_json: request.metrics_json.clone(),
+        sha256: upload.sha256.map_or_else(|| sha256_hex(&request.bytes), str::to_owned),
+        size_bytes: request.bytes.len() as u64,
+        uploaded_by: request.uploaded_by.clone(),
     };
-    Ok(registry.register(&new).await?)
+    let mut chunks = vec![UploadModelChunk { part: Some(Part::Header(header)) }];
+    chunks.extend(request.bytes.chunks(chunk.max(1)).map(|c| UploadModelChunk { part: Some(Part::Data(c.to_vec())) }));
+    let mut client = admin_client(endpoint).await?;
+    Ok(client.upload_model(tokio_stream::iter(chunks)).await.map_err(status_error)?.into_inner())
+}
+
+/// A `ModelAdmin` client of a running instance.
+pub async fn admin_client(endpoint: &str) -> anyhow::Result<ModelAdminClient<tonic::transport::Channel>> {
+    ModelAdminClient::connect(endpoint.to_owned()).await.with_context(|| format!("connecting to {endpoint}"))
+}
+
+/// A gRPC refusal as an error that keeps the server's words.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}: {}", status.code().description(), status.message())
+}
+
+/// A version as the protocol carried it, for the same tables as the registry's rows.
+pub fn row_from_proto(v: &mtml_proto::v1::ModelVersion) -> VersionRow {
+    VersionRow {
+        name: v.name.clone(),
+        version: v.version.parse().unwrap_or(0),
+        sha256: v.sha256.clone(),
+        size_bytes: i64::try_from(v.size_bytes).unwrap_or(i64::MAX),
+        input_name: v.input_name.clone(),
+        features: i64::from(v.features),
+        output_name: v.output_name.clone(),
+        feature_set: v.feature_set.clone(),
+        metrics: v.metrics_json.clone(),
+        uploaded_by: v.uploaded_by.clone(),
+        uploaded_ms: v.uploaded_ms,
+        state: v.state.clone(),
+    }
 }
 
 /// The registry as a table.
@@ -144,13 +231,48 @@ pub fn show_text(row: &VersionRow) -> String {
     )
 }
 
-/// Parses `NAME[:VERSION]`.
-pub fn parse_spec(spec: &str) -> anyhow::Result<(&str, Option<i64>)> {
+/// Splits `NAME[:SPEC]` (SPEC: a version number, `champion` or `challenger`).
+pub fn split_spec(spec: &str) -> (&str, Option<&str>) {
     match spec.rsplit_once(':') {
-        Some((name, version)) => {
-            let version = version.parse().with_context(|| format!("{spec:?}: the version after ':' must be a number"))?;
-            Ok((name, Some(version)))
-        }
-        None => Ok((spec, None)),
+        Some((name, version)) => (name, Some(version)),
+        None => (spec, None),
     }
+}
+
+/// Parses `NAME:VERSION` where the version must be a number (rollout and promote).
+pub fn parse_version_spec(spec: &str) -> anyhow::Result<(&str, i64)> {
+    match split_spec(spec) {
+        (name, Some(version)) => {
+            let version = version.parse().with_context(|| format!("{spec:?}: the version after ':' must be a number"))?;
+            Ok((name, version))
+        }
+        (_, None) => anyhow::bail!("{spec:?}: give NAME:VERSION, for example fx-direction:2"),
+    }
+}
+
+/// A rollout status in words.
+pub fn rollout_text(status: &mtml_proto::v1::RolloutStatus) -> String {
+    let mut out = String::new();
+    if !status.message.is_empty() {
+        let _ = writeln!(out, "{}", status.message);
+    }
+    let champion = if status.champion == 0 { "none (the configured model serves)".to_owned() } else { status.champion.to_string() };
+    let _ = writeln!(out, "{}: champion {champion}", status.name);
+    if status.challenger != 0 {
+        let on = if status.route == "canary" {
+            let symbols = if status.symbols.is_empty() { "all symbols".to_owned() } else { status.symbols.join(",") };
+            format!("canary {}% of chains on {symbols}", status.percent)
+        } else {
+            "shadow (recorded, never acted on)".to_owned()
+        };
+        let _ = writeln!(out, "  challenger {} on {on}", status.challenger);
+    }
+    let _ = writeln!(out, "  registry revision {}", status.revision);
+    if status.serving_revision != 0 || !status.serving_error.is_empty() {
+        let _ = writeln!(out, "  this instance serves revision {}", status.serving_revision);
+    }
+    if !status.serving_error.is_empty() {
+        let _ = writeln!(out, "  NOT APPLIED here: {}", status.serving_error);
+    }
+    out
 }

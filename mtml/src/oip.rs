@@ -20,12 +20,30 @@ use tonic::{Request, Response, Status};
 pub struct OipService {
     server: Arc<ModelServer>,
     chain_ids: Arc<ChainIdGenerator>,
+    /// A model whose versions the registry's rollout decides (`model.from_registry`): the
+    /// repository calls may not load or unload it behind the rollout's back.
+    managed: Option<String>,
 }
 
 impl OipService {
     /// Serves the models of `server`.
     pub fn new(server: Arc<ModelServer>) -> Self {
-        Self { server, chain_ids: Arc::new(ChainIdGenerator::new()) }
+        Self { server, chain_ids: Arc::new(ChainIdGenerator::new()), managed: None }
+    }
+
+    /// Refuses repository loads and unloads of `name`, which follows the registry's rollout.
+    pub fn with_managed(mut self, name: Option<String>) -> Self {
+        self.managed = name;
+        self
+    }
+
+    fn refuse_managed(&self, name: &str) -> Result<(), Status> {
+        match &self.managed {
+            Some(managed) if managed == name => Err(Status::failed_precondition(format!(
+                "model {name:?} follows the registry's rollout: change it with `mtml models promote | rollout | rollback`"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// As a tonic service.
@@ -268,6 +286,7 @@ impl GrpcInferenceService for OipService {
         request: Request<oip::RepositoryModelLoadRequest>,
     ) -> Result<Response<oip::RepositoryModelLoadResponse>, Status> {
         let name = request.into_inner().model_name;
+        self.refuse_managed(&name)?;
         let server = Arc::clone(&self.server);
         // Creating sessions is blocking work: off the async runtime.
         tokio::task::spawn_blocking(move || server.load(&name))
@@ -281,7 +300,9 @@ impl GrpcInferenceService for OipService {
         &self,
         request: Request<oip::RepositoryModelUnloadRequest>,
     ) -> Result<Response<oip::RepositoryModelUnloadResponse>, Status> {
-        self.server.unload(&request.into_inner().model_name).map_err(status)?;
+        let name = request.into_inner().model_name;
+        self.refuse_managed(&name)?;
+        self.server.unload(&name).map_err(status)?;
         Ok(Response::new(oip::RepositoryModelUnloadResponse {}))
     }
 }

@@ -16,9 +16,9 @@ use mtml_core::{Bar, ChainLog, ExecutionEvent, Stage, Symbol, Tick};
 use mtml_decision::{
     AccountSnapshot, SizingInputs, DecisionEngine, Execution, ExecutionStats, Facts, OrderCheck, Position, RiskEngine, TradingState,
 };
-use mtml_feature_store::{HistoryPoint, HistoryWriter, OnlineWriter};
+use mtml_feature_store::{FeatureVector, HistoryPoint, HistoryWriter, OnlineWriter};
 use mtml_journal::Record;
-use mtml_inference::Model;
+use crate::rollout::{CompareSettings, Comparison, ComparisonReport, Models, Predicted};
 use mtml_ingestion::QuoteState;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
@@ -66,6 +66,16 @@ pub struct PipelineCounters {
     pub predictions: u64,
     /// Predictions that failed.
     pub inference_errors: u64,
+    /// Challenger predictions (during a rollout).
+    pub challenger_predictions: u64,
+    /// Of those, the ones acted on (a canary's share).
+    pub challenger_acted: u64,
+    /// Challenger predictions that failed (the champion's was used).
+    pub challenger_errors: u64,
+    /// Model sets swapped in while running (promote, rollout, rollback).
+    pub model_swaps: u64,
+    /// Orders refused because the model acted on was flagged stale.
+    pub stale_model_flags: u64,
     /// Target position changes.
     pub target_changes: u64,
     /// Orders refused by risk, by reason.
@@ -104,6 +114,18 @@ pub enum PipelineCommand {
         /// Where the answer goes.
         reply: tokio::sync::oneshot::Sender<TradingState>,
     },
+    /// Swap in a new champion and challenger, fully loaded, between two ticks.
+    SetModels {
+        /// The new set.
+        models: Box<Models>,
+        /// Answered once the set is in force.
+        reply: tokio::sync::oneshot::Sender<()>,
+    },
+    /// Report the champion/challenger comparison, if a challenger is on trial.
+    Compare {
+        /// Where the answer goes.
+        reply: tokio::sync::oneshot::Sender<Option<ComparisonReport>>,
+    },
 }
 
 /// Everything the pipeline knew when it stopped.
@@ -119,6 +141,10 @@ pub struct PipelineOutcome {
     pub last_mid: HashMap<Symbol, f64>,
     /// Bars still open at the end, closed by the flush.
     pub final_bars: Vec<Bar>,
+    /// Champion against challenger, if one was on trial at the end.
+    pub comparison: Option<ComparisonReport>,
+    /// The models serving at the end: the champion, and the challenger with its role.
+    pub models: String,
     /// The trading state at the end.
     pub trading_state: TradingState,
 }
@@ -155,8 +181,14 @@ pub struct Pipeline {
     pub online: OnlineWriter,
     /// Where ticks, bars and feature vectors go for history (never blocks), if kept.
     pub history: Option<HistoryWriter>,
-    /// The live model; this thread's own session.
-    pub model: Model,
+    /// The champion and, during a rollout, the challenger; this thread's own sessions.
+    pub models: Models,
+    /// Champion against challenger since the challenger came.
+    pub comparison: Option<Comparison>,
+    /// How the comparison scores signals.
+    pub compare: CompareSettings,
+    /// The stale-model guard: a model older than this (wall clock, ms) is flagged to risk.
+    pub max_model_age_ms: Option<i64>,
     /// Predictions to targets.
     pub decision: DecisionEngine,
     /// Pre-trade checks.
@@ -224,6 +256,8 @@ impl Pipeline {
                 positions: self.execution.positions().clone(),
                 last_mid: self.last_mid,
                 final_bars: self.featurizer.flush_bars(),
+                comparison: self.comparison.as_ref().map(Comparison::report),
+                models: self.models.describe(),
                 trading_state: self.risk.state(),
             }
         })
@@ -259,7 +293,27 @@ impl Pipeline {
             PipelineCommand::GetTradingState { reply } => {
                 let _ = reply.send(self.risk.state());
             }
+            PipelineCommand::SetModels { models, reply } => {
+                self.set_models(*models);
+                counters.model_swaps += 1;
+                let _ = reply.send(());
+            }
+            PipelineCommand::Compare { reply } => {
+                let _ = reply.send(self.comparison.as_ref().map(Comparison::report));
+            }
         }
+    }
+
+    /// Puts a new model set in force. The comparison carries on while champion, challenger and
+    /// role stay the same, and starts afresh when any of them changes.
+    pub fn set_models(&mut self, models: Models) {
+        let key = |m: &Models| m.challenger.as_ref().map(|c| (m.champion.label.clone(), c.slot.label.clone(), c.role.clone()));
+        let same = key(&models) == key(&self.models) && self.comparison.is_some();
+        if !same {
+            self.comparison = Comparison::for_models(&models, self.compare);
+        }
+        tracing::info!(models = %models.describe(), revision = models.revision, "models in force");
+        self.models = models;
     }
 
     fn record(&self, record: Record) {
@@ -431,6 +485,76 @@ impl Pipeline {
         self.progress.advanced.notify_waiters();
     }
 
+    /// The champion's prediction and, during a rollout, the challenger's on the same vector;
+    /// which one acts follows the challenger's role. `None` when the one to act failed.
+    fn predict(&mut self, tick: &Tick, vector: &FeatureVector, counters: &mut PipelineCounters) -> Option<Predicted> {
+        let x = vector.as_f32();
+        let started = monotonic_ns();
+        let champion = self.models.champion.model.predict(&x);
+        let champion_ns = monotonic_ns().saturating_sub(started);
+        let Some(challenger) = self.models.challenger.as_mut() else {
+            return match champion {
+                Ok(p) => {
+                    counters.predictions += 1;
+                    Some(Predicted { acted: p, by_challenger: false })
+                }
+                Err(error) => {
+                    counters.inference_errors += 1;
+                    tracing::warn!(chain_id = %tick.chain_id, %error, "inference failed");
+                    None
+                }
+            };
+        };
+        let started = monotonic_ns();
+        let trial = challenger.slot.model.predict(&x);
+        let challenger_ns = monotonic_ns().saturating_sub(started);
+        let wants = challenger.role.challenger_acts(tick.chain_id, &tick.symbol);
+        match (&champion, &trial) {
+            (Ok(a), Ok(b)) => {
+                counters.predictions += 1;
+                counters.challenger_predictions += 1;
+                counters.challenger_acted += u64::from(wants);
+                if let Some(comparison) = &mut self.comparison {
+                    comparison.record(&tick.symbol, tick.time_msc, vector.mid, (*a, champion_ns), (*b, challenger_ns), wants);
+                }
+                Some(if wants { Predicted { acted: *b, by_challenger: true } } else { Predicted { acted: *a, by_challenger: false } })
+            }
+            (Ok(a), Err(error)) => {
+                // A failing challenger never stops trading: the champion acts.
+                counters.predictions += 1;
+                counters.challenger_errors += 1;
+                tracing::warn!(chain_id = %tick.chain_id, %error, model = %challenger.slot.label, "challenger inference failed; the champion acts");
+                Some(Predicted { acted: *a, by_challenger: false })
+            }
+            (Err(error), Ok(b)) if wants => {
+                counters.inference_errors += 1;
+                counters.challenger_predictions += 1;
+                counters.challenger_acted += 1;
+                tracing::warn!(chain_id = %tick.chain_id, %error, "champion inference failed");
+                Some(Predicted { acted: *b, by_challenger: true })
+            }
+            (Err(error), _) => {
+                counters.inference_errors += 1;
+                tracing::warn!(chain_id = %tick.chain_id, %error, "champion inference failed");
+                None
+            }
+        }
+    }
+
+    /// The stale-model guard: why risk should refuse an order decided by the champion (or the
+    /// challenger), if its model is older than allowed.
+    fn model_flag(&self, by_challenger: bool) -> Option<String> {
+        let limit = self.max_model_age_ms?;
+        let slot = match (&self.models.challenger, by_challenger) {
+            (Some(c), true) => &c.slot,
+            _ => &self.models.champion,
+        };
+        let born = slot.born_ms?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let age = now - born;
+        (age > limit).then(|| format!("model {} is {:.1} days old, over the {:.1}-day limit", slot.label, age as f64 / 86_400_000.0, limit as f64 / 86_400_000.0))
+    }
+
     fn decide(
         &mut self,
         tick: &Tick,
@@ -446,22 +570,15 @@ impl Pipeline {
                 history.push(HistoryPoint::features(vector));
             }
         }
+        if let Some(comparison) = &mut self.comparison {
+            comparison.on_mid(&tick.symbol, tick.time_msc, tick.mid());
+        }
         let t = span(Stage::Features, start);
         let Some(vector) = features else { return };
         counters.feature_vectors += 1;
-        let prediction = self.model.predict(&vector.as_f32());
+        let Some(predicted) = self.predict(tick, &vector, counters) else { return };
+        let probability_up = predicted.acted;
         let t = span(Stage::Inference, t);
-        let probability_up = match prediction {
-            Ok(p) => p,
-            Err(error) => {
-                counters.inference_errors += 1;
-                tracing::warn!(chain_id = %tick.chain_id, %error, "inference failed");
-                return;
-            }
-        };
-        counters.predictions += 1;
-        // The live model is the only voter for now; shadow and canary models (model rollout)
-        // will add theirs.
         let inputs = SizingInputs { equity: self.equity, price: tick.mid(), atr_bps: vector.values[ATR_FEATURE] };
         let changed = self.decision.decide(&tick.symbol, &[probability_up], inputs, tick.time_msc);
         counters.target_changes += u64::from(changed.is_some());
@@ -487,7 +604,7 @@ impl Pipeline {
             mids: self.last_mid.clone(),
             open_orders: self.execution.in_flight_count(),
             feature_age_ms: tick.time_msc - vector.time_msc,
-            model_flag: None,
+            model_flag: self.model_flag(predicted.by_challenger),
             account: self.margin_account(),
         };
         let check = OrderCheck { symbol: &tick.symbol, signed_lots: delta, price: decision_price, now_ms: tick.time_msc };
@@ -503,6 +620,7 @@ impl Pipeline {
         };
         if let Err(rejection) = verdict {
             *counters.risk_rejections.entry(rejection.name()).or_default() += 1;
+            counters.stale_model_flags += u64::from(matches!(rejection, mtml_decision::RiskRejection::StaleModel { .. }));
             tracing::info!(chain_id = %tick.chain_id, %rejection, "order refused by risk");
             self.record(decision(format!("risk:{rejection}")));
             return;

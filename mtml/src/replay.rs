@@ -42,6 +42,9 @@ pub struct ReplayOptions {
     pub terminal_balance: Option<f64>,
 }
 
+/// Chain-id prefix of replays ("mtmlrepl"): their chain ids repeat from run to run.
+pub const REPLAY_CHAIN_PREFIX: u64 = u64::from_be_bytes(*b"mtmlrepl");
+
 /// Default of [`ReplayOptions::max_ahead`]: deep enough to keep the pipeline busy, shallow enough
 /// that a fill waits behind at most a millisecond or so of ticks.
 pub const DEFAULT_MAX_AHEAD: u64 = 8;
@@ -115,6 +118,8 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
         config.features.history_wal = std::env::temp_dir().join(format!("mtml-replay-{}-{n}.wal", std::process::id()));
     }
     config.bridge.token = format!("replay-{}", std::process::id());
+    // The same chain ids every run, so that a canary's split of the chains is reproducible.
+    config.bridge.chain_prefix = Some(REPLAY_CHAIN_PREFIX);
     let runtime = load_runtime(&config)?;
     let bridge = TcpListener::bind("127.0.0.1:0").await.context("binding the bridge")?;
     let grpc = match config.pipeline.transport {

@@ -9,6 +9,7 @@ use mtml_decision::LOT_SIZE;
 use serde::Serialize;
 
 use crate::pipeline::{PipelineCounters, PipelineOutcome};
+use crate::rollout::ComparisonReport;
 
 /// Everything a replay measured. Serialised, flat, as the `--report` JSON.
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +51,10 @@ pub struct Report {
     pub ticks_per_sec: f64,
     /// `ticks_read == ticks_ingested + sum(ticks_rejected)`.
     pub counts_add_up: bool,
+    /// The models serving at the end.
+    pub models: String,
+    /// Champion against challenger, if one was on trial.
+    pub rollout: Option<ComparisonReport>,
 }
 
 /// PnL in the quote currency (USD for EURUSD).
@@ -247,6 +252,8 @@ impl Report {
                 .map(|(id, spans)| ExampleChain::from_spans(id, &spans)),
             ticks_per_sec,
             counts_add_up,
+            models: outcome.models.clone(),
+            rollout: outcome.comparison.clone(),
         }
     }
 
@@ -267,6 +274,19 @@ impl Report {
             "  pipeline bars {}  feature vectors {}  predictions {}  target changes {}",
             self.pipeline.bars, self.pipeline.feature_vectors, self.pipeline.predictions, self.pipeline.target_changes
         );
+        let _ = writeln!(s, "  models   {}", self.models);
+        if self.pipeline.challenger_predictions > 0 || self.pipeline.model_swaps > 0 {
+            let _ = writeln!(
+                s,
+                "           challenger predictions {}  acted on {}  errors {}  model swaps {}",
+                self.pipeline.challenger_predictions, self.pipeline.challenger_acted, self.pipeline.challenger_errors, self.pipeline.model_swaps
+            );
+        }
+        if let Some(rollout) = &self.rollout {
+            for line in rollout.text().lines() {
+                let _ = writeln!(s, "  {line}");
+            }
+        }
         let b = &self.bridge;
         let _ = writeln!(
             s,

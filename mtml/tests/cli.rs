@@ -297,4 +297,28 @@ fn models_are_validated_uploaded_listed_and_shown() {
     assert!(latest.starts_with("fx-direction:2\n"), "{latest}");
     let (ok, _, stderr) = models(&[name("show"), name("fx-direction:7")]);
     assert!(!ok && stderr.contains("no model fx-direction:7 in the registry"), "{stderr}");
+
+    // Rollout on the registry directly, as an operator does before (or beside) a running instance.
+    let (ok, _, stderr) = models(&[name("rollout"), name("fx-direction:2"), name("--shadow")]);
+    assert!(!ok && stderr.contains("no champion"), "{stderr}");
+    let (ok, out, stderr) = models(&[name("promote"), name("fx-direction:1")]);
+    assert!(ok, "{stderr}");
+    assert!(out.contains("fx-direction: champion 1"), "{out}");
+    let (ok, out, stderr) = models(&[name("rollout"), name("fx-direction:2"), name("--canary"), name("25"), name("--symbols"), name("EURUSD,GBPUSD")]);
+    assert!(ok, "{stderr}");
+    assert!(out.contains("challenger 2 on canary 25% of chains on EURUSD,GBPUSD"), "{out}");
+    let (ok, shown, _) = models(&[name("show"), name("fx-direction:challenger")]);
+    assert!(ok && shown.starts_with("fx-direction:2\n  state        canary"), "{shown}");
+    let (ok, _, stderr) = models(&[name("rollout"), name("fx-direction:2")]);
+    assert!(!ok && stderr.contains("--shadow, or --canary PERCENT"), "{stderr}");
+    let (ok, out, _) = models(&[name("rollback"), name("fx-direction")]);
+    assert!(ok && out.contains("challenger 2 withdrawn"), "{out}");
+    let (ok, out, _) = models(&[name("promote"), name("fx-direction:2")]);
+    assert!(ok && out.contains("champion 2"), "{out}");
+    let (ok, out, _) = models(&[name("rollback"), name("fx-direction")]);
+    assert!(ok && out.contains("champion 2 rolled back to 1"), "{out}");
+    let (ok, shown, _) = models(&[name("show"), name("fx-direction:champion")]);
+    assert!(ok && shown.starts_with("fx-direction:1\n"), "{shown}");
+    let (ok, list, _) = models(&[name("list")]);
+    assert!(ok && list.contains("rolled_back"), "states are listed: {list}");
 }

@@ -8,6 +8,9 @@ use std::process::Command;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 
+/// Feature columns.
+const F: usize = mtml_feature_store::FEATURE_COUNT;
+
 fn sample() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/eurusd_fxcm_ticks_2014-05-05_0600-1200.csv.gz")
 }
@@ -37,12 +40,12 @@ fn parquet_and_csv_exports_hold_the_online_values_bit_for_bit() {
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header.len(), 2 + mtml_feature_store::FEATURE_COUNT + 3);
+    assert_eq!(header.len(), 2 + F + 3);
     assert_eq!(&header[2..5], ["ret_1", "ret_5", "ret_15"]);
     for (line, row) in lines.zip(&rows) {
         let fields: Vec<&str> = line.split(',').collect();
         assert_eq!(fields[0].parse::<i64>().unwrap(), row.vector.time_msc);
-        for (field, value) in fields[2..15].iter().zip(row.vector.values) {
+        for (field, value) in fields[2..2 + F].iter().zip(row.vector.values) {
             assert_eq!(field.parse::<f64>().unwrap().to_bits(), value.to_bits(), "{line}");
         }
     }
@@ -57,15 +60,15 @@ fn parquet_and_csv_exports_hold_the_online_values_bit_for_bit() {
     for (record, row) in reader.get_row_iter(None).unwrap().zip(&rows) {
         let record = record.unwrap();
         let columns: Vec<(&String, &Field)> = record.get_column_iter().collect();
-        assert_eq!(columns.len(), 18);
+        assert_eq!(columns.len(), 2 + F + 3);
         assert_eq!(*columns[0].1, Field::TimestampMillis(row.vector.time_msc));
         assert_eq!(*columns[1].1, Field::Str("EURUSD".into()));
-        for ((name, field), (expected_name, value)) in columns[2..15].iter().zip(mtml_feature_store::FEATURE_SET.names().zip(row.vector.values)) {
+        for ((name, field), (expected_name, value)) in columns[2..2 + F].iter().zip(mtml_feature_store::FEATURE_SET.names().zip(row.vector.values)) {
             assert_eq!(name.as_str(), expected_name);
             let Field::Double(stored) = field else { panic!("{name} is {field:?}") };
             assert_eq!(stored.to_bits(), value.to_bits(), "{name} at {}", row.vector.time_msc);
         }
-        match (columns[17].1, row.label_up) {
+        match (columns[2 + F + 2].1, row.label_up) {
             (Field::Int(label), Some(expected)) => assert_eq!(*label, i32::from(expected)),
             (Field::Null, None) => unlabelled += 1,
             (field, expected) => panic!("label {field:?}, expected {expected:?}"),

@@ -135,7 +135,9 @@ impl Registry {
     pub async fn open(url: &str) -> Result<Self, RegistryError> {
         DRIVERS.call_once(install_default_drivers);
         let max = if url.contains(":memory:") { 1 } else { 4 };
-        let pool = AnyPoolOptions::new().max_connections(max).connect(url).await?;
+        // No idle timeout or lifetime: then sqlx runs no reaper task, whose race on its idle
+        // count can spin a runtime thread at 100% (launchbadge/sqlx#3645).
+        let pool = AnyPoolOptions::new().max_connections(max).idle_timeout(None).max_lifetime(None).connect(url).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
     }

@@ -45,7 +45,8 @@ impl SqliteHistory {
         let store = |detail: String| StoreError::Unavailable { store: format!("history database {url}"), detail };
         let options = SqliteConnectOptions::from_str(url).map_err(|e| store(e.to_string()))?.create_if_missing(true);
         // One connection: SQLite has one writer anyway, and `:memory:` is per connection.
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(|e| store(e.to_string()))?;
+        // No reaper task (see the journal's pool): its idle-count race can spin a thread.
+        let pool = SqlitePoolOptions::new().max_connections(1).idle_timeout(None).max_lifetime(None).connect_with(options).await.map_err(|e| store(e.to_string()))?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(|e| store(e.to_string()))?;
         Ok(Self { url: url.to_owned(), pool })
     }

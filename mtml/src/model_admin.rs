@@ -1,0 +1,248 @@
+//! The `mtml.v1.ModelAdmin` gRPC service: upload (streamed in chunks, checked against its
+//! announced size and sha256), list, show, rollout, promote, rollback and the comparison report.
+//!
+//! Rollout changes are written to the registry, then this instance's follower is woken so the
+//! change takes effect here at once; other instances on the same registry pick it up on their
+//! next poll.
+
+use std::sync::Arc;
+
+use mtml_inference::OnnxRuntime;
+use mtml_proto::v1;
+use mtml_proto::v1::model_admin_server::{ModelAdmin, ModelAdminServer};
+use mtml_registry::{Registry, RegistryError, RolloutState, Route, VersionRow};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt as _;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::models_cmd::{self, UploadRequest};
+use crate::pipeline::PipelineCommand;
+use crate::rollout::{RolloutFollower, Serving};
+
+/// Largest model file accepted, bytes.
+pub const MAX_MODEL_BYTES: u64 = 256 << 20;
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct ModelAdminService {
+    registry: Registry,
+    runtime: OnnxRuntime,
+    follower: Option<Arc<RolloutFollower>>,
+    commands: mpsc::UnboundedSender<PipelineCommand>,
+}
+
+impl ModelAdminService {
+    /// A service over `registry`; `follower` applies rollout changes to this instance when it
+    /// serves from the registry.
+    pub fn new(registry: Registry, runtime: OnnxRuntime, follower: Option<Arc<RolloutFollower>>, commands: mpsc::UnboundedSender<PipelineCommand>) -> Self {
+        Self { registry, runtime, follower, commands }
+    }
+
+    /// The tonic server.
+    pub fn into_server(self) -> ModelAdminServer<Self> {
+        ModelAdminServer::new(self).max_decoding_message_size(8 << 20)
+    }
+
+    async fn status(&self, state: RolloutState, message: String) -> v1::RolloutStatus {
+        let serving = match &self.follower {
+            Some(f) if f.name() == state.name => {
+                // The change applies here before the answer, so a caller sees it in force (or
+                // the reason it is not, in `serving_error`).
+                let _ = f.sync().await;
+                f.serving()
+            }
+            _ => Serving::default(),
+        };
+        rollout_status(&state, message, &serving)
+    }
+}
+
+/// A registry error as a gRPC status that says what was wrong.
+pub fn registry_status(error: RegistryError) -> Status {
+    match error {
+        RegistryError::NotFound(_) => Status::not_found(error.to_string()),
+        RegistryError::Duplicate { .. } => Status::already_exists(error.to_string()),
+        RegistryError::Refused(_) => Status::failed_precondition(error.to_string()),
+        RegistryError::Conflict(_) => Status::aborted(error.to_string()),
+        RegistryError::Corrupt { .. } => Status::data_loss(error.to_string()),
+        RegistryError::Database(_) | RegistryError::Migration(_) => Status::unavailable(error.to_string()),
+    }
+}
+
+/// A version as the protocol carries it.
+pub fn version_proto(row: &VersionRow) -> v1::ModelVersion {
+    v1::ModelVersion {
+        name: row.name.clone(),
+        version: row.version.to_string(),
+        sha256: row.sha256.clone(),
+        size_bytes: u64::try_from(row.size_bytes).unwrap_or(0),
+        feature_set: row.feature_set.clone(),
+        state: row.state.clone(),
+        input_name: row.input_name.clone(),
+        features: u32::try_from(row.features).unwrap_or(0),
+        output_name: row.output_name.clone(),
+        metrics_json: row.metrics.clone(),
+        uploaded_by: row.uploaded_by.clone(),
+        uploaded_ms: row.uploaded_ms,
+    }
+}
+
+/// A rollout state as the protocol carries it.
+pub fn rollout_status(state: &RolloutState, message: String, serving: &Serving) -> v1::RolloutStatus {
+    let (route, percent, symbols) = match state.challenger.as_ref().map(|c| &c.route) {
+        Some(Route::Shadow) => ("shadow", 0, vec![]),
+        Some(Route::Canary { percent, symbols }) => ("canary", u32::from(*percent), symbols.clone()),
+        None => ("none", 0, vec![]),
+    };
+    v1::RolloutStatus {
+        name: state.name.clone(),
+        champion: state.champion.unwrap_or(0),
+        challenger: state.challenger.as_ref().map_or(0, |c| c.version),
+        route: route.into(),
+        percent,
+        symbols,
+        revision: state.revision,
+        message,
+        serving_revision: serving.revision,
+        serving_error: serving.error.clone().unwrap_or_default(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn actor(given: &str) -> String {
+    if given.is_empty() { "grpc".to_owned() } else { given.to_owned() }
+}
+
+#[tonic::async_trait]
+impl ModelAdmin for ModelAdminService {
+    async fn list_models(&self, _: Request<v1::ListModelsRequest>) -> Result<Response<v1::ListModelsResponse>, Status> {
+        let rows = self.registry.list().await.map_err(registry_status)?;
+        Ok(Response::new(v1::ListModelsResponse { models: rows.iter().map(version_proto).collect() }))
+    }
+
+    async fn upload_model(&self, request: Request<Streaming<v1::UploadModelChunk>>) -> Result<Response<v1::ModelVersion>, Status> {
+        let mut stream = request.into_inner();
+        let header = match stream.next().await {
+            Some(Ok(v1::UploadModelChunk { part: Some(v1::upload_model_chunk::Part::Header(h)) })) => h,
+            Some(Ok(_)) => return Err(Status::invalid_argument("the first message of an upload must be its header (name, size, sha256)")),
+            Some(Err(status)) => return Err(status),
+            None => return Err(Status::invalid_argument("empty upload: no header")),
+        };
+        if header.name.is_empty() {
+            return Err(Status::invalid_argument("the upload header names no model"));
+        }
+        if header.size_bytes > MAX_MODEL_BYTES {
+            return Err(Status::invalid_argument(format!("{} bytes is over the {MAX_MODEL_BYTES}-byte limit", header.size_bytes)));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(header.size_bytes).unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            match chunk?.part {
+                Some(v1::upload_model_chunk::Part::Data(data)) => {
+                    if (bytes.len() + data.len()) as u64 > header.size_bytes {
+                        return Err(Status::invalid_argument(format!(
+                            "upload of {} sent more than the {} bytes its header announced",
+                            header.name, header.size_bytes
+                        )));
+                    }
+                    bytes.extend_from_slice(&data);
+                }
+                Some(v1::upload_model_chunk::Part::Header(_)) => return Err(Status::invalid_argument("a second header in one upload")),
+                None => {}
+            }
+        }
+        if bytes.len() as u64 != header.size_bytes {
+            return Err(Status::invalid_argument(format!(
+                "upload of {} is truncated: {} of the {} bytes announced arrived",
+                header.name,
+                bytes.len(),
+                header.size_bytes
+            )));
+        }
+        let sha256 = mtml_registry::sha256_hex(&bytes);
+        if !header.sha256.eq_ignore_ascii_case(&sha256) {
+            return Err(Status::data_loss(format!(
+                "upload of {}: the bytes received have sha256 {sha256}, not the {} announced; refusing a damaged copy",
+                header.name, header.sha256
+            )));
+        }
+        let upload = UploadRequest {
+            name: header.name.clone(),
+            bytes,
+            metrics_json: header.metrics_json,
+            uploaded_by: actor(&header.uploaded_by),
+            label: format!("upload of {}", header.name),
+        };
+        let row = models_cmd::register(&self.runtime, &self.registry, upload).await.map_err(|e| match e.downcast::<RegistryError>() {
+            Ok(registry) => registry_status(registry),
+            Err(other) => Status::invalid_argument(format!("{other:#}")),
+        })?;
+        tracing::info!(model = %row.name, version = row.version, sha256 = %row.sha256, "model uploaded");
+        Ok(Response::new(version_proto(&row)))
+    }
+
+    async fn show_model(&self, request: Request<v1::ShowModelRequest>) -> Result<Response<v1::ShowModelResponse>, Status> {
+        let spec = request.into_inner().spec;
+        let (name, version) = models_cmd::split_spec(&spec);
+        let version = self.registry.resolve(name, version).await.map_err(registry_status)?;
+        let row = self.registry.show(name, Some(version)).await.map_err(registry_status)?;
+        let state = self.registry.rollout_state(name).await.map_err(registry_status)?;
+        let serving = self.follower.as_ref().filter(|f| f.name() == name).map(|f| f.serving()).unwrap_or_default();
+        Ok(Response::new(v1::ShowModelResponse {
+            version: Some(version_proto(&row)),
+            rollout: Some(rollout_status(&state, String::new(), &serving)),
+        }))
+    }
+
+    async fn rollout(&self, request: Request<v1::RolloutRequest>) -> Result<Response<v1::RolloutStatus>, Status> {
+        let r = request.into_inner();
+        let route = match r.route {
+            Some(v1::rollout_request::Route::Shadow(_)) => Route::Shadow,
+            Some(v1::rollout_request::Route::Canary(c)) => Route::Canary {
+                percent: u8::try_from(c.percent).map_err(|_| Status::invalid_argument(format!("a canary takes 1 to 100 percent, not {}", c.percent)))?,
+                symbols: c.symbols,
+            },
+            None => return Err(Status::invalid_argument("a rollout needs a route: shadow or canary")),
+        };
+        let described = route.to_string();
+        let state = self.registry.start_rollout(&r.name, r.version, route, &actor(&r.actor), now_ms()).await.map_err(registry_status)?;
+        let message = format!("{}:{} on {described} beside champion {}", r.name, r.version, state.champion.unwrap_or(0));
+        Ok(Response::new(self.status(state, message).await))
+    }
+
+    async fn promote(&self, request: Request<v1::PromoteRequest>) -> Result<Response<v1::RolloutStatus>, Status> {
+        let r = request.into_inner();
+        let state = self.registry.promote(&r.name, r.version, &actor(&r.actor), now_ms()).await.map_err(registry_status)?;
+        let message = format!("{}:{} is the champion", r.name, r.version);
+        Ok(Response::new(self.status(state, message).await))
+    }
+
+    async fn rollback(&self, request: Request<v1::RollbackRequest>) -> Result<Response<v1::RolloutStatus>, Status> {
+        let r = request.into_inner();
+        let (outcome, state) = self.registry.rollback(&r.name, &actor(&r.actor), now_ms()).await.map_err(registry_status)?;
+        Ok(Response::new(self.status(state, outcome.to_string()).await))
+    }
+
+    async fn compare_models(&self, request: Request<v1::CompareModelsRequest>) -> Result<Response<v1::CompareModelsResponse>, Status> {
+        let name = request.into_inner().name;
+        if let Some(f) = &self.follower
+            && !name.is_empty()
+            && f.name() != name
+        {
+            return Err(Status::not_found(format!("this instance rolls out {}, not {name}", f.name())));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(PipelineCommand::Compare { reply }).map_err(|_| Status::unavailable("the pipeline has stopped"))?;
+        let report = answer.await.map_err(|_| Status::unavailable("the pipeline has stopped"))?;
+        Ok(Response::new(match report {
+            Some(report) => v1::CompareModelsResponse {
+                active: true,
+                report_json: serde_json::to_string(&report).unwrap_or_default(),
+                report_text: report.text(),
+            },
+            None => v1::CompareModelsResponse { active: false, report_json: String::new(), report_text: "no challenger on trial here\n".into() },
+        }))
+    }
+}

@@ -1,0 +1,753 @@
+//! Champion and challenger on the tick path: which one acts for a chain, and how they compare.
+//!
+//! The pipeline thread owns a [`Models`]: the champion's session and, during a rollout, the
+//! challenger's. Both predict on the same vector. A shadow challenger's prediction is recorded
+//! and never acted on; a canary's is acted on for the chains whose id falls in its share, so a
+//! replay of the same ticks splits the same way. [`Comparison`] keeps, in O(1) per tick, what
+//! the report shows: agreement, the two probability distributions and their shift, latency, and
+//! each model's hit rate and signal PnL once the horizon has passed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use mtml_core::{ChainId, Symbol};
+use mtml_inference::{Model, ModelServer, OnnxRuntime};
+use mtml_registry::{Registry, RolloutState, VersionRow};
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::models_cmd::check_against_feature_set;
+use crate::pipeline::PipelineCommand;
+
+/// How a challenger takes traffic, as the pipeline applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Predicts beside the champion; never acted on.
+    Shadow,
+    /// Acted on for `percent` of chains, on `symbols` only if any are given.
+    Canary {
+        /// 1 to 100.
+        percent: u8,
+        /// Symbols it may act on; empty for all.
+        symbols: Vec<Symbol>,
+    },
+}
+
+impl Role {
+    /// Whether the challenger, not the champion, acts for this chain.
+    pub fn challenger_acts(&self, chain_id: ChainId, symbol: &Symbol) -> bool {
+        match self {
+            Self::Shadow => false,
+            Self::Canary { percent, symbols } => {
+                (symbols.is_empty() || symbols.contains(symbol)) && chain_id.bucket_percent() < *percent
+            }
+        }
+    }
+
+    /// From the registry's route.
+    pub fn from_route(route: &mtml_registry::Route) -> Self {
+        match route {
+            mtml_registry::Route::Shadow => Self::Shadow,
+            mtml_registry::Route::Canary { percent, symbols } => Self::Canary {
+                percent: *percent,
+                symbols: symbols.iter().map(|s| Symbol::new(s)).collect(),
+            },
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Shadow => "shadow".into(),
+            Self::Canary { percent, symbols } if symbols.is_empty() => format!("canary {percent}%"),
+            Self::Canary { percent, symbols } => {
+                format!("canary {percent}% of {}", symbols.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+            }
+        }
+    }
+}
+
+/// One model version with this thread's session.
+#[derive(Debug)]
+pub struct Slot {
+    /// `name:version` (or `name:embedded`, `name:file`).
+    pub label: String,
+    /// When the version was registered or trained, UTC epoch ms, if known (the stale-model guard).
+    pub born_ms: Option<i64>,
+    /// The session.
+    pub model: Model,
+}
+
+/// The challenger and its role.
+#[derive(Debug)]
+pub struct ChallengerSlot {
+    /// The version.
+    pub slot: Slot,
+    /// How it takes traffic.
+    pub role: Role,
+}
+
+/// The models the pipeline predicts with.
+#[derive(Debug)]
+pub struct Models {
+    /// Acted on, except for a canary's share.
+    pub champion: Slot,
+    /// On trial, if a rollout is under way.
+    pub challenger: Option<ChallengerSlot>,
+    /// Registry revision this set came from (0 when not from the registry).
+    pub revision: i64,
+}
+
+impl Models {
+    /// The champion alone.
+    pub fn champion_only(champion: Slot) -> Self {
+        Self { champion, challenger: None, revision: 0 }
+    }
+
+    /// `champion fx:3, challenger fx:4 on canary 20%`, for logs and reports.
+    pub fn describe(&self) -> String {
+        match &self.challenger {
+            Some(c) => format!("champion {}, challenger {} on {}", self.champion.label, c.slot.label, c.role.describe()),
+            None => format!("champion {}", self.champion.label),
+        }
+    }
+}
+
+/// What the two models said about one vector, and which one acts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Predicted {
+    /// The probability acted on.
+    pub acted: f32,
+    /// True when it is the challenger's.
+    pub by_challenger: bool,
+}
+
+/// Long, flat or short, as the decision thresholds read a probability.
+fn signal(p: f32, buy_above: f32, sell_below: f32) -> i8 {
+    if p >= buy_above {
+        1
+    } else if p <= sell_below {
+        -1
+    } else {
+        0
+    }
+}
+
+const BINS: usize = 20;
+
+#[derive(Debug)]
+struct Side {
+    bins: [u64; BINS],
+    sum: f64,
+    latency_ns: Histogram<u64>,
+    signals: u64,
+    resolved: u64,
+    hits: u64,
+    pnl_bps: f64,
+    acted: u64,
+}
+
+impl Side {
+    fn new() -> Self {
+        Self {
+            bins: [0; BINS],
+            sum: 0.0,
+            latency_ns: Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
+            signals: 0,
+            resolved: 0,
+            hits: 0,
+            pnl_bps: 0.0,
+            acted: 0,
+        }
+    }
+
+    fn record(&mut self, p: f32, ns: u64, s: i8, acted: bool) {
+        let bin = ((p.clamp(0.0, 1.0) * BINS as f32) as usize).min(BINS - 1);
+        self.bins[bin] += 1;
+        self.sum += f64::from(p);
+        let _ = self.latency_ns.record(ns.max(1));
+        self.signals += u64::from(s != 0);
+        self.acted += u64::from(acted);
+    }
+
+    fn resolve(&mut self, s: i8, return_bps: f64) {
+        if s == 0 || return_bps == 0.0 {
+            return;
+        }
+        self.resolved += 1;
+        self.hits += u64::from((return_bps > 0.0) == (s > 0));
+        self.pnl_bps += f64::from(s) * return_bps;
+    }
+
+    fn report(&self, label: &str, n: u64) -> SideReport {
+        let quantile = |q: f64| self.latency_ns.value_at_quantile(q) as f64 / 1000.0;
+        SideReport {
+            model: label.to_owned(),
+            mean_probability: if n == 0 { 0.0 } else { self.sum / n as f64 },
+            signals: self.signals,
+            acted_on: self.acted,
+            resolved_signals: self.resolved,
+            hit_rate: if self.resolved == 0 { None } else { Some(self.hits as f64 / self.resolved as f64) },
+            signal_pnl_bps: self.pnl_bps,
+            latency_p50_us: quantile(0.5),
+            latency_p99_us: quantile(0.99),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    due_ms: i64,
+    mid: f64,
+    champion: i8,
+    challenger: i8,
+}
+
+/// How the champion/challenger comparison reads and scores signals.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompareSettings {
+    /// Horizon of hits and signal PnL, ms.
+    pub horizon_ms: i64,
+    /// The decision's long threshold.
+    pub buy_above: f32,
+    /// The decision's short threshold.
+    pub sell_below: f32,
+}
+
+/// Champion against challenger on the same traffic, updated per prediction.
+#[derive(Debug)]
+pub struct Comparison {
+    champion_label: String,
+    challenger_label: String,
+    role: String,
+    horizon_ms: i64,
+    buy_above: f32,
+    sell_below: f32,
+    predictions: u64,
+    same_class: u64,
+    same_signal: u64,
+    champion: Side,
+    challenger: Side,
+    pending: HashMap<Symbol, VecDeque<Pending>>,
+}
+
+/// One side of the comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SideReport {
+    /// `name:version`.
+    pub model: String,
+    /// Mean probability of "up".
+    pub mean_probability: f64,
+    /// Predictions past a decision threshold (long or short).
+    pub signals: u64,
+    /// Predictions acted on (the champion's outside a canary's share, the canary's inside it).
+    pub acted_on: u64,
+    /// Signals whose horizon has passed with the mid moved.
+    pub resolved_signals: u64,
+    /// Share of resolved signals whose direction the mid followed.
+    pub hit_rate: Option<f64>,
+    /// Sum over resolved signals of direction times the mid's return over the horizon, bps.
+    pub signal_pnl_bps: f64,
+    /// Prediction latency, µs.
+    pub latency_p50_us: f64,
+    /// Prediction latency, µs.
+    pub latency_p99_us: f64,
+}
+
+/// The comparison report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComparisonReport {
+    /// `shadow` or `canary P%`.
+    pub role: String,
+    /// Vectors both models predicted on.
+    pub predictions: u64,
+    /// Share of predictions on the same side of 0.5.
+    pub class_agreement: f64,
+    /// Share of predictions giving the same long, flat or short signal.
+    pub signal_agreement: f64,
+    /// Population stability index of the challenger's probabilities against the champion's, 20
+    /// bins: under 0.1 is little shift, over 0.25 a large one.
+    pub probability_psi: f64,
+    /// Horizon over which hits and signal PnL are measured, ms.
+    pub horizon_ms: i64,
+    /// The champion.
+    pub champion: SideReport,
+    /// The challenger.
+    pub challenger: SideReport,
+}
+
+impl Comparison {
+    /// A comparison of `champion` and `challenger`, reading signals with the decision thresholds
+    /// and scoring them `horizon_ms` later.
+    pub fn new(champion: &str, challenger: &str, role: &Role, horizon_ms: i64, buy_above: f32, sell_below: f32) -> Self {
+        Self {
+            champion_label: champion.to_owned(),
+            challenger_label: challenger.to_owned(),
+            role: role.describe(),
+            horizon_ms,
+            buy_above,
+            sell_below,
+            predictions: 0,
+            same_class: 0,
+            same_signal: 0,
+            champion: Side::new(),
+            challenger: Side::new(),
+            pending: HashMap::new(),
+        }
+    }
+
+    /// A fresh comparison for a model set with a challenger; `None` without one.
+    pub fn for_models(models: &Models, s: CompareSettings) -> Option<Self> {
+        let c = models.challenger.as_ref()?;
+        Some(Self::new(&models.champion.label, &c.slot.label, &c.role, s.horizon_ms, s.buy_above, s.sell_below))
+    }
+
+    /// Takes a new mid of `symbol`: signals whose horizon has passed are scored against it.
+    pub fn on_mid(&mut self, symbol: &Symbol, time_ms: i64, mid: f64) {
+        let Some(queue) = self.pending.get_mut(symbol) else { return };
+        while let Some(p) = queue.front().copied() {
+            if p.due_ms > time_ms {
+                break;
+            }
+            queue.pop_front();
+            let return_bps = (mid / p.mid).ln() * 10_000.0;
+            self.champion.resolve(p.champion, return_bps);
+            self.challenger.resolve(p.challenger, return_bps);
+        }
+    }
+
+    /// Records both predictions on one vector.
+    pub fn record(
+        &mut self,
+        symbol: &Symbol,
+        time_ms: i64,
+        mid: f64,
+        champion: (f32, u64),
+        challenger: (f32, u64),
+        by_challenger: bool,
+    ) {
+        self.predictions += 1;
+        let (a, b) = (signal(champion.0, self.buy_above, self.sell_below), signal(challenger.0, self.buy_above, self.sell_below));
+        self.same_class += u64::from((champion.0 >= 0.5) == (challenger.0 >= 0.5));
+        self.same_signal += u64::from(a == b);
+        self.champion.record(champion.0, champion.1, a, !by_challenger);
+        self.challenger.record(challenger.0, challenger.1, b, by_challenger);
+        if a != 0 || b != 0 {
+            self.pending.entry(symbol.clone()).or_default().push_back(Pending {
+                due_ms: time_ms + self.horizon_ms,
+                mid,
+                champion: a,
+                challenger: b,
+            });
+        }
+    }
+
+    /// The report so far.
+    pub fn report(&self) -> ComparisonReport {
+        let n = self.predictions;
+        let share = |k: u64| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+        ComparisonReport {
+            role: self.role.clone(),
+            predictions: n,
+            class_agreement: share(self.same_class),
+            signal_agreement: share(self.same_signal),
+            probability_psi: psi(&self.champion.bins, &self.challenger.bins),
+            horizon_ms: self.horizon_ms,
+            champion: self.champion.report(&self.champion_label, n),
+            challenger: self.challenger.report(&self.challenger_label, n),
+        }
+    }
+}
+
+/// Population stability index of `actual` against `expected` (counts per bin), with empty bins
+/// smoothed so that the index stays finite.
+pub fn psi(expected: &[u64], actual: &[u64]) -> f64 {
+    let (te, ta) = (expected.iter().sum::<u64>() as f64, actual.iter().sum::<u64>() as f64);
+    if te == 0.0 || ta == 0.0 {
+        return 0.0;
+    }
+    expected
+        .iter()
+        .zip(actual)
+        .map(|(&e, &a)| {
+            let pe = (e as f64 / te).max(1e-4);
+            let pa = (a as f64 / ta).max(1e-4);
+            (pa - pe) * (pa / pe).ln()
+        })
+        .sum()
+}
+
+impl ComparisonReport {
+    /// The report in words, as `mtml models compare` prints it.
+    pub fn text(&self) -> String {
+        let side = |s: &SideReport| {
+            format!(
+                "  {:<22} mean p {:.4}  signals {:>6}  acted {:>6}  hit rate {}  ({} resolved)  signal PnL {:+.1} bps  latency p50 {:.1} µs p99 {:.1} µs\n",
+                s.model,
+                s.mean_probability,
+                s.signals,
+                s.acted_on,
+                s.hit_rate.map_or_else(|| "  n/a".to_owned(), |h| format!("{h:.4}")),
+                s.resolved_signals,
+                s.signal_pnl_bps,
+                s.latency_p50_us,
+                s.latency_p99_us
+            )
+        };
+        format!(
+            "challenger on {}: {} predictions on the same vectors\n  agreement: class {:.4}, signal {:.4}; probability shift PSI {:.4}; horizon {} s\n{}{}",
+            self.role,
+            self.predictions,
+            self.class_agreement,
+            self.signal_agreement,
+            self.probability_psi,
+            self.horizon_ms / 1000,
+            side(&self.champion),
+            side(&self.challenger)
+        )
+    }
+}
+
+/// The automatic gate on a rollout: promote the challenger when it has done at least as well
+/// as the champion on enough resolved signals, roll it back when it drifts or does worse.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gate {
+    /// Resolved signals each model needs before the gate judges.
+    pub min_resolved: u64,
+    /// Promote when the challenger's hit rate minus the champion's is at least this, and its
+    /// signal PnL minus the champion's at least `promote_pnl_gain_bps`.
+    pub promote_hit_rate_gain: f64,
+    /// See `promote_hit_rate_gain`.
+    pub promote_pnl_gain_bps: f64,
+    /// Roll back when the challenger's hit rate minus the champion's is below this.
+    pub rollback_hit_rate_gain: f64,
+    /// Roll back when the probability shift (PSI) exceeds this.
+    pub max_psi: f64,
+}
+
+/// What the gate makes of a comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Not enough evidence yet, or neither bound crossed.
+    Wait,
+    /// The challenger met the gate.
+    Promote(String),
+    /// The challenger broke it.
+    Rollback(String),
+}
+
+impl Gate {
+    /// Judges a comparison report.
+    pub fn judge(&self, report: &ComparisonReport) -> Verdict {
+        let (a, b) = (&report.champion, &report.challenger);
+        if a.resolved_signals < self.min_resolved || b.resolved_signals < self.min_resolved {
+            return Verdict::Wait;
+        }
+        let (Some(hit_a), Some(hit_b)) = (a.hit_rate, b.hit_rate) else { return Verdict::Wait };
+        let gain = hit_b - hit_a;
+        let facts = format!(
+            "hit rate {hit_b:.4} against {hit_a:.4} ({} and {} resolved), signal PnL {:+.1} against {:+.1} bps, PSI {:.4}",
+            b.resolved_signals, a.resolved_signals, b.signal_pnl_bps, a.signal_pnl_bps, report.probability_psi
+        );
+        if report.probability_psi > self.max_psi {
+            return Verdict::Rollback(format!("probability shift over {}: {facts}", self.max_psi));
+        }
+        if gain < self.rollback_hit_rate_gain {
+            return Verdict::Rollback(format!("hit rate gain under {}: {facts}", self.rollback_hit_rate_gain));
+        }
+        if gain >= self.promote_hit_rate_gain && b.signal_pnl_bps - a.signal_pnl_bps >= self.promote_pnl_gain_bps {
+            return Verdict::Promote(format!("met the gate: {facts}"));
+        }
+        Verdict::Wait
+    }
+}
+
+/// Builds the pipeline's models for a registry rollout state: the champion's session and the
+/// challenger's, each loaded, checked against the feature set and warmed up. Blocking.
+pub fn build_models(runtime: &OnnxRuntime, state: &RolloutState, champion: (&VersionRow, &[u8]), challenger: Option<(&VersionRow, &[u8])>) -> anyhow::Result<Models> {
+    let slot = |row: &VersionRow, bytes: &[u8]| -> anyhow::Result<Slot> {
+        let label = format!("{}:{}", row.name, row.version);
+        let model = Model::from_bytes(runtime, &row.name, bytes).with_context(|| format!("loading {label}"))?;
+        check_against_feature_set(&model, true).map_err(|reason| anyhow::anyhow!("{label}: {reason}"))?;
+        Ok(Slot { label, born_ms: Some(row.uploaded_ms), model })
+    };
+    let champion = slot(champion.0, champion.1)?;
+    let challenger = match (challenger, &state.challenger) {
+        (Some((row, bytes)), Some(c)) => Some(ChallengerSlot { slot: slot(row, bytes)?, role: Role::from_route(&c.route) }),
+        _ => None,
+    };
+    Ok(Models { champion, challenger, revision: state.revision })
+}
+
+/// What an instance serves from the registry, as `RolloutStatus` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Serving {
+    /// The registry revision in force here (0 for the configured or embedded model).
+    pub revision: i64,
+    /// Why a later revision is not, if it failed to load.
+    pub error: Option<String>,
+    /// That revision (not tried again until the registry moves on).
+    pub failed_revision: i64,
+}
+
+/// Follows a model's rollout in the registry: when its revision moves, loads the new champion
+/// and challenger completely, then hands them to the pipeline (which swaps between two ticks)
+/// and the champion to the model server. A version that fails to load leaves the old ones
+/// serving, and the error is kept for `RolloutStatus` and logged.
+#[derive(Debug)]
+pub struct RolloutFollower {
+    registry: Registry,
+    runtime: OnnxRuntime,
+    name: String,
+    commands: mpsc::UnboundedSender<PipelineCommand>,
+    server: Option<Arc<ModelServer>>,
+    serving: Mutex<Serving>,
+    wake: Notify,
+    applying: tokio::sync::Mutex<()>,
+    gate: Option<Gate>,
+}
+
+impl RolloutFollower {
+    /// A follower of `name` in `registry`, feeding the pipeline behind `commands` and, if given,
+    /// the protocol's model server.
+    pub fn new(registry: Registry, runtime: OnnxRuntime, name: String, commands: mpsc::UnboundedSender<PipelineCommand>, server: Option<Arc<ModelServer>>, serving: Serving) -> Self {
+        Self { registry, runtime, name, commands, server, serving: Mutex::new(serving), wake: Notify::new(), applying: tokio::sync::Mutex::new(()), gate: None }
+    }
+
+    /// Promotes or rolls back the challenger by itself when `gate` says so.
+    pub fn with_gate(mut self, gate: Option<Gate>) -> Self {
+        self.gate = gate;
+        self
+    }
+
+    /// Judges the challenger served here by the gate, and acts on a verdict: promote or
+    /// rollback in the registry (actor `gate`), then applies it. Returns the verdict.
+    pub async fn apply_gate(&self) -> anyhow::Result<Verdict> {
+        let Some(gate) = self.gate else { return Ok(Verdict::Wait) };
+        let state = self.registry.rollout_state(&self.name).await?;
+        let Some(challenger) = &state.challenger else { return Ok(Verdict::Wait) };
+        if self.serving().revision != state.revision {
+            return Ok(Verdict::Wait);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(PipelineCommand::Compare { reply }).map_err(|_| anyhow::anyhow!("the pipeline has stopped"))?;
+        let Some(report) = answer.await.map_err(|_| anyhow::anyhow!("the pipeline has stopped"))? else { return Ok(Verdict::Wait) };
+        if report.challenger.model != format!("{}:{}", self.name, challenger.version) {
+            return Ok(Verdict::Wait);
+        }
+        let verdict = gate.judge(&report);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        match &verdict {
+            Verdict::Wait => return Ok(verdict),
+            Verdict::Promote(reason) => {
+                tracing::warn!(model = %self.name, version = challenger.version, %reason, "gate: promoting the challenger");
+                self.registry.promote_from(&state, challenger.version, "gate", now).await?;
+            }
+            Verdict::Rollback(reason) => {
+                tracing::warn!(model = %self.name, version = challenger.version, %reason, "gate: rolling the challenger back");
+                self.registry.rollback(&self.name, "gate", now).await?;
+            }
+        }
+        self.sync().await?;
+        Ok(verdict)
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The model followed.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What is served now.
+    pub fn serving(&self) -> Serving {
+        self.serving.lock().clone()
+    }
+
+    /// Looks at the registry now rather than at the next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Applies the registry's rollout if it moved; returns the revision served afterwards.
+    pub async fn sync(&self) -> anyhow::Result<i64> {
+        let _one_at_a_time = self.applying.lock().await;
+        let state = self.registry.rollout_state(&self.name).await?;
+        let Serving { revision: served, failed_revision, .. } = self.serving();
+        if state.revision == served || state.revision == failed_revision || state.champion.is_none() {
+            return Ok(served);
+        }
+        match self.apply(&state).await {
+            Ok(()) => {
+                *self.serving.lock() = Serving { revision: state.revision, error: None, failed_revision: 0 };
+                tracing::info!(model = %self.name, revision = state.revision, champion = ?state.champion, challenger = ?state.challenger, "rollout applied");
+                Ok(state.revision)
+            }
+            Err(error) => {
+                let message = format!("revision {}: {error:#}", state.revision);
+                tracing::error!(model = %self.name, error = %message, "rollout change failed to load; the previous models keep serving");
+                let mut serving = self.serving.lock();
+                serving.error = Some(message.clone());
+                serving.failed_revision = state.revision;
+                drop(serving);
+                anyhow::bail!(message)
+            }
+        }
+    }
+
+    async fn apply(&self, state: &RolloutState) -> anyhow::Result<()> {
+        let champion_version = state.champion.context("no champion")?;
+        let champion_row = self.registry.show(&self.name, Some(champion_version)).await?;
+        let champion_bytes = self.registry.onnx(&self.name, champion_version).await?;
+        let challenger = match &state.challenger {
+            Some(c) => Some((self.registry.show(&self.name, Some(c.version)).await?, self.registry.onnx(&self.name, c.version).await?)),
+            None => None,
+        };
+        let runtime = self.runtime.clone();
+        let state_owned = state.clone();
+        let server = self.server.clone();
+        let name = self.name.clone();
+        let models = tokio::task::spawn_blocking(move || -> anyhow::Result<Models> {
+            let models = build_models(
+                &runtime,
+                &state_owned,
+                (&champion_row, &champion_bytes),
+                challenger.as_ref().map(|(row, bytes)| (row, bytes.as_slice())),
+            )?;
+            if let Some(server) = server {
+                server.install(&name, &champion_version.to_string(), &champion_bytes)?;
+            }
+            Ok(models)
+        })
+        .await??;
+        let (reply, done) = oneshot::channel();
+        self.commands
+            .send(PipelineCommand::SetModels { models: Box::new(models), reply })
+            .map_err(|_| anyhow::anyhow!("the pipeline has stopped"))?;
+        done.await.map_err(|_| anyhow::anyhow!("the pipeline has stopped"))?;
+        Ok(())
+    }
+
+    /// Polls every `every` (or when woken) until `shutdown`.
+    pub fn spawn(self: Arc<Self>, every: Duration, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                    () = self.wake.notified() => {}
+                }
+                // Failures are logged and kept in `serving`; the next poll tries again.
+                let _ = self.sync().await;
+                if let Err(error) = self.apply_gate().await {
+                    tracing::error!(model = %self.name, error = %format!("{error:#}"), "gate could not act");
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: u64) -> ChainId {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&7u64.to_be_bytes());
+        bytes[8..].copy_from_slice(&n.to_be_bytes());
+        ChainId::from_bytes(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_canary_takes_its_share_of_chains_and_only_on_its_symbols() {
+        let eurusd = Symbol::new("EURUSD");
+        let gbpusd = Symbol::new("GBPUSD");
+        let canary = Role::Canary { percent: 20, symbols: vec![eurusd.clone()] };
+        let taken = (1..=10_000).filter(|&n| canary.challenger_acts(chain(n), &eurusd)).count();
+        assert!((1_800..=2_200).contains(&taken), "{taken} of 10 000 chains");
+        assert!((1..=10_000).all(|n| !canary.challenger_acts(chain(n), &gbpusd)), "not on other symbols");
+        assert!((1..=10_000).all(|n| !Role::Shadow.challenger_acts(chain(n), &eurusd)), "a shadow never acts");
+        let all = Role::Canary { percent: 100, symbols: vec![] };
+        assert!((1..=1_000).all(|n| all.challenger_acts(chain(n), &gbpusd)));
+        // The same chain always goes the same way.
+        let first: Vec<bool> = (1..=500).map(|n| canary.challenger_acts(chain(n), &eurusd)).collect();
+        let again: Vec<bool> = (1..=500).map(|n| canary.challenger_acts(chain(n), &eurusd)).collect();
+        assert_eq!(first, again);
+    }
+
+    #[test]
+    fn agreement_hits_and_signal_pnl_are_scored_after_the_horizon() {
+        let s = Symbol::new("EURUSD");
+        let mut c = Comparison::new("fx:1", "fx:2", &Role::Shadow, 60_000, 0.55, 0.45);
+        // Champion long, challenger short; the mid then rises 10 bps.
+        c.record(&s, 0, 1.0, (0.60, 1_000), (0.40, 2_000), false);
+        // Both flat: agree on the signal, not scored.
+        c.record(&s, 1_000, 1.0, (0.50, 1_000), (0.52, 2_000), false);
+        c.on_mid(&s, 59_999, 1.5);
+        assert_eq!(c.report().champion.resolved_signals, 0, "not before the horizon");
+        c.on_mid(&s, 60_000, 1.0 * (0.001f64).exp());
+        let r = c.report();
+        assert_eq!(r.predictions, 2);
+        assert!((r.class_agreement - 0.5).abs() < 1e-12);
+        assert!((r.signal_agreement - 0.5).abs() < 1e-12);
+        assert_eq!((r.champion.resolved_signals, r.champion.hit_rate), (1, Some(1.0)));
+        assert_eq!((r.challenger.resolved_signals, r.challenger.hit_rate), (1, Some(0.0)));
+        assert!((r.champion.signal_pnl_bps - 10.0).abs() < 1e-9, "{}", r.champion.signal_pnl_bps);
+        assert!((r.challenger.signal_pnl_bps + 10.0).abs() < 1e-9);
+        assert_eq!((r.champion.acted_on, r.challenger.acted_on), (2, 0));
+        assert!(r.challenger.latency_p50_us > r.champion.latency_p50_us);
+        assert!(r.text().contains("fx:2"));
+    }
+
+    fn report(hits: (Option<f64>, Option<f64>), resolved: u64, pnl: (f64, f64), psi: f64) -> ComparisonReport {
+        let side = |model: &str, hit_rate, pnl| SideReport {
+            model: model.into(),
+            mean_probability: 0.5,
+            signals: resolved,
+            acted_on: 0,
+            resolved_signals: resolved,
+            hit_rate,
+            signal_pnl_bps: pnl,
+            latency_p50_us: 5.0,
+            latency_p99_us: 9.0,
+        };
+        ComparisonReport {
+            role: "shadow".into(),
+            predictions: resolved,
+            class_agreement: 0.9,
+            signal_agreement: 0.9,
+            probability_psi: psi,
+            horizon_ms: 60_000,
+            champion: side("fx:1", hits.0, pnl.0),
+            challenger: side("fx:2", hits.1, pnl.1),
+        }
+    }
+
+    #[test]
+    fn the_gate_waits_for_evidence_then_promotes_or_rolls_back() {
+        let gate = Gate { min_resolved: 100, promote_hit_rate_gain: 0.01, promote_pnl_gain_bps: 0.0, rollback_hit_rate_gain: -0.02, max_psi: 0.25 };
+        assert_eq!(gate.judge(&report((Some(0.5), Some(0.9)), 99, (0.0, 50.0), 0.0)), Verdict::Wait, "too few resolved");
+        assert!(matches!(gate.judge(&report((Some(0.50), Some(0.52)), 100, (1.0, 2.0), 0.05)), Verdict::Promote(r) if r.contains("0.5200 against 0.5000")));
+        assert_eq!(gate.judge(&report((Some(0.50), Some(0.52)), 100, (3.0, 2.0), 0.05)), Verdict::Wait, "better hits, worse PnL");
+        assert_eq!(gate.judge(&report((Some(0.50), Some(0.505)), 100, (1.0, 2.0), 0.05)), Verdict::Wait, "between the bounds");
+        assert!(matches!(gate.judge(&report((Some(0.50), Some(0.47)), 100, (1.0, 2.0), 0.05)), Verdict::Rollback(r) if r.contains("hit rate gain under")));
+        assert!(matches!(gate.judge(&report((Some(0.50), Some(0.60)), 100, (1.0, 9.0), 0.4)), Verdict::Rollback(r) if r.contains("probability shift")));
+        assert_eq!(gate.judge(&report((None, Some(0.6)), 100, (0.0, 0.0), 0.0)), Verdict::Wait);
+    }
+
+    #[test]
+    fn psi_is_zero_for_equal_distributions_and_grows_with_shift() {
+        let a = [10, 20, 30, 40];
+        assert!(psi(&a, &a).abs() < 1e-12);
+        let small = psi(&a, &[12, 20, 28, 40]);
+        let large = psi(&a, &[40, 30, 20, 10]);
+        assert!(small > 0.0 && small < 0.05 && large > 0.25, "{small} {large}");
+    }
+}
