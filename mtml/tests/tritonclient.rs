@@ -1,5 +1,6 @@
-//! The Open Inference Protocol checked with an external client: NVIDIA's Python `tritonclient`
-//! (`tests/python/tritonclient_check.py`), unchanged, against mtml's endpoint on a real socket.
+//! The Open Inference Protocol checked with external clients: NVIDIA's Python `tritonclient`
+//! (`tests/python/tritonclient_check.py`) and the KServe SDK (`tests/python/kserve_check.py`),
+//! unchanged, against mtml's endpoint on a real socket.
 //!
 //! The Python environment comes from `MTML_TEST_PYTHON`, which `cargo xtask test` sets after
 //! installing `tests/python/requirements.txt` into `.cache/test-venv`.
@@ -53,4 +54,41 @@ async fn tritonclient_works_unchanged() {
     assert!(index.iter().any(|m| m["name"] == "fx-direction" && m["state"] == "READY"), "{index:?}");
     let stats = &answer["statistics"][0];
     assert_eq!(stats["inference_count"], "2", "two rows inferred: {stats}");
+}
+
+/// The KServe Python SDK (`kserve.InferenceGRPCClient`), unchanged, against the same endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kserve_sdk_works_unchanged() {
+    let python = std::env::var("MTML_TEST_PYTHON")
+        .expect("MTML_TEST_PYTHON is not set: run the suite with `cargo xtask test`, which installs the KServe SDK");
+    let config = Config::defaults();
+    let runtime = mtml::app::load_runtime(&config).unwrap();
+    let server = Arc::new(mtml::app::model_server(&runtime, &config).unwrap());
+    server.load("fx-direction").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(OipService::new(Arc::clone(&server)).into_server())
+            .serve_with_incoming(mtml::app::grpc_incoming(listener)),
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/kserve_check.py");
+    let features = mtml_feature_store::FEATURE_COUNT.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&python).arg(&script).arg(addr.to_string()).arg("fx-direction").arg(features).output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(output.status.success(), "the KServe SDK failed: {}", String::from_utf8_lossy(&output.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["id"], "0af7651916cd43dd8448eb211c80319c", "the request id is echoed");
+    assert_eq!(answer["model_name"], "fx-direction");
+    let rows: Vec<f32> = answer["rows"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::app::EMBEDDED_MODEL).unwrap();
+    let expected = model.infer(&rows, 2).unwrap();
+    let got: Vec<f32> = answer["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(got, expected, "the SDK got the model's own numbers");
+    assert_eq!(answer["unknown_model"]["code"], "NOT_FOUND");
+    assert!(answer["unknown_model"]["details"].as_str().unwrap().contains("not loaded"), "{answer}");
 }
