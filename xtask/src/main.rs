@@ -6,7 +6,7 @@
 //! - `test`: setup, a PostgreSQL server of its own (installed from Debian's packages if
 //!   missing), the Redis and InfluxDB binaries the tests start their own servers from (Debian's
 //!   `redis-server` and `influxdb`, installed if missing), the Python clients the tests use
-//!   (tritonclient, from PyPI), then the whole test suite.
+//!   (tritonclient and the KServe SDK, from PyPI), then the whole test suite.
 //! - `train`: setup, feature export through mtml's own code, and model training in a pinned
 //!   Python environment (see models/README.md).
 
@@ -169,8 +169,9 @@ fn train(root: &Path, args: &[String]) -> anyhow::Result<()> {
         .arg(&described))
 }
 
-/// A Python environment with the external clients the tests check mtml against (tritonclient),
-/// in `.cache/test-venv`, installed from PyPI once and again whenever the requirements change.
+/// A Python environment with the external clients the tests check mtml against (tritonclient
+/// and the KServe SDK), in `.cache/test-venv`, installed from PyPI once and again whenever the
+/// requirements change.
 fn test_python(root: &Path) -> anyhow::Result<PathBuf> {
     let venv = root.join(".cache/test-venv");
     let venv_python = venv.join("bin/python");
