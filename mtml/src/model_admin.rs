@@ -134,6 +134,12 @@ impl ModelAdmin for ModelAdminService {
         if header.name.is_empty() {
             return Err(Status::invalid_argument("the upload header names no model"));
         }
+        if header.sha256.len() != 64 {
+            return Err(Status::invalid_argument(format!(
+                "the upload header of {} carries no sha256 (64 hex digits) to check the bytes against",
+                header.name
+            )));
+        }
         if header.size_bytes > MAX_MODEL_BYTES {
             return Err(Status::invalid_argument(format!("{} bytes is over the {MAX_MODEL_BYTES}-byte limit", header.size_bytes)));
         }

@@ -329,6 +329,9 @@ async fn uploads_stream_in_checked_chunks_and_bad_ones_are_refused() {
     let status = client.upload_model(tokio_stream::iter(damaged)).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::DataLoss);
     assert!(status.message().contains("refusing a damaged copy"), "{}", status.message());
+    let unchecked = vec![header(bytes.len(), String::new()), data_chunk(&bytes)];
+    let status = client.upload_model(tokio_stream::iter(unchecked)).await.unwrap_err();
+    assert!(status.message().contains("carries no sha256"), "{}", status.message());
     let headless = vec![data_chunk(&bytes)];
     let status = client.upload_model(tokio_stream::iter(headless)).await.unwrap_err();
     assert!(status.message().contains("must be its header"), "{}", status.message());
