@@ -269,6 +269,9 @@ impl Pipeline {
             self.accounts.insert(Arc::clone(account), snapshot);
             return;
         }
+        if let (ExecutionEvent::Filled(fill), Some(comparison)) = (event, &mut self.comparison) {
+            comparison.on_fill(fill);
+        }
         let before = match event {
             ExecutionEvent::Filled(fill) => Some((
                 self.execution.position(&fill.symbol),
@@ -647,6 +650,9 @@ impl Pipeline {
                 created_ms: tick.time_msc,
             },
         ]);
+        if let Some(comparison) = &mut self.comparison {
+            comparison.on_order(&order.client_order_id, predicted.by_challenger);
+        }
         self.orders.submit(order);
         span(Stage::Execution, t);
     }

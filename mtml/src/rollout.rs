@@ -149,6 +149,10 @@ struct Side {
     hits: u64,
     pnl_bps: f64,
     acted: u64,
+    orders: u64,
+    fills: u64,
+    resolved_fills: u64,
+    fill_pnl: f64,
 }
 
 impl Side {
@@ -162,6 +166,10 @@ impl Side {
             hits: 0,
             pnl_bps: 0.0,
             acted: 0,
+            orders: 0,
+            fills: 0,
+            resolved_fills: 0,
+            fill_pnl: 0.0,
         }
     }
 
@@ -193,10 +201,22 @@ impl Side {
             resolved_signals: self.resolved,
             hit_rate: if self.resolved == 0 { None } else { Some(self.hits as f64 / self.resolved as f64) },
             signal_pnl_bps: self.pnl_bps,
+            orders: self.orders,
+            fills: self.fills,
+            resolved_fills: self.resolved_fills,
+            fill_pnl: self.fill_pnl,
             latency_p50_us: quantile(0.5),
             latency_p99_us: quantile(0.99),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingFill {
+    due_ms: i64,
+    price: f64,
+    signed_lots: f64,
+    by_challenger: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -233,6 +253,9 @@ pub struct Comparison {
     champion: Side,
     challenger: Side,
     pending: HashMap<Symbol, VecDeque<Pending>>,
+    /// Which model decided each order since the comparison began.
+    deciders: HashMap<String, bool>,
+    pending_fills: HashMap<Symbol, VecDeque<PendingFill>>,
 }
 
 /// One side of the comparison.
@@ -252,6 +275,15 @@ pub struct SideReport {
     pub hit_rate: Option<f64>,
     /// Sum over resolved signals of direction times the mid's return over the horizon, bps.
     pub signal_pnl_bps: f64,
+    /// Orders this model decided (fed from execution).
+    pub orders: u64,
+    /// Fills of those orders.
+    pub fills: u64,
+    /// Fills whose horizon has passed.
+    pub resolved_fills: u64,
+    /// Those fills marked at the mid one horizon after the fill, against the fill price, in the
+    /// quote currency (slippage and spread included): what the model's trades made.
+    pub fill_pnl: f64,
     /// Prediction latency, µs.
     pub latency_p50_us: f64,
     /// Prediction latency, µs.
@@ -297,7 +329,29 @@ impl Comparison {
             champion: Side::new(),
             challenger: Side::new(),
             pending: HashMap::new(),
+            deciders: HashMap::new(),
+            pending_fills: HashMap::new(),
         }
+    }
+
+    /// Notes which model decided an order (the challenger when `by_challenger`).
+    pub fn on_order(&mut self, client_order_id: &str, by_challenger: bool) {
+        self.deciders.insert(client_order_id.to_owned(), by_challenger);
+        if by_challenger { &mut self.challenger } else { &mut self.champion }.orders += 1;
+    }
+
+    /// Takes a fill from execution: it is marked one horizon later, for the model that decided
+    /// its order. Fills of orders from before the comparison began are not counted.
+    pub fn on_fill(&mut self, fill: &mtml_core::Fill) {
+        let Some(&by_challenger) = self.deciders.get(&fill.client_order_id) else { return };
+        if by_challenger { &mut self.challenger } else { &mut self.champion }.fills += 1;
+        let sign = if fill.side == mtml_core::Side::Buy { 1.0 } else { -1.0 };
+        self.pending_fills.entry(fill.symbol.clone()).or_default().push_back(PendingFill {
+            due_ms: fill.time_msc + self.horizon_ms,
+            price: fill.price,
+            signed_lots: sign * fill.volume,
+            by_challenger,
+        });
     }
 
     /// A fresh comparison for a model set with a challenger; `None` without one.
@@ -308,6 +362,14 @@ impl Comparison {
 
     /// Takes a new mid of `symbol`: signals whose horizon has passed are scored against it.
     pub fn on_mid(&mut self, symbol: &Symbol, time_ms: i64, mid: f64) {
+        if let Some(fills) = self.pending_fills.get_mut(symbol) {
+            while fills.front().is_some_and(|f| f.due_ms <= time_ms) {
+                let Some(f) = fills.pop_front() else { break };
+                let side = if f.by_challenger { &mut self.challenger } else { &mut self.champion };
+                side.resolved_fills += 1;
+                side.fill_pnl += f.signed_lots * mtml_decision::LOT_SIZE * (mid - f.price);
+            }
+        }
         let Some(queue) = self.pending.get_mut(symbol) else { return };
         while let Some(p) = queue.front().copied() {
             if p.due_ms > time_ms {
@@ -386,7 +448,7 @@ impl ComparisonReport {
     pub fn text(&self) -> String {
         let side = |s: &SideReport| {
             format!(
-                "  {:<22} mean p {:.4}  signals {:>6}  acted {:>6}  hit rate {}  ({} resolved)  signal PnL {:+.1} bps  latency p50 {:.1} µs p99 {:.1} µs\n",
+                "  {:<22} mean p {:.4}  signals {:>6}  acted {:>6}  hit rate {}  ({} resolved)  signal PnL {:+.1} bps  orders {} fills {} fill PnL {:+.2}  latency p50 {:.1} µs p99 {:.1} µs\n",
                 s.model,
                 s.mean_probability,
                 s.signals,
@@ -394,6 +456,9 @@ impl ComparisonReport {
                 s.hit_rate.map_or_else(|| "  n/a".to_owned(), |h| format!("{h:.4}")),
                 s.resolved_signals,
                 s.signal_pnl_bps,
+                s.orders,
+                s.fills,
+                s.fill_pnl,
                 s.latency_p50_us,
                 s.latency_p99_us
             )
@@ -715,6 +780,10 @@ mod tests {
             resolved_signals: resolved,
             hit_rate,
             signal_pnl_bps: pnl,
+            orders: 0,
+            fills: 0,
+            resolved_fills: 0,
+            fill_pnl: 0.0,
             latency_p50_us: 5.0,
             latency_p99_us: 9.0,
         };
@@ -740,6 +809,36 @@ mod tests {
         assert!(matches!(gate.judge(&report((Some(0.50), Some(0.47)), 100, (1.0, 2.0), 0.05)), Verdict::Rollback(r) if r.contains("hit rate gain under")));
         assert!(matches!(gate.judge(&report((Some(0.50), Some(0.60)), 100, (1.0, 9.0), 0.4)), Verdict::Rollback(r) if r.contains("probability shift")));
         assert_eq!(gate.judge(&report((None, Some(0.6)), 100, (0.0, 0.0), 0.0)), Verdict::Wait);
+    }
+
+    #[test]
+    fn fills_are_marked_after_the_horizon_for_the_model_that_decided() {
+        let s = Symbol::new("EURUSD");
+        let mut c = Comparison::new("fx:1", "fx:2", &Role::Canary { percent: 50, symbols: vec![] }, 60_000, 0.55, 0.45);
+        c.on_order("a", false);
+        c.on_order("b", true);
+        let fill = |id: &str, side, price| mtml_core::Fill {
+            chain_id: chain(1),
+            client_order_id: id.into(),
+            ticket: 1,
+            symbol: s.clone(),
+            side,
+            volume: 0.1,
+            price,
+            time_msc: 1_000,
+        };
+        c.on_fill(&fill("a", mtml_core::Side::Buy, 1.1000));
+        c.on_fill(&fill("b", mtml_core::Side::Sell, 1.1000));
+        c.on_fill(&fill("before the comparison", mtml_core::Side::Buy, 1.0));
+        c.on_mid(&s, 60_999, 2.0);
+        assert_eq!(c.report().champion.resolved_fills, 0, "not before the horizon");
+        c.on_mid(&s, 61_000, 1.1010);
+        let r = c.report();
+        assert_eq!((r.champion.orders, r.champion.fills, r.champion.resolved_fills), (1, 1, 1));
+        assert_eq!((r.challenger.orders, r.challenger.fills), (1, 1));
+        // 0.1 lots of 100 000 over 10 points: +10 for the buy, -10 for the sell.
+        assert!((r.champion.fill_pnl - 10.0).abs() < 1e-6, "{}", r.champion.fill_pnl);
+        assert!((r.challenger.fill_pnl + 10.0).abs() < 1e-6, "{}", r.challenger.fill_pnl);
     }
 
     #[test]

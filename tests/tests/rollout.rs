@@ -83,6 +83,8 @@ async fn shadow_never_acts_and_a_canary_split_is_reproducible() {
     assert!(report.probability_psi > 0.0);
     assert!(report.champion.resolved_signals > 0 && report.champion.hit_rate.is_some(), "{report:?}");
     assert!(report.challenger.latency_p50_us > 0.0);
+    assert_eq!((report.champion.orders, report.challenger.orders), (shadow.orders_sent, 0), "every order was the champion's");
+    assert_eq!(report.champion.fills, shadow.fills, "fed from execution");
 
     let canary = Route::Canary { percent: 30, symbols: vec![] };
     registry.start_rollout("fx-direction", 2, canary, "test", 3).await.unwrap();
@@ -95,6 +97,10 @@ async fn shadow_never_acts_and_a_canary_split_is_reproducible() {
     let report = first.rollout.as_ref().unwrap();
     assert_eq!(report.challenger.acted_on + report.champion.acted_on, report.predictions);
     assert_eq!(report.role, "canary 30%");
+    assert_eq!(report.champion.orders + report.challenger.orders, first.orders_sent, "each order is one model's");
+    assert_eq!(report.champion.fills + report.challenger.fills, first.fills);
+    assert!(report.challenger.orders > 0, "the canary decided some orders: {report:?}");
+    assert!(report.challenger.resolved_fills + report.champion.resolved_fills > 0);
 
     // A canary limited to a symbol the replay does not trade takes no chain.
     let elsewhere = Route::Canary { percent: 100, symbols: vec!["GBPUSD".into()] };
