@@ -23,21 +23,13 @@ async fn sqlite_in_memory_passes_the_suite() {
 /// finding) a server. Each run gets a fresh database.
 #[tokio::test]
 async fn postgres_passes_the_suite() {
-    let admin_url = std::env::var("MTML_TEST_POSTGRES_URL")
-        .expect("MTML_TEST_POSTGRES_URL is not set: run the suite with `cargo xtask test`, which provides PostgreSQL");
-    sqlx::any::install_default_drivers();
-    let database = format!("mtml_journal_{}_{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000);
-    let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {database}")).execute(&admin).await.unwrap();
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{database}"),
-        None => panic!("MTML_TEST_POSTGRES_URL must name a database: {admin_url}"),
-    };
+    let database = mtml_test_support::postgres::FreshDatabase::create("mtml_journal").await;
+    let url = database.url.clone();
     let journal = Journal::open(&url).await.unwrap();
     conformance::run_all(&journal).await;
     drop(journal);
     let reopened = Journal::open(&url).await.unwrap();
     assert_eq!(reopened.orders(false).await.unwrap().len(), 3, "what was written is still there");
     reopened.close().await;
-    sqlx::query(&format!("DROP DATABASE {database}")).execute(&admin).await.unwrap();
+    database.drop_database().await;
 }

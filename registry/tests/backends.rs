@@ -26,20 +26,11 @@ async fn sqlite_in_memory_passes_the_suite() {
 /// each run.
 #[tokio::test]
 async fn postgres_passes_the_suite() {
-    let admin_url = std::env::var("MTML_TEST_POSTGRES_URL")
-        .expect("MTML_TEST_POSTGRES_URL is not set: run the suite with `cargo xtask test`, which provides PostgreSQL");
-    sqlx::any::install_default_drivers();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000;
-    let database = format!("mtml_registry_{}_{nanos}", std::process::id());
-    let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {database}")).execute(&admin).await.unwrap();
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{database}"),
-        None => panic!("MTML_TEST_POSTGRES_URL must name a database: {admin_url}"),
-    };
+    let database = mtml_test_support::postgres::FreshDatabase::create("mtml_registry").await;
+    let url = database.url.clone();
     let registry = Registry::open(&url).await.unwrap();
     conformance::run_all(&registry).await;
     conformance::run_rollout(&registry).await;
     drop(registry);
-    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)")).execute(&admin).await.unwrap();
+    database.drop_database().await;
 }

@@ -4,7 +4,10 @@
 //!
 //! The binaries come from `MTML_TEST_REDIS_SERVER` and `MTML_TEST_INFLUXD` (which
 //! `cargo xtask test` sets after installing Debian's `redis-server` and `influxdb` packages when
-//! missing), or else from `PATH`.
+//! missing), or else from `PATH`. [`postgres::FreshDatabase`] is a database of its own per test
+//! on the PostgreSQL of `MTML_TEST_POSTGRES_URL`.
+
+pub mod postgres;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
