@@ -9,13 +9,15 @@
 //! checksum must match the one given (a copy damaged on the way is refused).
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use mtml_feature_store::FEATURE_SET;
 use mtml_inference::{Model, OnnxRuntime};
 use mtml_proto::v1::model_admin_client::ModelAdminClient;
 use mtml_registry::{NewVersion, Registry, VersionRow, sha256_hex};
+
+use crate::Config;
 
 /// What to upload.
 #[derive(Debug, Clone)]
@@ -275,4 +277,231 @@ pub fn rollout_text(status: &mtml_proto::v1::RolloutStatus) -> String {
         let _ = writeln!(out, "  NOT APPLIED here: {}", status.serving_error);
     }
     out
+}
+
+/// Where a models command acts: on a running instance (`--server`) or on the registry
+/// database of the configuration.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// A running instance's gRPC address (http://host:port): act through its ModelAdmin
+    /// service, which applies rollout changes there at once.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// TOML configuration (for `registry.url`), when acting on the registry directly.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// `mtml models ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ModelsCommand {
+    /// Validate an ONNX model against the feature set and register it as a new version.
+    Upload {
+        /// The ONNX file.
+        file: PathBuf,
+        /// Name to register it under.
+        #[arg(long)]
+        name: String,
+        /// Training metrics, a JSON object (models/*.metrics.json).
+        #[arg(long)]
+        metadata: Option<PathBuf>,
+        /// The sha256 the file must have.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Where it acts.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Every registered version.
+    List {
+        /// Where it acts.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// One version in full, and the model's rollout: NAME (latest), NAME:VERSION,
+    /// NAME:champion or NAME:challenger.
+    Show {
+        /// NAME[:VERSION | :champion | :challenger].
+        spec: String,
+        /// Where it acts.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Put NAME:VERSION on trial beside the champion: as a shadow (recorded, never acted on) or
+    /// a canary (acted on for a share of chains, split by chain id).
+    Rollout {
+        /// NAME:VERSION.
+        spec: String,
+        /// Run beside the champion on the same inputs; never acted on.
+        #[arg(long, conflicts_with = "canary")]
+        shadow: bool,
+        /// Act on this percentage of chains (1 to 100).
+        #[arg(long, value_name = "PERCENT")]
+        canary: Option<u8>,
+        /// With --canary: only these symbols (comma separated).
+        #[arg(long, value_delimiter = ',', requires = "canary")]
+        symbols: Vec<String>,
+        /// Where it acts.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Make NAME:VERSION the champion.
+    Promote {
+        /// NAME:VERSION.
+        spec: String,
+        /// Where it acts.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Undo the latest step of NAME: withdraw its challenger, or without one restore the
+    /// champion before the last promote.
+    Rollback {
+        /// NAME.
+        name: String,
+        /// Where it acts.
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Champion against challenger on a running instance's traffic: agreement, probability
+    /// shift, latency, hit rate and signal PnL.
+    Compare {
+        /// NAME.
+        name: String,
+        /// The running instance (http://host:port).
+        #[arg(long)]
+        server: String,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Who runs the command, for the registry.
+fn actor() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+}
+
+/// Now, UTC epoch ms.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Runs a models command: through a running instance with `--server`, else on the registry.
+pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
+    use mtml_proto::v1;
+    let local_status = |state: &mtml_registry::RolloutState, message: String| {
+        crate::model_admin::rollout_status(state, message, &crate::rollout::Serving::default())
+    };
+    match command {
+        ModelsCommand::Upload { file, name, metadata, sha256, target } => {
+            let request = Upload { file: &file, name: &name, metadata: metadata.as_deref(), sha256: sha256.as_deref() };
+            let (version, sha, size) = match &target.server {
+                Some(server) => {
+                    let v = upload_remote(server, request, UPLOAD_CHUNK).await?;
+                    (v.version, v.sha256, v.size_bytes)
+                }
+                None => {
+                    let config = Config::load(target.config.as_deref())?;
+                    let runtime = crate::app::load_runtime(&config)?;
+                    let row = upload(&runtime, &open_registry(&config).await?, request).await?;
+                    (row.version.to_string(), row.sha256, u64::try_from(row.size_bytes).unwrap_or(0))
+                }
+            };
+            println!("registered {name}:{version} (sha256 {sha}, {size} bytes)");
+        }
+        ModelsCommand::List { target } => {
+            let rows = match &target.server {
+                Some(server) => {
+                    let list = admin_client(server).await?.list_models(v1::ListModelsRequest {}).await.map_err(status_error)?;
+                    list.into_inner().models.iter().map(row_from_proto).collect()
+                }
+                None => open_registry(&Config::load(target.config.as_deref())?).await?.list().await?,
+            };
+            print!("{}", list_table(&rows));
+        }
+        ModelsCommand::Show { spec, target } => {
+            let (row, status) = match &target.server {
+                Some(server) => {
+                    let shown = admin_client(server).await?.show_model(v1::ShowModelRequest { spec }).await.map_err(status_error)?.into_inner();
+                    (row_from_proto(&shown.version.unwrap_or_default()), shown.rollout.unwrap_or_default())
+                }
+                None => {
+                    let registry = open_registry(&Config::load(target.config.as_deref())?).await?;
+                    let (name, version) = split_spec(&spec);
+                    let version = registry.resolve(name, version).await?;
+                    (registry.show(name, Some(version)).await?, local_status(&registry.rollout_state(name).await?, String::new()))
+                }
+            };
+            print!("{}{}", show_text(&row), rollout_text(&status));
+        }
+        ModelsCommand::Rollout { spec, shadow, canary, symbols, target } => {
+            let (name, version) = parse_version_spec(&spec)?;
+            let route = match (shadow, canary) {
+                (true, None) => mtml_registry::Route::Shadow,
+                (false, Some(percent)) => mtml_registry::Route::Canary { percent, symbols },
+                _ => anyhow::bail!("say how {spec} takes traffic: --shadow, or --canary PERCENT [--symbols A,B]"),
+            };
+            let status = match &target.server {
+                Some(server) => {
+                    let route = match route {
+                        mtml_registry::Route::Shadow => v1::rollout_request::Route::Shadow(v1::Shadow {}),
+                        mtml_registry::Route::Canary { percent, symbols } => v1::rollout_request::Route::Canary(v1::Canary { percent: u32::from(percent), symbols }),
+                    };
+                    let request = v1::RolloutRequest { name: name.to_owned(), version, route: Some(route), actor: actor() };
+                    admin_client(server).await?.rollout(request).await.map_err(status_error)?.into_inner()
+                }
+                None => {
+                    let registry = open_registry(&Config::load(target.config.as_deref())?).await?;
+                    let described = route.to_string();
+                    let state = registry.start_rollout(name, version, route, &actor(), now_ms()).await?;
+                    local_status(&state, format!("{spec} on {described}"))
+                }
+            };
+            print!("{}", rollout_text(&status));
+        }
+        ModelsCommand::Promote { spec, target } => {
+            let (name, version) = parse_version_spec(&spec)?;
+            let status = match &target.server {
+                Some(server) => {
+                    let request = v1::PromoteRequest { name: name.to_owned(), version, actor: actor() };
+                    admin_client(server).await?.promote(request).await.map_err(status_error)?.into_inner()
+                }
+                None => {
+                    let registry = open_registry(&Config::load(target.config.as_deref())?).await?;
+                    local_status(&registry.promote(name, version, &actor(), now_ms()).await?, format!("{spec} is the champion"))
+                }
+            };
+            print!("{}", rollout_text(&status));
+        }
+        ModelsCommand::Rollback { name, target } => {
+            let status = match &target.server {
+                Some(server) => {
+                    let request = v1::RollbackRequest { name: name.clone(), actor: actor() };
+                    admin_client(server).await?.rollback(request).await.map_err(status_error)?.into_inner()
+                }
+                None => {
+                    let registry = open_registry(&Config::load(target.config.as_deref())?).await?;
+                    let (outcome, state) = registry.rollback(&name, &actor(), now_ms()).await?;
+                    local_status(&state, outcome.to_string())
+                }
+            };
+            print!("{}", rollout_text(&status));
+        }
+        ModelsCommand::Compare { name, server, json } => {
+            let report = admin_client(&server).await?.compare_models(v1::CompareModelsRequest { name }).await.map_err(status_error)?.into_inner();
+            if json {
+                println!("{}", if report.active { report.report_json } else { "null".to_owned() });
+            } else {
+                print!("{}", report.report_text);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The registry of a configuration.
+pub async fn open_registry(config: &Config) -> anyhow::Result<mtml_registry::Registry> {
+    mtml_registry::Registry::open(&config.registry.url)
+        .await
+        .with_context(|| format!("opening the model registry at {}", config.registry.url))
 }
