@@ -322,3 +322,65 @@ fn models_are_validated_uploaded_listed_and_shown() {
     let (ok, list, _) = models(&[name("list")]);
     assert!(ok && list.contains("rolled_back"), "states are listed: {list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_commands_act_on_a_running_instance_with_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mtml.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n[journal]\nurl = \"sqlite::memory:\"\n[features]\nhistory = \"none\"\n[registry]\nurl = \"sqlite://{}?mode=rwc\"\n[model]\nfrom_registry = true\n",
+            dir.path().join("registry.db").display()
+        ),
+    )
+    .unwrap();
+    let mut child = KillOnDrop(mtml().args(["run", "--config"]).arg(&config).env("MTML_LOG", "error").stderr(Stdio::piped()).spawn().unwrap());
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("mtml running") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "mtml run stopped before it was running");
+    }
+    let grpc_addr = line.split("Some(").nth(1).unwrap().split(')').next().unwrap().to_owned();
+    let server = format!("http://{grpc_addr}");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let models = |args: &[&str]| {
+        let output = mtml().arg("models").args(args).args(["--server", &server]).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    for version in [1, 2] {
+        let file = root.join(format!("models/fx-direction-v{version}.onnx"));
+        let out = models(&["upload", file.to_str().unwrap(), "--name", "fx-direction"]);
+        assert!(out.starts_with(&format!("registered fx-direction:{version}")), "{out}");
+    }
+    assert!(models(&["list"]).ends_with("2 versions\n"));
+    let out = models(&["promote", "fx-direction:1"]);
+    assert!(out.contains("this instance serves revision 1"), "applied there before the answer: {out}");
+    let out = models(&["rollout", "fx-direction:2", "--shadow"]);
+    assert!(out.contains("challenger 2 on shadow") && out.contains("serves revision 2"), "{out}");
+    let shown = models(&["show", "fx-direction:challenger"]);
+    assert!(shown.starts_with("fx-direction:2\n  state        shadow"), "{shown}");
+    let json = mtml().args(["models", "compare", "fx-direction", "--server", &server, "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!((report["role"].as_str(), report["predictions"].as_u64()), (Some("shadow"), Some(0)), "no ticks yet: {report}");
+    assert_eq!(report["champion"]["model"], "fx-direction:1");
+
+    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(child.0.wait().unwrap().success(), "{rest}");
+}
+
+/// A child process killed if the test panics before stopping it (it would otherwise hold the
+/// test's output open).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
