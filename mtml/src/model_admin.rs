@@ -109,7 +109,7 @@ pub fn rollout_status(state: &RolloutState, message: String, serving: &Serving) 
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock)
 }
 
 fn actor(given: &str) -> String {

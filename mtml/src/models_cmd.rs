@@ -103,7 +103,6 @@ pub async fn register(runtime: &OnnxRuntime, registry: &Registry, upload: Upload
         value.to_string()
     };
     let signature = model.signature();
-    let uploaded_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let new = NewVersion {
         name: upload.name,
         input_name: signature.input.clone(),
@@ -112,7 +111,7 @@ pub async fn register(runtime: &OnnxRuntime, registry: &Registry, upload: Upload
         feature_set: signature.feature_set.clone().unwrap_or_default(),
         metrics,
         uploaded_by: upload.uploaded_by,
-        uploaded_ms: i64::try_from(uploaded_ms).unwrap_or(i64::MAX),
+        uploaded_ms: now_ms(),
         onnx: upload.bytes,
     };
     Ok(registry.register(&new).await?)
@@ -383,7 +382,7 @@ fn actor() -> String {
 
 /// Now, UTC epoch ms.
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock)
 }
 
 /// Runs a models command: through a running instance with `--server`, else on the registry.

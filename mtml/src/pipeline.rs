@@ -553,8 +553,7 @@ impl Pipeline {
             _ => &self.models.champion,
         };
         let born = slot.born_ms?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let age = now - born;
+        let age = mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock) - born;
         (age > limit).then(|| format!("model {} is {:.1} days old, over the {:.1}-day limit", slot.label, age as f64 / 86_400_000.0, limit as f64 / 86_400_000.0))
     }
 

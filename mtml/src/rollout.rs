@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
+use mtml_core::clock::{Clock as _, SystemClock};
 use mtml_core::{ChainId, Symbol};
 use mtml_inference::{Model, ModelServer, OnnxRuntime};
 use mtml_registry::{Registry, RolloutState, VersionRow};
@@ -605,7 +606,7 @@ impl RolloutFollower {
             return Ok(Verdict::Wait);
         }
         let verdict = gate.judge(&report);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now = SystemClock.now_ms();
         match &verdict {
             Verdict::Wait => return Ok(verdict),
             Verdict::Promote(reason) => {
@@ -686,7 +687,11 @@ impl RolloutFollower {
                 (&champion_row, &champion_bytes),
                 challenger.as_ref().map(|(row, bytes)| (row, bytes.as_slice())),
             )?;
-            if let Some(server) = server {
+            // A change that keeps the champion (a rollout, a withdrawn challenger) leaves the
+            // protocol's sessions of it as they are.
+            if let Some(server) = server
+                && server.get(&name, &champion_version.to_string()).is_err()
+            {
                 server.install(&name, &champion_version.to_string(), &champion_bytes)?;
             }
             Ok(models)

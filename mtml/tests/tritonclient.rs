@@ -13,10 +13,8 @@ use mtml::Config;
 use mtml::oip::OipService;
 use mtml_inference::Model;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tritonclient_works_unchanged() {
-    let python = std::env::var("MTML_TEST_PYTHON")
-        .expect("MTML_TEST_PYTHON is not set: run the suite with `cargo xtask test`, which installs tritonclient");
+/// The embedded `fx-direction` served over the Open Inference Protocol on a free port.
+async fn serve_embedded_model() -> (mtml_inference::OnnxRuntime, std::net::SocketAddr) {
     let config = Config::defaults();
     let runtime = mtml::app::load_runtime(&config).unwrap();
     let server = Arc::new(mtml::app::model_server(&runtime, &config).unwrap());
@@ -25,9 +23,17 @@ async fn tritonclient_works_unchanged() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(OipService::new(Arc::clone(&server)).into_server())
+            .add_service(OipService::new(server).into_server())
             .serve_with_incoming(mtml::app::grpc_incoming(listener)),
     );
+    (runtime, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tritonclient_works_unchanged() {
+    let python = std::env::var("MTML_TEST_PYTHON")
+        .expect("MTML_TEST_PYTHON is not set: run the suite with `cargo xtask test`, which installs tritonclient");
+    let (runtime, addr) = serve_embedded_model().await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/tritonclient_check.py");
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(&python).arg(&script).arg(addr.to_string()).arg("fx-direction").output()
@@ -61,17 +67,7 @@ async fn tritonclient_works_unchanged() {
 async fn the_kserve_sdk_works_unchanged() {
     let python = std::env::var("MTML_TEST_PYTHON")
         .expect("MTML_TEST_PYTHON is not set: run the suite with `cargo xtask test`, which installs the KServe SDK");
-    let config = Config::defaults();
-    let runtime = mtml::app::load_runtime(&config).unwrap();
-    let server = Arc::new(mtml::app::model_server(&runtime, &config).unwrap());
-    server.load("fx-direction").unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(OipService::new(Arc::clone(&server)).into_server())
-            .serve_with_incoming(mtml::app::grpc_incoming(listener)),
-    );
+    let (runtime, addr) = serve_embedded_model().await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/python/kserve_check.py");
     let features = mtml_feature_store::FEATURE_COUNT.to_string();
     let output = tokio::task::spawn_blocking(move || {
