@@ -10,7 +10,9 @@
 //! - [`normalize`]: orders fitted to the symbol's volume step, limits, digits and stops level.
 //! - `pipe` (Windows only): the named-pipe server, serving connections like TCP ones.
 //! - [`symbols`]: broker symbol names to canonical ones.
-//! - [`simulator`]: a terminal that speaks the same protocol, for replays and tests.
+//!
+//! The terminal simulator that speaks the same protocol lives in its own crate,
+//! `mtml-simulator`.
 
 pub mod accounts;
 pub mod grpc;
@@ -19,14 +21,9 @@ pub mod normalize;
 pub mod pipe;
 pub mod router;
 pub mod server;
-pub mod simulator;
 pub mod symbols;
 pub mod wire;
 
 pub use router::OrderRouter;
 pub use server::{Backpressure, Bridge, BridgeConfig, BridgeOutputs, BridgeStats};
-pub use simulator::{
-    ConnectionEnd, Fault, Pacing, SimSymbol, SimTick, SimulatorConfig, SimulatorReport,
-    TerminalSimulator, run_simulator,
-};
 pub use symbols::SymbolMapper;

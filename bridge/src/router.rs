@@ -25,6 +25,12 @@ pub struct OrderRouter {
     events: mpsc::Sender<ExecutionEvent>,
 }
 
+impl mtml_core::OrderSink for OrderRouter {
+    fn submit(&mut self, order: OrderRequest) {
+        OrderRouter::submit(self, order);
+    }
+}
+
 impl OrderRouter {
     /// A router that reports refusals on `events`.
     pub fn new(events: mpsc::Sender<ExecutionEvent>) -> Self {

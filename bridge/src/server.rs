@@ -176,11 +176,21 @@ impl Bridge {
     /// outcome is unknown: they are never resent, and the first snapshot of an account that
     /// trades their symbol settles them from its deals, pending orders and positions, exactly as
     /// for an order whose connection was lost.
-    pub fn recover_orders(&self, orders: impl IntoIterator<Item = (String, SentOrder)>) {
+    pub fn recover_orders<'a>(&self, orders: impl IntoIterator<Item = &'a mtml_core::RecoveredOrder>) {
         let mut recovered = self.recovered.lock();
-        for (client_order_id, mut order) in orders {
-            order.outcome_known = false;
-            recovered.insert(client_order_id, order);
+        for order in orders {
+            let sent = SentOrder {
+                chain_id: order.chain_id,
+                symbol: order.symbol.clone(),
+                side: order.side,
+                volume: order.volume,
+                filled: order.filled,
+                sent_ns: 0,
+                outcome_known: false,
+                acked: false,
+                session: String::new(),
+            };
+            recovered.insert(order.client_order_id.clone(), sent);
         }
     }
 

@@ -6,7 +6,7 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mtml_bridge::{SimSymbol, SimTick, SimulatorConfig, run_simulator};
+use mtml_simulator::{SimSymbol, SimTick, SimulatorConfig, run_simulator};
 use support::{golden_frames, start_bridge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -182,8 +182,8 @@ async fn an_order_for_a_symbol_no_terminal_trades_is_refused_with_a_reason() {
 }
 
 async fn futures_join(
-    tasks: Vec<tokio::task::JoinHandle<Result<mtml_bridge::SimulatorReport, mtml_bridge::simulator::SimulatorError>>>,
-) -> Vec<mtml_bridge::SimulatorReport> {
+    tasks: Vec<tokio::task::JoinHandle<Result<mtml_simulator::SimulatorReport, mtml_simulator::SimulatorError>>>,
+) -> Vec<mtml_simulator::SimulatorReport> {
     let mut reports = Vec::new();
     for task in tasks {
         reports.push(task.await.unwrap().unwrap());

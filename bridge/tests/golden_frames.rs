@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mtml_bridge::wire::{Envelope, Message, Px, WireSide, WireTick};
-use mtml_bridge::{SimSymbol, SimTick, SimulatorConfig, run_simulator};
+use mtml_simulator::{SimSymbol, SimTick, SimulatorConfig, run_simulator};
 use mtml_core::{ChainId, OrderRequest, OrderType, Side, Symbol};
 use support::{golden_frames, start_bridge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

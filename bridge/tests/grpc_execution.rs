@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use mtml_bridge::grpc::BridgeService;
-use mtml_bridge::{Bridge, BridgeConfig, BridgeOutputs, Fault, SimSymbol, SimTick, SimulatorConfig, SymbolMapper, TerminalSimulator};
+use mtml_bridge::{Bridge, BridgeConfig, BridgeOutputs, SymbolMapper};
+use mtml_simulator::{Fault, SimSymbol, SimTick, SimulatorConfig, TerminalSimulator};
 use mtml_core::{ChainIdGenerator, ChainLog, OrderRequest, OrderType, Side, Symbol};
 use mtml_proto::v1;
 use mtml_proto::v1::bridge_client::BridgeClient;

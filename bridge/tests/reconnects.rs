@@ -6,7 +6,8 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mtml_bridge::{Backpressure, ConnectionEnd, Fault, SimSymbol, SimTick, SimulatorConfig, TerminalSimulator};
+use mtml_bridge::Backpressure;
+use mtml_simulator::{ConnectionEnd, Fault, SimSymbol, SimTick, SimulatorConfig, TerminalSimulator};
 use mtml_core::{ChainIdGenerator, ExecutionEvent, OrderRequest, OrderType, Side, Symbol, Tick};
 use support::{TestBridge, start_bridge, start_bridge_with};
 use tokio::net::TcpStream;

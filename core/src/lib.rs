@@ -18,4 +18,4 @@ pub mod order;
 
 pub use chain::{ChainId, ChainIdGenerator, ChainLog, Stage, StageSpan};
 pub use market::{Bar, Ohlc, Symbol, Tick, MINUTE_MS};
-pub use order::{ExecutedOrder, ExecutionEvent, Fill, OrderRequest, OrderType, Side};
+pub use order::{ExecutedOrder, ExecutionEvent, Fill, OrderRequest, OrderSink, OrderType, RecoveredOrder, Side};

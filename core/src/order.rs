@@ -176,3 +176,37 @@ impl ExecutionEvent {
         }
     }
 }
+
+/// An order a previous run left open, as its journal has it: in flight again with its outcome
+/// unknown, in execution (its symbol gets no new order) and in the bridge (the terminal's next
+/// snapshot settles it). It is never resent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveredOrder {
+    /// Idempotency key.
+    pub client_order_id: String,
+    /// Chain of the tick that caused it.
+    pub chain_id: ChainId,
+    /// Canonical symbol.
+    pub symbol: Symbol,
+    /// Direction.
+    pub side: Side,
+    /// Lots ordered.
+    pub volume: f64,
+    /// Lots the journal has as filled.
+    pub filled: f64,
+    /// Price the decision was made at.
+    pub decision_price: f64,
+}
+
+/// Where execution hands its orders: the bridge's router in this process, a channel to a bridge
+/// in another, or a test's collector. `submit` never blocks: it is called on the tick path.
+pub trait OrderSink: Send {
+    /// Hands an order on.
+    fn submit(&mut self, order: OrderRequest);
+}
+
+impl<F: FnMut(OrderRequest) + Send> OrderSink for F {
+    fn submit(&mut self, order: OrderRequest) {
+        self(order);
+    }
+}

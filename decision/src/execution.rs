@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use mtml_core::{ChainId, ExecutionEvent, Fill, OrderRequest, OrderType, Side, Symbol};
+use mtml_core::{ChainId, ExecutionEvent, Fill, OrderRequest, OrderType, RecoveredOrder, Side, Symbol};
 
 use crate::order_state::{OrderEvent, OrderState, transition};
 
@@ -65,21 +65,6 @@ struct InFlight {
     state: OrderState,
 }
 
-/// An order left open by a previous run, as the journal has it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecoveredOrder {
-    /// Idempotency key.
-    pub client_order_id: String,
-    /// Symbol.
-    pub symbol: Symbol,
-    /// Lots ordered.
-    pub volume: f64,
-    /// Lots the journal has as filled.
-    pub filled: f64,
-    /// Price the decision was made at.
-    pub decision_price: f64,
-}
-
 /// Counters of execution.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ExecutionStats {
@@ -118,6 +103,43 @@ pub struct Difference {
     pub terminal_lots: f64,
 }
 
+/// What an execution event changed in the book: what the journal records and the caller
+/// reports, returned by [`Execution::on_event`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// Nothing in the book changed (an account's money report).
+    Nothing,
+    /// An order was acknowledged, rejected or lost its answer.
+    OrderState {
+        /// The order.
+        client_order_id: String,
+        /// `acknowledged`, `rejected` or `unknown`.
+        state: &'static str,
+        /// Lots filled so far (0 once the order has left the book).
+        filled: f64,
+    },
+    /// A fill was applied to its position.
+    Fill(FillApplied),
+    /// Positions were compared with a terminal's; these differed and were corrected.
+    Reconciled(Vec<Difference>),
+}
+
+/// A fill as the book applied it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FillApplied {
+    /// Fill price minus decision price, against the order (positive: worse than decided); 0 for
+    /// a fill of an order not in flight.
+    pub slippage: f64,
+    /// Realised PnL this fill made, quote currency.
+    pub realized_pnl: f64,
+    /// The symbol's position afterwards.
+    pub position: Position,
+    /// Lots of the order filled so far, this fill included.
+    pub filled: f64,
+    /// The order's state afterwards (`partially_filled`, or `filled` once it left the book).
+    pub state: &'static str,
+}
+
 /// Order and position book of one mtml instance.
 #[derive(Debug)]
 pub struct Execution {
@@ -126,8 +148,6 @@ pub struct Execution {
     in_flight: HashMap<String, InFlight>,
     positions: HashMap<Symbol, Position>,
     stats: ExecutionStats,
-    last_fill_slippage: f64,
-    last_differences: Vec<Difference>,
 }
 
 impl Execution {
@@ -140,8 +160,6 @@ impl Execution {
             in_flight: HashMap::new(),
             positions: HashMap::new(),
             stats: ExecutionStats::default(),
-            last_fill_slippage: 0.0,
-            last_differences: Vec::new(),
         }
     }
 
@@ -217,11 +235,6 @@ impl Execution {
         self.in_flight.get(client_order_id).map_or(0.0, |order| order.filled)
     }
 
-    /// Slippage of the last fill applied: fill price minus decision price, against the order.
-    pub fn last_fill_slippage(&self) -> f64 {
-        self.last_fill_slippage
-    }
-
     /// Positions recovered from the journal at start.
     pub fn restore_positions(&mut self, positions: impl IntoIterator<Item = (Symbol, Position)>) {
         self.positions.extend(positions);
@@ -230,12 +243,12 @@ impl Execution {
     /// Orders a previous run left open (from the journal), back in flight with their outcome
     /// unknown: they are never resent, their symbols get no new order, and the terminal's next
     /// snapshot settles them (the bridge is handed the same orders).
-    pub fn restore_orders(&mut self, orders: impl IntoIterator<Item = RecoveredOrder>) {
+    pub fn restore_orders<'a>(&mut self, orders: impl IntoIterator<Item = &'a RecoveredOrder>) {
         for order in orders {
             self.in_flight.insert(
-                order.client_order_id,
+                order.client_order_id.clone(),
                 InFlight {
-                    symbol: order.symbol,
+                    symbol: order.symbol.clone(),
                     volume: order.volume,
                     filled: order.filled,
                     decision_price: order.decision_price,
@@ -273,8 +286,13 @@ impl Execution {
         }
     }
 
-    /// Applies what the bridge reported.
-    pub fn on_event(&mut self, event: &ExecutionEvent) {
+    /// Applies what the bridge reported, and says what it changed.
+    pub fn on_event(&mut self, event: &ExecutionEvent) -> Applied {
+        let settled = |book: &Self, id: &str, state| Applied::OrderState {
+            client_order_id: id.to_owned(),
+            state,
+            filled: book.filled_of(id),
+        };
         match event {
             ExecutionEvent::Acked { client_order_id, volume, .. } => {
                 self.stats.acks += 1;
@@ -285,6 +303,7 @@ impl Execution {
                     // The bridge may have rounded the volume down to the symbol's step.
                     order.volume = *volume;
                 }
+                settled(self, client_order_id, "acknowledged")
             }
             ExecutionEvent::Rejected { client_order_id, reason, retcode, chain_id } => {
                 self.stats.rejects += 1;
@@ -292,18 +311,20 @@ impl Execution {
                 if self.advance(client_order_id, OrderEvent::Reject).is_some() {
                     self.in_flight.remove(client_order_id);
                 }
+                settled(self, client_order_id, "rejected")
             }
             ExecutionEvent::OutcomeUnknown { client_order_id, chain_id } => {
                 self.stats.outcome_unknown += 1;
                 tracing::warn!(%chain_id, %client_order_id, "order outcome unknown until the terminal's next snapshot");
                 self.advance(client_order_id, OrderEvent::Lose);
+                settled(self, client_order_id, "unknown")
             }
-            ExecutionEvent::Filled(fill) => self.on_fill(fill),
+            ExecutionEvent::Filled(fill) => Applied::Fill(self.on_fill(fill)),
             ExecutionEvent::TerminalPositions { account, positions, .. } => {
-                self.reconcile(account, positions);
+                Applied::Reconciled(self.reconcile(account, positions))
             }
             // Money is risk's business (the margin check), not the order book's.
-            ExecutionEvent::Account { .. } => {}
+            ExecutionEvent::Account { .. } => Applied::Nothing,
         }
     }
 
@@ -334,32 +355,39 @@ impl Execution {
             }
         }
         self.stats.reconciliation_differences += differences.len() as u64;
-        self.last_differences.clone_from(&differences);
         differences
     }
 
-    /// Differences found by the last reconciliation.
-    pub fn last_differences(&self) -> &[Difference] {
-        &self.last_differences
-    }
-
-    fn on_fill(&mut self, fill: &Fill) {
+    fn on_fill(&mut self, fill: &Fill) -> FillApplied {
         self.stats.fills += 1;
         self.stats.filled_lots += fill.volume;
         let signed = fill.volume * fill.side.sign();
+        let filled = self.filled_of(&fill.client_order_id) + fill.volume;
         // The position follows the terminal's deals whatever execution thought of the order.
-        self.positions.entry(fill.symbol.clone()).or_default().apply(signed, fill.price);
+        let position = self.positions.entry(fill.symbol.clone()).or_default();
+        let realized_before = position.realized_pnl;
+        position.apply(signed, fill.price);
+        let position = *position;
+        let mut applied = FillApplied {
+            slippage: 0.0,
+            realized_pnl: position.realized_pnl - realized_before,
+            position,
+            filled,
+            state: "filled",
+        };
         let Some(order) = self.in_flight.get_mut(&fill.client_order_id) else {
             tracing::warn!(client_order_id = %fill.client_order_id, "fill for an order not in flight");
-            return;
+            return applied;
         };
-        self.last_fill_slippage = (fill.price - order.decision_price) * fill.side.sign();
-        self.stats.slippage_price_lots += self.last_fill_slippage * fill.volume;
+        applied.slippage = (fill.price - order.decision_price) * fill.side.sign();
+        self.stats.slippage_price_lots += applied.slippage * fill.volume;
         order.filled += fill.volume;
         let complete = order.filled >= order.volume - 1e-9;
         if self.advance(&fill.client_order_id, OrderEvent::Fill { complete }) == Some(OrderState::Filled) {
             self.in_flight.remove(&fill.client_order_id);
         }
+        applied.state = self.state_of(&fill.client_order_id).map_or("filled", |s| s.name());
+        applied
     }
 }
 
@@ -450,9 +478,11 @@ mod tests {
         let mut execution = Execution::new("new");
         let symbol = Symbol::new("EURUSD");
         execution.restore_positions([(symbol.clone(), Position { lots: 0.1, average_price: 1.1, realized_pnl: 0.0 })]);
-        execution.restore_orders([RecoveredOrder {
+        execution.restore_orders(&[RecoveredOrder {
             client_order_id: "old-7".into(),
+            chain_id: ChainIdGenerator::with_prefix(1).next_id(),
             symbol: symbol.clone(),
+            side: Side::Buy,
             volume: 0.3,
             filled: 0.1,
             decision_price: 1.2,

@@ -3,8 +3,10 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 
 use mtml_core::Symbol;
+use mtml_core::clock::{Clock, SystemClock};
 
 use crate::execution::LOT_SIZE;
 
@@ -36,6 +38,9 @@ pub struct RiskLimits {
     pub max_feature_age_ms: i64,
     /// Free margin must cover the order's margin times this factor (1.0 = exactly).
     pub margin_safety: f64,
+    /// The stale-model guard: a model registered longer ago than this (wall clock) is not
+    /// traded on, milliseconds.
+    pub max_model_age_ms: i64,
 }
 
 impl RiskLimits {
@@ -54,6 +59,7 @@ impl RiskLimits {
             max_drawdown: f64::INFINITY,
             max_feature_age_ms: i64::MAX,
             margin_safety: 1.0,
+            max_model_age_ms: i64::MAX,
         }
     }
 }
@@ -80,6 +86,24 @@ pub struct StateChange {
     pub reason: String,
     /// Market time of the change.
     pub at_ms: i64,
+}
+
+/// The model a decision came from, for the stale-model guard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInUse {
+    /// `name:version`.
+    pub label: String,
+    /// When the version was registered, UTC epoch ms; `None` when unknown (a file or the
+    /// embedded model), which the guard lets through.
+    pub registered_ms: Option<i64>,
+}
+
+/// Why an operator's trading state command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateCommandRefused {
+    /// The kill switch holds the state at HALTED.
+    #[error("the kill switch is engaged; restart with it released to trade again")]
+    KillSwitch,
 }
 
 /// The account as the terminal reports it, for the margin check.
@@ -115,8 +139,8 @@ pub struct Facts {
     pub open_orders: usize,
     /// Age of the features the decision used, milliseconds.
     pub feature_age_ms: i64,
-    /// Why the model must not be traded on (too old, flagged), if it must not.
-    pub model_flag: Option<String>,
+    /// The model the decision came from.
+    pub model: Option<ModelInUse>,
     /// The account, if the terminal reported it.
     pub account: Option<AccountSnapshot>,
 }
@@ -252,9 +276,10 @@ const DAY_MS: i64 = 86_400_000;
 
 /// Checks proposed orders against [`RiskLimits`], keeps the trading state, and trips it when the
 /// account's equity breaks the daily loss or drawdown limits.
-#[derive(Debug)]
 pub struct RiskEngine {
     limits: RiskLimits,
+    /// Wall clock, read only by the stale-model guard when an order is checked.
+    clock: Arc<dyn Clock>,
     state: TradingState,
     killed: bool,
     /// Market times of recent orders, for the rate limit.
@@ -265,11 +290,18 @@ pub struct RiskEngine {
     changes: Vec<StateChange>,
 }
 
+impl fmt::Debug for RiskEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RiskEngine").field("limits", &self.limits).field("state", &self.state).finish_non_exhaustive()
+    }
+}
+
 impl RiskEngine {
-    /// An active engine with `limits`.
+    /// An active engine with `limits`, on the system clock.
     pub fn new(limits: RiskLimits) -> Self {
         Self {
             limits,
+            clock: Arc::new(SystemClock),
             state: TradingState::Active,
             killed: false,
             recent_orders: VecDeque::new(),
@@ -278,6 +310,13 @@ impl RiskEngine {
             equity_high: f64::NEG_INFINITY,
             changes: Vec::new(),
         }
+    }
+
+    /// The same engine reading `clock` (the stale-model guard's wall clock).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Current trading state.
@@ -299,9 +338,9 @@ impl RiskEngine {
     }
 
     /// An operator command. After the kill switch, only HALTED is accepted.
-    pub fn set_state(&mut self, state: TradingState, reason: &str, at_ms: i64) -> Result<(), String> {
+    pub fn set_state(&mut self, state: TradingState, reason: &str, at_ms: i64) -> Result<(), StateCommandRefused> {
         if self.killed && state != TradingState::Halted {
-            return Err("the kill switch is engaged; restart with it released to trade again".into());
+            return Err(StateCommandRefused::KillSwitch);
         }
         self.change(state, format!("operator: {reason}"), at_ms);
         Ok(())
@@ -418,10 +457,29 @@ impl RiskEngine {
         if facts.feature_age_ms > l.max_feature_age_ms {
             return Err(RiskRejection::StaleFeatures { age_ms: facts.feature_age_ms, limit_ms: l.max_feature_age_ms });
         }
-        if let Some(reason) = &facts.model_flag {
-            return Err(RiskRejection::StaleModel { reason: reason.clone() });
+        if let Some(reason) = self.model_too_old(facts.model.as_ref()) {
+            return Err(RiskRejection::StaleModel { reason });
         }
         Ok(())
+    }
+
+    /// The stale-model guard: why a model registered longer ago than allowed must not be
+    /// traded on. Reads the wall clock only when the guard is on and the model's age is known.
+    fn model_too_old(&self, model: Option<&ModelInUse>) -> Option<String> {
+        let limit = self.limits.max_model_age_ms;
+        if limit == i64::MAX {
+            return None;
+        }
+        let model = model?;
+        let age = self.clock.now_ms() - model.registered_ms?;
+        (age > limit).then(|| {
+            format!(
+                "model {} is {:.1} days old, over the {:.1}-day limit",
+                model.label,
+                age as f64 / DAY_MS as f64,
+                limit as f64 / DAY_MS as f64
+            )
+        })
     }
 }
 
@@ -448,6 +506,7 @@ mod tests {
             max_drawdown: 200.0,
             max_feature_age_ms: 5_000,
             margin_safety: 1.0,
+            max_model_age_ms: 7 * DAY_MS,
         }
     }
 
@@ -562,11 +621,25 @@ mod tests {
         f.feature_age_ms = 5_001;
         assert_eq!(check(&mut RiskEngine::new(limits()), 0.1, 1.0, &f), Some("stale_features"));
         f.feature_age_ms = 0;
-        f.model_flag = Some("model older than 7 days".into());
+        // Registered 8 days before the injected clock's now, against a 7-day limit.
+        struct Fixed(i64);
+        impl Clock for Fixed {
+            fn now_ms(&self) -> i64 {
+                self.0
+            }
+        }
+        let now = 100 * DAY_MS;
+        f.model = Some(ModelInUse { label: "fx:1".into(), registered_ms: Some(now - 8 * DAY_MS) });
         let rejection = RiskEngine::new(limits())
+            .with_clock(Arc::new(Fixed(now)))
             .check(OrderCheck { symbol: &eurusd(), signed_lots: 0.1, price: 1.0, now_ms: 0 }, &f)
             .unwrap_err();
-        assert_eq!(rejection.to_string(), "stale_model: model older than 7 days");
+        assert_eq!(rejection.to_string(), "stale_model: model fx:1 is 8.0 days old, over the 7.0-day limit");
+        // Exactly at the limit, or of unknown age, it is traded on.
+        f.model = Some(ModelInUse { label: "fx:1".into(), registered_ms: Some(now - 7 * DAY_MS) });
+        assert_eq!(check(&mut RiskEngine::new(limits()).with_clock(Arc::new(Fixed(now))), 0.1, 1.0, &f), None);
+        f.model = Some(ModelInUse { label: "fx:file".into(), registered_ms: None });
+        assert_eq!(check(&mut RiskEngine::new(limits()).with_clock(Arc::new(Fixed(now))), 0.1, 1.0, &f), None);
     }
 
     #[test]

@@ -11,18 +11,18 @@ pub mod model;
 pub mod runtime;
 pub mod server;
 
-use std::path::PathBuf;
-
 pub use model::{Model, ModelSignature};
-pub use runtime::{OnnxRuntime, locate_library};
+pub use runtime::{OnnxRuntime, library_candidates, locate_library, user_cache_dir};
 pub use server::{LoadedModel, ModelIndexEntry, ModelRepository, ModelServer, ServeError};
 
 /// Why a model cannot load or predict. Messages name the model and what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {
     /// The ONNX Runtime library is not where it was looked for.
-    #[error("ONNX Runtime library not found at {0}; run `cargo xtask setup` or set MTML_ORT_LIB")]
-    RuntimeMissing(PathBuf),
+    #[error(
+        "ONNX Runtime library not found: {0}; run `cargo xtask setup`, or set runtime.onnxruntime_lib (MTML_RUNTIME_ONNXRUNTIME_LIB) to its path"
+    )]
+    RuntimeMissing(String),
     /// The library failed to load or initialise.
     #[error("cannot initialise ONNX Runtime: {0}")]
     Runtime(String),

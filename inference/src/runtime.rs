@@ -40,7 +40,7 @@ impl OnnxRuntime {
             return Ok(Self { environment: environment.clone() });
         }
         if !library.is_file() {
-            return Err(InferenceError::RuntimeMissing(library.to_path_buf()));
+            return Err(InferenceError::RuntimeMissing(format!("{} is not a file", library.display())));
         }
         let environment = ort::init_from(library)
             .map_err(|e| InferenceError::Runtime(format!("{}: {e}", library.display())))?
@@ -56,31 +56,73 @@ impl OnnxRuntime {
     }
 }
 
-/// Finds the ONNX Runtime library: `$MTML_ORT_LIB`, `$ORT_DYLIB_PATH`, then `.cache/onnxruntime`
-/// in the current directory or any parent of it or of the running executable (so that
-/// `target/release/mtml` finds the repository's copy).
-pub fn locate_library() -> Result<PathBuf, InferenceError> {
-    for var in ["MTML_ORT_LIB", "ORT_DYLIB_PATH"] {
-        if let Some(path) = std::env::var_os(var) {
-            return Ok(PathBuf::from(path));
-        }
-    }
-    let mut starts: Vec<PathBuf> = Vec::new();
-    if let Ok(dir) = std::env::current_dir() {
-        starts.push(dir);
-    }
+/// Where the library is looked for when no path is configured, in order: beside the running
+/// executable, in `.cache/onnxruntime` of any folder above it (a `target/release/mtml` finds
+/// its repository's copy), in the user's cache (`$XDG_CACHE_HOME/mtml/onnxruntime`, else
+/// `~/.cache/mtml/onnxruntime`, where `cargo xtask setup` also puts it), and in
+/// `.cache/onnxruntime` of the current folder or any folder above it.
+pub fn library_candidates() -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
     if let Ok(exe) = std::env::current_exe()
         && let Some(dir) = exe.parent()
     {
-        starts.push(dir.to_path_buf());
+        candidates.push(dir.join(LIBRARY_FILE));
+        candidates.extend(dir.ancestors().map(|d| d.join(".cache/onnxruntime").join(LIBRARY_FILE)));
     }
-    for start in &starts {
-        for dir in start.ancestors() {
-            let candidate = dir.join(".cache/onnxruntime").join(LIBRARY_FILE);
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
+    if let Some(cache) = user_cache_dir() {
+        candidates.push(cache.join("mtml/onnxruntime").join(LIBRARY_FILE));
+    }
+    if let Ok(dir) = std::env::current_dir() {
+        candidates.extend(dir.ancestors().map(|d| d.join(".cache/onnxruntime").join(LIBRARY_FILE)));
+    }
+    candidates
+}
+
+/// The user's cache folder: `$XDG_CACHE_HOME`, else `$HOME/.cache`.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|home| PathBuf::from(home).join(".cache")))
+}
+
+/// Finds the ONNX Runtime library: `configured` (the `runtime.onnxruntime_lib` setting) if
+/// given, else the first of [`library_candidates`] that exists.
+pub fn locate_library(configured: Option<&Path>) -> Result<PathBuf, InferenceError> {
+    if let Some(path) = configured {
+        return if path.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(InferenceError::RuntimeMissing(format!("runtime.onnxruntime_lib is {}, which is not a file", path.display())))
+        };
+    }
+    let candidates = library_candidates();
+    if let Some(found) = candidates.iter().find(|c| c.is_file()) {
+        return Ok(found.clone());
+    }
+    let mut looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+    looked.dedup();
+    Err(InferenceError::RuntimeMissing(format!("{LIBRARY_FILE} is in none of {}", looked.join(", "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_library_that_is_not_there_is_named() {
+        let error = locate_library(Some(Path::new("/nowhere/libonnxruntime.so"))).unwrap_err().to_string();
+        assert!(error.contains("runtime.onnxruntime_lib is /nowhere/libonnxruntime.so"), "{error}");
+        assert!(error.contains("MTML_RUNTIME_ONNXRUNTIME_LIB"), "the setting's variable is named: {error}");
+    }
+
+    #[test]
+    fn the_executable_folder_and_the_user_cache_are_searched() {
+        let candidates = library_candidates();
+        let exe_dir = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+        assert_eq!(candidates[0], exe_dir.join(LIBRARY_FILE));
+        if let Some(cache) = user_cache_dir() {
+            assert!(candidates.contains(&cache.join("mtml/onnxruntime").join(LIBRARY_FILE)));
         }
     }
-    Err(InferenceError::RuntimeMissing(PathBuf::from(".cache/onnxruntime").join(LIBRARY_FILE)))
 }

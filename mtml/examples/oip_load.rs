@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use mtml::Config;
-use mtml::oip::OipService;
+use mtml::services::oip::OipService;
 use mtml_inference::Model;
 use mtml_proto::inference as oip;
 use mtml_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -72,7 +72,7 @@ async fn run(client: &GrpcInferenceServiceClient<Channel>, input: &str, call: Ca
 /// The configured model served over the protocol on a free port: the server, a client, and the
 /// model's input name.
 async fn serve(runtime: &mtml_inference::OnnxRuntime, config: &Config) -> anyhow::Result<(Arc<mtml_inference::ModelServer>, GrpcInferenceServiceClient<Channel>, String)> {
-    let server = Arc::new(mtml::app::model_server(runtime, config)?);
+    let server = Arc::new(mtml::runtime::model_server(runtime, config)?);
     server.load("fx-direction")?;
     let input = server.get("fx-direction", "")?.signature().input.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -80,7 +80,7 @@ async fn serve(runtime: &mtml_inference::OnnxRuntime, config: &Config) -> anyhow
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(OipService::new(Arc::clone(&server)).into_server())
-            .serve_with_incoming(mtml::app::grpc_incoming(listener)),
+            .serve_with_incoming(mtml::services::grpc_incoming(listener)),
     );
     let client = GrpcInferenceServiceClient::connect(format!("http://{addr}")).await?;
     Ok((server, client, input))
@@ -90,11 +90,11 @@ async fn serve(runtime: &mtml_inference::OnnxRuntime, config: &Config) -> anyhow
 async fn main() -> anyhow::Result<()> {
     let requests: usize = std::env::args().nth(1).map_or(Ok(20_000), |a| a.parse())?;
     let config = Config::defaults();
-    let runtime = mtml::app::load_runtime(&config)?;
+    let runtime = mtml::runtime::load_runtime(&config)?;
     let (_server, client, input) = serve(&runtime, &config).await?;
 
     // Raw ONNX Runtime, one session, same input.
-    let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::app::EMBEDDED_MODEL)?;
+    let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::runtime::EMBEDDED_MODEL)?;
     let values: Vec<f32> = (0..mtml_feature_store::FEATURE_COUNT).map(|i| (i as f32 - 6.0) * 0.01).collect();
     let mut raw = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     let start = Instant::now();

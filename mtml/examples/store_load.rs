@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mtml::Config;
-use mtml::featurize::Featurizer;
+use mtml_pipeline::Featurizer;
 use mtml_core::{ChainIdGenerator, Symbol, Tick};
 use mtml_feature_store::history::influx::InfluxV1;
 use mtml_feature_store::history::sqlite::SqliteHistory;
@@ -117,7 +117,7 @@ async fn ingestion_with_features() {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(IngestionService::new(pipeline_tx).into_server())
-            .serve_with_incoming(mtml::app::grpc_incoming(listener)),
+            .serve_with_incoming(mtml::services::grpc_incoming(listener)),
     );
     let consumer = std::thread::spawn(move || {
         let mut featurizer = Featurizer::new([Symbol::new("EURUSD")], 1_000, &[300_000, 3_600_000]);
@@ -148,7 +148,7 @@ async fn replay_week(label: &str, config: Config) {
         symbol: Some("EURUSD".into()),
         config,
         config_given: true,
-        max_ahead: mtml::replay::DEFAULT_MAX_AHEAD,
+        max_ahead: mtml::commands::replay::DEFAULT_MAX_AHEAD,
         terminal_balance: None,
     };
     let report = mtml::replay(options).await.unwrap();

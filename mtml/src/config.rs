@@ -159,7 +159,7 @@ pub struct ModelSettings {
     /// (the stale-model guard); 0 for no limit.
     pub max_age_days: u64,
     /// The automatic promotion and rollback gate of a rollout, if on (`gate = true`).
-    pub gate: Option<crate::rollout::Gate>,
+    pub gate: Option<mtml_rollout::Gate>,
 }
 
 /// `[decision]`.
@@ -189,7 +189,8 @@ pub struct RiskSettings {
 /// `[runtime]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeSettings {
-    /// The ONNX Runtime shared library; `None` searches `.cache/onnxruntime`.
+    /// The ONNX Runtime shared library; `None` searches beside the executable, the user's cache
+    /// and `.cache/onnxruntime` (see `mtml_inference::library_candidates`).
     pub onnxruntime_lib: Option<PathBuf>,
 }
 
@@ -325,7 +326,7 @@ impl Config {
                 max_age_days: x.non_negative("model", "max_age_days", 0),
                 gate: {
                     let on = x.boolean("model", "gate", false);
-                    let gate = crate::rollout::Gate {
+                    let gate = mtml_rollout::Gate {
                         min_resolved: x.positive("model", "gate_min_resolved", 500),
                         promote_hit_rate_gain: x.float("model", "gate_promote_hit_rate_gain", 0.01),
                         promote_pnl_gain_bps: x.float("model", "gate_promote_pnl_gain_bps", 0.0),
@@ -368,6 +369,7 @@ impl Config {
                     max_drawdown: x.float("risk", "max_drawdown", 2_000.0),
                     max_feature_age_ms: x.positive("risk", "max_feature_age_ms", 5_000) as i64,
                     margin_safety: 1.0,
+                    max_model_age_ms: i64::MAX,
                 },
                 starting_equity: x.float("risk", "starting_equity", 10_000.0),
             },
@@ -387,10 +389,23 @@ impl Config {
         };
         x.unknown_keys();
         let mut problems = x.problems;
-        config.risk.limits.symbols =
-            config.pipeline.symbols.iter().map(|s| mtml_core::Symbol::new(s)).collect();
+        config.risk.limits.symbols = config.symbols().collect();
+        if config.model.max_age_days > 0 {
+            let days = i64::try_from(config.model.max_age_days).unwrap_or(i64::MAX);
+            config.risk.limits.max_model_age_ms = days.saturating_mul(86_400_000);
+        }
         config.validate(&mut problems);
         if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
+    }
+
+    /// The symbols traded (`pipeline.symbols`).
+    pub fn symbols(&self) -> impl Iterator<Item = mtml_core::Symbol> + '_ {
+        self.pipeline.symbols.iter().map(|s| mtml_core::Symbol::new(s))
+    }
+
+    /// Widths of the configured bar timeframes beyond M1, ms (validated at load).
+    pub fn wider_bar_widths_ms(&self) -> Vec<i64> {
+        self.features.timeframes.iter().filter_map(|t| mtml_feature_store::history::timeframe_width_ms(t)).collect()
     }
 
     fn validate(&self, problems: &mut Vec<String>) {

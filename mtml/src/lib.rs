@@ -1,42 +1,29 @@
-//! The mtml application: configuration, the composition of the services, and the commands.
+//! The mtml application: configuration, the composition of the services, their gRPC adapters,
+//! and the commands. The work itself lives in the libraries (bridge, ingestion, feature-store,
+//! inference, rollout, decision, pipeline, journal, registry); this crate builds them from
+//! settings and wires them together.
 //!
 //! - [`config`]: typed settings from defaults, TOML and `MTML_*` variables, all problems at once.
-//! - [`admin`]: the `mtml.v1.Admin` service (trading state of a running instance).
-//! - [`app`]: starts bridge, tick transport, pipeline and gRPC API in one process.
-//! - [`pipeline`]: the tick-to-order path on its dedicated thread.
-//! - [`featurize`]: ingestion plus features, shared by the pipeline and the export.
-//! - [`prediction`]: the `mtml.v1.Prediction` gRPC service.
-//! - [`stores`], [`features_api`]: the feature stores and the `mtml.v1.Features` gRPC service.
-//! - [`oip`]: the Open Inference Protocol (`inference.GRPCInferenceService`, KServe v2).
+//! - [`runtime`]: ONNX Runtime and the models a configuration serves.
+//! - [`stores`]: the feature stores of `[features]` and their writers.
+//! - [`app`]: starts bridge, tick transport, pipeline and gRPC API in one process, step by step.
+//! - [`services`]: the gRPC services and the one place errors become `tonic::Status`.
 //! - [`remote`]: execution reaching a bridge over gRPC.
-//! - [`replay`], [`export`], [`report`]: `mtml replay` and `mtml features export`.
-//! - [`journal_view`]: `mtml positions | orders | pnl`, reading the journal.
-//! - [`models_cmd`]: `mtml models ...`, the model registry from the command line.
-//! - [`model_admin`]: the `mtml.v1.ModelAdmin` service (streamed upload, rollout, compare).
-//! - [`rollout`]: champion and challenger on the tick path, their comparison, and the
-//!   follower that applies the registry's rollout changes.
-//! - [`ea_install`]: `mtml ea install`, the expert advisor into MetaTrader data folders.
+//! - [`client`]: naming a running instance on the command line (`--server URL`), with timeouts.
+//! - [`convert`]: domain types to and from their protobuf messages.
+//! - [`commands`]: replay, export, the journal, the trading state, models, the EA installer.
 
-pub mod admin;
 pub mod app;
+pub mod client;
+pub mod commands;
 pub mod config;
-pub mod ea_install;
-pub mod export;
-pub mod features_api;
-pub mod featurize;
-pub mod journal_view;
-pub mod model_admin;
-pub mod models_cmd;
-pub mod oip;
-pub mod pipeline;
-pub mod prediction;
+pub mod convert;
 pub mod remote;
-pub mod replay;
-pub mod rollout;
-pub mod report;
+pub mod runtime;
+pub mod services;
 pub mod stores;
 
 pub use app::{App, Listeners};
+pub use commands::replay::{ReplayOptions, replay};
+pub use commands::report::Report;
 pub use config::{Config, ConfigError, Transport};
-pub use replay::{ReplayOptions, replay};
-pub use report::Report;

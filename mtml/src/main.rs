@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use mtml::client::ServerUrl;
+use mtml::commands::{ea_install, export, journal, models, replay, trading_state};
 use mtml::{App, Config, Listeners, ReplayOptions, Transport};
 use tokio::net::TcpListener;
 
@@ -41,7 +43,7 @@ enum Command {
         #[arg(long, value_enum)]
         transport: Option<TransportArg>,
         /// Ticks the simulated terminal may send ahead of the pipeline.
-        #[arg(long, default_value_t = mtml::replay::DEFAULT_MAX_AHEAD)]
+        #[arg(long, default_value_t = replay::DEFAULT_MAX_AHEAD)]
         max_ahead: u64,
     },
     /// Feature tooling.
@@ -82,7 +84,7 @@ enum Command {
     /// The model registry: upload, list, show, rollout, promote, rollback, compare.
     Models {
         #[command(subcommand)]
-        command: mtml::models_cmd::ModelsCommand,
+        command: models::ModelsCommand,
     },
     /// The MetaTrader 5 expert advisor.
     Ea {
@@ -96,9 +98,9 @@ struct StateArgs {
     /// Why, for the journal and the logs.
     #[arg(long, default_value = "operator command")]
     reason: String,
-    /// The instance's gRPC address (default: grpc.listen of the configuration).
+    /// The running instance's URL (default: http:// and grpc.listen of the configuration).
     #[arg(long)]
-    grpc: Option<String>,
+    server: Option<ServerUrl>,
     /// TOML configuration.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -145,20 +147,11 @@ enum FeaturesCommand {
 }
 
 async fn set_state(args: StateArgs, state: mtml_proto::v1::TradingState) -> anyhow::Result<()> {
-    let config = Config::load(args.config.as_deref())?;
-    let address = args.grpc.unwrap_or_else(|| {
-        let listen = config.grpc.listen;
-        let host = if listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { listen.ip().to_string() };
-        format!("{host}:{}", listen.port())
-    });
-    let mut client = mtml_proto::v1::admin_client::AdminClient::connect(format!("http://{address}"))
-        .await
-        .with_context(|| format!("connecting to mtml at {address}"))?;
-    let request = mtml_proto::v1::SetTradingStateRequest { state: state as i32, reason: args.reason };
-    let reply = client.set_trading_state(request).await.map_err(|status| anyhow::anyhow!("{}", status.message()))?;
-    let now = mtml_proto::v1::TradingState::try_from(reply.into_inner().state)
-        .map_or("UNKNOWN".to_owned(), |s| s.as_str_name().trim_start_matches("TRADING_STATE_").to_owned());
-    println!("trading state: {now}");
+    let server = match args.server {
+        Some(server) => server,
+        None => ServerUrl::of_listener(Config::load(args.config.as_deref())?.grpc.listen),
+    };
+    println!("trading state: {}", trading_state::set_trading_state(&server, state, args.reason).await?);
     Ok(())
 }
 
@@ -189,7 +182,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run { config } => {
                 let config = Config::load(config.as_deref())?;
-                let onnx = mtml::app::load_runtime(&config)?;
+                let onnx = mtml::runtime::load_runtime(&config)?;
                 let bridge = TcpListener::bind(config.bridge.listen)
                     .await
                     .with_context(|| format!("binding the bridge to {}", config.bridge.listen))?;
@@ -240,35 +233,35 @@ fn main() -> anyhow::Result<()> {
             Command::Resume(args) => set_state(args, mtml_proto::v1::TradingState::Active).await,
             Command::Positions { config } => {
                 let journal = open_journal(config.as_deref()).await?;
-                print!("{}", mtml::journal_view::positions(&journal).await?);
+                print!("{}", journal::positions(&journal).await?);
                 Ok(())
             }
             Command::Orders { open, config } => {
                 let journal = open_journal(config.as_deref()).await?;
-                print!("{}", mtml::journal_view::orders(&journal, open).await?);
+                print!("{}", journal::orders(&journal, open).await?);
                 Ok(())
             }
             Command::Pnl { day, config } => {
                 let journal = open_journal(config.as_deref()).await?;
-                let since = day.then(mtml::journal_view::start_of_utc_day);
-                print!("{}", mtml::journal_view::pnl(&journal, since).await?);
+                let since = day.then(journal::start_of_utc_day);
+                print!("{}", journal::pnl(&journal, since).await?);
                 Ok(())
             }
             Command::Ea { command: EaCommand::Install { terminal_dirs, dry_run, config } } => {
                 let config = Config::load(config.as_deref())?;
-                let roots = mtml::ea_install::SearchRoots::from_env();
+                let roots = ea_install::SearchRoots::from_env();
                 let bridge = config.bridge.listen.to_string();
-                print!("{}", mtml::ea_install::install(&terminal_dirs, &roots, dry_run, &bridge)?);
+                print!("{}", ea_install::install(&terminal_dirs, &roots, dry_run, &bridge)?);
                 Ok(())
             }
-            Command::Models { command } => mtml::models_cmd::run(command).await,
+            Command::Models { command } => models::run(command).await,
             Command::Features { command: FeaturesCommand::Export { ticks, out, symbol } } => {
-                let rows = mtml::export::export_features(&ticks, symbol.as_deref(), &out)?;
+                let rows = export::export_features(&ticks, symbol.as_deref(), &out)?;
                 println!("wrote {rows} rows of {} to {}", mtml_feature_store::FEATURE_SET.id(), out.display());
                 Ok(())
             }
             Command::Features { command: FeaturesCommand::Describe { json } } => {
-                print!("{}", mtml::export::describe_feature_set(json));
+                print!("{}", export::describe_feature_set(json));
                 Ok(())
             }
         }

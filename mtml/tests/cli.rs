@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mtml_bridge::{SimSymbol, SimTick, SimulatorConfig, run_simulator};
+use mtml_simulator::{SimSymbol, SimTick, SimulatorConfig, run_simulator};
 use mtml_ingestion::TickFileReader;
 use mtml_proto::v1::PredictSymbolRequest;
 use mtml_proto::v1::prediction_client::PredictionClient;
@@ -137,7 +137,7 @@ async fn run_serves_terminals_and_predictions_until_terminated() {
 
     // An operator halts and resumes the running instance.
     let state = |command: &str| {
-        let output = mtml().args([command, "--reason", "cli test", "--grpc", &grpc_addr]).output().unwrap();
+        let output = mtml().args([command, "--reason", "cli test", "--server", &format!("http://{grpc_addr}")]).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).unwrap()
     };

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use mtml_bridge::simulator::{Fault, TerminalSimulator};
-use mtml_bridge::{SimSymbol, SimTick, SimulatorConfig};
+use mtml_simulator::{Fault, TerminalSimulator};
+use mtml_simulator::{SimSymbol, SimTick, SimulatorConfig};
 use mtml_ingestion::TickFileReader;
 use mtml_proto::v1::PredictSymbolRequest;
 use mtml_proto::v1::prediction_client::PredictionClient;

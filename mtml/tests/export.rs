@@ -33,7 +33,7 @@ fn parquet_and_csv_exports_hold_the_online_values_bit_for_bit() {
     let (csv, parquet) = (dir.path().join("f.csv"), dir.path().join("f.parquet"));
     export(&csv);
     export(&parquet);
-    let rows = mtml::export::training_rows(&sample(), None).unwrap();
+    let rows = mtml::commands::export::training_rows(&sample(), None).unwrap();
     assert_eq!(rows.len(), 17_330, "one row per warmed-up tick");
 
     // CSV: the header, then every row; floats print as the shortest text that reads back exact.

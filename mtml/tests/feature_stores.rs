@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mtml::{App, Config, Listeners};
-use mtml_bridge::simulator::{Pacing, run_simulator};
-use mtml_bridge::{SimSymbol, SimTick, SimulatorConfig};
+use mtml_simulator::{Pacing, run_simulator};
+use mtml_simulator::{SimSymbol, SimTick, SimulatorConfig};
 use mtml_core::{ChainIdGenerator, MINUTE_MS, Symbol, Tick};
 use mtml_ingestion::{BarBuilder, TickFileReader};
 use mtml_proto::v1::features_client::FeaturesClient;
@@ -74,7 +74,7 @@ async fn a_day_through_redis_and_influxdb_with_an_outage_reads_back_equal_to_the
     config.features.timeframes = vec!["M5".into(), "H1".into()];
     // Every tick's features are fresh at the replayed market time only.
     config.pipeline.stale_features_ms = i64::MAX / 2;
-    let runtime = mtml::app::load_runtime(&config).unwrap();
+    let runtime = mtml::runtime::load_runtime(&config).unwrap();
     let bridge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = App::start(&config, &runtime, Listeners { bridge, grpc: Some(grpc) }).await.unwrap();
@@ -122,7 +122,7 @@ async fn a_day_through_redis_and_influxdb_with_an_outage_reads_back_equal_to_the
     assert_eq!((history.refused, history.in_memory, history.in_wal), (0, 0, 0), "{history:?}");
 
     // The offline computation of the same ticks.
-    let (exported, _) = mtml::export::feature_rows(&sample(), Some("EURUSD")).unwrap();
+    let (exported, _) = mtml::commands::export::feature_rows(&sample(), Some("EURUSD")).unwrap();
     let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
 
     // Latest features from Redis: the last exported vector, bit for bit.

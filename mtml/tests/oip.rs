@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mtml::Config;
-use mtml::oip::OipService;
+use mtml::services::oip::OipService;
 use mtml_inference::{Model, ModelServer};
 use mtml_proto::inference as oip;
 use mtml_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -21,8 +21,8 @@ fn models_dir() -> PathBuf {
 async fn start(repository: &Path) -> (GrpcInferenceServiceClient<Channel>, Arc<ModelServer>) {
     let mut config = Config::defaults();
     config.model.repository = Some(repository.to_path_buf());
-    let runtime = mtml::app::load_runtime(&config).unwrap();
-    let server = Arc::new(mtml::app::model_server(&runtime, &config).unwrap());
+    let runtime = mtml::runtime::load_runtime(&config).unwrap();
+    let server = Arc::new(mtml::runtime::model_server(&runtime, &config).unwrap());
     server.load("fx-direction").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -30,7 +30,7 @@ async fn start(repository: &Path) -> (GrpcInferenceServiceClient<Channel>, Arc<M
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming(mtml::app::grpc_incoming(listener)),
+            .serve_with_incoming(mtml::services::grpc_incoming(listener)),
     );
     let client = GrpcInferenceServiceClient::connect(format!("http://{addr}")).await.unwrap();
     (client, server)
@@ -62,8 +62,8 @@ fn typed(model: &str, input: &str, datatype: &str, shape: Vec<i64>, values: Vec<
 
 /// The probabilities the same model gives in process, as the reference.
 fn reference(values: &[f32], batch: usize) -> Vec<f32> {
-    let runtime = mtml::app::load_runtime(&Config::defaults()).unwrap();
-    let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::app::EMBEDDED_MODEL).unwrap();
+    let runtime = mtml::runtime::load_runtime(&Config::defaults()).unwrap();
+    let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::runtime::EMBEDDED_MODEL).unwrap();
     model.infer(values, batch).unwrap()
 }
 
@@ -232,11 +232,11 @@ async fn micro_batched_requests_get_their_own_answers_and_errors() {
     let mut config = Config::defaults();
     config.model.max_batch = 16;
     config.model.workers = 1;
-    let runtime = mtml::app::load_runtime(&config).unwrap();
-    let server = Arc::new(mtml::app::model_server(&runtime, &config).unwrap());
+    let runtime = mtml::runtime::load_runtime(&config).unwrap();
+    let server = Arc::new(mtml::runtime::model_server(&runtime, &config).unwrap());
     server.load("fx-direction").unwrap();
     let model = server.get("fx-direction", "").unwrap();
-    let mut alone = Model::from_bytes(&runtime, "fx-direction", mtml::app::EMBEDDED_MODEL).unwrap();
+    let mut alone = Model::from_bytes(&runtime, "fx-direction", mtml::runtime::EMBEDDED_MODEL).unwrap();
     // Bursts of 64 requests with distinct rows onto one worker, so that many queue behind each
     // execution; one in each burst is malformed and one has a NaN.
     let mut batched_executions = false;

@@ -10,21 +10,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mtml::Config;
-use mtml::oip::OipService;
+use mtml::services::oip::OipService;
 use mtml_inference::Model;
 
 /// The embedded `fx-direction` served over the Open Inference Protocol on a free port.
 async fn serve_embedded_model() -> (mtml_inference::OnnxRuntime, std::net::SocketAddr) {
     let config = Config::defaults();
-    let runtime = mtml::app::load_runtime(&config).unwrap();
-    let server = Arc::new(mtml::app::model_server(&runtime, &config).unwrap());
+    let runtime = mtml::runtime::load_runtime(&config).unwrap();
+    let server = Arc::new(mtml::runtime::model_server(&runtime, &config).unwrap());
     server.load("fx-direction").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(OipService::new(server).into_server())
-            .serve_with_incoming(mtml::app::grpc_incoming(listener)),
+            .serve_with_incoming(mtml::services::grpc_incoming(listener)),
     );
     (runtime, addr)
 }
@@ -48,7 +48,7 @@ async fn tritonclient_works_unchanged() {
 
     // The numbers tritonclient got are the model's own, computed here in process.
     let rows: Vec<f32> = answer["rows"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-    let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::app::EMBEDDED_MODEL).unwrap();
+    let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::runtime::EMBEDDED_MODEL).unwrap();
     let expected = model.infer(&rows, 2).unwrap();
     let got: Vec<f32> = answer["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     assert_eq!(got, expected);
@@ -81,7 +81,7 @@ async fn the_kserve_sdk_works_unchanged() {
     assert_eq!(answer["id"], "0af7651916cd43dd8448eb211c80319c", "the request id is echoed");
     assert_eq!(answer["model_name"], "fx-direction");
     let rows: Vec<f32> = answer["rows"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-    let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::app::EMBEDDED_MODEL).unwrap();
+    let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::runtime::EMBEDDED_MODEL).unwrap();
     let expected = model.infer(&rows, 2).unwrap();
     let got: Vec<f32> = answer["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     assert_eq!(got, expected, "the SDK got the model's own numbers");

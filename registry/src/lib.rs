@@ -62,6 +62,15 @@ pub enum RegistryError {
     },
 }
 
+/// Splits a version spec `NAME[:VERSION | :champion | :challenger]` into the name and what
+/// follows the last colon, as [`Registry::resolve`] takes it.
+pub fn split_spec(spec: &str) -> (&str, Option<&str>) {
+    match spec.rsplit_once(':') {
+        Some((name, version)) => (name, Some(version)),
+        None => (spec, None),
+    }
+}
+
 /// The sha256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()

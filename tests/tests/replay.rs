@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 
-use mtml::replay::DEFAULT_MAX_AHEAD;
+use mtml::commands::replay::DEFAULT_MAX_AHEAD;
 use mtml::{Config, ReplayOptions, Report, Transport, replay};
 use mtml_tests::{eurusd_sample, eurusd_ticks};
 

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use mtml::models_cmd::{UploadRequest, register};
-use mtml::replay::DEFAULT_MAX_AHEAD;
+use mtml_rollout::{UploadRequest, register};
+use mtml::commands::replay::DEFAULT_MAX_AHEAD;
 use mtml::{App, Config, Listeners, ReplayOptions, Report, replay};
 use mtml_proto::inference as oip;
 use mtml_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -29,7 +29,7 @@ fn model_file(version: u32) -> PathBuf {
 async fn registry_with_models(dir: &Path) -> (String, Registry) {
     let url = format!("sqlite://{}?mode=rwc", dir.join("registry.db").display());
     let registry = Registry::open(&url).await.unwrap();
-    let runtime = mtml::app::load_runtime(&Config::defaults()).unwrap();
+    let runtime = mtml::runtime::load_runtime(&Config::defaults()).unwrap();
     for version in [1, 2] {
         let upload = UploadRequest {
             name: "fx-direction".into(),
@@ -115,7 +115,7 @@ async fn the_stale_model_guard_refuses_orders_from_an_old_model() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("registry.db").display());
     let registry = Registry::open(&url).await.unwrap();
-    let runtime = mtml::app::load_runtime(&Config::defaults()).unwrap();
+    let runtime = mtml::runtime::load_runtime(&Config::defaults()).unwrap();
     let bytes = std::fs::read(model_file(1)).unwrap();
     let model = mtml_inference::Model::from_bytes(&runtime, "fx-direction", &bytes).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
@@ -158,7 +158,7 @@ async fn start(url: &str) -> (App, String) {
     config.registry.url = url.to_owned();
     config.model.from_registry = true;
     config.model.registry_poll = Duration::from_millis(50);
-    let runtime = mtml::app::load_runtime(&config).unwrap();
+    let runtime = mtml::runtime::load_runtime(&config).unwrap();
     let bridge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = App::start(&config, &runtime, Listeners { bridge, grpc: Some(grpc) }).await.unwrap();
@@ -286,30 +286,30 @@ async fn uploads_stream_in_checked_chunks_and_bad_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("registry.db").display());
     let (app, endpoint) = start(&url).await;
-    fn upload(path: &Path) -> mtml::models_cmd::Upload<'_> {
-        mtml::models_cmd::Upload { file: path, name: "fx-direction", metadata: None, sha256: None }
+    fn upload(path: &Path) -> mtml::commands::models::Upload<'_> {
+        mtml::commands::models::Upload { file: path, name: "fx-direction", metadata: None, sha256: None }
     }
 
     let v1 = model_file(1);
-    let registered = mtml::models_cmd::upload_remote(&endpoint, upload(&v1), CHUNK).await.unwrap();
+    let registered = mtml::commands::models::upload_remote(&endpoint.parse().unwrap(), upload(&v1), CHUNK).await.unwrap();
     assert_eq!((registered.version.as_str(), registered.state.as_str()), ("1", "registered"));
     assert_eq!(registered.size_bytes, std::fs::metadata(&v1).unwrap().len());
 
     // v2 arrives in several chunks and its checksum still holds.
     let v2 = model_file(2);
     assert!(std::fs::metadata(&v2).unwrap().len() as usize > 4 * CHUNK, "v2 needs several chunks");
-    let second = mtml::models_cmd::upload_remote(&endpoint, upload(&v2), CHUNK).await.unwrap();
+    let second = mtml::commands::models::upload_remote(&endpoint.parse().unwrap(), upload(&v2), CHUNK).await.unwrap();
     assert_eq!(second.sha256, mtml_registry::sha256_hex(&std::fs::read(&v2).unwrap()));
 
-    let again = mtml::models_cmd::upload_remote(&endpoint, upload(&v1), CHUNK).await.unwrap_err();
+    let again = mtml::commands::models::upload_remote(&endpoint.parse().unwrap(), upload(&v1), CHUNK).await.unwrap_err();
     assert!(again.to_string().contains("already has these bytes as version 1"), "{again}");
 
     let fixtures = data("../tests/fixtures");
-    let wrong = mtml::models_cmd::upload_remote(&endpoint, upload(&fixtures.join("wrong-feature-count.onnx")), CHUNK).await.unwrap_err();
+    let wrong = mtml::commands::models::upload_remote(&endpoint.parse().unwrap(), upload(&fixtures.join("wrong-feature-count.onnx")), CHUNK).await.unwrap_err();
     assert!(wrong.to_string().contains("takes 13 features, but feature set fx@2 has 14"), "{wrong}");
     let not_onnx = dir.path().join("not.onnx");
     std::fs::write(&not_onnx, b"this is not a model").unwrap();
-    let refused = mtml::models_cmd::upload_remote(&endpoint, upload(&not_onnx), CHUNK).await.unwrap_err();
+    let refused = mtml::commands::models::upload_remote(&endpoint.parse().unwrap(), upload(&not_onnx), CHUNK).await.unwrap_err();
     assert!(refused.to_string().contains("is not a model mtml can serve"), "{refused}");
 
     // Raw streams: a truncated body, a damaged one, and no header.
@@ -353,7 +353,7 @@ async fn the_gate_rolls_back_a_drifting_challenger_and_promotes_a_good_one() {
     let (url, registry) = registry_with_models(dir.path()).await;
     registry.promote("fx-direction", 1, "test", 1).await.unwrap();
     registry.start_rollout("fx-direction", 2, Route::Shadow, "test", 2).await.unwrap();
-    let gated = |gate: mtml::rollout::Gate| {
+    let gated = |gate: mtml_rollout::Gate| {
         let mut options = replay_options(eurusd_ticks(), &url);
         options.config.model.registry_poll = Duration::from_millis(20);
         options.config.model.gate = Some(gate);
@@ -361,7 +361,7 @@ async fn the_gate_rolls_back_a_drifting_challenger_and_promotes_a_good_one() {
     };
 
     // Any probability shift at all breaks this gate: the challenger is withdrawn mid-replay.
-    let strict = mtml::rollout::Gate { min_resolved: 50, promote_hit_rate_gain: 1.0, promote_pnl_gain_bps: 0.0, rollback_hit_rate_gain: -1.0, max_psi: 1e-9 };
+    let strict = mtml_rollout::Gate { min_resolved: 50, promote_hit_rate_gain: 1.0, promote_pnl_gain_bps: 0.0, rollback_hit_rate_gain: -1.0, max_psi: 1e-9 };
     let report = replay(gated(strict)).await.unwrap();
     assert_eq!(report.models, "champion fx-direction:1", "the shadow was rolled back");
     assert_eq!(report.pipeline.model_swaps, 1);
@@ -370,7 +370,7 @@ async fn the_gate_rolls_back_a_drifting_challenger_and_promotes_a_good_one() {
 
     // A gate any challenger meets promotes it once it has the evidence.
     registry.start_rollout("fx-direction", 2, Route::Shadow, "test", 3).await.unwrap();
-    let lenient = mtml::rollout::Gate { min_resolved: 50, promote_hit_rate_gain: -1.0, promote_pnl_gain_bps: -1e12, rollback_hit_rate_gain: -2.0, max_psi: 1e9 };
+    let lenient = mtml_rollout::Gate { min_resolved: 50, promote_hit_rate_gain: -1.0, promote_pnl_gain_bps: -1e12, rollback_hit_rate_gain: -2.0, max_psi: 1e9 };
     let report = replay(gated(lenient)).await.unwrap();
     assert_eq!(report.models, "champion fx-direction:2");
     let state = registry.rollout_state("fx-direction").await.unwrap();

@@ -10,15 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use mtml_bridge::{Pacing, SimSymbol, SimTick, SimulatorConfig, run_simulator};
+use mtml_simulator::{Pacing, SimSymbol, SimTick, SimulatorConfig, run_simulator};
 use mtml_feature_store::FEATURE_SET;
 use mtml_ingestion::{FileTick, RejectReason, TickFileReader, symbol_from_path};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, Listeners, load_runtime};
+use crate::app::{App, Listeners};
+use crate::runtime::load_runtime;
 use crate::config::{Config, Transport};
-use crate::report::{BridgeReport, ReplayRun, Report, TerminalSide};
+use crate::commands::report::{BridgeReport, ReplayRun, Report, TerminalSide};
 
 /// How long the pipeline may make no progress before the replay gives up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);

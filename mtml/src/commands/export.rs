@@ -15,8 +15,8 @@ use mtml_core::Symbol;
 use mtml_feature_store::{FEATURE_SET, FEATURE_COUNT, FeatureVector};
 use mtml_ingestion::FileTickStamper;
 
-use crate::featurize::Featurizer;
-use crate::replay::load_ticks;
+use mtml_pipeline::Featurizer;
+use crate::commands::replay::load_ticks;
 
 /// Label horizon: the first tick at least this far after a row decides its label.
 pub const LABEL_HORIZON_MS: i64 = 60_000;

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use mtml_core::ChainIdGenerator;
-use mtml_inference::{LoadedModel, ModelServer, ServeError};
+use mtml_inference::{LoadedModel, ModelServer};
 use mtml_proto::inference as oip;
 use mtml_proto::inference::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use tonic::{Request, Response, Status};
+
+use crate::services::status::IntoStatus;
 
 /// The Open Inference Protocol over a [`ModelServer`].
 #[derive(Debug, Clone)]
@@ -52,17 +54,6 @@ impl OipService {
     }
 }
 
-/// The one place model server errors become gRPC statuses.
-fn status(error: ServeError) -> Status {
-    match &error {
-        ServeError::NotLoaded(_) | ServeError::UnknownModel(_) | ServeError::UnknownVersion { .. } => {
-            Status::not_found(error.to_string())
-        }
-        ServeError::Inference(_) => Status::invalid_argument(error.to_string()),
-        ServeError::Load { .. } => Status::internal(error.to_string()),
-        ServeError::Stopped(_) => Status::unavailable(error.to_string()),
-    }
-}
 
 /// The features of a request: `batch` rows, row-major, and whether they came as raw bytes.
 struct Features {
@@ -171,7 +162,7 @@ impl GrpcInferenceService for OipService {
         request: Request<oip::ModelMetadataRequest>,
     ) -> Result<Response<oip::ModelMetadataResponse>, Status> {
         let request = request.into_inner();
-        let model = self.server.get(&request.name, &request.version).map_err(status)?;
+        let model = self.server.get(&request.name, &request.version).map_err(IntoStatus::into_status)?;
         let signature = model.signature();
         let tensor = |name: &str, width: usize| oip::model_metadata_response::TensorMetadata {
             name: name.to_owned(),
@@ -189,7 +180,7 @@ impl GrpcInferenceService for OipService {
 
     async fn model_infer(&self, request: Request<oip::ModelInferRequest>) -> Result<Response<oip::ModelInferResponse>, Status> {
         let request = request.into_inner();
-        let model = self.server.get(&request.model_name, &request.model_version).map_err(status)?;
+        let model = self.server.get(&request.model_name, &request.model_version).map_err(IntoStatus::into_status)?;
         let probabilities = model.signature().probabilities.clone();
         if let Some(other) = request.outputs.iter().find(|o| o.name != probabilities) {
             return Err(Status::invalid_argument(format!(
@@ -200,7 +191,7 @@ impl GrpcInferenceService for OipService {
         }
         let features = features(&model, &request)?;
         let batch = features.batch;
-        let values = model.infer(features.values, batch).await.map_err(status)?;
+        let values = model.infer(features.values, batch).await.map_err(IntoStatus::into_status)?;
         let id = if request.id.is_empty() { self.chain_ids.next_id().to_string() } else { request.id };
         let mut output = oip::model_infer_response::InferOutputTensor {
             name: probabilities,
@@ -234,7 +225,7 @@ impl GrpcInferenceService for OipService {
         let models = if request.name.is_empty() {
             self.server.loaded()
         } else {
-            vec![self.server.get(&request.name, &request.version).map_err(status)?]
+            vec![self.server.get(&request.name, &request.version).map_err(IntoStatus::into_status)?]
         };
         let duration = |count: u64, ns: u64| Some(oip::StatisticDuration { count, ns });
         let model_stats = models
@@ -292,7 +283,7 @@ impl GrpcInferenceService for OipService {
         tokio::task::spawn_blocking(move || server.load(&name))
             .await
             .map_err(|e| Status::internal(format!("model load task failed: {e}")))?
-            .map_err(status)?;
+            .map_err(IntoStatus::into_status)?;
         Ok(Response::new(oip::RepositoryModelLoadResponse {}))
     }
 
@@ -302,7 +293,7 @@ impl GrpcInferenceService for OipService {
     ) -> Result<Response<oip::RepositoryModelUnloadResponse>, Status> {
         let name = request.into_inner().model_name;
         self.refuse_managed(&name)?;
-        self.server.unload(&name).map_err(status)?;
+        self.server.unload(&name).map_err(IntoStatus::into_status)?;
         Ok(Response::new(oip::RepositoryModelUnloadResponse {}))
     }
 }

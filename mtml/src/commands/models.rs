@@ -12,12 +12,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use mtml_feature_store::FEATURE_SET;
-use mtml_inference::{Model, OnnxRuntime};
+use mtml_inference::OnnxRuntime;
 use mtml_proto::v1::model_admin_client::ModelAdminClient;
-use mtml_registry::{NewVersion, Registry, VersionRow, sha256_hex};
+use mtml_registry::{Registry, VersionRow, sha256_hex, split_spec};
+use mtml_rollout::{Serving, UploadRequest};
 
 use crate::Config;
+use crate::client::{ServerUrl, status_error};
+use crate::convert::{rollout_status, row_from_proto};
 
 /// What to upload.
 #[derive(Debug, Clone)]
@@ -30,91 +32,6 @@ pub struct Upload<'a> {
     pub metadata: Option<&'a Path>,
     /// The checksum the file must have.
     pub sha256: Option<&'a str>,
-}
-
-/// Checks a model against the feature set this build computes; the error spells out the
-/// difference. With `require_declared`, a model that declares no feature set is refused too.
-/// The one check for every model mtml takes: the configured live model and uploads alike.
-pub fn check_against_feature_set(model: &Model, require_declared: bool) -> Result<(), String> {
-    let signature = model.signature();
-    let expected = FEATURE_SET.id();
-    let names: Vec<&str> = FEATURE_SET.features.iter().map(|f| f.name).collect();
-    match &signature.feature_set {
-        Some(declared) if *declared != expected => {
-            return Err(format!(
-                "model {} declares feature set {declared}, but this build computes {expected} ({} features: {})",
-                model.name(),
-                names.len(),
-                names.join(", ")
-            ));
-        }
-        None if require_declared => {
-            return Err(format!(
-                "model {} declares no feature set (metadata_props[\"feature_set\"]); this build computes {expected}",
-                model.name()
-            ));
-        }
-        _ => {}
-    }
-    if signature.features != names.len() {
-        let difference = if signature.features < names.len() {
-            format!("missing {}", names[signature.features..].join(", "))
-        } else {
-            format!("{} more than the set has", signature.features - names.len())
-        };
-        return Err(format!(
-            "model {} input {} takes {} features, but feature set {expected} has {} ({difference})",
-            model.name(),
-            signature.input,
-            signature.features,
-            names.len()
-        ));
-    }
-    Ok(())
-}
-
-/// A model's bytes to validate and register, wherever they came from (a file, a gRPC upload).
-#[derive(Debug, Clone)]
-pub struct UploadRequest {
-    /// Name to register under.
-    pub name: String,
-    /// The ONNX file's bytes.
-    pub bytes: Vec<u8>,
-    /// Training metrics, a JSON object, or empty.
-    pub metrics_json: String,
-    /// Who uploads it.
-    pub uploaded_by: String,
-    /// What to call it in errors (a path, "upload of NAME").
-    pub label: String,
-}
-
-/// Validates a model (it loads, it takes the feature set this build computes, its metrics are
-/// a JSON object) and registers it; returns what was registered.
-pub async fn register(runtime: &OnnxRuntime, registry: &Registry, upload: UploadRequest) -> anyhow::Result<VersionRow> {
-    let model = Model::from_bytes(runtime, &upload.name, &upload.bytes)
-        .with_context(|| format!("{} is not a model mtml can serve", upload.label))?;
-    check_against_feature_set(&model, true).map_err(|reason| anyhow::anyhow!("refused: {reason}"))?;
-    let metrics = if upload.metrics_json.trim().is_empty() {
-        "{}".to_owned()
-    } else {
-        let value: serde_json::Value = serde_json::from_str(&upload.metrics_json)
-            .with_context(|| format!("{}: metadata is not JSON", upload.label))?;
-        anyhow::ensure!(value.is_object(), "{}: metadata must be a JSON object", upload.label);
-        value.to_string()
-    };
-    let signature = model.signature();
-    let new = NewVersion {
-        name: upload.name,
-        input_name: signature.input.clone(),
-        features: i64::try_from(signature.features).unwrap_or(i64::MAX),
-        output_name: signature.probabilities.clone(),
-        feature_set: signature.feature_set.clone().unwrap_or_default(),
-        metrics,
-        uploaded_by: upload.uploaded_by,
-        uploaded_ms: now_ms(),
-        onnx: upload.bytes,
-    };
-    Ok(registry.register(&new).await?)
 }
 
 /// Reads an upload's file and metadata, checking `--sha256` if given.
@@ -141,7 +58,7 @@ pub fn read_upload(upload: &Upload<'_>) -> anyhow::Result<UploadRequest> {
 
 /// Validates and registers a model file in the registry directly; returns what was registered.
 pub async fn upload(runtime: &OnnxRuntime, registry: &Registry, upload: Upload<'_>) -> anyhow::Result<VersionRow> {
-    register(runtime, registry, read_upload(&upload)?).await
+    Ok(mtml_rollout::register(runtime, registry, read_upload(&upload)?).await?)
 }
 
 /// Chunk size of a streamed upload from the command line.
@@ -150,7 +67,7 @@ pub const UPLOAD_CHUNK: usize = 256 * 1024;
 /// Streams an upload to a running instance's `ModelAdmin.UploadModel` in chunks of `chunk`
 /// bytes, with its size and sha256 in the header; the server checks both, validates and
 /// registers.
-pub async fn upload_remote(endpoint: &str, upload: Upload<'_>, chunk: usize) -> anyhow::Result<mtml_proto::v1::ModelVersion> {
+pub async fn upload_remote(server: &ServerUrl, upload: Upload<'_>, chunk: usize) -> anyhow::Result<mtml_proto::v1::ModelVersion> {
     use mtml_proto::v1::{UploadHeader, UploadModelChunk, upload_model_chunk::Part};
     let request = read_upload(&upload)?;
     let header = UploadHeader {
@@ -162,36 +79,13 @@ pub async fn upload_remote(endpoint: &str, upload: Upload<'_>, chunk: usize) -> 
     };
     let mut chunks = vec![UploadModelChunk { part: Some(Part::Header(header)) }];
     chunks.extend(request.bytes.chunks(chunk.max(1)).map(|c| UploadModelChunk { part: Some(Part::Data(c.to_vec())) }));
-    let mut client = admin_client(endpoint).await?;
+    let mut client = admin_client(server).await?;
     Ok(client.upload_model(tokio_stream::iter(chunks)).await.map_err(status_error)?.into_inner())
 }
 
 /// A `ModelAdmin` client of a running instance.
-pub async fn admin_client(endpoint: &str) -> anyhow::Result<ModelAdminClient<tonic::transport::Channel>> {
-    ModelAdminClient::connect(endpoint.to_owned()).await.with_context(|| format!("connecting to {endpoint}"))
-}
-
-/// A gRPC refusal as an error that keeps the server's words.
-pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}: {}", status.code().description(), status.message())
-}
-
-/// A version as the protocol carried it, for the same tables as the registry's rows.
-pub fn row_from_proto(v: &mtml_proto::v1::ModelVersion) -> VersionRow {
-    VersionRow {
-        name: v.name.clone(),
-        version: v.version.parse().unwrap_or(0),
-        sha256: v.sha256.clone(),
-        size_bytes: i64::try_from(v.size_bytes).unwrap_or(i64::MAX),
-        input_name: v.input_name.clone(),
-        features: i64::from(v.features),
-        output_name: v.output_name.clone(),
-        feature_set: v.feature_set.clone(),
-        metrics: v.metrics_json.clone(),
-        uploaded_by: v.uploaded_by.clone(),
-        uploaded_ms: v.uploaded_ms,
-        state: v.state.clone(),
-    }
+pub async fn admin_client(server: &ServerUrl) -> anyhow::Result<ModelAdminClient<tonic::transport::Channel>> {
+    Ok(ModelAdminClient::new(server.connect().await?).max_decoding_message_size(8 << 20))
 }
 
 /// The registry as a table.
@@ -230,14 +124,6 @@ pub fn show_text(row: &VersionRow) -> String {
         row.uploaded_by,
         row.uploaded_ms
     )
-}
-
-/// Splits `NAME[:SPEC]` (SPEC: a version number, `champion` or `challenger`).
-pub fn split_spec(spec: &str) -> (&str, Option<&str>) {
-    match spec.rsplit_once(':') {
-        Some((name, version)) => (name, Some(version)),
-        None => (spec, None),
-    }
 }
 
 /// Parses `NAME:VERSION` where the version must be a number (rollout and promote).
@@ -282,10 +168,10 @@ pub fn rollout_text(status: &mtml_proto::v1::RolloutStatus) -> String {
 /// database of the configuration.
 #[derive(Debug, clap::Args)]
 pub struct Target {
-    /// A running instance's gRPC address (http://host:port): act through its ModelAdmin
-    /// service, which applies rollout changes there at once.
+    /// A running instance's URL (http://host:port): act through its ModelAdmin service,
+    /// which applies rollout changes there at once.
     #[arg(long)]
-    pub server: Option<String>,
+    pub server: Option<ServerUrl>,
     /// TOML configuration (for `registry.url`), when acting on the registry directly.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -366,9 +252,9 @@ pub enum ModelsCommand {
     Compare {
         /// NAME.
         name: String,
-        /// The running instance (http://host:port).
+        /// The running instance's URL (http://host:port).
         #[arg(long)]
-        server: String,
+        server: ServerUrl,
         /// The report as JSON.
         #[arg(long)]
         json: bool,
@@ -389,7 +275,7 @@ fn now_ms() -> i64 {
 pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
     use mtml_proto::v1;
     let local_status = |state: &mtml_registry::RolloutState, message: String| {
-        crate::model_admin::rollout_status(state, message, &crate::rollout::Serving::default())
+        rollout_status(state, message, &Serving::default())
     };
     match command {
         ModelsCommand::Upload { file, name, metadata, sha256, target } => {
@@ -401,7 +287,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                 }
                 None => {
                     let config = Config::load(target.config.as_deref())?;
-                    let runtime = crate::app::load_runtime(&config)?;
+                    let runtime = crate::runtime::load_runtime(&config)?;
                     let row = upload(&runtime, &open_registry(&config).await?, request).await?;
                     (row.version.to_string(), row.sha256, u64::try_from(row.size_bytes).unwrap_or(0))
                 }

@@ -17,9 +17,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::ResumePoint;
-use crate::wire::connection::WireError;
-use crate::wire::{
+use mtml_bridge::accounts::ResumePoint;
+use mtml_bridge::wire::connection::WireError;
+use mtml_bridge::wire::{
     AccountInfo, AccountMode, Connection, Deal, Envelope, Hello, MarginMode, Message, PROTOCOL_VERSION,
     PendingOrder, Position, Px, SymbolSpec, WireSide, WireTick,
 };
@@ -242,7 +242,7 @@ where
 #[derive(Debug, Clone)]
 struct Pending {
     ticket: u64,
-    order: crate::wire::Order,
+    order: mtml_bridge::wire::Order,
 }
 
 /// A simulated terminal whose account state (positions, deals, executed client order ids, where
@@ -636,7 +636,7 @@ impl TerminalSimulator {
                 };
                 let lots = self.report.positions.get(&symbol).copied().unwrap_or(0.0);
                 let side = if lots > 0.0 { WireSide::Sell } else { WireSide::Buy };
-                let order = crate::wire::Order {
+                let order = mtml_bridge::wire::Order {
                     client_order_id,
                     chain_id,
                     symbol,
@@ -667,7 +667,7 @@ impl TerminalSimulator {
     async fn on_order<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         link: &mut Link<S>,
-        order: crate::wire::Order,
+        order: mtml_bridge::wire::Order,
     ) -> Result<Option<ConnectionEnd>, SimulatorError> {
         self.report.orders_received += 1;
         if let Some(&ticket) = self.executed.get(&order.client_order_id) {
@@ -756,7 +756,7 @@ impl TerminalSimulator {
     /// Books the order's deals; with a link, queues FILL frames on it.
     fn execute<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
-        order: &crate::wire::Order,
+        order: &mtml_bridge::wire::Order,
         ticket: u64,
         price: f64,
         mut link: Option<&mut Link<S>>,
@@ -793,7 +793,7 @@ impl TerminalSimulator {
                 time_msc,
             });
             if let Some(link) = link.as_deref_mut() {
-                link.queued.push(Message::Fill(crate::wire::Fill {
+                link.queued.push(Message::Fill(mtml_bridge::wire::Fill {
                     client_order_id: order.client_order_id.clone(),
                     chain_id: order.chain_id.clone(),
                     ticket,

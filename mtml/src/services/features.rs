@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use mtml_core::clock::{Clock, SystemClock};
 use mtml_core::Symbol;
-use mtml_feature_store::history::{StoreError, timeframe_width_ms};
+use mtml_feature_store::history::timeframe_width_ms;
 use mtml_feature_store::store::OnlineWriterStats;
 use mtml_feature_store::{FEATURE_SET, HistoryStore, OnlineStore, TimeRange};
 use mtml_feature_store::history::writer::WriterStats;
@@ -16,6 +16,7 @@ use mtml_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::services::status::IntoStatus;
 use crate::stores::Stores;
 
 /// Most rows one `GetHistory` returns.
@@ -32,12 +33,6 @@ pub struct FeaturesService {
     clock: Arc<dyn Clock>,
 }
 
-fn store_status(error: StoreError) -> Status {
-    match error {
-        StoreError::Unavailable { .. } => Status::unavailable(error.to_string()),
-        StoreError::Refused { .. } | StoreError::Corrupt { .. } => Status::internal(error.to_string()),
-    }
-}
 
 impl FeaturesService {
     /// A service over `stores` for the configured `symbols`; ages against the system clock.
@@ -75,7 +70,7 @@ impl Features for FeaturesService {
             .online
             .latest(&symbol, self.clock.now_ms())
             .await
-            .map_err(store_status)?
+            .map_err(IntoStatus::into_status)?
             .ok_or_else(|| Status::not_found(format!("no features for {symbol} yet (it warms up on {} M1 bars)", mtml_feature_store::WARMUP_BARS)))?;
         let v = &latest.vector;
         Ok(Response::new(LatestFeatures {
@@ -110,7 +105,7 @@ impl Features for FeaturesService {
                 reply.ticks = history
                     .ticks(&symbol, range)
                     .await
-                    .map_err(store_status)?
+                    .map_err(IntoStatus::into_status)?
                     .into_iter()
                     .map(|t| HistoryTick { time_ms: t.time_msc, seq: t.seq, bid: t.bid, ask: t.ask, source: t.source, chain_id: Some(t.chain_id.into()) })
                     .collect();
@@ -122,7 +117,7 @@ impl Features for FeaturesService {
                 reply.bars = history
                     .bars(&symbol, &r.timeframe, range)
                     .await
-                    .map_err(store_status)?
+                    .map_err(IntoStatus::into_status)?
                     .into_iter()
                     .map(|b| {
                         let bar = b.bar;
@@ -149,7 +144,7 @@ impl Features for FeaturesService {
                 reply.features = history
                     .features(&symbol, range)
                     .await
-                    .map_err(store_status)?
+                    .map_err(IntoStatus::into_status)?
                     .into_iter()
                     .map(|f| HistoryFeatures { time_ms: f.time_msc, seq: f.seq, mid: f.mid, values: f.values, chain_id: Some(f.chain_id.into()) })
                     .collect();

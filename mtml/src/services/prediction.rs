@@ -5,10 +5,12 @@ use std::sync::Arc;
 use mtml_core::clock::{Clock, SystemClock};
 use mtml_core::{ChainIdGenerator, Symbol};
 use mtml_feature_store::{FEATURE_SET, OnlineStore};
-use mtml_inference::{ModelServer, ServeError};
+use mtml_inference::ModelServer;
 use mtml_proto::v1::prediction_server::{Prediction, PredictionServer};
 use mtml_proto::v1::{FeatureValue, PredictSymbolRequest, PredictSymbolResponse};
 use tonic::{Request, Response, Status};
+
+use crate::services::status::IntoStatus;
 
 /// Serves predictions from the latest stored features on the model server's worker sessions (the
 /// ones the Open Inference Protocol uses, never the pipeline's), off the async runtime.
@@ -49,19 +51,16 @@ impl Prediction for PredictionService {
         let request = request.into_inner();
         let symbol = Symbol::new(&request.symbol);
         let name = if request.model.is_empty() { &self.default_model } else { &request.model };
-        let model = self.models.get(name, "").map_err(|e| Status::not_found(e.to_string()))?;
+        let model = self.models.get(name, "").map_err(IntoStatus::into_status)?;
         let latest = self
             .store
             .latest(&symbol, self.clock.now_ms())
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
+            .map_err(IntoStatus::into_status)?
             .ok_or_else(|| {
                 Status::not_found(format!("no features for symbol {:?} (unknown or not warmed up)", request.symbol))
             })?;
-        let probabilities = model.infer(latest.vector.as_f32().to_vec(), 1).await.map_err(|e| match e {
-            ServeError::Stopped(_) => Status::unavailable(e.to_string()),
-            _ => Status::invalid_argument(e.to_string()),
-        })?;
+        let probabilities = model.infer(latest.vector.as_f32().to_vec(), 1).await.map_err(IntoStatus::into_status)?;
         let features = FEATURE_SET
             .names()
             .zip(latest.vector.values)

@@ -8,16 +8,16 @@
 use std::sync::Arc;
 
 use mtml_inference::OnnxRuntime;
+use mtml_pipeline::PipelineHandle;
 use mtml_proto::v1;
 use mtml_proto::v1::model_admin_server::{ModelAdmin, ModelAdminServer};
-use mtml_registry::{Registry, RegistryError, RolloutState, Route, VersionRow};
-use tokio::sync::{mpsc, oneshot};
+use mtml_registry::{Registry, RolloutState, Route};
+use mtml_rollout::{RolloutFollower, Serving, UploadRequest};
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::models_cmd::{self, UploadRequest};
-use crate::pipeline::PipelineCommand;
-use crate::rollout::{RolloutFollower, Serving};
+use crate::convert::{rollout_status, version_proto};
+use crate::services::status::IntoStatus;
 
 /// Largest model file accepted, bytes.
 pub const MAX_MODEL_BYTES: u64 = 256 << 20;
@@ -28,14 +28,14 @@ pub struct ModelAdminService {
     registry: Registry,
     runtime: OnnxRuntime,
     follower: Option<Arc<RolloutFollower>>,
-    commands: mpsc::UnboundedSender<PipelineCommand>,
+    pipeline: PipelineHandle,
 }
 
 impl ModelAdminService {
     /// A service over `registry`; `follower` applies rollout changes to this instance when it
     /// serves from the registry.
-    pub fn new(registry: Registry, runtime: OnnxRuntime, follower: Option<Arc<RolloutFollower>>, commands: mpsc::UnboundedSender<PipelineCommand>) -> Self {
-        Self { registry, runtime, follower, commands }
+    pub fn new(registry: Registry, runtime: OnnxRuntime, follower: Option<Arc<RolloutFollower>>, pipeline: PipelineHandle) -> Self {
+        Self { registry, runtime, follower, pipeline }
     }
 
     /// The tonic server.
@@ -57,57 +57,6 @@ impl ModelAdminService {
     }
 }
 
-/// A registry error as a gRPC status that says what was wrong.
-pub fn registry_status(error: RegistryError) -> Status {
-    match error {
-        RegistryError::NotFound(_) => Status::not_found(error.to_string()),
-        RegistryError::Duplicate { .. } => Status::already_exists(error.to_string()),
-        RegistryError::Refused(_) => Status::failed_precondition(error.to_string()),
-        RegistryError::Conflict(_) => Status::aborted(error.to_string()),
-        RegistryError::Corrupt { .. } => Status::data_loss(error.to_string()),
-        RegistryError::Database(_) | RegistryError::Migration(_) => Status::unavailable(error.to_string()),
-    }
-}
-
-/// A version as the protocol carries it.
-pub fn version_proto(row: &VersionRow) -> v1::ModelVersion {
-    v1::ModelVersion {
-        name: row.name.clone(),
-        version: row.version.to_string(),
-        sha256: row.sha256.clone(),
-        size_bytes: u64::try_from(row.size_bytes).unwrap_or(0),
-        feature_set: row.feature_set.clone(),
-        state: row.state.clone(),
-        input_name: row.input_name.clone(),
-        features: u32::try_from(row.features).unwrap_or(0),
-        output_name: row.output_name.clone(),
-        metrics_json: row.metrics.clone(),
-        uploaded_by: row.uploaded_by.clone(),
-        uploaded_ms: row.uploaded_ms,
-    }
-}
-
-/// A rollout state as the protocol carries it.
-pub fn rollout_status(state: &RolloutState, message: String, serving: &Serving) -> v1::RolloutStatus {
-    let (route, percent, symbols) = match state.challenger.as_ref().map(|c| &c.route) {
-        Some(Route::Shadow) => ("shadow", 0, vec![]),
-        Some(Route::Canary { percent, symbols }) => ("canary", u32::from(*percent), symbols.clone()),
-        None => ("none", 0, vec![]),
-    };
-    v1::RolloutStatus {
-        name: state.name.clone(),
-        champion: state.champion.unwrap_or(0),
-        challenger: state.challenger.as_ref().map_or(0, |c| c.version),
-        route: route.into(),
-        percent,
-        symbols,
-        revision: state.revision,
-        message,
-        serving_revision: serving.revision,
-        serving_error: serving.error.clone().unwrap_or_default(),
-    }
-}
-
 fn now_ms() -> i64 {
     mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock)
 }
@@ -119,7 +68,7 @@ fn actor(given: &str) -> String {
 #[tonic::async_trait]
 impl ModelAdmin for ModelAdminService {
     async fn list_models(&self, _: Request<v1::ListModelsRequest>) -> Result<Response<v1::ListModelsResponse>, Status> {
-        let rows = self.registry.list().await.map_err(registry_status)?;
+        let rows = self.registry.list().await.map_err(IntoStatus::into_status)?;
         Ok(Response::new(v1::ListModelsResponse { models: rows.iter().map(version_proto).collect() }))
     }
 
@@ -181,20 +130,17 @@ impl ModelAdmin for ModelAdminService {
             uploaded_by: actor(&header.uploaded_by),
             label: format!("upload of {}", header.name),
         };
-        let row = models_cmd::register(&self.runtime, &self.registry, upload).await.map_err(|e| match e.downcast::<RegistryError>() {
-            Ok(registry) => registry_status(registry),
-            Err(other) => Status::invalid_argument(format!("{other:#}")),
-        })?;
+        let row = mtml_rollout::register(&self.runtime, &self.registry, upload).await.map_err(IntoStatus::into_status)?;
         tracing::info!(model = %row.name, version = row.version, sha256 = %row.sha256, "model uploaded");
         Ok(Response::new(version_proto(&row)))
     }
 
     async fn show_model(&self, request: Request<v1::ShowModelRequest>) -> Result<Response<v1::ShowModelResponse>, Status> {
         let spec = request.into_inner().spec;
-        let (name, version) = models_cmd::split_spec(&spec);
-        let version = self.registry.resolve(name, version).await.map_err(registry_status)?;
-        let row = self.registry.show(name, Some(version)).await.map_err(registry_status)?;
-        let state = self.registry.rollout_state(name).await.map_err(registry_status)?;
+        let (name, version) = mtml_registry::split_spec(&spec);
+        let version = self.registry.resolve(name, version).await.map_err(IntoStatus::into_status)?;
+        let row = self.registry.show(name, Some(version)).await.map_err(IntoStatus::into_status)?;
+        let state = self.registry.rollout_state(name).await.map_err(IntoStatus::into_status)?;
         let serving = self.follower.as_ref().filter(|f| f.name() == name).map(|f| f.serving()).unwrap_or_default();
         Ok(Response::new(v1::ShowModelResponse {
             version: Some(version_proto(&row)),
@@ -213,21 +159,21 @@ impl ModelAdmin for ModelAdminService {
             None => return Err(Status::invalid_argument("a rollout needs a route: shadow or canary")),
         };
         let described = route.to_string();
-        let state = self.registry.start_rollout(&r.name, r.version, route, &actor(&r.actor), now_ms()).await.map_err(registry_status)?;
+        let state = self.registry.start_rollout(&r.name, r.version, route, &actor(&r.actor), now_ms()).await.map_err(IntoStatus::into_status)?;
         let message = format!("{}:{} on {described} beside champion {}", r.name, r.version, state.champion.unwrap_or(0));
         Ok(Response::new(self.status(state, message).await))
     }
 
     async fn promote(&self, request: Request<v1::PromoteRequest>) -> Result<Response<v1::RolloutStatus>, Status> {
         let r = request.into_inner();
-        let state = self.registry.promote(&r.name, r.version, &actor(&r.actor), now_ms()).await.map_err(registry_status)?;
+        let state = self.registry.promote(&r.name, r.version, &actor(&r.actor), now_ms()).await.map_err(IntoStatus::into_status)?;
         let message = format!("{}:{} is the champion", r.name, r.version);
         Ok(Response::new(self.status(state, message).await))
     }
 
     async fn rollback(&self, request: Request<v1::RollbackRequest>) -> Result<Response<v1::RolloutStatus>, Status> {
         let r = request.into_inner();
-        let (outcome, state) = self.registry.rollback(&r.name, &actor(&r.actor), now_ms()).await.map_err(registry_status)?;
+        let (outcome, state) = self.registry.rollback(&r.name, &actor(&r.actor), now_ms()).await.map_err(IntoStatus::into_status)?;
         Ok(Response::new(self.status(state, outcome.to_string()).await))
     }
 
@@ -239,9 +185,7 @@ impl ModelAdmin for ModelAdminService {
         {
             return Err(Status::not_found(format!("this instance rolls out {}, not {name}", f.name())));
         }
-        let (reply, answer) = oneshot::channel();
-        self.commands.send(PipelineCommand::Compare { reply }).map_err(|_| Status::unavailable("the pipeline has stopped"))?;
-        let report = answer.await.map_err(|_| Status::unavailable("the pipeline has stopped"))?;
+        let report = self.pipeline.comparison().await.map_err(IntoStatus::into_status)?;
         Ok(Response::new(match report {
             Some(report) => v1::CompareModelsResponse {
                 active: true,

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 /// The EA's files, relative to a terminal's `MQL5` folder, with their contents.
 pub const EA_FILES: [(&str, &str); 4] = [
-    ("Experts/mtml/MtmlBridge.mq5", include_str!("../../mql5/Experts/mtml/MtmlBridge.mq5")),
-    ("Include/mtml/Protocol.mqh", include_str!("../../mql5/Include/mtml/Protocol.mqh")),
-    ("Include/mtml/Transport.mqh", include_str!("../../mql5/Include/mtml/Transport.mqh")),
-    ("Include/mtml/Journal.mqh", include_str!("../../mql5/Include/mtml/Journal.mqh")),
+    ("Experts/mtml/MtmlBridge.mq5", include_str!("../../../mql5/Experts/mtml/MtmlBridge.mq5")),
+    ("Include/mtml/Protocol.mqh", include_str!("../../../mql5/Include/mtml/Protocol.mqh")),
+    ("Include/mtml/Transport.mqh", include_str!("../../../mql5/Include/mtml/Transport.mqh")),
+    ("Include/mtml/Journal.mqh", include_str!("../../../mql5/Include/mtml/Journal.mqh")),
 ];
 
 /// Where to look for terminals; [`SearchRoots::from_env`] reads the real environment.

@@ -8,8 +8,8 @@ use mtml_core::{ChainId, ChainLog, StageSpan};
 use mtml_decision::LOT_SIZE;
 use serde::Serialize;
 
-use crate::pipeline::{PipelineCounters, PipelineOutcome};
-use crate::rollout::ComparisonReport;
+use mtml_pipeline::{PipelineCounters, PipelineOutcome};
+use mtml_rollout::ComparisonReport;
 
 /// Everything a replay measured. Serialised, flat, as the `--report` JSON.
 #[derive(Debug, Clone, Serialize)]

@@ -1,0 +1,97 @@
+//! Naming a running instance on the command line: every command that talks to one takes
+//! `--server URL` (`http://host:port`; `https://` once TLS is served), and every call through
+//! it has a connect and a request timeout, so a server that accepts and never answers costs a
+//! clear error, not a hang.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tonic::transport::{Channel, Endpoint};
+
+/// How long connecting may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one call may take (an upload of a large model included).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running instance's gRPC endpoint, as given with `--server`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl(String);
+
+impl ServerUrl {
+    /// Parses `http://host:port` (or `https://`); anything else is refused with the form to use.
+    pub fn parse(given: &str) -> anyhow::Result<Self> {
+        let url = given.trim_end_matches('/');
+        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+        match rest {
+            Some(authority) if !authority.is_empty() && !authority.contains('/') => Ok(Self(url.to_owned())),
+            _ => anyhow::bail!("--server {given:?}: give the instance's URL, for example http://127.0.0.1:50051"),
+        }
+    }
+
+    /// The URL of the gRPC API a configuration listens on (a wildcard address is reached on
+    /// loopback).
+    pub fn of_listener(listen: std::net::SocketAddr) -> Self {
+        let host = match listen.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv6() => "[::1]".to_owned(),
+            ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        Self(format!("http://{host}:{}", listen.port()))
+    }
+
+    /// The URL.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A connected channel whose calls time out after [`REQUEST_TIMEOUT`].
+    pub async fn connect(&self) -> anyhow::Result<Channel> {
+        let endpoint = Endpoint::from_shared(self.0.clone())
+            .with_context(|| format!("{} is not a valid URL", self.0))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT);
+        endpoint.connect().await.with_context(|| format!("connecting to mtml at {}", self.0))
+    }
+}
+
+impl std::str::FromStr for ServerUrl {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Self::parse(s)
+    }
+}
+
+impl std::fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A gRPC refusal as an error that keeps the server's words; a timeout says which call and how
+/// long it waited.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    if status.code() == tonic::Code::Cancelled && status.message().contains("Timeout") {
+        return anyhow::anyhow!("no answer within {} s: the server accepted the call and never answered", REQUEST_TIMEOUT.as_secs());
+    }
+    anyhow::anyhow!("{}: {}", status.code().description(), status.message())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_is_named_by_its_url() {
+        assert_eq!(ServerUrl::parse("http://127.0.0.1:50051/").unwrap().as_str(), "http://127.0.0.1:50051");
+        assert!(ServerUrl::parse("https://mtml.example:443").is_ok());
+        for bad in ["127.0.0.1:50051", "http://", "grpc://host:1", "http://host:1/path"] {
+            let error = ServerUrl::parse(bad).unwrap_err().to_string();
+            assert!(error.contains("for example http://127.0.0.1:50051"), "{bad}: {error}");
+        }
+        assert_eq!(ServerUrl::of_listener("0.0.0.0:50051".parse().unwrap()).as_str(), "http://127.0.0.1:50051");
+        assert_eq!(ServerUrl::of_listener("[::]:7".parse().unwrap()).as_str(), "http://[::1]:7");
+        assert_eq!(ServerUrl::of_listener("10.1.2.3:9".parse().unwrap()).as_str(), "http://10.1.2.3:9");
+    }
+}

@@ -1,0 +1,87 @@
+//! The gRPC API of a running instance: service adapters over the libraries, and the one
+//! error boundary ([`status`]) where their errors become `tonic::Status`.
+//!
+//! - [`admin`]: `mtml.v1.Admin`, the trading state.
+//! - [`features`]: `mtml.v1.Features`, the feature stores.
+//! - [`prediction`]: `mtml.v1.Prediction`, a prediction from the latest stored features.
+//! - [`oip`]: the Open Inference Protocol (`inference.GRPCInferenceService`, KServe v2).
+//! - [`model_admin`]: `mtml.v1.ModelAdmin`, uploads and rollout.
+//!
+//! `mtml.v1.Ingestion` and `mtml.v1.Bridge` live with their libraries (ingestion, bridge), which
+//! own their streams; [`router`] mounts them beside these.
+
+pub mod admin;
+pub mod features;
+pub mod model_admin;
+pub mod oip;
+pub mod prediction;
+pub(crate) mod status;
+
+use std::sync::Arc;
+
+use mtml_bridge::grpc::BridgeService;
+use mtml_core::Tick;
+use mtml_inference::{ModelServer, OnnxRuntime};
+use mtml_ingestion::grpc::IngestionService;
+use mtml_pipeline::PipelineHandle;
+use mtml_registry::Registry;
+use mtml_rollout::RolloutFollower;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tonic::transport::server::Router;
+
+use crate::config::Config;
+use crate::stores::Stores;
+
+/// What the services of an instance are built over.
+pub struct ServiceParts<'a> {
+    /// The configuration.
+    pub config: &'a Config,
+    /// ONNX Runtime, for validating uploads.
+    pub runtime: &'a OnnxRuntime,
+    /// The model registry, with `model.from_registry`.
+    pub registry: Option<&'a Registry>,
+    /// The registry follower, with `model.from_registry`.
+    pub follower: Option<Arc<RolloutFollower>>,
+    /// The running pipeline.
+    pub pipeline: PipelineHandle,
+    /// The model server of the Open Inference Protocol and `PredictSymbol`.
+    pub models: Arc<ModelServer>,
+    /// The feature stores.
+    pub stores: &'a Stores,
+    /// The pipeline's tick inbox, for `Ingestion.StreamTicks`.
+    pub ticks: mpsc::Sender<Tick>,
+    /// `mtml.v1.Bridge`, when execution reaches the bridge over gRPC.
+    pub bridge: Option<BridgeService>,
+}
+
+/// Every service of an instance on one gRPC server.
+pub fn router(parts: ServiceParts<'_>) -> Router {
+    let config = parts.config;
+    let managed = parts.registry.is_some().then(|| config.model.name.clone());
+    let model_admin = parts.registry.map(|registry| {
+        model_admin::ModelAdminService::new(registry.clone(), parts.runtime.clone(), parts.follower.clone(), parts.pipeline.clone())
+    });
+    let prediction =
+        prediction::PredictionService::live(Arc::clone(&parts.stores.online), Arc::clone(&parts.models), config.model.name.clone());
+    tonic::transport::Server::builder()
+        .add_service(IngestionService::new(parts.ticks).into_server())
+        .add_service(prediction.into_server())
+        .add_service(features::FeaturesService::new(parts.stores, config.symbols()).into_server())
+        .add_service(admin::AdminService::new(parts.pipeline).into_server())
+        .add_service(oip::OipService::new(parts.models).with_managed(managed).into_server())
+        .add_optional_service(model_admin.map(model_admin::ModelAdminService::into_server))
+        .add_optional_service(parts.bridge.map(BridgeService::into_server))
+}
+
+/// The connections a gRPC server accepts, with Nagle's algorithm off: small request and answer
+/// frames would otherwise wait out the peer's delayed ACK (about 40 ms) whenever several are in
+/// flight. `serve_with_incoming` does not set this itself.
+pub fn grpc_incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}

@@ -1,0 +1,49 @@
+//! The synchronous tick path without I/O: one ONNX prediction; ingest and features over the
+//! sample; and the whole path, tick in to order out and the fill back (ingest, features,
+//! inference, decision, risk, execution), over the sample.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mtml_core::{ChainLog, Symbol};
+use mtml_pipeline::Featurizer;
+
+fn tick_path(c: &mut Criterion) {
+    let runtime = common::runtime();
+    let ticks = common::sample_ticks();
+    let mut model = mtml_inference::Model::from_bytes(&runtime, "fx-direction", common::MODEL).unwrap();
+    let mut vector = None;
+    let mut featurizer = Featurizer::new([Symbol::new("EURUSD")], 1_000, &[]);
+    for tick in &ticks {
+        let ingested = featurizer.ingest(tick).unwrap();
+        vector = featurizer.features(tick, ingested.closed_bar.as_ref()).or(vector);
+    }
+    let inputs = vector.unwrap().as_f32();
+    c.bench_function("onnx predict (fx-direction v1)", |b| b.iter(|| model.predict(black_box(&inputs)).unwrap()));
+    c.bench_function("ingest + features over the 18 967-tick sample (per run)", |b| {
+        b.iter(|| {
+            let mut featurizer = Featurizer::new([Symbol::new("EURUSD")], 1_000, &[]);
+            for tick in &ticks {
+                let ingested = featurizer.ingest(tick).unwrap();
+                black_box(featurizer.features(tick, ingested.closed_bar.as_ref()));
+            }
+        })
+    });
+    let mut group = c.benchmark_group("whole tick path");
+    group.sample_size(10);
+    group.bench_function("tick to order and fill over the 18 967-tick sample (per run)", |b| {
+        b.iter(|| {
+            let (mut pipeline, outbox) = common::pipeline(&runtime, Arc::new(ChainLog::default()));
+            black_box(common::run(&mut pipeline, &outbox, &ticks));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, tick_path);
+criterion_main!(benches);

@@ -1,0 +1,128 @@
+//! Building a [`Pipeline`]: the parts it needs (symbols, models, the desk, where orders go) and
+//! the ones it can do without (stores, journal, comparison settings, a shared chain log).
+
+use std::sync::Arc;
+
+use mtml_core::{ChainLog, OrderSink, Symbol};
+use mtml_decision::Desk;
+use mtml_feature_store::{HistoryWriter, OnlineWriter};
+use mtml_journal::Record;
+use mtml_rollout::{CompareSettings, Comparison, Models};
+use tokio::sync::mpsc;
+
+use crate::counters::{PipelineCounters, PipelineProgress};
+use crate::featurize::Featurizer;
+use crate::pipeline::Pipeline;
+
+/// Builds a [`Pipeline`]. Without stores, journal or a chain log of its own, the pipeline runs
+/// the tick path alone (tests and benchmarks use it so, tick in to order out, without sockets).
+pub struct PipelineBuilder {
+    symbols: Vec<Symbol>,
+    backwards_tolerance_ms: i64,
+    wider_bars_ms: Vec<i64>,
+    models: Models,
+    desk: Desk,
+    orders: Box<dyn OrderSink>,
+    online: Option<OnlineWriter>,
+    history: Option<HistoryWriter>,
+    journal: Option<mpsc::UnboundedSender<Vec<Record>>>,
+    compare: CompareSettings,
+    chain_log: Arc<ChainLog>,
+    progress: Arc<PipelineProgress>,
+}
+
+impl PipelineBuilder {
+    /// A pipeline of `symbols` predicting with `models`, deciding on `desk`, handing orders to
+    /// `orders` (the bridge's router, a channel to a bridge elsewhere, a test's closure).
+    pub fn new(symbols: impl IntoIterator<Item = Symbol>, models: Models, desk: Desk, orders: Box<dyn OrderSink>) -> Self {
+        Self {
+            symbols: symbols.into_iter().collect(),
+            backwards_tolerance_ms: 1_000,
+            wider_bars_ms: Vec::new(),
+            models,
+            desk,
+            orders,
+            online: None,
+            history: None,
+            journal: None,
+            compare: CompareSettings { horizon_ms: 60_000, buy_above: 0.53, sell_below: 0.47 },
+            chain_log: Arc::new(ChainLog::default()),
+            progress: Arc::new(PipelineProgress::default()),
+        }
+    }
+
+    /// How far back in time a tick may go before ingestion refuses it (default 1 s).
+    #[must_use]
+    pub fn backwards_tolerance_ms(mut self, ms: i64) -> Self {
+        self.backwards_tolerance_ms = ms;
+        self
+    }
+
+    /// Bars built besides M1, by width in ms (stored, not used by the features).
+    #[must_use]
+    pub fn wider_bars(mut self, widths_ms: Vec<i64>) -> Self {
+        self.wider_bars_ms = widths_ms;
+        self
+    }
+
+    /// Where every feature vector goes for readers outside the tick path.
+    #[must_use]
+    pub fn online(mut self, writer: OnlineWriter) -> Self {
+        self.online = Some(writer);
+        self
+    }
+
+    /// Where ticks, bars and feature vectors go for history.
+    #[must_use]
+    pub fn history(mut self, writer: Option<HistoryWriter>) -> Self {
+        self.history = writer;
+        self
+    }
+
+    /// Where journal records go, a group per event.
+    #[must_use]
+    pub fn journal(mut self, records: mpsc::UnboundedSender<Vec<Record>>) -> Self {
+        self.journal = Some(records);
+        self
+    }
+
+    /// How the champion/challenger comparison reads and scores signals.
+    #[must_use]
+    pub fn compare(mut self, settings: CompareSettings) -> Self {
+        self.compare = settings;
+        self
+    }
+
+    /// The chain log every stage records its spans in (shared with the bridge).
+    #[must_use]
+    pub fn chain_log(mut self, log: Arc<ChainLog>) -> Self {
+        self.chain_log = log;
+        self
+    }
+
+    /// Progress shared with other threads (replay pacing reads it).
+    #[must_use]
+    pub fn progress(mut self, progress: Arc<PipelineProgress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The pipeline.
+    pub fn build(self) -> Pipeline {
+        Pipeline {
+            featurizer: Featurizer::new(self.symbols, self.backwards_tolerance_ms, &self.wider_bars_ms),
+            online: self.online,
+            history: self.history,
+            comparison: Comparison::for_models(&self.models, self.compare),
+            models: self.models,
+            compare: self.compare,
+            desk: self.desk,
+            orders: self.orders,
+            chain_log: self.chain_log,
+            progress: self.progress,
+            journal: self.journal,
+            now_ms: 0,
+            counters: PipelineCounters::default(),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! What the pipeline counts and reports: progress other threads read while it runs, counters
+//! by stage, and everything it knew when it stopped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use mtml_core::{Bar, Symbol};
+use mtml_decision::{ExecutionStats, Position, TradingState};
+use mtml_rollout::ComparisonReport;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+/// Progress readable from other threads while the pipeline runs.
+#[derive(Debug, Default)]
+pub struct PipelineProgress {
+    /// Ticks taken off the inbox (accepted or rejected).
+    pub ticks_seen: Arc<AtomicU64>,
+    /// Notified whenever `ticks_seen` advances (replay pacing waits on it).
+    pub advanced: Arc<Notify>,
+    /// Orders awaiting their outcome.
+    pub orders_in_flight: AtomicU64,
+}
+
+/// Counters of the pipeline, by stage.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PipelineCounters {
+    /// Ticks taken off the inbox.
+    pub ticks_seen: u64,
+    /// Ticks accepted by ingestion.
+    pub ticks_ingested: u64,
+    /// Ticks refused, by reason.
+    pub ticks_rejected: BTreeMap<&'static str, u64>,
+    /// Accepted ticks with ask below bid.
+    pub crossed_quotes: u64,
+    /// Accepted ticks with ask equal to bid.
+    pub locked_quotes: u64,
+    /// M1 bars built.
+    pub bars: u64,
+    /// Wider bars (the configured timeframes) built.
+    pub wider_bars: u64,
+    /// Feature vectors computed (after warm-up).
+    pub feature_vectors: u64,
+    /// Model predictions.
+    pub predictions: u64,
+    /// Predictions that failed.
+    pub inference_errors: u64,
+    /// Challenger predictions (during a rollout).
+    pub challenger_predictions: u64,
+    /// Of those, the ones acted on (a canary's share).
+    pub challenger_acted: u64,
+    /// Challenger predictions that failed (the champion's was used).
+    pub challenger_errors: u64,
+    /// Model sets swapped in while running (promote, rollout, rollback).
+    pub model_swaps: u64,
+    /// Orders refused because the model acted on was flagged stale.
+    pub stale_model_flags: u64,
+    /// Target position changes.
+    pub target_changes: u64,
+    /// Orders refused by risk, by reason.
+    pub risk_rejections: BTreeMap<&'static str, u64>,
+    /// Trading state changes, in order, as announced.
+    pub state_changes: Vec<StateChangeReport>,
+}
+
+/// A trading state change as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateChangeReport {
+    /// Before.
+    pub from: String,
+    /// After.
+    pub to: String,
+    /// Why.
+    pub reason: String,
+    /// Market time, UTC epoch ms.
+    pub at_ms: i64,
+}
+
+/// Everything the pipeline knew when it stopped.
+#[derive(Debug, Clone)]
+pub struct PipelineOutcome {
+    /// Counters.
+    pub counters: PipelineCounters,
+    /// Execution counters.
+    pub execution: ExecutionStats,
+    /// Positions by symbol.
+    pub positions: HashMap<Symbol, Position>,
+    /// Last mid price by symbol, for marking positions.
+    pub last_mid: HashMap<Symbol, f64>,
+    /// Bars still open at the end, closed by the flush.
+    pub final_bars: Vec<Bar>,
+    /// Champion against challenger, if one was on trial at the end.
+    pub comparison: Option<ComparisonReport>,
+    /// The models serving at the end: the champion, and the challenger with its role.
+    pub models: String,
+    /// The trading state at the end.
+    pub trading_state: TradingState,
+}
+

@@ -1,0 +1,362 @@
+//! The tick path: ingestion, features, inference, decision, risk and execution, one tick at a
+//! time, each stage a span of the tick's chain.
+//!
+//! [`Pipeline::on_tick`] and [`Pipeline::on_event`] are synchronous and do no I/O: the stores
+//! and the journal are handed their points and records on channels they drain elsewhere, and
+//! orders go to an [`OrderSink`]. [`Pipeline::spawn`] runs them on one dedicated thread, because
+//! every stage is CPU work of microseconds and handing a tick from thread to thread would cost
+//! more than the stages. The thread runs its own single-threaded runtime to wait on its inboxes
+//! (ticks, execution events, commands), so the shared async runtime is never blocked by
+//! inference.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use mtml_core::clock::monotonic_ns;
+use mtml_core::{ChainLog, ExecutionEvent, OrderSink, Stage, Tick};
+use mtml_decision::{Applied, Checked, Desk, Proposal, RiskRejection, StateChange};
+use mtml_feature_store::{FeatureVector, HistoryPoint, HistoryWriter, OnlineWriter};
+use mtml_ingestion::QuoteState;
+use mtml_journal::Record;
+use mtml_rollout::{CompareSettings, Comparison, Models, Predicted};
+use tokio::sync::mpsc;
+
+use crate::command::PipelineCommand;
+use crate::counters::{PipelineCounters, PipelineOutcome, PipelineProgress, StateChangeReport};
+use crate::featurize::Featurizer;
+use crate::records;
+
+/// Index of `atr_14` in the feature vector, for volatility-targeted sizing.
+const ATR_FEATURE: usize = 6;
+
+/// The stages and what they hand off, owned by the pipeline thread. Built by
+/// [`crate::PipelineBuilder`].
+pub struct Pipeline {
+    pub(crate) featurizer: Featurizer,
+    pub(crate) online: Option<OnlineWriter>,
+    pub(crate) history: Option<HistoryWriter>,
+    pub(crate) models: Models,
+    pub(crate) comparison: Option<Comparison>,
+    pub(crate) compare: CompareSettings,
+    pub(crate) desk: Desk,
+    pub(crate) orders: Box<dyn OrderSink>,
+    pub(crate) chain_log: Arc<ChainLog>,
+    pub(crate) progress: Arc<PipelineProgress>,
+    pub(crate) journal: Option<mpsc::UnboundedSender<Vec<Record>>>,
+    /// Market time of the last tick, for records of events that carry none.
+    pub(crate) now_ms: i64,
+    pub(crate) counters: PipelineCounters,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("models", &self.models.describe()).field("counters", &self.counters).finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Starts the pipeline thread. It stops when every tick sender is dropped, settles the
+    /// execution events already reported, and returns what it knew.
+    pub fn spawn(
+        mut self,
+        mut ticks: mpsc::Receiver<Tick>,
+        mut events: mpsc::Receiver<ExecutionEvent>,
+        mut commands: mpsc::UnboundedReceiver<PipelineCommand>,
+    ) -> std::io::Result<std::thread::JoinHandle<PipelineOutcome>> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+        std::thread::Builder::new().name("mtml-pipeline".into()).spawn(move || {
+            let span = tracing::info_span!("pipeline");
+            let _entered = span.enter();
+            runtime.block_on(async {
+                loop {
+                    tokio::select! {
+                        biased;
+                        Some(event) = events.recv() => self.on_event(&event),
+                        Some(command) = commands.recv() => self.on_command(command),
+                        tick = ticks.recv() => match tick {
+                            Some(tick) => self.on_tick(&tick),
+                            None => break,
+                        },
+                    }
+                }
+                // Settle whatever the bridge reported before it closed.
+                while let Ok(event) = events.try_recv() {
+                    self.on_event(&event);
+                }
+            });
+            self.finish()
+        })
+    }
+
+    /// Closes the bars still open and reports everything the pipeline knew.
+    pub fn finish(mut self) -> PipelineOutcome {
+        PipelineOutcome {
+            execution: self.desk.execution().stats().clone(),
+            positions: self.desk.positions().clone(),
+            last_mid: self.desk.last_mids().clone(),
+            final_bars: self.featurizer.flush_bars(),
+            comparison: self.comparison.as_ref().map(Comparison::report),
+            models: self.models.describe(),
+            trading_state: self.desk.trading_state(),
+            counters: self.counters,
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> &PipelineCounters {
+        &self.counters
+    }
+
+    /// Applies what the bridge reported, and journals what it changed.
+    pub fn on_event(&mut self, event: &ExecutionEvent) {
+        if let (ExecutionEvent::Filled(fill), Some(comparison)) = (event, &mut self.comparison) {
+            comparison.on_fill(fill);
+        }
+        let applied = self.desk.on_event(event);
+        if matches!(applied, Applied::Nothing) {
+            return;
+        }
+        self.progress.orders_in_flight.store(self.desk.execution().in_flight_count() as u64, Ordering::Release);
+        if self.journal.is_some() {
+            let group = records::execution_event(event, &applied, self.desk.execution(), self.now_ms);
+            self.record_group(group);
+        }
+    }
+
+    /// Applies an operator command between two ticks.
+    pub fn on_command(&mut self, command: PipelineCommand) {
+        match command {
+            PipelineCommand::SetTradingState { state, reason, reply } => {
+                let (result, changes) = self.desk.set_state(state, &reason, self.now_ms);
+                self.announce(changes);
+                let _ = reply.send(result);
+            }
+            PipelineCommand::GetTradingState { reply } => {
+                let _ = reply.send(self.desk.trading_state());
+            }
+            PipelineCommand::SetModels { models, reply } => {
+                self.set_models(*models);
+                self.counters.model_swaps += 1;
+                let _ = reply.send(());
+            }
+            PipelineCommand::Compare { reply } => {
+                let _ = reply.send(self.comparison.as_ref().map(Comparison::report));
+            }
+        }
+    }
+
+    /// Puts a new model set in force. The comparison carries on while champion, challenger and
+    /// role stay the same, and starts afresh when any of them changes.
+    pub fn set_models(&mut self, models: Models) {
+        let key = |m: &Models| m.challenger.as_ref().map(|c| (m.champion.label.clone(), c.slot.label.clone(), c.role.clone()));
+        let same = key(&models) == key(&self.models) && self.comparison.is_some();
+        if !same {
+            self.comparison = Comparison::for_models(&models, self.compare);
+        }
+        tracing::info!(models = %models.describe(), revision = models.revision, "models in force");
+        self.models = models;
+    }
+
+    fn record(&self, record: Record) {
+        self.record_group(vec![record]);
+    }
+
+    /// Journals the records of one event, which the journal commits together or not at all.
+    fn record_group(&self, group: Vec<Record>) {
+        if let Some(journal) = &self.journal
+            && !group.is_empty()
+            && journal.send(group).is_err()
+        {
+            tracing::error!("journal writer stopped; record not written");
+        }
+    }
+
+    /// Journals, logs and counts the trading state changes risk made.
+    fn announce(&mut self, changes: Vec<StateChange>) {
+        for change in changes {
+            self.record(records::state_change(&change));
+            self.counters.state_changes.push(StateChangeReport {
+                from: format!("{:?}", change.from).to_uppercase(),
+                to: format!("{:?}", change.to).to_uppercase(),
+                reason: change.reason,
+                at_ms: change.at_ms,
+            });
+        }
+    }
+
+    fn tick_done(&self) {
+        self.progress.ticks_seen.fetch_add(1, Ordering::Release);
+        self.progress.advanced.notify_waiters();
+    }
+
+    /// Runs one tick through every stage.
+    pub fn on_tick(&mut self, tick: &Tick) {
+        self.counters.ticks_seen += 1;
+        let chain = tick.chain_id;
+        let log = Arc::clone(&self.chain_log);
+        let span = |stage, start: u64| {
+            let end = monotonic_ns();
+            log.record(chain, stage, start, end - start);
+            end
+        };
+        let start = monotonic_ns();
+        let ingested = self.featurizer.ingest(tick);
+        let t = span(Stage::Ingest, start);
+        let ingested = match ingested {
+            Ok(ingested) => ingested,
+            Err(reason) => {
+                *self.counters.ticks_rejected.entry(reason.name()).or_default() += 1;
+                tracing::debug!(chain_id = %chain, symbol = %tick.symbol, %reason, "tick rejected");
+                self.tick_done();
+                return;
+            }
+        };
+        self.counters.ticks_ingested += 1;
+        self.now_ms = tick.time_msc;
+        let changes = self.desk.on_quote(&tick.symbol, tick.mid(), tick.time_msc);
+        self.announce(changes);
+        match ingested.quote {
+            QuoteState::Crossed => self.counters.crossed_quotes += 1,
+            QuoteState::Locked => self.counters.locked_quotes += 1,
+            QuoteState::Normal => {}
+        }
+        self.counters.bars += u64::from(ingested.closed_bar.is_some());
+        self.counters.wider_bars += ingested.closed_wider.len() as u64;
+        if let Some(history) = &self.history {
+            history.push(HistoryPoint::tick(tick));
+            for bar in ingested.closed_bar.iter().chain(&ingested.closed_wider) {
+                history.push(HistoryPoint::bar(bar, tick.chain_id));
+            }
+        }
+        let features = self.featurizer.features(tick, ingested.closed_bar.as_ref());
+        if let Some(vector) = &features {
+            if let Some(online) = &self.online {
+                online.put(vector);
+            }
+            if let Some(history) = &self.history {
+                history.push(HistoryPoint::features(vector));
+            }
+        }
+        if let Some(comparison) = &mut self.comparison {
+            comparison.on_mid(&tick.symbol, tick.time_msc, tick.mid());
+        }
+        let t = span(Stage::Features, t);
+        if let Some(vector) = features {
+            self.counters.feature_vectors += 1;
+            self.decide(tick, &vector, t, span);
+        }
+        self.tick_done();
+    }
+
+    /// Inference, decision, risk and execution on a feature vector.
+    fn decide(&mut self, tick: &Tick, vector: &FeatureVector, t: u64, span: impl Fn(Stage, u64) -> u64) {
+        let Some(predicted) = self.predict(tick, vector) else { return };
+        let t = span(Stage::Inference, t);
+        let decided = self.desk.decide(&tick.symbol, predicted.acted, tick.mid(), vector.values[ATR_FEATURE], tick.time_msc);
+        self.counters.target_changes += u64::from(decided.changed);
+        let t = span(Stage::Decision, t);
+        let slot = self.models.acting(predicted.by_challenger);
+        let proposal = Proposal {
+            symbol: &tick.symbol,
+            target: decided.target,
+            bid: tick.bid,
+            ask: tick.ask,
+            now_ms: tick.time_msc,
+            features_ms: vector.time_msc,
+            model_label: &slot.label,
+            model_registered_ms: slot.born_ms,
+        };
+        let approved = match self.desk.check(proposal) {
+            Checked::Hold => return,
+            Checked::Refused(rejection) => {
+                span(Stage::Risk, t);
+                *self.counters.risk_rejections.entry(rejection.name()).or_default() += 1;
+                self.counters.stale_model_flags += u64::from(matches!(rejection, RiskRejection::StaleModel { .. }));
+                tracing::info!(chain_id = %tick.chain_id, %rejection, "order refused by risk");
+                self.record(records::decision(tick, predicted.acted, decided.target, format!("risk:{rejection}")));
+                return;
+            }
+            Checked::Approved(approved) => approved,
+        };
+        let t = span(Stage::Risk, t);
+        let order = self.desk.execute(&approved, tick.chain_id, tick.received_ns);
+        self.progress.orders_in_flight.store(self.desk.execution().in_flight_count() as u64, Ordering::Release);
+        tracing::debug!(chain_id = %tick.chain_id, client_order_id = %order.client_order_id, lots = approved.signed_lots, "order");
+        self.record_group(vec![
+            records::decision(tick, predicted.acted, decided.target, "order".into()),
+            records::order_created(&order, tick.time_msc),
+        ]);
+        if let Some(comparison) = &mut self.comparison {
+            comparison.on_order(&order.client_order_id, predicted.by_challenger);
+        }
+        self.orders.submit(order);
+        span(Stage::Execution, t);
+    }
+
+    /// The champion's prediction and, during a rollout, the challenger's on the same vector;
+    /// which one acts follows the challenger's role. `None` when the one to act failed.
+    fn predict(&mut self, tick: &Tick, vector: &FeatureVector) -> Option<Predicted> {
+        let counters = &mut self.counters;
+        let x = vector.as_f32();
+        let started = monotonic_ns();
+        let champion = self.models.champion.model.predict(&x);
+        let champion_ns = monotonic_ns().saturating_sub(started);
+        let Some(challenger) = self.models.challenger.as_mut() else {
+            return match champion {
+                Ok(p) => {
+                    counters.predictions += 1;
+                    Some(Predicted { acted: p, by_challenger: false })
+                }
+                Err(error) => {
+                    counters.inference_errors += 1;
+                    tracing::warn!(chain_id = %tick.chain_id, %error, "inference failed");
+                    None
+                }
+            };
+        };
+        let started = monotonic_ns();
+        let trial = challenger.slot.model.predict(&x);
+        let challenger_ns = monotonic_ns().saturating_sub(started);
+        let wants = challenger.role.challenger_acts(tick.chain_id, &tick.symbol);
+        match (&champion, &trial) {
+            (Ok(a), Ok(b)) => {
+                counters.predictions += 1;
+                counters.challenger_predictions += 1;
+                counters.challenger_acted += u64::from(wants);
+                if let Some(comparison) = &mut self.comparison {
+                    comparison.record(&tick.symbol, tick.time_msc, vector.mid, (*a, champion_ns), (*b, challenger_ns), wants);
+                }
+                Some(if wants { Predicted { acted: *b, by_challenger: true } } else { Predicted { acted: *a, by_challenger: false } })
+            }
+            (Ok(a), Err(error)) => {
+                // A failing challenger never stops trading: the champion acts.
+                counters.predictions += 1;
+                counters.challenger_errors += 1;
+                tracing::warn!(chain_id = %tick.chain_id, %error, model = %challenger.slot.label, "challenger inference failed; the champion acts");
+                Some(Predicted { acted: *a, by_challenger: false })
+            }
+            (Err(error), Ok(b)) if wants => {
+                counters.inference_errors += 1;
+                counters.challenger_predictions += 1;
+                counters.challenger_acted += 1;
+                tracing::warn!(chain_id = %tick.chain_id, %error, "champion inference failed");
+                Some(Predicted { acted: *b, by_challenger: true })
+            }
+            (Err(error), _) => {
+                counters.inference_errors += 1;
+                tracing::warn!(chain_id = %tick.chain_id, %error, "champion inference failed");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_atr_index_names_the_atr_feature() {
+        assert_eq!(mtml_feature_store::FEATURE_SET.features[ATR_FEATURE].name, "atr_14");
+    }
+}
