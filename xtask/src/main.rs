@@ -64,6 +64,7 @@ fn setup(root: &Path) -> anyhow::Result<PathBuf> {
     let library = target_dir.join(ORT_LIBRARY);
     if library.is_file() {
         step(&format!("ONNX Runtime {ORT_VERSION} already set up at {}", library.display()));
+        install_for_user(&library)?;
         return Ok(library);
     }
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
@@ -91,7 +92,32 @@ fn setup(root: &Path) -> anyhow::Result<PathBuf> {
     run(Command::new(python()).arg("-c").arg(script).arg(&wheel).arg(&partial))?;
     std::fs::rename(&partial, &library)?;
     step(&format!("ONNX Runtime ready at {}", library.display()));
+    install_for_user(&library)?;
     Ok(library)
+}
+
+/// Copies the library into the user's cache (`$XDG_CACHE_HOME/mtml/onnxruntime`, else
+/// `~/.cache/mtml/onnxruntime`), where `mtml` finds it whatever folder it runs from.
+fn install_for_user(library: &Path) -> anyhow::Result<()> {
+    let Some(cache) = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
+    else {
+        return Ok(());
+    };
+    let dir = cache.join("mtml/onnxruntime");
+    let target = dir.join(ORT_LIBRARY);
+    let same_size = |a: &Path, b: &Path| std::fs::metadata(a).ok().map(|m| m.len()) == std::fs::metadata(b).ok().map(|m| m.len());
+    if target.is_file() && same_size(library, &target) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let partial = dir.join(format!("{ORT_LIBRARY}.partial"));
+    std::fs::copy(library, &partial).with_context(|| format!("copying {} to {}", library.display(), dir.display()))?;
+    std::fs::rename(&partial, &target)?;
+    step(&format!("ONNX Runtime also in {}, for mtml run from any folder", target.display()));
+    Ok(())
 }
 
 fn demo(root: &Path, args: &[String]) -> anyhow::Result<()> {
