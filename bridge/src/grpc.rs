@@ -60,7 +60,8 @@ impl BridgeApi for BridgeService {
         let slot = Arc::clone(&self.events);
         let shutdown = self.shutdown.clone();
         let (out, out_rx) = mpsc::channel(1024);
-        tokio::spawn(async move {
+        let span = tracing::info_span!("task", name = "execution_stream");
+        tokio::spawn(tracing::Instrument::instrument(async move {
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -89,7 +90,7 @@ impl BridgeApi for BridgeService {
                 }
             }
             *slot.lock() = Some(events);
-        });
+        }, span));
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 }

@@ -15,6 +15,12 @@ const TRADE_MODE_DISABLED: u32 = 0;
 /// `SYMBOL_TRADE_MODE_CLOSEONLY`.
 const TRADE_MODE_CLOSE_ONLY: u32 = 3;
 
+/// Why an order cannot be fitted to its symbol; the text names the limit, and is what the
+/// order's rejection says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unfit(pub String);
+
 /// An order fitted to the symbol.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalized {
@@ -30,19 +36,19 @@ pub fn normalize(
     order: &OrderRequest,
     spec: &SymbolSpec,
     quote: Option<(f64, f64)>,
-) -> Result<Normalized, String> {
+) -> Result<Normalized, Unfit> {
     let name = &spec.name;
     match spec.trade_mode {
-        TRADE_MODE_DISABLED => return Err(format!("trading is disabled for {name}")),
-        TRADE_MODE_CLOSE_ONLY => return Err(format!("{name} is close-only at this broker")),
+        TRADE_MODE_DISABLED => return Err(Unfit(format!("trading is disabled for {name}"))),
+        TRADE_MODE_CLOSE_ONLY => return Err(Unfit(format!("{name} is close-only at this broker"))),
         _ => {}
     }
     let step = spec.volume_step.value;
     if !(order.volume.is_finite() && order.volume > 0.0) {
-        return Err(format!("volume {} is not a positive number", order.volume));
+        return Err(Unfit(format!("volume {} is not a positive number", order.volume)));
     }
     if step.is_nan() || step <= 0.0 {
-        return Err(format!("{name} reports a volume step of {step}"));
+        return Err(Unfit(format!("{name} reports a volume step of {step}")));
     }
     // Round down to the step: never trade more than asked. The epsilon absorbs 0.3 / 0.1 = 2.999….
     let steps = (order.volume / step + 1e-9).floor();
@@ -50,18 +56,18 @@ pub fn normalize(
     let decimals = spec.volume_step.decimals;
     let fmt = |v: f64| format!("{v:.*}", usize::from(decimals));
     if volume < spec.volume_min.value - 1e-12 {
-        return Err(format!(
+        return Err(Unfit(format!(
             "volume {} is below the minimum {} of {name}",
             order.volume,
             fmt(spec.volume_min.value)
-        ));
+        )));
     }
     if volume > spec.volume_max.value + 1e-12 {
-        return Err(format!(
+        return Err(Unfit(format!(
             "volume {} exceeds the maximum {} of {name}",
             order.volume,
             fmt(spec.volume_max.value)
-        ));
+        )));
     }
     let volume = Px::new(volume, decimals);
     if order.order_type == OrderType::Market {
@@ -70,10 +76,10 @@ pub fn normalize(
     let scale = 10f64.powi(i32::from(spec.digits));
     let price = (order.price * scale).round() / scale;
     if price.is_nan() || price <= 0.0 {
-        return Err(format!("{:?} order needs a positive price, got {}", order.order_type, order.price));
+        return Err(Unfit(format!("{:?} order needs a positive price, got {}", order.order_type, order.price)));
     }
     let Some((bid, ask)) = quote else {
-        return Err(format!("no quote for {name} yet to check the pending order price against"));
+        return Err(Unfit(format!("no quote for {name} yet to check the pending order price against")));
     };
     // Buy orders trigger on the ask, sell orders on the bid.
     let market = match order.side {
@@ -82,12 +88,12 @@ pub fn normalize(
     };
     let distance_points = ((price - market).abs() * scale).round();
     if distance_points < f64::from(spec.stops_level) {
-        return Err(format!(
+        return Err(Unfit(format!(
             "price {price:.*} is {distance_points} points from the market {market:.*}, inside the stops level of {} points of {name}",
             usize::from(spec.digits),
             usize::from(spec.digits),
             spec.stops_level
-        ));
+        )));
     }
     let wrong_side = match (order.side, order.order_type) {
         (Side::Buy, OrderType::Limit) | (Side::Sell, OrderType::Stop) => price > market,
@@ -95,13 +101,13 @@ pub fn normalize(
         (_, OrderType::Market) => false,
     };
     if wrong_side {
-        return Err(format!(
+        return Err(Unfit(format!(
             "{:?} {:?} at {price:.*} is on the wrong side of the market {market:.*}",
             order.side,
             order.order_type,
             usize::from(spec.digits),
             usize::from(spec.digits)
-        ));
+        )));
     }
     Ok(Normalized { volume, price: Px::new(price, spec.digits) })
 }
@@ -162,7 +168,7 @@ mod tests {
                 assert!((n.volume.value - v).abs() < 1e-12, "{n:?}");
                 assert_eq!(n.volume.decimals, 2);
             }
-            Err(reason) => assert_eq!(result.unwrap_err(), reason),
+            Err(reason) => assert_eq!(result.unwrap_err().to_string(), reason),
         }
     }
 
@@ -184,7 +190,7 @@ mod tests {
         let result = normalize(&order(side, order_type, 0.1, price), &spec(), Some((1.3868, 1.38699)));
         match expected {
             Ok(p) => assert_eq!(result.unwrap().price, Px::new(p, 5)),
-            Err(reason) => assert!(result.as_ref().unwrap_err().contains(reason), "{result:?}"),
+            Err(reason) => assert!(result.as_ref().unwrap_err().to_string().contains(reason), "{result:?}"),
         }
     }
 
@@ -193,8 +199,8 @@ mod tests {
         let mut disabled = spec();
         disabled.trade_mode = 0;
         let o = order(Side::Buy, OrderType::Market, 0.1, 0.0);
-        assert_eq!(normalize(&o, &disabled, None).unwrap_err(), "trading is disabled for EURUSDm");
+        assert_eq!(normalize(&o, &disabled, None).unwrap_err().to_string(), "trading is disabled for EURUSDm");
         disabled.trade_mode = 3;
-        assert_eq!(normalize(&o, &disabled, None).unwrap_err(), "EURUSDm is close-only at this broker");
+        assert_eq!(normalize(&o, &disabled, None).unwrap_err().to_string(), "EURUSDm is close-only at this broker");
     }
 }

@@ -838,9 +838,9 @@ impl Bridge {
         };
         let normalized = match normalize(&order, spec, state.quotes.get(&order.symbol).copied()) {
             Ok(normalized) => normalized,
-            Err(reason) => {
+            Err(unfit) => {
                 self.stats.orders_refused.fetch_add(1, Ordering::Relaxed);
-                self.router.refuse(order, reason);
+                self.router.refuse(order, unfit.to_string());
                 return Ok(());
             }
         };

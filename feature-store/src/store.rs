@@ -151,7 +151,8 @@ impl OnlineWriter {
     /// once everything handed to it has been written.
     pub fn spawn(store: Arc<dyn OnlineStore>, retry: Duration) -> (Self, tokio::task::JoinHandle<()>) {
         let writer = Self { pending: Arc::default(), wake: Arc::new(Notify::new()), stats: Arc::default() };
-        let task = tokio::spawn(writer.clone().run(store, retry));
+        let span = tracing::info_span!("task", name = "online_writer");
+        let task = tokio::spawn(tracing::Instrument::instrument(writer.clone().run(store, retry), span));
         (writer, task)
     }
 
@@ -232,6 +233,7 @@ impl OnlineWriter {
 }
 
 /// The conformance suite every [`OnlineStore`] backend must pass.
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance {
     use super::*;
     use mtml_core::ChainIdGenerator;

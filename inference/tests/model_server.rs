@@ -86,13 +86,15 @@ async fn a_reload_swaps_versions_and_a_failed_load_keeps_the_old_one_serving() {
     let failed = tokio::task::spawn_blocking(move || loader.install("fx", "3", b"garbage")).await.unwrap().unwrap_err();
     assert!(matches!(failed, ServeError::Load { .. }), "{failed}");
     assert_eq!(server.get("fx", "").unwrap().version(), "2");
-    let entry = server.index().into_iter().find(|e| e.name == "fx").unwrap();
-    assert_eq!((entry.version.as_str(), entry.state.as_str()), ("2", "LOAD_FAILED"));
-    assert!(entry.reason.contains("fx"), "{}", entry.reason);
+    let entry = |server: &ModelServer| server.index().into_iter().find(|e| e.name == "fx").unwrap();
+    assert_eq!((entry(&server).version.as_str(), entry(&server).state.as_str()), ("2", "READY"), "still serving");
 
-    // Unloaded: refused by name.
+    // Unloaded: refused by name, and the index says why the last load failed.
     server.unload("fx").unwrap();
     assert!(matches!(server.get("fx", ""), Err(ServeError::NotLoaded(name)) if name == "fx"));
+    let after = entry(&server);
+    assert_eq!(after.state, "LOAD_FAILED");
+    assert!(after.reason.contains("\"fx\" failed to load"), "{}", after.reason);
     assert!(matches!(server.load("missing"), Err(ServeError::UnknownModel(_))));
 }
 

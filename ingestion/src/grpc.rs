@@ -92,7 +92,8 @@ impl Ingestion for IngestionService {
         let mut batches = request.into_inner();
         let service = self.clone();
         let (acks, acks_rx) = mpsc::channel(64);
-        tokio::spawn(async move {
+        let span = tracing::info_span!("task", name = "tick_stream");
+        tokio::spawn(tracing::Instrument::instrument(async move {
             while let Some(batch) = batches.next().await {
                 let batch = match batch {
                     Ok(batch) => batch,
@@ -141,7 +142,7 @@ impl Ingestion for IngestionService {
                     break;
                 }
             }
-        });
+        }, span));
         Ok(Response::new(Box::pin(ReceiverStream::new(acks_rx))))
     }
 }

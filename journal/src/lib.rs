@@ -10,9 +10,7 @@
 //! - [`Record`]: what gets written.
 //! - [`conformance`]: the suite every backend passes.
 
-use std::sync::Once;
 
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 use tokio::sync::mpsc;
 
@@ -177,7 +175,6 @@ pub struct OrderRow {
 /// States an order never leaves; others are open.
 pub const FINAL_STATES: [&str; 4] = ["filled", "rejected", "cancelled", "expired"];
 
-static DRIVERS: Once = Once::new();
 
 /// A journal database.
 #[derive(Debug, Clone)]
@@ -189,13 +186,11 @@ impl Journal {
     /// Connects to `url` (`postgres://...` or `sqlite://path?mode=rwc`, `sqlite::memory:`) and
     /// brings the schema up to date.
     pub async fn open(url: &str) -> Result<Self, JournalError> {
-        DRIVERS.call_once(install_default_drivers);
-        // An in-memory SQLite database lives as long as its one connection.
-        let max = if url.contains(":memory:") { 1 } else { 4 };
-        // No idle timeout or lifetime: then sqlx runs no reaper task, whose race on its idle
-        // count can spin a runtime thread at 100% (launchbadge/sqlx#3645).
-        let pool = AnyPoolOptions::new().max_connections(max).idle_timeout(None).max_lifetime(None).connect(url).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+        let pool = mtml_database::open(url, &MIGRATOR).await.map_err(|e| match e {
+            mtml_database::OpenError::Database(e) => JournalError::Database(e),
+            mtml_database::OpenError::Migration(e) => JournalError::Migration(e),
+        })?;
         Ok(Self { pool })
     }
 
@@ -332,7 +327,8 @@ pub fn spawn_writer(
     journal: Journal,
     mut groups: mpsc::UnboundedReceiver<Vec<Record>>,
 ) -> tokio::task::JoinHandle<u64> {
-    tokio::spawn(async move {
+    let span = tracing::info_span!("task", name = "journal_writer");
+    tokio::spawn(tracing::Instrument::instrument(async move {
         let mut written = 0u64;
         let mut batch = Vec::new();
         while let Some(first) = groups.recv().await {
@@ -356,7 +352,7 @@ pub fn spawn_writer(
             }
         }
         written
-    })
+    }, span))
 }
 
 fn crashes_before(group: &[Record]) -> bool {
@@ -374,6 +370,7 @@ async fn write_retrying(journal: &Journal, batch: &[Record]) {
 }
 
 /// The suite every journal backend passes.
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance {
     use super::*;
 

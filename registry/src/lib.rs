@@ -12,10 +12,8 @@
 
 pub mod rollout;
 
-use std::sync::Once;
 
 use sha2::{Digest, Sha256};
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
 pub use rollout::{Challenger, RollbackOutcome, RolloutEvent, RolloutState, Route};
@@ -128,7 +126,6 @@ pub struct VersionRow {
     pub state: String,
 }
 
-static DRIVERS: Once = Once::new();
 
 const COLUMNS: &str = "name, version, sha256, size_bytes, input_name, features, output_name, feature_set, metrics, uploaded_by, uploaded_ms, state";
 
@@ -142,12 +139,11 @@ impl Registry {
     /// Connects to `url` (`postgres://...`, `sqlite://path?mode=rwc`, `sqlite::memory:`) and
     /// brings the schema up to date.
     pub async fn open(url: &str) -> Result<Self, RegistryError> {
-        DRIVERS.call_once(install_default_drivers);
-        let max = if url.contains(":memory:") { 1 } else { 4 };
-        // No idle timeout or lifetime: then sqlx runs no reaper task, whose race on its idle
-        // count can spin a runtime thread at 100% (launchbadge/sqlx#3645).
-        let pool = AnyPoolOptions::new().max_connections(max).idle_timeout(None).max_lifetime(None).connect(url).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+        let pool = mtml_database::open(url, &MIGRATOR).await.map_err(|e| match e {
+            mtml_database::OpenError::Database(e) => RegistryError::Database(e),
+            mtml_database::OpenError::Migration(e) => RegistryError::Migration(e),
+        })?;
         Ok(Self { pool })
     }
 
@@ -254,6 +250,7 @@ fn version_row(r: &sqlx::any::AnyRow) -> Result<VersionRow, RegistryError> {
 }
 
 /// The suite every registry backend passes.
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance {
     use super::*;
 

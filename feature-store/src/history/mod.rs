@@ -239,6 +239,7 @@ pub trait HistoryStore: Send + Sync + std::fmt::Debug {
 }
 
 /// The conformance suite every [`HistoryStore`] backend must pass.
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance {
     use super::*;
     use mtml_core::ChainIdGenerator;

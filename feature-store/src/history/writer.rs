@@ -259,7 +259,8 @@ impl HistoryWriter {
             stats,
             settings: Arc::new(settings),
         };
-        let task = tokio::spawn(writer.clone().run(store));
+        let span = tracing::info_span!("task", name = "history_writer");
+        let task = tokio::spawn(tracing::Instrument::instrument(writer.clone().run(store), span));
         Ok((writer, task))
     }
 

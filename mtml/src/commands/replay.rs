@@ -161,7 +161,7 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
         .collect();
     let ticks_to_send = sim_ticks.len() as u64;
     let stop_simulator = CancellationToken::new();
-    let simulator = tokio::spawn(run_simulator(stream, sim_config, sim_ticks, stop_simulator.clone()));
+    let simulator = crate::app::spawn_named("simulator", run_simulator(stream, sim_config, sim_ticks, stop_simulator.clone()));
 
     wait_until_drained(&app, ticks_to_send, &simulator).await?;
     stop_simulator.cancel();
