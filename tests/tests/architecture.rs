@@ -12,7 +12,7 @@ fn root() -> PathBuf {
 
 /// The workspace's member folders, from the root manifest.
 fn members() -> Vec<String> {
-    let manifest: toml::Value = std::fs::read_to_string(root().join("Cargo.toml")).unwrap().parse().unwrap();
+    let manifest: toml::Table = toml::from_str(&std::fs::read_to_string(root().join("Cargo.toml")).unwrap()).unwrap();
     manifest["workspace"]["members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()).collect()
 }
 
@@ -132,7 +132,7 @@ fn no_crate_has_an_import_cycle_between_its_modules() {
 
 /// The `mtml-*` crates a member depends on (not dev-dependencies), and whether it uses anyhow.
 fn dependencies(member: &str) -> (BTreeSet<String>, bool) {
-    let manifest: toml::Value = std::fs::read_to_string(root().join(member).join("Cargo.toml")).unwrap().parse().unwrap();
+    let manifest: toml::Table = toml::from_str(&std::fs::read_to_string(root().join(member).join("Cargo.toml")).unwrap()).unwrap();
     let deps = manifest.get("dependencies").and_then(toml::Value::as_table).cloned().unwrap_or_default();
     let internal = deps.keys().filter(|k| k.starts_with("mtml")).cloned().collect();
     (internal, deps.contains_key("anyhow"))
