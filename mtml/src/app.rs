@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use mtml_bridge::grpc::BridgeService;
 use mtml_bridge::{Bridge, BridgeConfig, BridgeOutputs, BridgeStats, SymbolMapper};
 use mtml_core::{ChainId, ChainLog, ExecutionEvent, OrderRequest, RecoveredOrder, Side, Symbol, Tick};
-use mtml_decision::{DecisionConfig, DecisionEngine, Desk, Execution, Position, RiskEngine, RiskLimits};
+use mtml_decision::{DecisionConfig, DecisionEngine, Desk, Execution, Position, RiskEngine};
 use mtml_inference::OnnxRuntime;
 use mtml_ingestion::grpc::forward_ticks;
 use mtml_journal::{Journal, OrderRow};
@@ -395,7 +395,7 @@ fn desk(config: &Config, execution: Execution) -> Desk {
         max_lots: config.risk.limits.max_position_lots,
         cooldown_ms: i64::try_from(config.decision.cooldown.as_millis()).unwrap_or(i64::MAX),
     });
-    let risk = RiskEngine::new(RiskLimits { symbols: config.symbols().collect(), ..config.risk.limits.clone() });
+    let risk = RiskEngine::new(config.risk_limits());
     Desk::new(decision, risk, execution, config.risk.starting_equity)
 }
 

@@ -390,12 +390,16 @@ impl Config {
         x.unknown_keys();
         let mut problems = x.problems;
         config.risk.limits.symbols = config.symbols().collect();
-        if config.model.max_age_days > 0 {
-            let days = i64::try_from(config.model.max_age_days).unwrap_or(i64::MAX);
-            config.risk.limits.max_model_age_ms = days.saturating_mul(86_400_000);
-        }
         config.validate(&mut problems);
         if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
+    }
+
+    /// The risk limits in force: `[risk]`, with `pipeline.symbols` as the whitelist and
+    /// `model.max_age_days` as the stale-model guard.
+    pub fn risk_limits(&self) -> mtml_decision::RiskLimits {
+        let days = i64::try_from(self.model.max_age_days).unwrap_or(i64::MAX);
+        let max_model_age_ms = if days == 0 { i64::MAX } else { days.saturating_mul(86_400_000) };
+        mtml_decision::RiskLimits { symbols: self.symbols().collect(), max_model_age_ms, ..self.risk.limits.clone() }
     }
 
     /// The symbols traded (`pipeline.symbols`).

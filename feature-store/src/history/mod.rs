@@ -14,7 +14,7 @@ pub mod influx;
 pub mod sqlite;
 pub mod writer;
 
-use mtml_core::{Bar, ChainId, Ohlc, Symbol, Tick};
+use mtml_core::{Bar, ChainId, Symbol, Tick};
 use serde::{Deserialize, Serialize};
 
 use crate::definitions::{FEATURE_SET, FEATURE_COUNT};
@@ -242,7 +242,7 @@ pub trait HistoryStore: Send + Sync + std::fmt::Debug {
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance {
     use super::*;
-    use mtml_core::ChainIdGenerator;
+    use mtml_core::{ChainIdGenerator, Ohlc};
 
     /// A tick record.
     pub fn tick(symbol: &str, time_msc: i64, seq: u64, bid: f64) -> TickRecord {
