@@ -3,6 +3,8 @@
 //! - [`wire`]: the EA protocol (framing, messages, connections); only this crate knows it.
 //! - [`server`]: the TCP server, one task per terminal, turning ticks into chain-stamped
 //!   [`mtml_core::Tick`]s and orders into ORDER frames.
+//! - [`sequencer`]: a connection's messages in sequence order, gaps asked for and given up
+//!   (pure, tested with paused time).
 //! - [`router`]: which terminal an order goes to.
 //! - [`grpc`]: the `mtml.v1.Bridge` service, for execution running in another process.
 //! - [`accounts`]: what the bridge remembers of an account across connections: where its tick
@@ -20,6 +22,7 @@ pub mod normalize;
 #[cfg(windows)]
 pub mod pipe;
 pub mod router;
+pub mod sequencer;
 pub mod server;
 pub mod symbols;
 pub mod wire;

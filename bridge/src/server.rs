@@ -26,6 +26,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::accounts::{AccountBook, ResumePoint, SentOrder, Snapshot, settle_unknown};
 use crate::normalize::normalize;
+use crate::sequencer::{Sequenced, Sequencer};
 use crate::router::{OrderRouter, Route};
 use crate::symbols::SymbolMapper;
 use crate::wire::connection::WireError;
@@ -123,6 +124,8 @@ pub struct BridgeStats {
     pub syncs_completed: AtomicU64,
     /// Orders unanswered past `order_timeout` on a live connection (then settled from the books).
     pub orders_timed_out: AtomicU64,
+    /// Connections closed because the terminal said nothing for longer than `silence_timeout`.
+    pub silent_closed: AtomicU64,
 }
 
 /// Where the bridge sends what terminals report.
@@ -280,7 +283,10 @@ impl Bridge {
                 warn!(%reason, "closing connection on protocol violation");
             }
             Err(SessionError::PipelineClosed) => info!("pipeline stopped; closing connection"),
-            Err(SessionError::Silent) => warn!("terminal silent too long; closing connection"),
+            Err(SessionError::Silent) => {
+                self.stats.silent_closed.fetch_add(1, Ordering::Relaxed);
+                warn!(timeout = ?self.config.silence_timeout, "terminal silent too long; closing connection");
+            }
         }
         self.router.unregister(&session);
         if let Some(state) = established {
@@ -356,9 +362,8 @@ impl Bridge {
                     if last_heard.elapsed() > self.config.silence_timeout {
                         return Err(SessionError::Silent);
                     }
-                    if state.awaiting.is_some_and(|since| since.elapsed() > self.config.resend_timeout) {
-                        self.give_up_gap(state).await?;
-                    }
+                    let expired = state.seq.expire(tokio::time::Instant::now(), self.config.resend_timeout);
+                    self.handle_sequenced(conn, state, expired).await?;
                     self.time_out_orders(conn, state).await?;
                     state.send(conn, Message::Heartbeat { time_msc: 0 }).await?;
                     conn.flush().await?;
@@ -420,63 +425,38 @@ impl Bridge {
         self.request_books(conn, state).await
     }
 
-    /// Hands messages to [`Bridge::handle`] in sequence order. On a gap the bridge asks the EA
-    /// for the missing range (RESEND) and holds what follows until the range arrives, so ticks
-    /// stay in order; if it does not arrive in time, or too much piles up, the missing messages
-    /// are counted as lost and the held ones released.
+    /// Hands messages to [`Bridge::handle`] in sequence order (see [`crate::sequencer`]).
     async fn sequence<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         conn: &mut Connection<S>,
         state: &mut Session,
         envelope: Envelope,
     ) -> Result<(), SessionError> {
-        let expected = state.in_seq + 1;
-        if envelope.seq < expected {
-            debug!(seq = envelope.seq, "message already handled; ignored");
-            return Ok(());
-        }
-        if envelope.seq > expected {
-            if state.awaiting.is_none() {
-                self.stats.sequence_gaps.fetch_add(1, Ordering::Relaxed);
-                warn!(from = expected, to = envelope.seq - 1, "sequence gap from terminal; asking for the range again");
-                state.send(conn, Message::Resend { from: expected, to: envelope.seq - 1 }).await?;
-                conn.flush().await?;
-                state.awaiting = Some(tokio::time::Instant::now());
-            }
-            state.held.insert(envelope.seq, envelope);
-            if state.held.len() > MAX_HELD {
-                self.give_up_gap(state).await?;
-            }
-            return Ok(());
-        }
-        state.in_seq = envelope.seq;
-        self.handle(state, envelope).await?;
-        self.release_held(state).await
+        let sequenced = state.seq.offer(envelope.seq, envelope, tokio::time::Instant::now());
+        self.handle_sequenced(conn, state, sequenced).await
     }
 
-    /// Handles held messages that are now in sequence.
-    async fn release_held(&self, state: &mut Session) -> Result<(), SessionError> {
-        while let Some(next) = state.held.remove(&(state.in_seq + 1)) {
-            state.in_seq = next.seq;
-            self.handle(state, next).await?;
+    /// Asks for a gap's range, counts what was given up, and handles what is ready, in order.
+    async fn handle_sequenced<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        conn: &mut Connection<S>,
+        state: &mut Session,
+        sequenced: Sequenced<Envelope>,
+    ) -> Result<(), SessionError> {
+        if let Some((from, to)) = sequenced.resend {
+            self.stats.sequence_gaps.fetch_add(1, Ordering::Relaxed);
+            warn!(from, to, "sequence gap from terminal; asking for the range again");
+            state.send(conn, Message::Resend { from, to }).await?;
+            conn.flush().await?;
         }
-        if state.held.is_empty() {
-            state.awaiting = None;
+        if sequenced.lost > 0 {
+            self.stats.messages_lost.fetch_add(sequenced.lost, Ordering::Relaxed);
+            warn!(lost = sequenced.lost, "missing messages not resent in time; counted as lost");
+        }
+        for envelope in sequenced.ready {
+            self.handle(state, envelope).await?;
         }
         Ok(())
-    }
-
-    /// Stops waiting for a missing range: counts it lost and releases what was held.
-    async fn give_up_gap(&self, state: &mut Session) -> Result<(), SessionError> {
-        let Some(&first_held) = state.held.keys().next() else {
-            state.awaiting = None;
-            return Ok(());
-        };
-        let lost = first_held - state.in_seq - 1;
-        self.stats.messages_lost.fetch_add(lost, Ordering::Relaxed);
-        warn!(lost, "missing messages not resent in time; counted as lost");
-        state.in_seq = first_held - 1;
-        self.release_held(state).await
     }
 
     async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
@@ -533,13 +513,11 @@ impl Bridge {
             id: session.to_owned(),
             terminal: Arc::from(format!("{account}/{session}")),
             account,
-            in_seq: first.seq,
+            seq: Sequencer::new(first.seq, MAX_HELD),
             out_seq: 0,
             specs: HashMap::new(),
             canonical_by_broker: HashMap::new(),
             quotes: HashMap::new(),
-            held: Default::default(),
-            awaiting: None,
             resume: Arc::default(),
             leverage: hello.leverage,
             sync: None,
@@ -664,12 +642,11 @@ impl Bridge {
     }
 
     fn check_sequence(&self, state: &mut Session, seq: u64) {
-        let expected = state.in_seq + 1;
-        if seq != expected {
+        let expected = state.seq.last() + 1;
+        if !state.seq.take_as_next(seq) {
             self.stats.sequence_gaps.fetch_add(1, Ordering::Relaxed);
             warn!(expected, received = seq, "sequence gap from terminal");
         }
-        state.in_seq = seq;
     }
 
     async fn handle(&self, state: &mut Session, envelope: Envelope) -> Result<(), SessionError> {
@@ -960,16 +937,13 @@ struct Session {
     /// `login@server/session`: ticks' source, unique per connection so that sequence numbers
     /// (which restart with each connection) never collide.
     terminal: Arc<str>,
-    in_seq: u64,
+    /// Incoming messages in sequence order.
+    seq: Sequencer<Envelope>,
     out_seq: u64,
     specs: HashMap<Symbol, wire::SymbolSpec>,
     canonical_by_broker: HashMap<String, Symbol>,
     /// Last (bid, ask) per canonical symbol, to check pending order prices.
     quotes: HashMap<Symbol, (f64, f64)>,
-    /// Messages received after a gap, held until the gap is filled.
-    held: std::collections::BTreeMap<u64, Envelope>,
-    /// Since when a RESEND is outstanding.
-    awaiting: Option<tokio::time::Instant>,
     /// Last tick received per broker symbol: the account's map, shared.
     resume: Arc<parking_lot::Mutex<HashMap<String, ResumePoint>>>,
     /// The account's leverage, from the hello.

@@ -327,3 +327,35 @@ async fn an_unanswered_order_times_out_and_is_settled_from_the_books() {
     assert_eq!(terminal.report().syncs_answered, 1);
     assert_eq!(terminal.report().deals.len(), 1);
 }
+
+/// A terminal that stops talking (here: the simulator once it has streamed everything, as it
+/// sends no heartbeats of its own) is disconnected once it has been silent past the timeout,
+/// and not before: checked in paused time, so the test takes no wall-clock time.
+#[tokio::test(start_paused = true)]
+async fn a_terminal_silent_past_the_timeout_is_disconnected() {
+    let silence_timeout = Duration::from_secs(30);
+    let bridge_config = mtml_bridge::BridgeConfig {
+        token: "t".into(),
+        silence_timeout,
+        heartbeat_interval: Duration::from_secs(5),
+        reconcile_every: Duration::ZERO,
+        ..support::test_config()
+    };
+    let mut bridge = support::start_bridge_config(bridge_config, 1_000).await;
+    let mut terminal = TerminalSimulator::new(config(), ticks(5));
+    let stream = TcpStream::connect(bridge.addr).await.unwrap();
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(async move { terminal.connect(stream, Fault::None, &stop).await.unwrap() });
+    for _ in 0..5 {
+        next_tick(&mut bridge).await;
+    }
+    let last_tick = tokio::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(600), serving).await.expect("closed within ten (virtual) minutes").unwrap();
+    let silent_for = last_tick.elapsed();
+    assert_eq!(end, ConnectionEnd::ClosedByBridge);
+    assert!(silent_for > silence_timeout, "closed after {silent_for:?} of silence");
+    assert!(silent_for <= silence_timeout + Duration::from_secs(5), "closed at the first heartbeat past the timeout, not {silent_for:?}");
+    let stats = bridge.bridge.stats();
+    assert_eq!(stats.silent_closed.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.protocol_errors.load(Ordering::Relaxed), 0);
+}
