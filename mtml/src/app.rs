@@ -121,6 +121,15 @@ impl App {
 
         let (handle, commands) = PipelineHandle::new();
         let StartingModels { models, serving, registry_champion } = starting;
+        // With `model.from_registry`, the follower feeds the pipeline and, when there is one,
+        // the protocol's model server.
+        let follower_of = |server: Option<Arc<mtml_inference::ModelServer>>| {
+            registry.as_ref().map(|registry| {
+                let target = Arc::new(handle.clone());
+                let follower = RolloutFollower::new(registry.clone(), runtime.clone(), config.model.name.clone(), target, server, serving.clone());
+                Arc::new(follower.with_gate(config.model.gate))
+            })
+        };
         let (follower, grpc_task) = match listeners.grpc {
             Some(listener) => {
                 let server = Arc::new(model_server(runtime, config)?);
@@ -132,11 +141,7 @@ impl App {
                 })
                 .instrument(step("model_server"))
                 .await??;
-                let follower = registry.as_ref().map(|registry| {
-                    let target = Arc::new(handle.clone());
-                    let follower = RolloutFollower::new(registry.clone(), runtime.clone(), config.model.name.clone(), target, Some(Arc::clone(&server)), serving.clone());
-                    Arc::new(follower.with_gate(config.model.gate))
-                });
+                let follower = follower_of(Some(Arc::clone(&server)));
                 let parts = ServiceParts {
                     config,
                     runtime,
@@ -154,14 +159,7 @@ impl App {
                 (follower, Some(spawn_named("grpc_server", serve)))
             }
             // Without a gRPC server the follower still follows the registry for the pipeline.
-            None => {
-                let follower = registry.as_ref().map(|registry| {
-                    let target = Arc::new(handle.clone());
-                    let follower = RolloutFollower::new(registry.clone(), runtime.clone(), config.model.name.clone(), target, None, serving.clone());
-                    Arc::new(follower.with_gate(config.model.gate))
-                });
-                (follower, None)
-            }
+            None => (follower_of(None), None),
         };
         drop(ticks.ingestion);
         let follower_task = follower.clone().map(|f| f.spawn(config.model.registry_poll, shutdown.clone()));
