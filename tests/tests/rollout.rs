@@ -266,11 +266,15 @@ async fn a_promote_mid_replay_swaps_models_between_ticks() {
     registry.promote("fx-direction", 1, "test", 1).await.unwrap();
     let mut options = replay_options(eurusd_ticks(), &url);
     options.config.model.registry_poll = Duration::from_millis(20);
-    let running = tokio::spawn(replay(options));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!running.is_finished(), "the replay is long enough to promote during it");
+    let running = mtml::commands::replay::start_replay(options).await.unwrap();
+    // Promote once a few thousand ticks have gone through: well inside the replay, whatever the
+    // machine's speed.
+    while running.ticks_seen() < 2_000 {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     registry.promote("fx-direction", 2, "test", 2).await.unwrap();
-    let report = running.await.unwrap().unwrap();
+    let report = running.finish().await.unwrap();
     assert_eq!(report.pipeline.model_swaps, 1);
     assert_eq!(report.models, "champion fx-direction:2");
     assert_eq!(report.pipeline.inference_errors, 0);

@@ -101,6 +101,58 @@ fn price_digits(prices: impl Iterator<Item = f64> + Clone) -> u8 {
 
 /// Runs a replay and returns its report.
 pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
+    start_replay(options).await?.finish().await
+}
+
+/// A replay under way: its instance and simulated terminal are running.
+pub struct RunningReplay {
+    app: App,
+    simulator: tokio::task::JoinHandle<Result<mtml_simulator::SimulatorReport, mtml_simulator::SimulatorError>>,
+    stop_simulator: CancellationToken,
+    ticks_to_send: u64,
+    refused_before_sending: u64,
+    run: ReplayRun,
+    started: Instant,
+}
+
+impl RunningReplay {
+    /// Ticks the pipeline has taken so far (accepted or refused).
+    pub fn ticks_seen(&self) -> u64 {
+        self.app.ticks_seen()
+    }
+
+    /// Waits until every tick has gone through and no order is in flight, stops everything, and
+    /// reports.
+    pub async fn finish(self) -> anyhow::Result<Report> {
+        let Self { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, mut run, started } = self;
+        wait_until_drained(&app, ticks_to_send, &simulator).await?;
+        stop_simulator.cancel();
+        let sim_report = simulator.await.context("simulator task")??;
+        if let Some(refused) = &sim_report.refused {
+            anyhow::bail!("the bridge refused the simulated terminal: {refused}");
+        }
+        let chain_log = Arc::clone(&app.chain_log);
+        let orders_sent = app.bridge_stats.orders_sent.load(std::sync::atomic::Ordering::Relaxed);
+        let bridge = BridgeReport::from_stats(&app.bridge_stats);
+        let mut outcome = app.stop().await?;
+        if refused_before_sending > 0 {
+            *outcome.counters.ticks_rejected.entry(RejectReason::NonFinitePrice.name()).or_default() +=
+                refused_before_sending;
+        }
+        let terminal_positions = sim_report
+            .positions
+            .iter()
+            .map(|(broker, lots)| (broker.clone(), *lots))
+            .collect();
+        run.ticks_sent = sim_report.ticks_sent;
+        run.wall_time_secs = started.elapsed().as_secs_f64();
+        Ok(Report::build(run, TerminalSide { orders_sent, positions: terminal_positions, bridge }, &outcome, &chain_log))
+    }
+}
+
+/// Starts a replay: reads the file, starts the instance and the simulated terminal, and returns
+/// while the ticks stream ([`RunningReplay::finish`] waits for the end).
+pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningReplay> {
     let started = Instant::now();
     let loaded = load_ticks(&options.ticks, options.symbol.as_deref())?;
     let ticks_read = loaded.ticks.len() as u64;
@@ -163,40 +215,18 @@ pub async fn replay(options: ReplayOptions) -> anyhow::Result<Report> {
     let stop_simulator = CancellationToken::new();
     let simulator = crate::app::spawn_named("simulator", run_simulator(stream, sim_config, sim_ticks, stop_simulator.clone()));
 
-    wait_until_drained(&app, ticks_to_send, &simulator).await?;
-    stop_simulator.cancel();
-    let sim_report = simulator.await.context("simulator task")??;
-    if let Some(refused) = &sim_report.refused {
-        anyhow::bail!("the bridge refused the simulated terminal: {refused}");
-    }
-    let chain_log = Arc::clone(&app.chain_log);
-    let orders_sent = app.bridge_stats.orders_sent.load(std::sync::atomic::Ordering::Relaxed);
-    let bridge = BridgeReport::from_stats(&app.bridge_stats);
-    let mut outcome = app.stop().await?;
-    if refused_before_sending > 0 {
-        *outcome.counters.ticks_rejected.entry(RejectReason::NonFinitePrice.name()).or_default() +=
-            refused_before_sending;
-    }
-    let terminal_positions = sim_report
-        .positions
-        .iter()
-        .map(|(broker, lots)| (broker.clone(), *lots))
-        .collect();
-    Ok(Report::build(
-        ReplayRun {
-            input: options.ticks.display().to_string(),
-            symbols,
-            transport: config.pipeline.transport,
-            model: format!("{} ({})", config.model.name, FEATURE_SET.id()),
-            ticks_read,
-            ticks_sent: sim_report.ticks_sent,
-            wall_time_secs: started.elapsed().as_secs_f64(),
-        },
-        TerminalSide { orders_sent, positions: terminal_positions, bridge },
-        &outcome,
-        &chain_log,
-    ))
+    let run = ReplayRun {
+        input: options.ticks.display().to_string(),
+        symbols,
+        transport: config.pipeline.transport,
+        model: format!("{} ({})", config.model.name, FEATURE_SET.id()),
+        ticks_read,
+        ticks_sent: 0,
+        wall_time_secs: 0.0,
+    };
+    Ok(RunningReplay { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, run, started })
 }
+
 /// Waits until the pipeline has taken every tick and no order is in flight.
 async fn wait_until_drained<T>(
     app: &App,
