@@ -8,7 +8,8 @@
 //!
 //! - [`Journal`]: open (migrating), write records, read positions, orders and PnL.
 //! - [`Record`]: what gets written.
-//! - [`conformance`]: the suite every backend passes.
+//! - [`conformance`]: the suite every backend passes, one check per behaviour, stamped out per
+//!   backend by [`journal_conformance!`] (behind the `conformance` feature).
 
 
 use sqlx::{AnyPool, Row};
@@ -369,7 +370,9 @@ async fn write_retrying(journal: &Journal, batch: &[Record]) {
     }
 }
 
-/// The suite every journal backend passes.
+/// The suite every journal backend passes: one check per behaviour, each on an empty journal.
+/// [`journal_conformance!`](crate::journal_conformance) stamps out one test per check for a
+/// backend.
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance {
     use super::*;
@@ -386,9 +389,10 @@ pub mod conformance {
         }
     }
 
-    /// Runs every check against an empty journal. Panics with the failing check's name.
-    pub async fn run_all(journal: &Journal) {
-        assert!(journal.positions().await.expect("read").is_empty(), "starts empty");
+    /// What every check writes first: orders `a` (created twice, then filled) and `b` (sent), a
+    /// fill of `a` and one of an order the journal never had (`z`), two positions of EURUSD, a
+    /// decision and a state change, in one transaction.
+    async fn write_day(journal: &Journal) {
         journal
             .write(&[
                 order("a", 1),
@@ -433,24 +437,54 @@ pub mod conformance {
             ])
             .await
             .expect("write");
+    }
+
+    /// A new journal is empty; an order id is recorded once, and its state updates apply.
+    pub async fn an_order_id_is_recorded_once_and_its_state_updates(journal: &Journal) {
+        assert!(journal.positions().await.expect("read").is_empty(), "starts empty");
+        write_day(journal).await;
         let orders = journal.orders(false).await.expect("orders");
         let ids: Vec<&str> = orders.iter().map(|o| o.client_order_id.as_str()).collect();
         assert_eq!(ids, ["a", "b"], "an order id is recorded once");
         assert_eq!(orders[0].state, "filled", "state updates apply");
+    }
+
+    /// Orders in a final state are not open.
+    pub async fn final_states_are_not_open(journal: &Journal) {
+        write_day(journal).await;
         let open: Vec<String> = journal.orders(true).await.expect("open").into_iter().map(|o| o.client_order_id).collect();
         assert_eq!(open, ["b"], "final states are not open");
+    }
+
+    /// A symbol's latest position replaces the one before.
+    pub async fn the_latest_position_wins(journal: &Journal) {
+        write_day(journal).await;
         let positions = journal.positions().await.expect("positions");
         assert_eq!(
             positions,
             [PositionRow { symbol: "EURUSD".into(), lots: 0.2, average_price: 1.15, realized_pnl: 25.5 }],
             "the latest position wins"
         );
+    }
+
+    /// Realised PnL sums the fills since a time.
+    pub async fn realized_pnl_sums_the_fills_since_a_time(journal: &Journal) {
+        write_day(journal).await;
         assert_eq!(journal.realized_pnl(None).await.expect("pnl"), 25.5);
         assert_eq!(journal.realized_pnl(Some(50)).await.expect("pnl"), 25.5);
         assert_eq!(journal.realized_pnl(Some(101)).await.expect("pnl"), 0.0, "a day without fills");
+    }
+
+    /// Decisions are kept and counted.
+    pub async fn decisions_are_counted(journal: &Journal) {
+        write_day(journal).await;
         assert_eq!(journal.decision_count().await.expect("decisions"), 1);
-        // A terminal's deal history: a known order is left as it is, an unknown one is recorded
-        // filled, once however often the history repeats it.
+    }
+
+    /// A terminal's deal history: a known order is left as it is, an unknown one is recorded
+    /// filled, once however often the history repeats it.
+    pub async fn a_deal_history_records_an_unknown_order_once(journal: &Journal) {
+        write_day(journal).await;
         let executed = |id: &str| Record::ExecutedOrder {
             client_order_id: id.into(),
             symbol: "EURUSD".into(),
@@ -473,6 +507,32 @@ pub mod conformance {
             .try_get(0)
             .expect("count");
         assert_eq!(fills, 1);
-        // Reopening runs the migrations again without harm.
     }
+}
+
+/// Stamps out the journal conformance suite for one backend: a `#[tokio::test]` per check, each
+/// on a journal of its own. `$open` is an async function returning the journal and whatever
+/// keeps its database alive; `$close` an async function taking both back when the check passed.
+#[cfg(any(test, feature = "conformance"))]
+#[macro_export]
+macro_rules! journal_conformance {
+    ($open:path, $close:path) => {
+        $crate::journal_conformance!(@each $open, $close;
+            an_order_id_is_recorded_once_and_its_state_updates,
+            final_states_are_not_open,
+            the_latest_position_wins,
+            realized_pnl_sums_the_fills_since_a_time,
+            decisions_are_counted,
+            a_deal_history_records_an_unknown_order_once);
+    };
+    (@each $open:path, $close:path; $($check:ident),+) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let (journal, keep) = $open().await;
+                $crate::conformance::$check(&journal).await;
+                $close(journal, keep).await;
+            }
+        )+
+    };
 }
