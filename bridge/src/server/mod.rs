@@ -1,0 +1,267 @@
+//! The bridge's TCP server: one task per terminal connection.
+//!
+//! A connection goes through three phases. Hello: version and token are checked, and a refusal
+//! names its reason. Snapshot: symbol capabilities, open positions, pending orders and recent
+//! deals, until SNAPSHOT_END; orders whose outcome was lost with an earlier connection are settled
+//! from it, and the bridge tells the EA where each symbol's tick stream stopped (RESUME) before
+//! it says START. Streaming: ticks in, orders out, heartbeats both ways. Bad input from one
+//! connection closes that connection with a logged reason; other terminals are unaffected.
+//!
+//! This file holds the settings, the counters, the shared state and the accept loop; the
+//! phases are in `handshake.rs` (hello and snapshot), `session.rs` (the streaming loop, the
+//! messages it handles, and a connection's state) and `books.rs` (a snapshot or SYNC answer
+//! applied); message order is `crate::sequencer`'s.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use mtml_core::clock::monotonic_ns;
+use mtml_core::{
+    ChainId, ChainIdGenerator, ChainLog, ExecutedOrder, ExecutionEvent, Fill, OrderRequest, OrderType, Side,
+    Stage, Symbol, Tick,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::accounts::{AccountBook, ResumePoint, SentOrder, Snapshot, settle_unknown};
+use crate::normalize::normalize;
+use crate::sequencer::{Sequenced, Sequencer};
+use crate::router::{OrderRouter, Route};
+use crate::symbols::SymbolMapper;
+use crate::wire::connection::WireError;
+use crate::wire::{self, Connection, Envelope, Message, PROTOCOL_VERSION, Px, WireSide};
+
+mod books;
+mod handshake;
+mod session;
+
+use books::Books;
+use session::{Session, SessionError, mark_unknown};
+
+/// What the bridge does with a tick when the pipeline's inbox is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backpressure {
+    /// Stop reading the terminal until there is room (TCP pushes back on the EA). Nothing is lost.
+    #[default]
+    Block,
+    /// Drop the tick, counted in [`BridgeStats::ticks_dropped`] and logged. Only if the operator
+    /// prefers fresh ticks to complete ones.
+    DropNewest,
+}
+
+/// Most messages held back while waiting for a gap to be filled.
+const MAX_HELD: usize = 10_000;
+
+/// Settings of the bridge.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// Shared secret every EA must present in its hello.
+    pub token: String,
+    /// Broker to canonical symbol mapping.
+    pub symbols: SymbolMapper,
+    /// How long a new connection has to send its hello and snapshot.
+    pub hello_timeout: Duration,
+    /// How often the bridge sends a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a connection is considered dead and closed.
+    pub silence_timeout: Duration,
+    /// What to do when the pipeline cannot keep up.
+    pub backpressure: Backpressure,
+    /// How long to wait for a RESEND to fill a sequence gap before counting it lost.
+    pub resend_timeout: Duration,
+    /// How often to ask a streaming terminal for its books (SYNC) and reconcile against them;
+    /// zero for never (the books of every connect are reconciled regardless).
+    pub reconcile_every: Duration,
+    /// How long an order may go unanswered on a live connection before its outcome is declared
+    /// unknown and the terminal is asked for its books (SYNC), which settle it. Never resent.
+    pub order_timeout: Duration,
+    /// The chain-id prefix; `None` draws a random one. A replay fixes it, so that its chain ids,
+    /// and the canary split made from them, are the same every run.
+    pub chain_prefix: Option<u64>,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            token: String::new(),
+            symbols: SymbolMapper::default(),
+            hello_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(5),
+            silence_timeout: Duration::from_secs(30),
+            backpressure: Backpressure::Block,
+            resend_timeout: Duration::from_secs(2),
+            reconcile_every: Duration::from_secs(60),
+            order_timeout: Duration::from_secs(30),
+            chain_prefix: None,
+        }
+    }
+}
+
+/// Counters of the bridge, readable while it runs.
+#[derive(Debug, Default)]
+pub struct BridgeStats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections refused in the hello (bad version or token).
+    pub refused: AtomicU64,
+    /// Connections closed because of bad input.
+    pub protocol_errors: AtomicU64,
+    /// Connections closed because the same account connected again.
+    pub taken_over: AtomicU64,
+    /// Ticks read from terminals and handed to ingestion.
+    pub ticks: AtomicU64,
+    /// Ticks dropped because the pipeline was full ([`Backpressure::DropNewest`] only).
+    pub ticks_dropped: AtomicU64,
+    /// Sequence gaps seen (each answered with a RESEND).
+    pub sequence_gaps: AtomicU64,
+    /// Messages of a gap that were not resent in time.
+    pub messages_lost: AtomicU64,
+    /// Bars received from terminals.
+    pub bars: AtomicU64,
+    /// Orders written to terminals.
+    pub orders_sent: AtomicU64,
+    /// Orders refused before they left (normalisation, no terminal).
+    pub orders_refused: AtomicU64,
+    /// Orders whose outcome was lost with a connection and settled from a later snapshot.
+    pub orders_settled_from_snapshot: AtomicU64,
+    /// SYNC requests sent to streaming terminals.
+    pub syncs_sent: AtomicU64,
+    /// Books received in answer to a SYNC and reconciled.
+    pub syncs_completed: AtomicU64,
+    /// Orders unanswered past `order_timeout` on a live connection (then settled from the books).
+    pub orders_timed_out: AtomicU64,
+    /// Connections closed because the terminal said nothing for longer than `silence_timeout`.
+    pub silent_closed: AtomicU64,
+}
+
+/// Where the bridge sends what terminals report.
+#[derive(Debug, Clone)]
+pub struct BridgeOutputs {
+    /// Ticks, to ingestion (in process, or a gRPC forwarder).
+    pub ticks: mpsc::Sender<Tick>,
+    /// Acks, rejects and fills, to execution.
+    pub events: mpsc::Sender<ExecutionEvent>,
+}
+
+/// Everything a connection task shares with the others.
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    config: Arc<BridgeConfig>,
+    outputs: BridgeOutputs,
+    router: OrderRouter,
+    chain_ids: Arc<ChainIdGenerator>,
+    chain_log: Arc<ChainLog>,
+    stats: Arc<BridgeStats>,
+    sessions: Arc<AtomicU64>,
+    accounts: AccountBook,
+    /// Orders a previous run of mtml left in flight (from its journal), not yet claimed by an
+    /// account: the first snapshot of an account trading the symbol settles them.
+    recovered: Arc<parking_lot::Mutex<HashMap<String, SentOrder>>>,
+}
+
+/// A crash point (see `mtml_core::crash_point`): the order is at the terminal and its answer not
+/// yet read.
+pub const CRASH_AFTER_ORDER_WRITTEN: &str = "bridge.after_order_written";
+
+impl Bridge {
+    /// A bridge sending to `outputs` and recording spans into `chain_log`.
+    pub fn new(config: BridgeConfig, outputs: BridgeOutputs, chain_log: Arc<ChainLog>) -> Self {
+        let router = OrderRouter::new(outputs.events.clone());
+        let chain_ids = config.chain_prefix.map_or_else(ChainIdGenerator::new, ChainIdGenerator::with_prefix);
+        Self {
+            config: Arc::new(config),
+            outputs,
+            router,
+            chain_ids: Arc::new(chain_ids),
+            chain_log,
+            stats: Arc::default(),
+            sessions: Arc::default(),
+            accounts: AccountBook::default(),
+            recovered: Arc::default(),
+        }
+    }
+
+    /// Hands the bridge the orders a previous run left in flight, by client order id. Their
+    /// outcome is unknown: they are never resent, and the first snapshot of an account that
+    /// trades their symbol settles them from its deals, pending orders and positions, exactly as
+    /// for an order whose connection was lost.
+    pub fn recover_orders<'a>(&self, orders: impl IntoIterator<Item = &'a mtml_core::RecoveredOrder>) {
+        let mut recovered = self.recovered.lock();
+        for order in orders {
+            let sent = SentOrder {
+                chain_id: order.chain_id,
+                symbol: order.symbol.clone(),
+                side: order.side,
+                volume: order.volume,
+                filled: order.filled,
+                sent_ns: 0,
+                outcome_known: false,
+                acked: false,
+                session: String::new(),
+            };
+            recovered.insert(order.client_order_id.clone(), sent);
+        }
+    }
+
+    /// Recovered orders no account has claimed yet.
+    pub fn recovered_unclaimed(&self) -> usize {
+        self.recovered.lock().len()
+    }
+
+    /// Where execution submits orders.
+    pub fn router(&self) -> OrderRouter {
+        self.router.clone()
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Arc<BridgeStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Orders written and not settled, for an account (`login@server`).
+    pub fn orders_in_flight(&self, account: &str) -> usize {
+        self.accounts.with(&Arc::from(account), |a| a.in_flight.len())
+    }
+
+    /// Accepts terminal connections until `shutdown`, then waits for every connection task to
+    /// finish (they stop at the next frame boundary).
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let bridge = self.clone();
+                        let shutdown = shutdown.clone();
+                        let session = bridge.next_session();
+                        let span = info_span!("terminal", %session, %peer);
+                        tracker.spawn(
+                            async move { bridge.serve(Connection::new(stream), session, shutdown).await }
+                                .instrument(span),
+                        );
+                    }
+                    Err(error) => {
+                        warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    /// A fresh session id.
+    pub fn next_session(&self) -> String {
+        self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        format!("s{}", self.sessions.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
