@@ -17,6 +17,23 @@ pub enum Side {
 }
 
 impl Side {
+    /// `buy` or `sell`, as the journal writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+
+    /// The side [`Side::name`] wrote, if `name` is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "buy" => Some(Side::Buy),
+            "sell" => Some(Side::Sell),
+            _ => None,
+        }
+    }
+
     /// +1 for a buy, -1 for a sell: signed volume is `volume * sign`.
     pub fn sign(self) -> f64 {
         match self {

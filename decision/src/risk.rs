@@ -75,6 +75,17 @@ pub enum TradingState {
     Halted,
 }
 
+impl TradingState {
+    /// `ACTIVE`, `REDUCING` or `HALTED`, as journals, reports and logs write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Reducing => "REDUCING",
+            Self::Halted => "HALTED",
+        }
+    }
+}
+
 /// A change of the trading state, with why; the caller announces it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateChange {

@@ -377,7 +377,8 @@ async fn write_retrying(journal: &Journal, batch: &[Record]) {
 pub mod conformance {
     use super::*;
 
-    fn order(id: &str, created_ms: i64) -> Record {
+    /// A buy of 0.1 EURUSD at 1.1, created at `created_ms`.
+    pub fn order(id: &str, created_ms: i64) -> Record {
         Record::OrderCreated {
             client_order_id: id.into(),
             chain_id: format!("chain-{id}"),

@@ -2,6 +2,7 @@
 //! memory and a real PostgreSQL server; and what each backend keeps across a reopen.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use mtml_journal::conformance::order;
 use mtml_journal::{Journal, Record};
 
 mod sqlite_file {
@@ -58,18 +59,6 @@ fn position(lots: f64) -> Record {
     Record::Position { symbol: "EURUSD".into(), lots, average_price: 1.1, realized_pnl: 0.0, at_ms: 1 }
 }
 
-fn order(id: &str) -> Record {
-    Record::OrderCreated {
-        client_order_id: id.into(),
-        chain_id: format!("chain-{id}"),
-        symbol: "EURUSD".into(),
-        side: "buy".into(),
-        volume: 0.1,
-        decision_price: 1.1,
-        created_ms: 1,
-    }
-}
-
 #[tokio::test]
 async fn a_sqlite_file_keeps_what_was_written_across_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,7 +75,7 @@ async fn a_sqlite_file_keeps_what_was_written_across_a_reopen() {
 async fn postgres_keeps_what_was_written_across_a_reopen() {
     let database = mtml_test_support::postgres::FreshDatabase::create("mtml_journal").await;
     let journal = Journal::open(&database.url).await.unwrap();
-    journal.write(&[order("a"), order("b"), order("lost")]).await.unwrap();
+    journal.write(&[order("a", 1), order("b", 1), order("lost", 1)]).await.unwrap();
     journal.close().await;
     let reopened = Journal::open(&database.url).await.unwrap();
     assert_eq!(reopened.orders(false).await.unwrap().len(), 3, "what was written is still there");

@@ -101,7 +101,10 @@ impl App {
     /// Starts every service on the given listeners.
     pub async fn start(config: &Config, runtime: &OnnxRuntime, listeners: Listeners) -> anyhow::Result<Self> {
         let step = |name: &'static str| tracing::info_span!("start", step = name);
-        let registry = open_registry(config).instrument(step("registry")).await?;
+        let registry = match config.model.from_registry {
+            true => Some(open_registry(config).instrument(step("registry")).await?),
+            false => None,
+        };
         let starting = starting_models(runtime, config, registry.as_ref()).instrument(step("models")).await?;
         let stores = Stores::open(config).instrument(step("stores")).await?;
         let shutdown = CancellationToken::new();
@@ -284,15 +287,18 @@ async fn shutdown_signal() {
     }
 }
 
-/// The model registry, when the models come from it.
-async fn open_registry(config: &Config) -> anyhow::Result<Option<Registry>> {
-    if !config.model.from_registry {
-        return Ok(None);
-    }
-    let registry = Registry::open(&config.registry.url)
+/// The model registry of a configuration (`registry.url`).
+pub async fn open_registry(config: &Config) -> anyhow::Result<Registry> {
+    Registry::open(&config.registry.url)
         .await
-        .with_context(|| format!("opening the model registry at {}", config.registry.url))?;
-    Ok(Some(registry))
+        .with_context(|| format!("opening the model registry at {}", config.registry.url))
+}
+
+/// The journal of a configuration (`journal.url`).
+pub async fn open_journal(config: &Config) -> anyhow::Result<Journal> {
+    Journal::open(&config.journal.url)
+        .await
+        .with_context(|| format!("opening the journal at {}", config.journal.url))
 }
 
 fn tick_transport(config: &Config, loopback: Option<&str>) -> anyhow::Result<TickTransport> {
@@ -361,9 +367,7 @@ fn start_bridge(
 /// Opens the journal and recovers from it: positions come back, and orders it has open go back
 /// in flight with their outcome unknown, in execution and in the bridge; they are never resent.
 async fn recover_from_journal(config: &Config, bridge: &Bridge) -> anyhow::Result<(Journal, Execution)> {
-    let journal = Journal::open(&config.journal.url)
-        .await
-        .with_context(|| format!("opening the journal at {}", config.journal.url))?;
+    let journal = open_journal(config).await?;
     let mut execution = Execution::new(&format!("m{:x}", session_salt()));
     let positions = journal.positions().await?;
     if !positions.is_empty() {
@@ -403,11 +407,8 @@ fn recovered_order(row: &OrderRow) -> anyhow::Result<RecoveredOrder> {
         .chain_id
         .parse()
         .with_context(|| format!("journal order {} has chain id {:?}", row.client_order_id, row.chain_id))?;
-    let side = match row.side.as_str() {
-        "buy" => Side::Buy,
-        "sell" => Side::Sell,
-        other => anyhow::bail!("journal order {} has side {other:?}", row.client_order_id),
-    };
+    let side = Side::from_name(&row.side)
+        .with_context(|| format!("journal order {} has side {:?}", row.client_order_id, row.side))?;
     Ok(RecoveredOrder {
         client_order_id: row.client_order_id.clone(),
         chain_id,

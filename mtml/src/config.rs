@@ -180,7 +180,8 @@ pub struct DecisionSettings {
 /// `[risk]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RiskSettings {
-    /// The limits; their symbol whitelist is `pipeline.symbols`.
+    /// The limits as configured; [`Config::risk_limits`] adds the whitelist (`pipeline.symbols`)
+    /// and the stale-model limit.
     pub limits: mtml_decision::RiskLimits,
     /// Equity at start, for the daily loss and drawdown limits until the terminal reports its own.
     pub starting_equity: f64,
@@ -279,7 +280,7 @@ impl Config {
         }
         let mut x = Extract { table: &table, problems, used: HashSet::new() };
         let lots = x.float("decision", "lots", 0.1);
-        let mut config = Config {
+        let config = Config {
             bridge: BridgeSettings {
                 listen: x.addr("bridge", "listen", "127.0.0.1:5555"),
                 token: x.string("bridge", "token", ""),
@@ -389,7 +390,6 @@ impl Config {
         };
         x.unknown_keys();
         let mut problems = x.problems;
-        config.risk.limits.symbols = config.symbols().collect();
         config.validate(&mut problems);
         if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
     }

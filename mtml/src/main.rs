@@ -156,10 +156,7 @@ async fn set_state(args: StateArgs, state: mtml_proto::v1::TradingState) -> anyh
 }
 
 async fn open_journal(config: Option<&std::path::Path>) -> anyhow::Result<mtml_journal::Journal> {
-    let config = Config::load(config)?;
-    mtml_journal::Journal::open(&config.journal.url)
-        .await
-        .with_context(|| format!("opening the journal at {}", config.journal.url))
+    mtml::app::open_journal(&Config::load(config)?).await
 }
 
 #[derive(Clone, Copy, ValueEnum)]

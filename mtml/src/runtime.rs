@@ -71,9 +71,10 @@ pub async fn starting_models(runtime: &OnnxRuntime, config: &Config, registry: O
     // At start there is nothing older to keep serving: a champion that does not load stops the
     // start, rather than trading on a model nobody chose.
     let (runtime, loading_state) = (runtime.clone(), state.clone());
-    let bytes = champion_bytes.clone();
-    let models = tokio::task::spawn_blocking(move || {
-        build_models(&runtime, &loading_state, (&champion_row, &bytes), challenger.as_ref().map(|(r, b)| (r, b.as_slice())))
+    let (models, champion_bytes) = tokio::task::spawn_blocking(move || {
+        let challenger = challenger.as_ref().map(|(r, b)| (r, b.as_slice()));
+        let models = build_models(&runtime, &loading_state, (&champion_row, &champion_bytes), challenger);
+        models.map(|models| (models, champion_bytes))
     })
     .await?
     .with_context(|| format!("starting with {name}'s registry rollout (revision {})", state.revision))?;

@@ -176,8 +176,8 @@ impl Pipeline {
         for change in changes {
             self.record(records::state_change(&change));
             self.counters.state_changes.push(StateChangeReport {
-                from: format!("{:?}", change.from).to_uppercase(),
-                to: format!("{:?}", change.to).to_uppercase(),
+                from: change.from.name().to_owned(),
+                to: change.to.name().to_owned(),
                 reason: change.reason,
                 at_ms: change.at_ms,
             });

@@ -1,23 +1,16 @@
 //! What the pipeline journals: each event's records as one group, which the journal commits
 //! together or not at all (a fill is never there without its position and its order's state).
 
-use mtml_core::{ExecutionEvent, OrderRequest, Side, Tick};
+use mtml_core::{ExecutionEvent, OrderRequest, Tick};
 use mtml_decision::{Applied, Execution, StateChange};
 use mtml_journal::Record;
-
-fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    }
-}
 
 /// A trading state change.
 pub(crate) fn state_change(change: &StateChange) -> Record {
     Record::StateChange {
         at_ms: change.at_ms,
-        from: format!("{:?}", change.from).to_uppercase(),
-        to: format!("{:?}", change.to).to_uppercase(),
+        from: change.from.name().to_owned(),
+        to: change.to.name().to_owned(),
         reason: change.reason.clone(),
     }
 }
@@ -40,7 +33,7 @@ pub(crate) fn order_created(order: &OrderRequest, created_ms: i64) -> Record {
         client_order_id: order.client_order_id.clone(),
         chain_id: order.chain_id.to_string(),
         symbol: order.symbol.to_string(),
-        side: side_name(order.side).into(),
+        side: order.side.name().into(),
         volume: order.volume,
         decision_price: order.decision_price,
         created_ms,
@@ -80,7 +73,7 @@ pub(crate) fn execution_event(event: &ExecutionEvent, applied: &Applied, book: &
                 chain_id: fill.chain_id.to_string(),
                 ticket: i64::try_from(fill.ticket).unwrap_or(i64::MAX),
                 symbol: fill.symbol.to_string(),
-                side: side_name(fill.side).into(),
+                side: fill.side.name().into(),
                 volume: fill.volume,
                 price: fill.price,
                 time_ms: fill.time_msc,

@@ -18,6 +18,7 @@ use mtml_registry::{Registry, VersionRow, sha256_hex, split_spec};
 use mtml_rollout::{Serving, UploadRequest};
 
 use crate::Config;
+use crate::app::open_registry;
 use crate::client::{ServerUrl, status_error};
 use crate::convert::{rollout_status, row_from_proto};
 
@@ -382,11 +383,4 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The registry of a configuration.
-pub async fn open_registry(config: &Config) -> anyhow::Result<mtml_registry::Registry> {
-    mtml_registry::Registry::open(&config.registry.url)
-        .await
-        .with_context(|| format!("opening the model registry at {}", config.registry.url))
 }

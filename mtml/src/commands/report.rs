@@ -225,7 +225,7 @@ impl Report {
             pipeline,
             orders_sent: terminal.orders_sent,
             bridge: terminal.bridge.clone(),
-            trading_state: format!("{:?}", outcome.trading_state).to_uppercase(),
+            trading_state: outcome.trading_state.name().to_owned(),
             acks: e.acks,
             fills: e.fills,
             order_rejects: e.rejects,
