@@ -9,11 +9,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use mtml_core::{ChainId, ExecutionEvent, Fill, Side, Symbol};
+use mtml_core::{ChainId, ExecutionEvent, Side, Symbol};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::wire::{AccountInfo, Deal, PendingOrder, Position, WireSide};
+use mtml_core::reconcile::{BookEntry, TerminalBooks, UnsettledOrder, settle};
+
+use crate::wire::{AccountInfo, Deal, PendingOrder, Position, Px, WireSide};
 
 /// The last tick of a symbol the bridge received: its time and which tick of that millisecond it
 /// was (several ticks can share a millisecond).
@@ -59,12 +61,6 @@ pub struct SentOrder {
     pub session: String,
 }
 
-impl SentOrder {
-    fn remaining(&self) -> f64 {
-        self.volume - self.filled
-    }
-}
-
 /// One account's memory.
 #[derive(Debug, Default)]
 pub struct AccountState {
@@ -105,91 +101,62 @@ pub struct Snapshot {
     pub account: Option<AccountInfo>,
 }
 
-const EPSILON: f64 = 1e-9;
+impl Snapshot {
+    /// The snapshot's books with canonical symbols, for reconciliation.
+    pub fn books(&self, canonical: impl Fn(&str) -> Symbol) -> TerminalBooks {
+        let entry = |id: &str, ticket, symbol: &str, side: WireSide, volume: Px, price: Px, time_msc| BookEntry {
+            client_order_id: id.to_owned(),
+            ticket,
+            symbol: canonical(symbol),
+            side: side.into(),
+            volume: volume.value,
+            price: price.value,
+            time_msc,
+        };
+        TerminalBooks {
+            positions: (self.positions.iter())
+                .map(|p| entry(&p.client_order_id, p.ticket, &p.symbol, p.side, p.volume, p.price, 0))
+                .collect(),
+            pending: (self.pending.iter())
+                .map(|p| entry(&p.client_order_id, p.ticket, &p.symbol, p.side, p.volume, p.price, 0))
+                .collect(),
+            deals: (self.deals.iter())
+                .map(|d| entry(&d.client_order_id, d.ticket, &d.symbol, d.side, d.volume, d.price, d.time_msc))
+                .collect(),
+        }
+    }
+}
 
-/// Settles the orders whose outcome is unknown against a fresh snapshot, returning the events
-/// that tell execution what happened, in a stable order (by client order id).
-///
-/// - Deals carrying the order's id: the order was executed; the volume not yet reported is
-///   reported as a fill (at the deals' average price).
-/// - A pending order carrying the id: accepted and waiting; acknowledged, still in flight.
-/// - A position carrying the id but no deal (the history window missed it): filled at the
-///   position's price.
-/// - None of these: the order never reached the trade server; it is rejected so that a new
-///   decision can be made. It is never resent.
-pub fn settle_unknown(
-    in_flight: &mut HashMap<String, SentOrder>,
-    snapshot: &Snapshot,
-) -> Vec<ExecutionEvent> {
+/// Settles the orders whose outcome is unknown against a terminal's books (by
+/// [`mtml_core::reconcile::settle`]), returning the events that tell execution what happened, in
+/// a stable order (by client order id). Settled orders leave; one waiting at the terminal as a
+/// pending order stays, acknowledged.
+pub fn settle_unknown(in_flight: &mut HashMap<String, SentOrder>, books: &TerminalBooks) -> Vec<ExecutionEvent> {
     let mut unknown: Vec<String> =
         in_flight.iter().filter(|(_, o)| !o.outcome_known).map(|(id, _)| id.clone()).collect();
     unknown.sort();
     let mut events = Vec::new();
     for id in unknown {
         let Some(order) = in_flight.get_mut(&id) else { continue };
-        let deals: Vec<&Deal> = snapshot.deals.iter().filter(|d| d.client_order_id == id).collect();
-        let dealt: f64 = deals.iter().map(|d| d.volume.value).sum();
-        if dealt > order.filled + EPSILON {
-            let notional: f64 = deals.iter().map(|d| d.volume.value * d.price.value).sum();
-            let new_volume = dealt - order.filled;
-            order.filled = dealt;
-            events.push(ExecutionEvent::Filled(Fill {
+        let settlement = settle(
+            &UnsettledOrder {
                 chain_id: order.chain_id,
                 client_order_id: id.clone(),
-                ticket: deals[0].ticket,
                 symbol: order.symbol.clone(),
                 side: order.side,
-                volume: new_volume,
-                price: notional / dealt,
-                time_msc: deals.iter().map(|d| d.time_msc).max().unwrap_or(0),
-            }));
-        } else if let Some(pending) = snapshot.pending.iter().find(|p| p.client_order_id == id) {
+                volume: order.volume,
+                filled: order.filled,
+            },
+            books,
+        );
+        events.extend(settlement.events);
+        if settlement.pending {
             order.outcome_known = true;
             order.acked = true;
-            events.push(ExecutionEvent::Acked {
-                chain_id: order.chain_id,
-                client_order_id: id.clone(),
-                ticket: pending.ticket,
-                volume: order.volume,
-            });
-            continue;
-        } else if let Some(position) = snapshot.positions.iter().find(|p| p.client_order_id == id)
-            && order.filled < EPSILON
-        {
-            let volume = position.volume.value.min(order.volume);
-            order.filled = volume;
-            events.push(ExecutionEvent::Filled(Fill {
-                chain_id: order.chain_id,
-                client_order_id: id.clone(),
-                ticket: position.ticket,
-                symbol: order.symbol.clone(),
-                side: match position.side {
-                    WireSide::Buy => Side::Buy,
-                    WireSide::Sell => Side::Sell,
-                },
-                volume,
-                price: position.price.value,
-                time_msc: 0,
-            }));
+            order.filled = settlement.filled;
+        } else {
+            in_flight.remove(&id);
         }
-        let order = &in_flight[&id];
-        if order.remaining() > EPSILON {
-            let reason = if order.filled > EPSILON {
-                format!(
-                    "partly executed ({} of {} lots) before the connection was lost; the rest is not at the terminal",
-                    order.filled, order.volume
-                )
-            } else {
-                "not executed: the connection was lost before the terminal answered, and the order is in none of its positions, pending orders or recent deals".to_owned()
-            };
-            events.push(ExecutionEvent::Rejected {
-                chain_id: order.chain_id,
-                client_order_id: id.clone(),
-                retcode: 0,
-                reason,
-            });
-        }
-        in_flight.remove(&id);
     }
     events
 }
@@ -197,7 +164,6 @@ pub fn settle_unknown(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Px;
     use mtml_core::ChainIdGenerator;
 
     fn sent(volume: f64, known: bool) -> SentOrder {
@@ -214,87 +180,61 @@ mod tests {
         }
     }
 
-    fn deal(id: &str, volume: f64, price: f64) -> Deal {
-        Deal {
-            deal: 77,
-            ticket: 70,
-            symbol: "EURUSDm".into(),
-            side: WireSide::Buy,
-            volume: Px::new(volume, 2),
-            price: Px::new(price, 5),
-            time_msc: 5,
+    fn line(id: &str, ticket: u64) -> BookEntry {
+        BookEntry {
             client_order_id: id.into(),
+            ticket,
+            symbol: Symbol::new("EURUSD"),
+            side: Side::Buy,
+            volume: 0.1,
+            price: 1.1,
+            time_msc: 5,
         }
     }
 
     #[test]
-    fn each_kind_of_evidence_settles_an_unknown_order() {
+    fn settled_orders_leave_and_a_pending_one_waits_acknowledged() {
         let mut in_flight = HashMap::from([
-            ("a".to_owned(), sent(0.2, false)),
+            ("a".to_owned(), sent(0.1, false)),
             ("b".to_owned(), sent(0.1, false)),
-            ("c".to_owned(), sent(0.1, false)),
             ("d".to_owned(), sent(0.1, false)),
-            ("e".to_owned(), sent(0.3, false)),
             ("live".to_owned(), sent(0.1, true)),
         ]);
-        let snapshot = Snapshot {
-            deals: vec![deal("a", 0.1, 1.1), deal("a", 0.1, 1.3), deal("e", 0.1, 1.2)],
-            pending: vec![PendingOrder {
-                ticket: 9,
-                symbol: "EURUSDm".into(),
-                side: WireSide::Buy,
-                order_type: "LIMIT".into(),
-                volume: Px::new(0.1, 2),
-                price: Px::new(1.0, 5),
-                client_order_id: "b".into(),
-            }],
-            positions: vec![Position {
-                ticket: 8,
-                symbol: "EURUSDm".into(),
-                side: WireSide::Buy,
-                volume: Px::new(0.1, 2),
-                price: Px::new(1.25, 5),
-                client_order_id: "c".into(),
-            }],
-            account: None,
-        };
-        let events = settle_unknown(&mut in_flight, &snapshot);
-        let summary: Vec<String> = events
+        let books = TerminalBooks { deals: vec![line("a", 70)], pending: vec![line("b", 9)], ..TerminalBooks::default() };
+        let events = settle_unknown(&mut in_flight, &books);
+        let kinds: Vec<_> = events
             .iter()
             .map(|e| match e {
-                ExecutionEvent::Filled(f) => format!("{} filled {:.1} at {:.2}", f.client_order_id, f.volume, f.price),
-                ExecutionEvent::Acked { client_order_id, ticket, .. } => format!("{client_order_id} acked {ticket}"),
+                ExecutionEvent::Filled(fill) => format!("{} filled", fill.client_order_id),
+                ExecutionEvent::Acked { client_order_id, .. } => format!("{client_order_id} acked"),
                 ExecutionEvent::Rejected { client_order_id, .. } => format!("{client_order_id} rejected"),
-                ExecutionEvent::OutcomeUnknown { client_order_id, .. } => format!("{client_order_id} unknown"),
-                ExecutionEvent::TerminalPositions { .. } | ExecutionEvent::Account { .. } => "account".into(),
+                other => format!("{other:?}"),
             })
             .collect();
-        assert_eq!(
-            summary,
-            [
-                "a filled 0.2 at 1.20",
-                "b acked 9",
-                "c filled 0.1 at 1.25",
-                "d rejected",
-                "e filled 0.1 at 1.20",
-                "e rejected",
-            ]
-        );
+        assert_eq!(kinds, ["a filled", "b acked", "d rejected"], "in id order; the live order untouched");
         let mut left: Vec<_> = in_flight.keys().cloned().collect();
         left.sort();
         assert_eq!(left, ["b", "live"], "settled orders leave; the pending one waits for its fill");
-        assert!(in_flight["b"].outcome_known);
+        assert!(in_flight["b"].outcome_known && in_flight["b"].acked);
     }
 
     #[test]
-    fn a_fill_already_reported_is_not_reported_again() {
-        let mut order = sent(0.2, false);
-        order.filled = 0.1;
-        let mut in_flight = HashMap::from([("a".to_owned(), order)]);
-        let snapshot = Snapshot { deals: vec![deal("a", 0.1, 1.1), deal("a", 0.1, 1.3)], ..Snapshot::default() };
-        let events = settle_unknown(&mut in_flight, &snapshot);
-        let [ExecutionEvent::Filled(fill)] = events.as_slice() else { panic!("{events:?}") };
-        assert!((fill.volume - 0.1).abs() < 1e-12);
+    fn snapshot_books_name_canonical_symbols() {
+        let snapshot = Snapshot {
+            deals: vec![Deal {
+                deal: 77,
+                ticket: 70,
+                symbol: "EURUSDm".into(),
+                side: WireSide::Sell,
+                volume: Px::new(0.2, 2),
+                price: Px::new(1.1, 5),
+                time_msc: 5,
+                client_order_id: "a".into(),
+            }],
+            ..Snapshot::default()
+        };
+        let books = snapshot.books(|broker| Symbol::new(broker.trim_end_matches('m')));
+        assert_eq!(books.deals, [BookEntry { side: Side::Sell, volume: 0.2, ..line("a", 70) }]);
     }
 
     #[test]

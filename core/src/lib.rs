@@ -4,6 +4,7 @@
 //!   stage records against it.
 //! - [`Tick`], [`Bar`], [`Symbol`]: market data as the pipeline sees it.
 //! - [`order`]: orders, fills and execution events between execution and the bridge.
+//! - [`reconcile`]: a terminal's books against mtml's orders and positions (pure).
 //! - [`clock`]: the bridge-local monotonic clock and the injected wall clock.
 //! - [`crash_point`]: named points where crash-recovery tests abort the process.
 //!
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod crash_point;
 mod market;
 pub mod order;
+pub mod reconcile;
 
 pub use chain::{ChainId, ChainIdGenerator, ChainLog, Stage, StageSpan};
 pub use market::{Bar, Ohlc, Symbol, Tick, MINUTE_MS};

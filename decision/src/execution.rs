@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 use mtml_core::{ChainId, ExecutionEvent, Fill, OrderRequest, OrderType, RecoveredOrder, Side, Symbol};
 
+pub use mtml_core::reconcile::Difference;
+
 use crate::order_state::{OrderEvent, OrderState, transition};
 
 /// Contract size of one lot (FX majors).
@@ -90,17 +92,6 @@ pub struct ExecutionStats {
     /// Orders whose unknown outcome (a lost connection, or a previous run's crash) the
     /// terminal's evidence settled.
     pub unknown_settled: u64,
-}
-
-/// A position mtml and a terminal disagreed on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Difference {
-    /// Symbol.
-    pub symbol: Symbol,
-    /// mtml's lots before the correction.
-    pub mtml_lots: f64,
-    /// The terminal's lots, now mtml's.
-    pub terminal_lots: f64,
 }
 
 /// What an execution event changed in the book: what the journal records and the caller
@@ -332,27 +323,15 @@ impl Execution {
     /// terminal's books are the truth), except for symbols with an order in flight, whose fills
     /// may not have been reported yet. Returns the differences found.
     pub fn reconcile(&mut self, account: &str, terminal: &[(Symbol, f64, f64)]) -> Vec<Difference> {
-        let mut symbols: Vec<Symbol> = terminal.iter().map(|(s, _, _)| s.clone()).collect();
-        symbols.extend(self.positions.iter().filter(|(_, p)| p.lots != 0.0).map(|(s, _)| s.clone()));
-        symbols.sort();
-        symbols.dedup();
-        let mut differences = Vec::new();
-        for symbol in symbols {
-            if self.has_in_flight(&symbol) {
-                continue;
-            }
-            let (lots, price) = terminal
-                .iter()
-                .find(|(s, _, _)| *s == symbol)
-                .map_or((0.0, 0.0), |(_, lots, price)| (*lots, *price));
-            let ours = self.position(&symbol);
-            if (ours.lots - lots).abs() > 1e-9 {
-                tracing::warn!(%account, %symbol, mtml = ours.lots, terminal = lots, "position differs from the terminal's; adopting the terminal's");
-                differences.push(Difference { symbol: symbol.clone(), mtml_lots: ours.lots, terminal_lots: lots });
-                let position = self.positions.entry(symbol).or_default();
-                position.lots = lots;
-                position.average_price = if lots == 0.0 { 0.0 } else { price };
-            }
+        let ours = self.positions.iter().map(|(symbol, position)| (symbol, position.lots));
+        let differences = mtml_core::reconcile::differences(ours, terminal, |symbol| self.has_in_flight(symbol));
+        for difference in &differences {
+            let Difference { symbol, mtml_lots, terminal_lots } = difference;
+            tracing::warn!(%account, %symbol, mtml = mtml_lots, terminal = terminal_lots, "position differs from the terminal's; adopting the terminal's");
+            let price = terminal.iter().find(|(s, _, _)| s == symbol).map_or(0.0, |(_, _, price)| *price);
+            let position = self.positions.entry(symbol.clone()).or_default();
+            position.lots = *terminal_lots;
+            position.average_price = if *terminal_lots == 0.0 { 0.0 } else { price };
         }
         self.stats.reconciliation_differences += differences.len() as u64;
         differences

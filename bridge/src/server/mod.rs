@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use mtml_core::clock::monotonic_ns;
 use mtml_core::{
-    ChainId, ChainIdGenerator, ChainLog, ExecutedOrder, ExecutionEvent, Fill, OrderRequest, OrderType, Side,
+    ChainId, ChainIdGenerator, ChainLog, ExecutionEvent, Fill, OrderRequest, OrderType,
     Stage, Symbol, Tick,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -35,7 +35,7 @@ use crate::sequencer::{Sequenced, Sequencer};
 use crate::router::{OrderRouter, Route};
 use crate::symbols::SymbolMapper;
 use crate::wire::connection::WireError;
-use crate::wire::{self, Connection, Envelope, Message, PROTOCOL_VERSION, Px, WireSide};
+use crate::wire::{self, Connection, Envelope, Message, PROTOCOL_VERSION, Px};
 
 mod books;
 mod handshake;

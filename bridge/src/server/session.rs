@@ -356,10 +356,7 @@ impl Bridge {
             client_order_id: fill.client_order_id,
             ticket: fill.ticket,
             symbol: state.canonical(&fill.symbol, &self.config.symbols),
-            side: match fill.side {
-                WireSide::Buy => Side::Buy,
-                WireSide::Sell => Side::Sell,
-            },
+            side: fill.side.into(),
             volume,
             price: fill.price.value,
             time_msc: fill.time_msc,
@@ -396,10 +393,7 @@ impl Bridge {
             client_order_id: order.client_order_id.clone(),
             chain_id: order.chain_id.to_string(),
             symbol: spec.name.clone(),
-            side: match order.side {
-                Side::Buy => WireSide::Buy,
-                Side::Sell => WireSide::Sell,
-            },
+            side: order.side.into(),
             order_type: match order.order_type {
                 OrderType::Market => "MARKET",
                 OrderType::Limit => "LIMIT",

@@ -86,6 +86,24 @@ pub enum WireSide {
     Sell,
 }
 
+impl From<WireSide> for mtml_core::Side {
+    fn from(side: WireSide) -> Self {
+        match side {
+            WireSide::Buy => Self::Buy,
+            WireSide::Sell => Self::Sell,
+        }
+    }
+}
+
+impl From<mtml_core::Side> for WireSide {
+    fn from(side: mtml_core::Side) -> Self {
+        match side {
+            mtml_core::Side::Buy => Self::Buy,
+            mtml_core::Side::Sell => Self::Sell,
+        }
+    }
+}
+
 /// HELLO: the first message of a terminal. Field order as in docs/protocol.md.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hello {
@@ -415,347 +433,174 @@ pub struct Envelope {
     pub message: Message,
 }
 
-impl Message {
-    /// The type name written as the first field.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Message::Hello(_) => "HELLO",
-            Message::Welcome { .. } => "WELCOME",
-            Message::Refused { .. } => "REFUSED",
-            Message::Symbol(_) => "SYMBOL",
-            Message::Position(_) => "POSITION",
-            Message::SnapshotEnd => "SNAPSHOT_END",
-            Message::Tick(_) => "TICK",
-            Message::Order(_) => "ORDER",
-            Message::Ack { .. } => "ACK",
-            Message::Reject { .. } => "REJECT",
-            Message::Fill(_) => "FILL",
-            Message::Pending(_) => "PENDING",
-            Message::Deal(_) => "DEAL",
-            Message::Resume { .. } => "RESUME",
-            Message::Start => "START",
-            Message::Bar(_) => "BAR",
-            Message::Modify { .. } => "MODIFY",
-            Message::Close { .. } => "CLOSE",
-            Message::Cancel { .. } => "CANCEL",
-            Message::Resend { .. } => "RESEND",
-            Message::Account(_) => "ACCOUNT",
-            Message::Sync => "SYNC",
-            Message::Heartbeat { .. } => "HEARTBEAT",
+/// Every message's wire layout, once: its type name, then its fields in wire order, each with
+/// how it is written and read (`text`, `required` text, `num`, `px`, `side`, and the enumerated
+/// `account_mode`, `margin_mode`, `order_type`, `pending_type`) and, where docs/protocol.md calls
+/// it differently, its name there. The type name, the encoder, the field count and the decoder
+/// are all generated from this table.
+macro_rules! wire_messages {
+    ($(
+        $tag:literal $variant:ident $(($body:ident))? {
+            $( $field:ident : $kind:ident $(as $label:literal)? ),* $(,)?
         }
-    }
+    ),* $(,)?) => {
+        impl Message {
+            /// The type name written as the first field.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $( Message::$variant { .. } => $tag, )*
+                }
+            }
+        }
+
+        impl Envelope {
+            /// The frame body of this envelope.
+            pub fn encode(&self) -> Vec<u8> {
+                let mut f = Fields(String::with_capacity(96));
+                f.0.push_str(self.message.type_name());
+                f.num(&self.seq);
+                match &self.message {
+                    $( wire_messages!(@pattern $variant $(($body))? { $($field),* }) => {
+                        $( f.$kind($field); )*
+                    } )*
+                }
+                f.0.into_bytes()
+            }
+
+            /// Parses a frame body.
+            pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+                let text = std::str::from_utf8(body).map_err(|_| DecodeError::NotText)?;
+                let fields: Vec<&str> = text.split('\t').collect();
+                match fields[0] {
+                    $( $tag => {
+                        let expected = 2 + <[&str]>::len(&[$(stringify!($field)),*]);
+                        if fields.len() != expected {
+                            return Err(DecodeError::FieldCount { message: $tag, found: fields.len(), expected });
+                        }
+                        let r = Reader { message: $tag, fields: &fields };
+                        let seq = r.num(1, "seq")?;
+                        #[allow(unused_mut, unused_variables)]
+                        let mut index = 1;
+                        let message = wire_messages!(@build $variant $(($body))? {
+                            $( $field: { index += 1; r.$kind(index, wire_messages!(@label $field $($label)?))? } ),*
+                        });
+                        Ok(Envelope { seq, message })
+                    } )*
+                    other => Err(DecodeError::UnknownType(truncate(other))),
+                }
+            }
+        }
+    };
+    (@pattern $variant:ident ($body:ident) { $($field:ident),* }) => { Message::$variant($body { $($field),* }) };
+    (@pattern $variant:ident { $($field:ident),* }) => { Message::$variant { $($field),* } };
+    (@build $variant:ident ($body:ident) { $($init:tt)* }) => { Message::$variant($body { $($init)* }) };
+    (@build $variant:ident { $($init:tt)* }) => { Message::$variant { $($init)* } };
+    (@label $field:ident $label:literal) => { $label };
+    (@label $field:ident) => { stringify!($field) };
 }
 
-fn side_text(side: WireSide) -> &'static str {
-    match side {
-        WireSide::Buy => "BUY",
-        WireSide::Sell => "SELL",
-    }
+wire_messages! {
+    "HELLO" Hello(Hello) {
+        version: num, token: text, terminal: text, build: num, login: num, server: text,
+        currency: text, leverage: num, mode: account_mode, margin_mode: margin_mode,
+    },
+    "WELCOME" Welcome { version: num, session: text },
+    "REFUSED" Refused { code: text, reason: text },
+    "SYMBOL" Symbol(SymbolSpec) {
+        name: required as "symbol", digits: num, point: px, volume_min: px, volume_step: px,
+        volume_max: px, stops_level: num, freeze_level: num, filling_modes: num, trade_mode: num,
+    },
+    "POSITION" Position(Position) {
+        ticket: num, symbol: required, side: side, volume: px, price: px, client_order_id: text,
+    },
+    "SNAPSHOT_END" SnapshotEnd {},
+    "TICK" Tick(WireTick) { symbol: required, time_msc: num, bid: px, ask: px },
+    "ORDER" Order(Order) {
+        client_order_id: required, chain_id: text, symbol: required, side: side,
+        order_type: order_type, volume: px, price: px, stop_loss: px as "sl", take_profit: px as "tp",
+    },
+    "ACK" Ack { client_order_id: required, ticket: num },
+    "REJECT" Reject { client_order_id: required, retcode: num, reason: text },
+    "FILL" Fill(Fill) {
+        client_order_id: required, chain_id: text, ticket: num, deal: num, symbol: required,
+        side: side, volume: px, price: px, time_msc: num,
+    },
+    "PENDING" Pending(PendingOrder) {
+        ticket: num, symbol: required, side: side, order_type: pending_type, volume: px, price: px,
+        client_order_id: text,
+    },
+    "DEAL" Deal(Deal) {
+        deal: num, ticket: num, symbol: required, side: side, volume: px, price: px, time_msc: num,
+        client_order_id: text,
+    },
+    "RESUME" Resume { symbol: required, time_msc: num, count: num },
+    "START" Start {},
+    "BAR" Bar(WireBar) {
+        symbol: required, timeframe: required, open_time_msc: num, open: px, high: px, low: px,
+        close: px, tick_volume: num,
+    },
+    "MODIFY" Modify {
+        client_order_id: required, chain_id: text, ticket: num, stop_loss: px as "sl",
+        take_profit: px as "tp",
+    },
+    "CLOSE" Close { client_order_id: required, chain_id: text, ticket: num, volume: px },
+    "CANCEL" Cancel { client_order_id: required, chain_id: text, ticket: num },
+    "RESEND" Resend { from: num, to: num },
+    "ACCOUNT" Account(AccountInfo) { balance: px, equity: px, margin: px, free_margin: px },
+    "SYNC" Sync {},
+    "HEARTBEAT" Heartbeat { time_msc: num },
 }
 
-/// Writes fields, tab separated.
+/// Names of the enumerated fields' values on the wire.
+const SIDES: [(&str, WireSide); 2] = [("BUY", WireSide::Buy), ("SELL", WireSide::Sell)];
+const ACCOUNT_MODES: [(&str, AccountMode); 3] =
+    [("DEMO", AccountMode::Demo), ("REAL", AccountMode::Real), ("CONTEST", AccountMode::Contest)];
+const MARGIN_MODES: [(&str, MarginMode); 2] = [("HEDGING", MarginMode::Hedging), ("NETTING", MarginMode::Netting)];
+const ORDER_TYPES: [&str; 3] = ["MARKET", "LIMIT", "STOP"];
+
+fn name_of<T: PartialEq + Copy>(names: &[(&'static str, T)], value: T) -> &'static str {
+    names.iter().find(|(_, v)| *v == value).map_or("", |(name, _)| name)
+}
+
+/// Writes fields, tab separated; one method per field kind of [`wire_messages!`].
 struct Fields(String);
 
 impl Fields {
-    fn text(&mut self, value: &str) -> &mut Self {
+    fn text(&mut self, value: &str) {
         self.0.push('\t');
         self.0.push_str(value);
-        self
     }
 
-    fn num(&mut self, value: impl std::fmt::Display) -> &mut Self {
+    fn required(&mut self, value: &str) {
+        self.text(value);
+    }
+
+    fn order_type(&mut self, value: &str) {
+        self.text(value);
+    }
+
+    fn pending_type(&mut self, value: &str) {
+        self.text(value);
+    }
+
+    fn num(&mut self, value: &impl std::fmt::Display) {
         let _ = write!(self.0, "\t{value}");
-        self
     }
 
-    fn px(&mut self, px: Px) -> &mut Self {
+    fn px(&mut self, px: &Px) {
         let _ = write!(self.0, "\t{:.*}", usize::from(px.decimals), px.value);
-        self
-    }
-}
-
-impl Envelope {
-    /// The frame body of this envelope.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut f = Fields(String::with_capacity(96));
-        f.0.push_str(self.message.type_name());
-        f.num(self.seq);
-        match &self.message {
-            Message::Hello(h) => {
-                let mode = match h.mode {
-                    AccountMode::Demo => "DEMO",
-                    AccountMode::Real => "REAL",
-                    AccountMode::Contest => "CONTEST",
-                };
-                let margin = match h.margin_mode {
-                    MarginMode::Hedging => "HEDGING",
-                    MarginMode::Netting => "NETTING",
-                };
-                f.num(h.version).text(&h.token).text(&h.terminal).num(h.build).num(h.login);
-                f.text(&h.server).text(&h.currency).num(h.leverage).text(mode).text(margin);
-            }
-            Message::Welcome { version, session } => {
-                f.num(version).text(session);
-            }
-            Message::Refused { code, reason } => {
-                f.text(code).text(reason);
-            }
-            Message::Symbol(s) => {
-                f.text(&s.name).num(s.digits).px(s.point).px(s.volume_min).px(s.volume_step);
-                f.px(s.volume_max).num(s.stops_level).num(s.freeze_level);
-                f.num(s.filling_modes).num(s.trade_mode);
-            }
-            Message::Position(p) => {
-                f.num(p.ticket).text(&p.symbol).text(side_text(p.side)).px(p.volume).px(p.price);
-                f.text(&p.client_order_id);
-            }
-            Message::SnapshotEnd => {}
-            Message::Tick(t) => {
-                f.text(&t.symbol).num(t.time_msc).px(t.bid).px(t.ask);
-            }
-            Message::Order(o) => {
-                f.text(&o.client_order_id).text(&o.chain_id).text(&o.symbol);
-                f.text(side_text(o.side)).text(&o.order_type).px(o.volume).px(o.price);
-                f.px(o.stop_loss).px(o.take_profit);
-            }
-            Message::Ack { client_order_id, ticket } => {
-                f.text(client_order_id).num(ticket);
-            }
-            Message::Reject { client_order_id, retcode, reason } => {
-                f.text(client_order_id).num(retcode).text(reason);
-            }
-            Message::Fill(x) => {
-                f.text(&x.client_order_id).text(&x.chain_id).num(x.ticket).num(x.deal);
-                f.text(&x.symbol).text(side_text(x.side)).px(x.volume).px(x.price);
-                f.num(x.time_msc);
-            }
-            Message::Pending(p) => {
-                f.num(p.ticket).text(&p.symbol).text(side_text(p.side)).text(&p.order_type);
-                f.px(p.volume).px(p.price).text(&p.client_order_id);
-            }
-            Message::Deal(d) => {
-                f.num(d.deal).num(d.ticket).text(&d.symbol).text(side_text(d.side));
-                f.px(d.volume).px(d.price).num(d.time_msc).text(&d.client_order_id);
-            }
-            Message::Resume { symbol, time_msc, count } => {
-                f.text(symbol).num(time_msc).num(count);
-            }
-            Message::Start => {}
-            Message::Bar(b) => {
-                f.text(&b.symbol).text(&b.timeframe).num(b.open_time_msc).px(b.open).px(b.high);
-                f.px(b.low).px(b.close).num(b.tick_volume);
-            }
-            Message::Modify { client_order_id, chain_id, ticket, stop_loss, take_profit } => {
-                f.text(client_order_id).text(chain_id).num(ticket).px(*stop_loss).px(*take_profit);
-            }
-            Message::Close { client_order_id, chain_id, ticket, volume } => {
-                f.text(client_order_id).text(chain_id).num(ticket).px(*volume);
-            }
-            Message::Cancel { client_order_id, chain_id, ticket } => {
-                f.text(client_order_id).text(chain_id).num(ticket);
-            }
-            Message::Resend { from, to } => {
-                f.num(from).num(to);
-            }
-            Message::Account(a) => {
-                f.px(a.balance).px(a.equity).px(a.margin).px(a.free_margin);
-            }
-            Message::Sync => {}
-            Message::Heartbeat { time_msc } => {
-                f.num(time_msc);
-            }
-        }
-        f.0.into_bytes()
     }
 
-    /// Parses a frame body.
-    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        let text = std::str::from_utf8(body).map_err(|_| DecodeError::NotText)?;
-        let fields: Vec<&str> = text.split('\t').collect();
-        let kind = fields[0];
-        let (name, expected): (&'static str, usize) = match kind {
-            "HELLO" => ("HELLO", 12),
-            "WELCOME" => ("WELCOME", 4),
-            "REFUSED" => ("REFUSED", 4),
-            "SYMBOL" => ("SYMBOL", 12),
-            "POSITION" => ("POSITION", 8),
-            "SNAPSHOT_END" => ("SNAPSHOT_END", 2),
-            "TICK" => ("TICK", 6),
-            "ORDER" => ("ORDER", 11),
-            "ACK" => ("ACK", 4),
-            "REJECT" => ("REJECT", 5),
-            "FILL" => ("FILL", 11),
-            "HEARTBEAT" => ("HEARTBEAT", 3),
-            "PENDING" => ("PENDING", 9),
-            "DEAL" => ("DEAL", 10),
-            "RESUME" => ("RESUME", 5),
-            "START" => ("START", 2),
-            "BAR" => ("BAR", 10),
-            "MODIFY" => ("MODIFY", 7),
-            "CLOSE" => ("CLOSE", 6),
-            "CANCEL" => ("CANCEL", 5),
-            "RESEND" => ("RESEND", 4),
-            "ACCOUNT" => ("ACCOUNT", 6),
-            "SYNC" => ("SYNC", 2),
-            other => return Err(DecodeError::UnknownType(truncate(other))),
-        };
-        if fields.len() != expected {
-            return Err(DecodeError::FieldCount { message: name, found: fields.len(), expected });
-        }
-        let r = Reader { message: name, fields: &fields };
-        let seq = r.num(1, "seq")?;
-        let message = match name {
-            "HELLO" => Message::Hello(Hello {
-                version: r.num(2, "version")?,
-                token: r.text(3),
-                terminal: r.text(4),
-                build: r.num(5, "build")?,
-                login: r.num(6, "login")?,
-                server: r.text(7),
-                currency: r.text(8),
-                leverage: r.num(9, "leverage")?,
-                mode: match fields[10] {
-                    "DEMO" => AccountMode::Demo,
-                    "REAL" => AccountMode::Real,
-                    "CONTEST" => AccountMode::Contest,
-                    _ => return Err(r.invalid(10, "mode")),
-                },
-                margin_mode: match fields[11] {
-                    "HEDGING" => MarginMode::Hedging,
-                    "NETTING" => MarginMode::Netting,
-                    _ => return Err(r.invalid(11, "margin_mode")),
-                },
-            }),
-            "WELCOME" => Message::Welcome { version: r.num(2, "version")?, session: r.text(3) },
-            "REFUSED" => Message::Refused { code: r.text(2), reason: r.text(3) },
-            "SYMBOL" => Message::Symbol(SymbolSpec {
-                name: r.non_empty(2, "symbol")?,
-                digits: r.num(3, "digits")?,
-                point: r.px(4, "point")?,
-                volume_min: r.px(5, "volume_min")?,
-                volume_step: r.px(6, "volume_step")?,
-                volume_max: r.px(7, "volume_max")?,
-                stops_level: r.num(8, "stops_level")?,
-                freeze_level: r.num(9, "freeze_level")?,
-                filling_modes: r.num(10, "filling_modes")?,
-                trade_mode: r.num(11, "trade_mode")?,
-            }),
-            "POSITION" => Message::Position(Position {
-                ticket: r.num(2, "ticket")?,
-                symbol: r.non_empty(3, "symbol")?,
-                side: r.side(4)?,
-                volume: r.px(5, "volume")?,
-                price: r.px(6, "price")?,
-                client_order_id: r.text(7),
-            }),
-            "SNAPSHOT_END" => Message::SnapshotEnd,
-            "TICK" => Message::Tick(WireTick {
-                symbol: r.non_empty(2, "symbol")?,
-                time_msc: r.num(3, "time_msc")?,
-                bid: r.px(4, "bid")?,
-                ask: r.px(5, "ask")?,
-            }),
-            "ORDER" => Message::Order(Order {
-                client_order_id: r.non_empty(2, "client_order_id")?,
-                chain_id: r.text(3),
-                symbol: r.non_empty(4, "symbol")?,
-                side: r.side(5)?,
-                order_type: match fields[6] {
-                    "MARKET" | "LIMIT" | "STOP" => r.text(6),
-                    _ => return Err(r.invalid(6, "order_type")),
-                },
-                volume: r.px(7, "volume")?,
-                price: r.px(8, "price")?,
-                stop_loss: r.px(9, "sl")?,
-                take_profit: r.px(10, "tp")?,
-            }),
-            "ACK" => Message::Ack {
-                client_order_id: r.non_empty(2, "client_order_id")?,
-                ticket: r.num(3, "ticket")?,
-            },
-            "REJECT" => Message::Reject {
-                client_order_id: r.non_empty(2, "client_order_id")?,
-                retcode: r.num(3, "retcode")?,
-                reason: r.text(4),
-            },
-            "FILL" => Message::Fill(Fill {
-                client_order_id: r.non_empty(2, "client_order_id")?,
-                chain_id: r.text(3),
-                ticket: r.num(4, "ticket")?,
-                deal: r.num(5, "deal")?,
-                symbol: r.non_empty(6, "symbol")?,
-                side: r.side(7)?,
-                volume: r.px(8, "volume")?,
-                price: r.px(9, "price")?,
-                time_msc: r.num(10, "time_msc")?,
-            }),
-            "PENDING" => Message::Pending(PendingOrder {
-                ticket: r.num(2, "ticket")?,
-                symbol: r.non_empty(3, "symbol")?,
-                side: r.side(4)?,
-                order_type: match fields[5] {
-                    "LIMIT" | "STOP" => r.text(5),
-                    _ => return Err(r.invalid(5, "order_type")),
-                },
-                volume: r.px(6, "volume")?,
-                price: r.px(7, "price")?,
-                client_order_id: r.text(8),
-            }),
-            "DEAL" => Message::Deal(Deal {
-                deal: r.num(2, "deal")?,
-                ticket: r.num(3, "ticket")?,
-                symbol: r.non_empty(4, "symbol")?,
-                side: r.side(5)?,
-                volume: r.px(6, "volume")?,
-                price: r.px(7, "price")?,
-                time_msc: r.num(8, "time_msc")?,
-                client_order_id: r.text(9),
-            }),
-            "RESUME" => Message::Resume {
-                symbol: r.non_empty(2, "symbol")?,
-                time_msc: r.num(3, "time_msc")?,
-                count: r.num(4, "count")?,
-            },
-            "START" => Message::Start,
-            "BAR" => Message::Bar(WireBar {
-                symbol: r.non_empty(2, "symbol")?,
-                timeframe: r.non_empty(3, "timeframe")?,
-                open_time_msc: r.num(4, "open_time_msc")?,
-                open: r.px(5, "open")?,
-                high: r.px(6, "high")?,
-                low: r.px(7, "low")?,
-                close: r.px(8, "close")?,
-                tick_volume: r.num(9, "tick_volume")?,
-            }),
-            "MODIFY" => Message::Modify {
-                client_order_id: r.non_empty(2, "client_order_id")?,
-                chain_id: r.text(3),
-                ticket: r.num(4, "ticket")?,
-                stop_loss: r.px(5, "sl")?,
-                take_profit: r.px(6, "tp")?,
-            },
-            "CLOSE" => Message::Close {
-                client_order_id: r.non_empty(2, "client_order_id")?,
-                chain_id: r.text(3),
-                ticket: r.num(4, "ticket")?,
-                volume: r.px(5, "volume")?,
-            },
-            "CANCEL" => Message::Cancel {
-                client_order_id: r.non_empty(2, "client_order_id")?,
-                chain_id: r.text(3),
-                ticket: r.num(4, "ticket")?,
-            },
-            "RESEND" => Message::Resend { from: r.num(2, "from")?, to: r.num(3, "to")? },
-            "ACCOUNT" => Message::Account(AccountInfo {
-                balance: r.px(2, "balance")?,
-                equity: r.px(3, "equity")?,
-                margin: r.px(4, "margin")?,
-                free_margin: r.px(5, "free_margin")?,
-            }),
-            "SYNC" => Message::Sync,
-            _ => Message::Heartbeat { time_msc: r.num(2, "time_msc")? },
-        };
-        Ok(Envelope { seq, message })
+    fn side(&mut self, side: &WireSide) {
+        self.text(name_of(&SIDES, *side));
+    }
+
+    fn account_mode(&mut self, mode: &AccountMode) {
+        self.text(name_of(&ACCOUNT_MODES, *mode));
+    }
+
+    fn margin_mode(&mut self, mode: &MarginMode) {
+        self.text(name_of(&MARGIN_MODES, *mode));
     }
 }
 
@@ -763,6 +608,8 @@ fn truncate(text: &str) -> String {
     text.chars().take(32).collect()
 }
 
+/// Reads the fields of one message; one method per field kind of [`wire_messages!`], each
+/// naming the message and field when the text does not fit.
 struct Reader<'a> {
     message: &'static str,
     fields: &'a [&'a str],
@@ -773,15 +620,46 @@ impl Reader<'_> {
         DecodeError::Field { message: self.message, field, value: truncate(self.fields[index]) }
     }
 
-    fn text(&self, index: usize) -> String {
-        self.fields[index].to_owned()
+    fn text(&self, index: usize, _field: &'static str) -> Result<String, DecodeError> {
+        Ok(self.fields[index].to_owned())
     }
 
-    fn non_empty(&self, index: usize, field: &'static str) -> Result<String, DecodeError> {
+    fn required(&self, index: usize, field: &'static str) -> Result<String, DecodeError> {
         match self.fields[index] {
             "" => Err(self.invalid(index, field)),
             value => Ok(value.to_owned()),
         }
+    }
+
+    fn one_of(&self, index: usize, field: &'static str, names: &[&str]) -> Result<String, DecodeError> {
+        match self.fields[index] {
+            value if names.contains(&value) => Ok(value.to_owned()),
+            _ => Err(self.invalid(index, field)),
+        }
+    }
+
+    fn order_type(&self, index: usize, field: &'static str) -> Result<String, DecodeError> {
+        self.one_of(index, field, &ORDER_TYPES)
+    }
+
+    fn pending_type(&self, index: usize, field: &'static str) -> Result<String, DecodeError> {
+        self.one_of(index, field, &ORDER_TYPES[1..])
+    }
+
+    fn named<T: Copy>(&self, index: usize, field: &'static str, names: &[(&str, T)]) -> Result<T, DecodeError> {
+        names.iter().find(|(name, _)| *name == self.fields[index]).map(|(_, v)| *v).ok_or_else(|| self.invalid(index, field))
+    }
+
+    fn side(&self, index: usize, field: &'static str) -> Result<WireSide, DecodeError> {
+        self.named(index, field, &SIDES)
+    }
+
+    fn account_mode(&self, index: usize, field: &'static str) -> Result<AccountMode, DecodeError> {
+        self.named(index, field, &ACCOUNT_MODES)
+    }
+
+    fn margin_mode(&self, index: usize, field: &'static str) -> Result<MarginMode, DecodeError> {
+        self.named(index, field, &MARGIN_MODES)
     }
 
     fn num<T: FromStr>(&self, index: usize, field: &'static str) -> Result<T, DecodeError> {
@@ -799,14 +677,6 @@ impl Reader<'_> {
         let decimals = text.split_once('.').map_or(0, |(_, frac)| frac.len());
         let decimals = u8::try_from(decimals).map_err(|_| self.invalid(index, field))?;
         Ok(Px { value, decimals })
-    }
-
-    fn side(&self, index: usize) -> Result<WireSide, DecodeError> {
-        match self.fields[index] {
-            "BUY" => Ok(WireSide::Buy),
-            "SELL" => Ok(WireSide::Sell),
-            _ => Err(self.invalid(index, "side")),
-        }
     }
 }
 
@@ -919,5 +789,18 @@ mod tests {
             let _ = Envelope::decode(&body);
             let _ = Envelope::decode(&body[..i]);
         }
+    }
+
+    #[test]
+    fn errors_name_the_message_and_the_field_as_docs_protocol_does() {
+        let error = |body: &str| Envelope::decode(body.as_bytes()).unwrap_err().to_string();
+        assert_eq!(error("ORDER\t1\tid\t\tEURUSD\tBUY\tMARKET\t0.10\t0\tx\t0"), "ORDER field sl is invalid: \"x\"");
+        assert_eq!(error("ORDER\t1\tid\t\tEURUSD\tBUY\tFOK\t0.10\t0\t0\t0"), "ORDER field order_type is invalid: \"FOK\"");
+        assert_eq!(error("PENDING\t1\t5\tEURUSD\tBUY\tMARKET\t0.10\t1.1\tid"), "PENDING field order_type is invalid: \"MARKET\"");
+        assert_eq!(error("SYMBOL\t1\t\t5\t0.00001\t0.01\t0.01\t100\t0\t0\t3\t4"), "SYMBOL field symbol is invalid: \"\"");
+        assert_eq!(error("DEAL\t1\t1\t2\tEURUSD\tHOLD\t0.1\t1.1\t5\tid"), "DEAL field side is invalid: \"HOLD\"");
+        assert_eq!(error("HEARTBEAT\tx\t5"), "HEARTBEAT field seq is invalid: \"x\"");
+        assert_eq!(error("TICK\t1\tEURUSD"), "TICK has 3 fields, expected 6");
+        assert_eq!(error("NOPE\t1"), "unknown message type \"NOPE\"");
     }
 }
