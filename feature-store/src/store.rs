@@ -255,38 +255,82 @@ pub mod conformance {
         }
     }
 
-    /// Runs every check against `store`, which must hold nothing for `EURUSD` and `GBPUSD` and
-    /// mark vectors older than 5 000 ms stale. Panics with the failing check's name.
-    pub async fn run_all(store: &dyn OnlineStore) {
-        let eurusd = Symbol::new("EURUSD");
-        assert_eq!(store.latest(&eurusd, 0).await.expect("read empty"), None, "empty store has nothing");
-        store.put_many(&[vector("EURUSD", 1_000, 1.5), vector("GBPUSD", 1_000, 7.0)]).await.expect("put");
+    // Every check takes a store that holds nothing and marks vectors older than 5 000 ms stale.
+
+    /// An empty store has nothing, for any symbol.
+    pub async fn an_empty_store_has_nothing(store: &dyn OnlineStore) {
+        assert_eq!(store.latest(&Symbol::new("EURUSD"), 0).await.expect("read empty"), None, "empty store has nothing");
+        store.put_many(&[vector("GBPUSD", 1_000, 7.0)]).await.expect("put");
+        assert_eq!(store.latest(&Symbol::new("XAUUSD"), 0).await.expect("read"), None, "unknown symbol has nothing");
+    }
+
+    /// The latest put wins, every field kept exactly, its age from the vector's time.
+    pub async fn the_latest_put_wins_whole(store: &dyn OnlineStore) {
+        store.put_many(&[vector("EURUSD", 1_000, 1.5)]).await.expect("put");
         let newer = vector("EURUSD", 2_000, 2.5);
         store.put_many(std::slice::from_ref(&newer)).await.expect("put newer");
-        let latest = store.latest(&eurusd, 3_000).await.expect("read").expect("present");
+        let latest = store.latest(&Symbol::new("EURUSD"), 3_000).await.expect("read").expect("present");
         assert_eq!(latest.vector, newer, "latest put wins, every field kept exactly");
         assert_eq!(latest.age_ms, 1_000, "age from the vector's time");
         assert!(!latest.stale, "fresh within the limit");
-        let old = store.latest(&eurusd, 7_001).await.expect("read").expect("present");
+    }
+
+    /// Past the limit a vector is still served, marked stale.
+    pub async fn a_vector_past_the_limit_is_stale(store: &dyn OnlineStore) {
+        store.put_many(&[vector("EURUSD", 2_000, 2.5)]).await.expect("put");
+        let old = store.latest(&Symbol::new("EURUSD"), 7_001).await.expect("read").expect("present");
         assert!(old.stale, "stale past the limit");
         assert_eq!(old.age_ms, 5_001, "age past the limit");
+    }
+
+    /// Symbols are independent.
+    pub async fn symbols_are_independent(store: &dyn OnlineStore) {
+        store.put_many(&[vector("EURUSD", 1_000, 1.5), vector("GBPUSD", 1_000, 7.0)]).await.expect("put");
+        store.put_many(&[vector("EURUSD", 2_000, 2.5)]).await.expect("put newer");
         let other = store.latest(&Symbol::new("GBPUSD"), 1_000).await.expect("read").expect("present");
         assert_eq!(other.vector.values[0], 7.0, "symbols are independent");
-        assert_eq!(store.latest(&Symbol::new("XAUUSD"), 0).await.expect("read"), None, "unknown symbol has nothing");
+    }
+
+    /// Values round-trip bit for bit, extremes included.
+    pub async fn values_round_trip_bit_for_bit(store: &dyn OnlineStore) {
         let extreme = FeatureVector { values: [f64::MIN_POSITIVE, -0.0, 1e300, -1e-300, 0.1 + 0.2, 1.0 / 3.0, 0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, -1.0], ..vector("EURUSD", 4_000, 0.0) };
         store.put_many(std::slice::from_ref(&extreme)).await.expect("put extreme values");
-        let read = store.latest(&eurusd, 4_000).await.expect("read").expect("present");
+        let read = store.latest(&Symbol::new("EURUSD"), 4_000).await.expect("read").expect("present");
         assert_eq!(read.vector.values.map(f64::to_bits), extreme.values.map(f64::to_bits), "values round-trip bit for bit");
     }
+}
+
+/// Stamps out the online store conformance suite for one backend: a `#[tokio::test]` per check,
+/// each on an empty store of its own marking vectors older than 5 000 ms stale (see
+/// `mtml_test_support::conformance_tests!`); `$suite` is the path of [`conformance`] where it is
+/// used.
+#[cfg(any(test, feature = "conformance"))]
+#[macro_export]
+macro_rules! online_store_conformance {
+    ($($suite:ident)::+ => $open:path, $close:path) => {
+        mtml_test_support::conformance_tests!($($suite)::+ => $open, $close;
+            an_empty_store_has_nothing,
+            the_latest_put_wins_whole,
+            a_vector_past_the_limit_is_stale,
+            symbols_are_independent,
+            values_round_trip_bit_for_bit);
+    };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn memory_store_passes_the_conformance_suite() {
-        conformance::run_all(&MemoryStore::new(5_000)).await;
+    mod memory_store {
+        use super::*;
+
+        async fn open() -> (MemoryStore, ()) {
+            (MemoryStore::new(5_000), ())
+        }
+
+        async fn close(_store: MemoryStore, (): ()) {}
+
+        crate::online_store_conformance!(crate::store::conformance => open, close);
     }
 
     /// A store that fails while `down` is set.

@@ -28,10 +28,17 @@ async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) ->
     }
 }
 
-#[tokio::test]
-async fn redis_passes_the_online_store_conformance_suite() {
-    let server = RedisServer::start();
-    online_conformance::run_all(&redis_store(&server)).await;
+mod redis_conformance {
+    use super::*;
+
+    async fn open() -> (RedisStore, RedisServer) {
+        let server = RedisServer::start();
+        (redis_store(&server), server)
+    }
+
+    async fn close(_store: RedisStore, _server: RedisServer) {}
+
+    mtml_feature_store::online_store_conformance!(mtml_feature_store::store::conformance => open, close);
 }
 
 #[tokio::test]
@@ -101,11 +108,17 @@ async fn redis_down_at_start_is_an_error_not_a_crash() {
     assert_eq!(store_after, None);
 }
 
-#[tokio::test]
-async fn influxdb_passes_the_history_store_conformance_suite() {
-    let server = InfluxServer::start();
-    let store = InfluxV1::new(&server.url("mtml_conformance"), Duration::from_secs(5)).unwrap();
-    history_conformance::run_all(&store).await;
+mod influxdb_conformance {
+    use super::*;
+
+    async fn open() -> (InfluxV1, InfluxServer) {
+        let server = InfluxServer::start();
+        (InfluxV1::new(&server.url("mtml_conformance"), Duration::from_secs(5)).expect("a valid InfluxDB URL"), server)
+    }
+
+    async fn close(_store: InfluxV1, _server: InfluxServer) {}
+
+    mtml_feature_store::history_store_conformance!(mtml_feature_store::history::conformance => open, close);
 }
 
 #[tokio::test]

@@ -518,22 +518,12 @@ pub mod conformance {
 #[macro_export]
 macro_rules! journal_conformance {
     ($open:path, $close:path) => {
-        $crate::journal_conformance!(@each $open, $close;
+        mtml_test_support::conformance_tests!(mtml_journal::conformance => $open, $close;
             an_order_id_is_recorded_once_and_its_state_updates,
             final_states_are_not_open,
             the_latest_position_wins,
             realized_pnl_sums_the_fills_since_a_time,
             decisions_are_counted,
             a_deal_history_records_an_unknown_order_once);
-    };
-    (@each $open:path, $close:path; $($check:ident),+) => {
-        $(
-            #[tokio::test]
-            async fn $check() {
-                let (journal, keep) = $open().await;
-                $crate::conformance::$check(&journal).await;
-                $close(journal, keep).await;
-            }
-        )+
     };
 }

@@ -8,7 +8,8 @@
 //!
 //! - [`Registry`]: open (migrating), register, list, show, read the bytes.
 //! - [`rollout`]: champion, challenger (shadow or canary), promote and rollback, with history.
-//! - [`conformance`]: the suite every backend passes.
+//! - [`conformance`]: the suite every backend passes, one check per behaviour, stamped out per
+//!   backend by [`registry_conformance!`] (behind the `conformance` feature).
 
 pub mod rollout;
 
@@ -268,8 +269,9 @@ pub mod conformance {
         }
     }
 
-    /// Runs every check against an empty registry. Panics with the failing check's name.
-    pub async fn run_all(registry: &Registry) {
+    /// Versions are numbered per name; the same bytes under a name are refused; a listing is
+    /// ordered by name and version.
+    pub async fn versions_are_numbered_per_name_and_duplicates_refused(registry: &Registry) {
         assert!(registry.list().await.expect("list").is_empty(), "starts empty");
         let first = registry.register(&version("fx", b"model one")).await.expect("register");
         assert_eq!((first.version, first.size_bytes, first.state.as_str()), (1, 9, "registered"));
@@ -282,19 +284,33 @@ pub mod conformance {
         assert!(matches!(duplicate, RegistryError::Duplicate { version: 1, .. }), "{duplicate}");
         let names: Vec<(String, i64)> = registry.list().await.expect("list").into_iter().map(|v| (v.name, v.version)).collect();
         assert_eq!(names, [("fx".to_owned(), 1), ("fx".to_owned(), 2), ("other".to_owned(), 1)]);
+    }
+
+    /// `show` gives the latest version by default, or the one asked for, and names a missing one.
+    pub async fn show_finds_the_latest_or_the_version_asked_for(registry: &Registry) {
+        registry.register(&version("fx", b"model one")).await.expect("register");
+        registry.register(&version("fx", b"model two")).await.expect("register");
         assert_eq!(registry.show("fx", None).await.expect("latest").version, 2, "latest by default");
         assert_eq!(registry.show("fx", Some(1)).await.expect("v1").metrics, r#"{"accuracy":0.531}"#);
         assert!(matches!(registry.show("fx", Some(9)).await, Err(RegistryError::NotFound(label)) if label == "fx:9"));
+    }
+
+    /// The bytes come back as stored, and damaged bytes are detected by their hash.
+    pub async fn bytes_round_trip_and_corruption_is_detected(registry: &Registry) {
+        registry.register(&version("fx", b"model one")).await.expect("register");
+        registry.register(&version("fx", b"model two")).await.expect("register");
         assert_eq!(registry.onnx("fx", 2).await.expect("bytes"), b"model two", "bytes round trip");
         registry.corrupt_for_test("fx", 2).await.expect("corrupt");
         let corrupt = registry.onnx("fx", 2).await.expect_err("corruption detected");
         assert!(matches!(corrupt, RegistryError::Corrupt { version: 2, .. }), "{corrupt}");
     }
 
-    /// Runs the rollout checks (on a model of its own, `rollout-fx`): aliases, shadow and canary, promote,
-    /// rollback of each kind, refusals, and the revision guard. Panics with the failing check.
-    pub async fn run_rollout(registry: &Registry) {
-        const N: &str = "rollout-fx";
+    /// The model the rollout checks use.
+    const N: &str = "rollout-fx";
+
+    /// Registers v1 to v3 of [`N`]; nothing is promoted yet, so a rollout, the champion alias
+    /// and a rollback are refused.
+    pub async fn nothing_is_promoted_at_first(registry: &Registry) {
         for bytes in [b"v1".as_slice(), b"v2", b"v3"] {
             registry.register(&version(N, bytes)).await.expect("register");
         }
@@ -305,7 +321,11 @@ pub mod conformance {
         assert!(registry.resolve(N, Some("champion")).await.is_err(), "no champion alias yet");
         let no_rollback = registry.rollback(N, "ci", 1).await.expect_err("nothing to roll back");
         assert!(no_rollback.to_string().contains("nothing to roll back"), "{no_rollback}");
+    }
 
+    /// The first promote makes a champion; what makes no sense is refused by name.
+    pub async fn a_promote_makes_a_champion_and_nonsense_is_refused(registry: &Registry) {
+        nothing_is_promoted_at_first(registry).await;
         let s = registry.promote(N, 1, "ci", 10).await.expect("first promote");
         assert_eq!((s.champion, s.revision, s.updated_ms), (Some(1), 1, 10));
         assert_eq!(registry.resolve(N, Some("champion")).await.expect("alias"), 1);
@@ -317,7 +337,11 @@ pub mod conformance {
         assert!(matches!(registry.start_rollout(N, 9, Route::Shadow, "ci", 12).await, Err(RegistryError::NotFound(_))), "unknown version");
         let bad = Route::Canary { percent: 0, symbols: vec![] };
         assert!(matches!(registry.start_rollout(N, 2, bad, "ci", 12).await, Err(RegistryError::Refused(_))), "0 percent");
+    }
 
+    /// A challenger in shadow, moved to canary with its route and symbols, then replaced.
+    pub async fn a_challenger_goes_from_shadow_to_canary_and_can_be_replaced(registry: &Registry) {
+        a_promote_makes_a_champion_and_nonsense_is_refused(registry).await;
         let s = registry.start_rollout(N, 2, Route::Shadow, "ci", 20).await.expect("shadow");
         assert_eq!(s.challenger, Some(Challenger { version: 2, route: Route::Shadow }));
         assert_eq!(registry.resolve(N, Some("challenger")).await.expect("alias"), 2);
@@ -329,7 +353,11 @@ pub mod conformance {
         let s = registry.start_rollout(N, 3, Route::Shadow, "ci", 31).await.expect("replace the challenger");
         assert_eq!(s.challenger.map(|c| c.version), Some(3));
         assert_eq!(registry.show(N, Some(2)).await.expect("v2").state, "registered", "a replaced challenger is back to registered");
+    }
 
+    /// A rollback withdraws a challenger, or else undoes the last promote, one at a time.
+    pub async fn a_rollback_withdraws_the_challenger_or_restores_the_previous_champion(registry: &Registry) {
+        a_challenger_goes_from_shadow_to_canary_and_can_be_replaced(registry).await;
         let (outcome, s) = registry.rollback(N, "ci", 40).await.expect("withdraw the challenger");
         assert_eq!(outcome, RollbackOutcome::ChallengerWithdrawn { version: 3 });
         assert_eq!((s.champion, s.challenger.is_none()), (Some(1), true));
@@ -347,7 +375,11 @@ pub mod conformance {
         assert_eq!(outcome, RollbackOutcome::ChampionRestored { from: 2, to: 1 });
         assert_eq!(registry.show(N, Some(1)).await.expect("v1").state, "champion");
         assert_eq!(registry.show(N, Some(2)).await.expect("v2").state, "rolled_back");
+    }
 
+    /// Every change is an event with its own revision, actor and time; undone promotes are marked.
+    pub async fn every_change_is_an_event_with_a_revision(registry: &Registry) {
+        a_rollback_withdraws_the_challenger_or_restores_the_previous_champion(registry).await;
         let events = registry.rollout_events(N).await.expect("events");
         let actions: Vec<(&str, i64)> = events.iter().map(|e| (e.action.as_str(), e.version)).collect();
         assert_eq!(
@@ -358,8 +390,11 @@ pub mod conformance {
         assert!(events[6].undone && events[7].undone && !events[0].undone, "the undone promotes are marked");
         assert_eq!((events[7].actor.as_str(), events[7].at_ms, events[7].previous), ("ana", 70, Some(2)));
         assert_eq!(registry.rollout_state(N).await.expect("state").revision, 10);
+    }
 
-        // Two operators acting on the same revision: the second is refused, not lost silently.
+    /// Two operators acting on the same revision: the second is refused, not lost silently.
+    pub async fn a_change_on_a_stale_revision_is_refused(registry: &Registry) {
+        a_rollback_withdraws_the_challenger_or_restores_the_previous_champion(registry).await;
         let seen = registry.rollout_state(N).await.expect("state");
         registry.promote(N, 3, "ana", 100).await.expect("first operator");
         let late = registry.promote_from(&seen, 2, "bo", 101).await.expect_err("second operator on a stale revision");
@@ -367,4 +402,23 @@ pub mod conformance {
         assert_eq!(registry.rollout_state(N).await.expect("state").champion, Some(3), "the first change stands");
         assert_eq!(registry.rollout_state("fx").await.expect("state").revision, 0, "per model");
     }
+}
+
+/// Stamps out the registry conformance suite for one backend: a `#[tokio::test]` per check, each
+/// on a registry of its own (see `mtml_test_support::conformance_tests!`).
+#[cfg(any(test, feature = "conformance"))]
+#[macro_export]
+macro_rules! registry_conformance {
+    ($open:path, $close:path) => {
+        mtml_test_support::conformance_tests!(mtml_registry::conformance => $open, $close;
+            versions_are_numbered_per_name_and_duplicates_refused,
+            show_finds_the_latest_or_the_version_asked_for,
+            bytes_round_trip_and_corruption_is_detected,
+            nothing_is_promoted_at_first,
+            a_promote_makes_a_champion_and_nonsense_is_refused,
+            a_challenger_goes_from_shadow_to_canary_and_can_be_replaced,
+            a_rollback_withdraws_the_challenger_or_restores_the_previous_champion,
+            every_change_is_an_event_with_a_revision,
+            a_change_on_a_stale_revision_is_refused);
+    };
 }

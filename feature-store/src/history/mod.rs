@@ -280,13 +280,16 @@ pub mod conformance {
         (&v).into()
     }
 
-    /// Runs every check against `store`, which must be empty. Panics with the failing check.
-    pub async fn run_all(store: &dyn HistoryStore) {
-        let eur = Symbol::new("EURUSD");
-        let all = TimeRange::new(0, i64::MAX / NS_PER_MS, 10_000);
-        assert!(store.ticks(&eur, all).await.expect("read empty").is_empty(), "empty store has no ticks");
+    fn all() -> TimeRange {
+        TimeRange::new(0, i64::MAX / NS_PER_MS, 10_000)
+    }
 
-        // Ticks: two in the same millisecond stay distinct; other symbols stay apart.
+    /// Ticks round-trip exactly and oldest first; two in the same millisecond stay distinct;
+    /// symbols stay apart; a rewrite replaces; a range is `[from, to)`; a limit keeps the oldest.
+    pub async fn ticks_round_trip_in_order(store: &dyn HistoryStore) {
+        let eur = Symbol::new("EURUSD");
+        let all = all();
+        assert!(store.ticks(&eur, all).await.expect("read empty").is_empty(), "empty store has no ticks");
         let ticks = [
             tick("EURUSD", 1_000, 1, 1.10001),
             tick("EURUSD", 1_000, 2, 1.10002),
@@ -305,8 +308,12 @@ pub mod conformance {
         let limited = store.ticks(&eur, TimeRange::new(0, 10_000, 1)).await.expect("limit");
         assert_eq!(limited, ticks[..1], "limit keeps the oldest");
         assert!(store.ticks(&Symbol::new("XAUUSD"), all).await.expect("unknown").is_empty(), "unknown symbol: none");
+    }
 
-        // Bars: per timeframe.
+    /// Bars are kept per timeframe and found by open time.
+    pub async fn bars_are_kept_per_timeframe(store: &dyn HistoryStore) {
+        let eur = Symbol::new("EURUSD");
+        let all = all();
         let m1 = [bar("EURUSD", 60_000, 60_000, 1.1), bar("EURUSD", 120_000, 60_000, 1.2)];
         let h1 = bar("EURUSD", 0, 3_600_000, 1.15);
         let mut points: Vec<HistoryPoint> = m1.iter().cloned().map(HistoryPoint::Bar).collect();
@@ -315,22 +322,46 @@ pub mod conformance {
         assert_eq!(store.bars(&eur, "M1", all).await.expect("read M1"), m1, "M1 bars round-trip");
         assert_eq!(store.bars(&eur, "H1", all).await.expect("read H1"), [h1], "H1 bars apart from M1");
         assert_eq!(store.bars(&eur, "M1", TimeRange::new(61_000, 200_000, 10)).await.expect("range"), m1[1..], "bars by open time");
+    }
 
-        // Feature vectors, bit for bit.
+    /// Feature vectors come back bit for bit.
+    pub async fn feature_vectors_round_trip_bit_for_bit(store: &dyn HistoryStore) {
         let vectors = [features("EURUSD", 5_000, 10, 0.5), features("EURUSD", 5_000, 11, -0.25), features("EURUSD", 9_000, 12, 1.0 / 3.0)];
         let points: Vec<HistoryPoint> = vectors.iter().cloned().map(HistoryPoint::Features).collect();
         store.write(&points).await.expect("write features");
-        let read = store.features(&eur, all).await.expect("read features");
+        let read = store.features(&Symbol::new("EURUSD"), all()).await.expect("read features");
         assert_eq!(read, vectors, "feature vectors round-trip exactly");
         let bits = |v: &[FeatureVectorRecord]| v.iter().flat_map(|r| r.values.iter().map(|x| x.to_bits())).collect::<Vec<_>>();
         assert_eq!(bits(&read), bits(&vectors), "values bit for bit");
+    }
 
-        // A large batch, in order.
-        let many: Vec<TickRecord> = (0..6_000).map(|i| tick("USDJPY", 100_000 + i, 100 + i as u64, 100.0 + i as f64 * 0.001)).collect();
+    /// Ticks of a large batch, written as `USDJPY`.
+    pub fn large_batch() -> Vec<TickRecord> {
+        (0..6_000).map(|i| tick("USDJPY", 100_000 + i, 100 + i as u64, 100.0 + i as f64 * 0.001)).collect()
+    }
+
+    /// A large batch comes back whole and in order.
+    pub async fn a_large_batch_comes_back_in_order(store: &dyn HistoryStore) {
+        let many = large_batch();
         let points: Vec<HistoryPoint> = many.iter().cloned().map(HistoryPoint::Tick).collect();
         store.write(&points).await.expect("write 6000");
-        assert_eq!(store.ticks(&Symbol::new("USDJPY"), all).await.expect("read 6000"), many, "6 000 ticks back in order");
+        assert_eq!(store.ticks(&Symbol::new("USDJPY"), all()).await.expect("read 6000"), many, "6 000 ticks back in order");
     }
+}
+
+/// Stamps out the history store conformance suite for one backend: a `#[tokio::test]` per check,
+/// each on an empty store of its own (see `mtml_test_support::conformance_tests!`); `$suite` is
+/// the path of [`conformance`] where it is used.
+#[cfg(any(test, feature = "conformance"))]
+#[macro_export]
+macro_rules! history_store_conformance {
+    ($($suite:ident)::+ => $open:path, $close:path) => {
+        mtml_test_support::conformance_tests!($($suite)::+ => $open, $close;
+            ticks_round_trip_in_order,
+            bars_are_kept_per_timeframe,
+            feature_vectors_round_trip_bit_for_bit,
+            a_large_batch_comes_back_in_order);
+    };
 }
 
 #[cfg(test)]

@@ -9,6 +9,28 @@
 
 pub mod postgres;
 
+/// Stamps out a conformance suite for one backend: a `#[tokio::test]` per check, each on a
+/// subject of its own. `$open` is an async function returning the subject and whatever keeps its
+/// backend alive; `$close` an async function taking both back once the check passed; each check
+/// is an async function of the suite module taking `&subject`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($($suite:ident)::+ => $open:path, $close:path; $($check:ident),+ $(,)?) => {
+        $crate::conformance_tests!(@each ($($suite)::+) $open, $close; $($check),+);
+    };
+    (@each ($($suite:tt)+) $open:path, $close:path; $check:ident $(, $rest:ident)*) => {
+        #[tokio::test]
+        async fn $check() {
+            let (subject, keep) = $open().await;
+            $($suite)+::$check(&subject).await;
+            $close(subject, keep).await;
+        }
+        $crate::conformance_tests!(@each ($($suite)+) $open, $close; $($rest),*);
+    };
+    (@each ($($suite:tt)+) $open:path, $close:path;) => {};
+}
+
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
