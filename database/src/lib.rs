@@ -1,12 +1,19 @@
 //! Opening a relational store the one way: PostgreSQL (`postgres://...`) or SQLite
 //! (`sqlite://path?mode=rwc`, `sqlite::memory:`) through one sqlx `Any` pool, migrated before
 //! use. The journal and the model registry both open their databases here.
+//!
+//! Each store records its migrations in a table of its own (`mtml_<store>_migrations`), so the
+//! journal and the registry can share one database: sqlx's own runner keeps every store's
+//! migrations in one `_sqlx_migrations` table, where the journal's migration 1 and the
+//! registry's migration 1 collide. A database migrated by an earlier mtml through
+//! `_sqlx_migrations` is adopted: a migration found there with the same version and checksum
+//! counts as applied.
 
 use std::sync::Once;
 
-use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Row};
 
 static DRIVERS: Once = Once::new();
 
@@ -17,19 +24,105 @@ pub enum OpenError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     /// Its schema could not be brought up to date.
-    #[error(transparent)]
-    Migration(#[from] MigrateError),
+    #[error("the {store} schema cannot be brought up to date: {detail}")]
+    Schema {
+        /// The store (`journal`, `registry`).
+        store: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
-/// A pool on `url`, with `migrator`'s migrations applied.
+/// A pool on `url`, with `migrator`'s migrations for `store` applied.
 ///
 /// An in-memory SQLite database lives as long as its one connection, so it gets one. The pool
 /// has no idle timeout and no lifetime: then sqlx runs no reaper task, whose race on its idle
 /// count can spin a runtime thread at 100% (launchbadge/sqlx#3645).
-pub async fn open(url: &str, migrator: &Migrator) -> Result<AnyPool, OpenError> {
+pub async fn open(url: &str, store: &'static str, migrator: &Migrator) -> Result<AnyPool, OpenError> {
     DRIVERS.call_once(install_default_drivers);
     let max = if url.contains(":memory:") { 1 } else { 4 };
     let pool = AnyPoolOptions::new().max_connections(max).idle_timeout(None).max_lifetime(None).connect(url).await?;
-    migrator.run(&pool).await?;
+    migrate(&pool, store, migrator).await?;
     Ok(pool)
+}
+
+/// The table where `store` records its migrations.
+pub fn migrations_table(store: &str) -> String {
+    format!("mtml_{store}_migrations")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Applies the migrations of `migrator` that `store`'s table does not list, each in a
+/// transaction with its row; refuses a database that lists a migration this build does not have
+/// (written by a newer mtml) or one whose text changed.
+async fn migrate(pool: &AnyPool, store: &'static str, migrator: &Migrator) -> Result<(), OpenError> {
+    let schema = |detail: String| OpenError::Schema { store, detail };
+    let table = migrations_table(store);
+    sqlx::query(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, description TEXT NOT NULL, checksum TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)"
+    ))
+    .execute(pool)
+    .await?;
+    let applied: Vec<(i64, String)> = sqlx::query(&format!("SELECT version, checksum FROM {table} ORDER BY version"))
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let legacy = if applied.is_empty() { legacy_migrations(pool).await } else { Vec::new() };
+    for (version, checksum) in &applied {
+        match migrator.iter().find(|m| m.version == *version) {
+            None => {
+                return Err(schema(format!(
+                    "the database has migration {version}, which this mtml does not know (it was written by a newer mtml; upgrade mtml or use another database)"
+                )));
+            }
+            Some(m) if hex(&m.checksum) != *checksum => {
+                return Err(schema(format!("migration {version} ({}) differs from the one applied to the database", m.description)));
+            }
+            Some(_) => {}
+        }
+    }
+    for migration in migrator.iter().filter(|m| m.migration_type.is_up_migration()) {
+        if applied.iter().any(|(v, _)| *v == migration.version) {
+            continue;
+        }
+        let checksum = hex(&migration.checksum);
+        let mut tx = pool.begin().await?;
+        if !legacy.contains(&(migration.version, checksum.clone())) {
+            sqlx::raw_sql(&migration.sql).execute(&mut *tx).await.map_err(|e| {
+                schema(format!("migration {} ({}) failed: {e}", migration.version, migration.description))
+            })?;
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        sqlx::query(&format!("INSERT INTO {table} (version, description, checksum, applied_at_ms) VALUES ($1, $2, $3, $4)"))
+            .bind(migration.version)
+            .bind(migration.description.to_string())
+            .bind(checksum)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// (version, checksum) of the migrations sqlx's own runner recorded, if an earlier mtml used it.
+async fn legacy_migrations(pool: &AnyPool) -> Vec<(i64, String)> {
+    // The table may not exist; then there is nothing to adopt.
+    let Ok(rows) = sqlx::query("SELECT version, checksum FROM _sqlx_migrations WHERE success = TRUE").fetch_all(pool).await else {
+        return Vec::new();
+    };
+    rows.iter()
+        .filter_map(|row| {
+            let version: i64 = row.try_get(0).ok()?;
+            let checksum: Vec<u8> = row.try_get(1).ok()?;
+            Some((version, hex(&checksum)))
+        })
+        .collect()
 }

@@ -22,8 +22,8 @@ pub enum JournalError {
     #[error("journal database error: {0}")]
     Database(#[from] sqlx::Error),
     /// The schema could not be brought up to date.
-    #[error("journal migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Migration(mtml_database::OpenError),
 }
 
 /// One thing to remember.
@@ -188,9 +188,9 @@ impl Journal {
     /// brings the schema up to date.
     pub async fn open(url: &str) -> Result<Self, JournalError> {
         static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-        let pool = mtml_database::open(url, &MIGRATOR).await.map_err(|e| match e {
+        let pool = mtml_database::open(url, "journal", &MIGRATOR).await.map_err(|e| match e {
             mtml_database::OpenError::Database(e) => JournalError::Database(e),
-            mtml_database::OpenError::Migration(e) => JournalError::Migration(e),
+            schema @ mtml_database::OpenError::Schema { .. } => JournalError::Migration(schema),
         })?;
         Ok(Self { pool })
     }

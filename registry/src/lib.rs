@@ -26,8 +26,8 @@ pub enum RegistryError {
     #[error("registry database error: {0}")]
     Database(#[from] sqlx::Error),
     /// The schema could not be brought up to date.
-    #[error("registry migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Migration(mtml_database::OpenError),
     /// The same bytes are already registered under this name.
     #[error("model {name} already has these bytes as version {version} (sha256 {sha256})")]
     Duplicate {
@@ -141,9 +141,9 @@ impl Registry {
     /// brings the schema up to date.
     pub async fn open(url: &str) -> Result<Self, RegistryError> {
         static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-        let pool = mtml_database::open(url, &MIGRATOR).await.map_err(|e| match e {
+        let pool = mtml_database::open(url, "registry", &MIGRATOR).await.map_err(|e| match e {
             mtml_database::OpenError::Database(e) => RegistryError::Database(e),
-            mtml_database::OpenError::Migration(e) => RegistryError::Migration(e),
+            schema @ mtml_database::OpenError::Schema { .. } => RegistryError::Migration(schema),
         })?;
         Ok(Self { pool })
     }

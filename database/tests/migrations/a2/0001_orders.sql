@@ -1,0 +1,1 @@
+CREATE TABLE a_orders (id BIGINT PRIMARY KEY, note TEXT NOT NULL);

@@ -1,0 +1,1 @@
+ALTER TABLE a_orders ADD COLUMN extra TEXT;
