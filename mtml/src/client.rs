@@ -3,6 +3,7 @@
 //! it has a connect and a request timeout, so a server that accepts and never answers costs a
 //! clear error, not a hang.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -10,8 +11,21 @@ use tonic::transport::{Channel, Endpoint};
 
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one call may take (an upload of a large model included).
+/// How long one call may take by default (an upload of a large model included).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+static TIMEOUT: OnceLock<Duration> = OnceLock::new();
+
+/// Sets how long one call may take, for the whole process (the command line's `--timeout`);
+/// the first setting holds.
+pub fn set_request_timeout(timeout: Duration) {
+    let _ = TIMEOUT.set(timeout);
+}
+
+/// How long one call may take: `--timeout`, else [`REQUEST_TIMEOUT`].
+pub fn request_timeout() -> Duration {
+    TIMEOUT.get().copied().unwrap_or(REQUEST_TIMEOUT)
+}
 
 /// A running instance's gRPC endpoint, as given with `--server`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +59,12 @@ impl ServerUrl {
         &self.0
     }
 
-    /// A connected channel whose calls time out after [`REQUEST_TIMEOUT`].
+    /// A connected channel whose calls time out after [`request_timeout`].
     pub async fn connect(&self) -> anyhow::Result<Channel> {
         let endpoint = Endpoint::from_shared(self.0.clone())
             .with_context(|| format!("{} is not a valid URL", self.0))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT);
+            .connect_timeout(CONNECT_TIMEOUT.min(request_timeout()))
+            .timeout(request_timeout());
         endpoint.connect().await.with_context(|| format!("connecting to mtml at {}", self.0))
     }
 }
@@ -73,7 +87,10 @@ impl std::fmt::Display for ServerUrl {
 /// long it waited.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
     if status.code() == tonic::Code::Cancelled && status.message().contains("Timeout") {
-        return anyhow::anyhow!("no answer within {} s: the server accepted the call and never answered", REQUEST_TIMEOUT.as_secs());
+        return anyhow::anyhow!(
+            "no answer within {} s: the server accepted the call and never answered (is it an mtml gRPC port? --timeout waits longer)",
+            request_timeout().as_secs_f64()
+        );
     }
     anyhow::anyhow!("{}: {}", status.code().description(), status.message())
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use mtml::client::ServerUrl;
+use mtml::{out, outln};
 use mtml::commands::{ea_install, export, journal, models, replay, trading_state};
 use mtml::{App, Config, Listeners, ReplayOptions, Transport};
 use tokio::net::TcpListener;
@@ -15,6 +16,9 @@ use tokio::net::TcpListener;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Seconds a call to a running instance (--server) may take before it is given up.
+    #[arg(long, global = true, default_value_t = mtml::client::REQUEST_TIMEOUT.as_secs_f64())]
+    timeout: f64,
 }
 
 #[derive(Subcommand)]
@@ -151,7 +155,7 @@ async fn set_state(args: StateArgs, state: mtml_proto::v1::TradingState) -> anyh
         Some(server) => server,
         None => ServerUrl::of_listener(Config::load(args.config.as_deref())?.grpc.listen),
     };
-    println!("trading state: {}", trading_state::set_trading_state(&server, state, args.reason).await?);
+    outln!("trading state: {}", trading_state::set_trading_state(&server, state, args.reason).await?);
     Ok(())
 }
 
@@ -165,8 +169,23 @@ enum TransportArg {
     Grpc,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Errors are printed as one line of causes, never with a backtrace (whatever `RUST_BACKTRACE`
+/// says): the user gets what went wrong and what to do, and exit status 1.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if !(cli.timeout.is_finite() && cli.timeout > 0.0) {
+        anyhow::bail!("--timeout {}: give a number of seconds above 0", cli.timeout);
+    }
+    mtml::client::set_request_timeout(std::time::Duration::from_secs_f64(cli.timeout));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MTML_LOG")
@@ -214,11 +233,11 @@ fn main() -> anyhow::Result<()> {
                 }
                 let result =
                     mtml::replay(ReplayOptions { ticks, symbol, config, config_given, max_ahead, terminal_balance: None }).await?;
-                print!("{}", result.summary());
+                out!("{}", result.summary());
                 if let Some(path) = report {
                     let json = serde_json::to_string_pretty(&result)?;
                     std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
-                    println!("report written to {}", path.display());
+                    outln!("report written to {}", path.display());
                 }
                 if !result.counts_add_up {
                     anyhow::bail!("counts do not add up: see the report");
@@ -230,35 +249,35 @@ fn main() -> anyhow::Result<()> {
             Command::Resume(args) => set_state(args, mtml_proto::v1::TradingState::Active).await,
             Command::Positions { config } => {
                 let journal = open_journal(config.as_deref()).await?;
-                print!("{}", journal::positions(&journal).await?);
+                out!("{}", journal::positions(&journal).await?);
                 Ok(())
             }
             Command::Orders { open, config } => {
                 let journal = open_journal(config.as_deref()).await?;
-                print!("{}", journal::orders(&journal, open).await?);
+                out!("{}", journal::orders(&journal, open).await?);
                 Ok(())
             }
             Command::Pnl { day, config } => {
                 let journal = open_journal(config.as_deref()).await?;
                 let since = day.then(journal::start_of_utc_day);
-                print!("{}", journal::pnl(&journal, since).await?);
+                out!("{}", journal::pnl(&journal, since).await?);
                 Ok(())
             }
             Command::Ea { command: EaCommand::Install { terminal_dirs, dry_run, config } } => {
                 let config = Config::load(config.as_deref())?;
                 let roots = ea_install::SearchRoots::from_env();
                 let bridge = config.bridge.listen.to_string();
-                print!("{}", ea_install::install(&terminal_dirs, &roots, dry_run, &bridge)?);
+                out!("{}", ea_install::install(&terminal_dirs, &roots, dry_run, &bridge)?);
                 Ok(())
             }
             Command::Models { command } => models::run(command).await,
             Command::Features { command: FeaturesCommand::Export { ticks, out, symbol } } => {
                 let rows = export::export_features(&ticks, symbol.as_deref(), &out)?;
-                println!("wrote {rows} rows of {} to {}", mtml_feature_store::FEATURE_SET.id(), out.display());
+                outln!("wrote {rows} rows of {} to {}", mtml_feature_store::FEATURE_SET.id(), out.display());
                 Ok(())
             }
             Command::Features { command: FeaturesCommand::Describe { json } } => {
-                print!("{}", export::describe_feature_set(json));
+                out!("{}", export::describe_feature_set(json));
                 Ok(())
             }
         }

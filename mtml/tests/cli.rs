@@ -384,3 +384,45 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A server that accepts connections and never says a word.
+fn silent_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    url
+}
+
+#[test]
+fn commands_give_up_on_a_server_that_accepts_and_never_answers() {
+    let server = silent_server();
+    for args in [
+        vec!["halt", "--server", server.as_str()],
+        vec!["models", "compare", "fx", "--server", server.as_str()],
+        vec!["models", "list", "--server", server.as_str()],
+    ] {
+        let output = mtml().args(&args).args(["--timeout", "1"]).env("RUST_BACKTRACE", "1").output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} must fail");
+        assert!(stderr.contains("no answer within 1 s") || stderr.contains("connecting to mtml at"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.to_lowercase().contains("backtrace"), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line naming the problem: {stderr}");
+    }
+    let refused = mtml().args(["halt", "--server", &server, "--timeout", "0"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--timeout 0: give a number of seconds above 0"));
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = mtml().args(["features", "describe"]).stdout(writer).stderr(std::process::Stdio::piped()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

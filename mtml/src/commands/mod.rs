@@ -15,3 +15,27 @@ pub mod models;
 pub mod replay;
 pub mod report;
 pub mod trading_state;
+
+/// Writes to standard output. When the reader has gone (`mtml models list | head -1`), the
+/// process ends quietly with success, as Unix tools do, instead of panicking.
+pub fn stdout(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = out.write_fmt(text).and_then(|()| out.flush())
+        && error.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
+/// `print!` through [`stdout`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::commands::stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` through [`stdout`].
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::commands::stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}

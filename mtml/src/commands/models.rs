@@ -293,7 +293,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     (row.version.to_string(), row.sha256, u64::try_from(row.size_bytes).unwrap_or(0))
                 }
             };
-            println!("registered {name}:{version} (sha256 {sha}, {size} bytes)");
+            crate::outln!("registered {name}:{version} (sha256 {sha}, {size} bytes)");
         }
         ModelsCommand::List { target } => {
             let rows = match &target.server {
@@ -303,7 +303,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                 }
                 None => open_registry(&Config::load(target.config.as_deref())?).await?.list().await?,
             };
-            print!("{}", list_table(&rows));
+            crate::out!("{}", list_table(&rows));
         }
         ModelsCommand::Show { spec, target } => {
             let (row, status) = match &target.server {
@@ -318,7 +318,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     (registry.show(name, Some(version)).await?, local_status(&registry.rollout_state(name).await?, String::new()))
                 }
             };
-            print!("{}{}", show_text(&row), rollout_text(&status));
+            crate::out!("{}{}", show_text(&row), rollout_text(&status));
         }
         ModelsCommand::Rollout { spec, shadow, canary, symbols, target } => {
             let (name, version) = parse_version_spec(&spec)?;
@@ -343,7 +343,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     local_status(&state, format!("{spec} on {described}"))
                 }
             };
-            print!("{}", rollout_text(&status));
+            crate::out!("{}", rollout_text(&status));
         }
         ModelsCommand::Promote { spec, target } => {
             let (name, version) = parse_version_spec(&spec)?;
@@ -357,7 +357,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     local_status(&registry.promote(name, version, &actor(), now_ms()).await?, format!("{spec} is the champion"))
                 }
             };
-            print!("{}", rollout_text(&status));
+            crate::out!("{}", rollout_text(&status));
         }
         ModelsCommand::Rollback { name, target } => {
             let status = match &target.server {
@@ -371,14 +371,14 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     local_status(&state, outcome.to_string())
                 }
             };
-            print!("{}", rollout_text(&status));
+            crate::out!("{}", rollout_text(&status));
         }
         ModelsCommand::Compare { name, server, json } => {
             let report = admin_client(&server).await?.compare_models(v1::CompareModelsRequest { name }).await.map_err(status_error)?.into_inner();
             if json {
-                println!("{}", if report.active { report.report_json } else { "null".to_owned() });
+                crate::outln!("{}", if report.active { report.report_json } else { "null".to_owned() });
             } else {
-                print!("{}", report.report_text);
+                crate::out!("{}", report.report_text);
             }
         }
     }
