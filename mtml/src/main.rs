@@ -266,8 +266,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Ea { command: EaCommand::Install { terminal_dirs, dry_run, config } } => {
                 let config = Config::load(config.as_deref())?;
                 let roots = ea_install::SearchRoots::from_env();
-                let bridge = config.bridge.listen.to_string();
-                out!("{}", ea_install::install(&terminal_dirs, &roots, dry_run, &bridge)?);
+                out!("{}", ea_install::install(&terminal_dirs, &roots, dry_run, config.bridge.listen)?);
                 Ok(())
             }
             Command::Models { command } => models::run(command).await,

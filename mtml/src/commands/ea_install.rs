@@ -112,7 +112,14 @@ pub fn plan(mql5: &Path) -> Vec<Action> {
         .collect()
 }
 
-/// Carries out a plan.
+/// Where a replaced file's previous contents are kept: `MtmlBridge.mq5.bak`.
+pub fn backup_of(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".bak");
+    PathBuf::from(name)
+}
+
+/// Carries out a plan; a file it replaces is first copied to [`backup_of`] it.
 pub fn apply(actions: &[Action]) -> std::io::Result<()> {
     for action in actions {
         let (Action::Create(path) | Action::Replace(path)) = action else { continue };
@@ -123,6 +130,10 @@ pub fn apply(actions: &[Action]) -> std::io::Result<()> {
             .ok_or_else(|| std::io::Error::other(format!("{} is not an EA file", path.display())))?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
+        }
+        if matches!(action, Action::Replace(_)) {
+            // The file may hold the user's edits: keep them beside it.
+            std::fs::copy(path, backup_of(path))?;
         }
         std::fs::write(path, contents)?;
     }
@@ -136,7 +147,7 @@ pub fn install(
     explicit: &[PathBuf],
     roots: &SearchRoots,
     dry_run: bool,
-    bridge: &str,
+    bridge: std::net::SocketAddr,
 ) -> anyhow::Result<String> {
     let mut targets = Vec::new();
     for dir in explicit {
@@ -164,7 +175,9 @@ pub fn install(
         for action in &actions {
             let line = match action {
                 Action::Create(path) => format!("  {verb} create  {}", path.display()),
-                Action::Replace(path) => format!("  {verb} replace {}", path.display()),
+                Action::Replace(path) => {
+                    format!("  {verb} replace {} (the old one kept as {})", path.display(), backup_of(path).display())
+                }
                 Action::Unchanged(path) => format!("  unchanged     {}", path.display()),
             };
             let _ = writeln!(out, "{line}");
@@ -173,7 +186,19 @@ pub fn install(
             apply(&actions)?;
         }
     }
-    let (host, port) = bridge.rsplit_once(':').unwrap_or((bridge, "5555"));
+    let port = bridge.port();
+    let host = if bridge.ip().is_unspecified() {
+        let _ = writeln!(
+            out,
+            "\nThe bridge listens on every address of this machine ({bridge}): below, HOST is this \
+             machine's address as the terminal reaches it (its LAN or VPN address, or 127.0.0.1 \
+             when the terminal runs here), never {}.",
+            bridge.ip()
+        );
+        "HOST".to_owned()
+    } else {
+        bridge.ip().to_string()
+    };
     let _ = writeln!(out, "\nLeft to do in each terminal:");
     let _ = writeln!(out, "  1. MetaEditor: open Experts/mtml/MtmlBridge.mq5 and compile it (F7).");
     let _ = writeln!(out, "  2. Tools > Options > Expert Advisors: tick \"Allow algorithmic trading\" and");
@@ -221,28 +246,44 @@ mod tests {
         let data = dir.path().join("terminal");
         std::fs::create_dir_all(data.join("MQL5")).unwrap();
         let roots = SearchRoots::default();
-        let text = install(std::slice::from_ref(&data), &roots, true, "127.0.0.1:5555").unwrap();
+        let text = install(std::slice::from_ref(&data), &roots, true, "127.0.0.1:5555".parse().unwrap()).unwrap();
         assert!(text.contains("would create"), "{text}");
         assert!(text.contains("Dry run: nothing was written."));
         assert!(!data.join("MQL5/Experts/mtml/MtmlBridge.mq5").exists());
 
-        let text = install(std::slice::from_ref(&data), &roots, false, "127.0.0.1:5555").unwrap();
+        let text = install(std::slice::from_ref(&data), &roots, false, "127.0.0.1:5555".parse().unwrap()).unwrap();
         assert_eq!(text.matches("did create").count(), 4, "{text}");
         let installed = std::fs::read_to_string(data.join("MQL5/Experts/mtml/MtmlBridge.mq5")).unwrap();
         assert_eq!(installed, EA_FILES[0].1);
         std::fs::write(data.join("MQL5/Include/mtml/Protocol.mqh"), "old").unwrap();
-        let text = install(&[data.join("MQL5")], &roots, false, "10.0.0.5:7000").unwrap();
+        let text = install(&[data.join("MQL5")], &roots, false, "10.0.0.5:7000".parse().unwrap()).unwrap();
         assert_eq!(text.matches("unchanged").count(), 3, "{text}");
         assert_eq!(text.matches("did replace").count(), 1, "{text}");
         assert!(text.contains("add 10.0.0.5 to the list"), "{text}");
+        let backup = data.join("MQL5/Include/mtml/Protocol.mqh.bak");
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), "old", "an edited file is kept beside the new one");
+        assert!(text.contains(&format!("the old one kept as {}", backup.display())), "{text}");
+    }
+
+    #[test]
+    fn a_wildcard_listen_address_is_not_given_as_the_host_to_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("terminal");
+        std::fs::create_dir_all(data.join("MQL5")).unwrap();
+        for wildcard in ["0.0.0.0:5555", "[::]:5555"] {
+            let text = install(std::slice::from_ref(&data), &SearchRoots::default(), true, wildcard.parse().unwrap()).unwrap();
+            assert!(!text.contains("add 0.0.0.0") && !text.contains("host 0.0.0.0") && !text.contains("host ::"), "{text}");
+            assert!(text.contains("listens on every address of this machine"), "{text}");
+            assert!(text.contains("add HOST to the list") && text.contains("host HOST, port 5555"), "{text}");
+        }
     }
 
     #[test]
     fn a_folder_that_is_not_a_terminal_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let error = install(&[dir.path().to_path_buf()], &SearchRoots::default(), true, "x:1").unwrap_err();
+        let error = install(&[dir.path().to_path_buf()], &SearchRoots::default(), true, "127.0.0.1:1".parse().unwrap()).unwrap_err();
         assert!(error.to_string().contains("has no MQL5 folder"), "{error}");
-        let error = install(&[], &SearchRoots::default(), true, "x:1").unwrap_err();
+        let error = install(&[], &SearchRoots::default(), true, "127.0.0.1:1".parse().unwrap()).unwrap_err();
         assert!(error.to_string().contains("no MetaTrader 5 data folder found"), "{error}");
     }
 }
