@@ -83,6 +83,9 @@ pub struct ExecutionStats {
     pub slippage_price_lots: f64,
     /// Lots filled.
     pub filled_lots: f64,
+    /// Per symbol: slippage in price units times lots, and lots filled (points differ per symbol:
+    /// 0.00001 for EURUSD, 0.001 for USDJPY).
+    pub slippage_by_symbol: std::collections::BTreeMap<Symbol, (f64, f64)>,
     /// Orders whose answer was lost with a connection (settled later from a snapshot).
     pub outcome_unknown: u64,
     /// Events that did not fit the order's state (logged, otherwise ignored).
@@ -139,6 +142,19 @@ pub struct Execution {
     in_flight: HashMap<String, InFlight>,
     positions: HashMap<Symbol, Position>,
     stats: ExecutionStats,
+}
+
+impl ExecutionStats {
+    /// Average slippage of fills against their decision price, in points (positive: worse than
+    /// decided), each symbol's in its own point size (`digits` of its prices: 5 for EURUSD, 3
+    /// for USDJPY; 5 where unknown). `None` before the first fill.
+    pub fn average_slippage_points(&self, digits: impl Fn(&Symbol) -> Option<u8>) -> Option<f64> {
+        let lots: f64 = self.slippage_by_symbol.values().map(|(_, lots)| lots).sum();
+        let points: f64 = (self.slippage_by_symbol.iter())
+            .map(|(symbol, (price_lots, _))| price_lots * 10f64.powi(i32::from(digits(symbol).unwrap_or(5))))
+            .sum();
+        (lots > 0.0).then(|| points / lots)
+    }
 }
 
 impl Execution {
@@ -360,6 +376,9 @@ impl Execution {
         };
         applied.slippage = (fill.price - order.decision_price) * fill.side.sign();
         self.stats.slippage_price_lots += applied.slippage * fill.volume;
+        let (price_lots, lots) = self.stats.slippage_by_symbol.entry(fill.symbol.clone()).or_default();
+        *price_lots += applied.slippage * fill.volume;
+        *lots += fill.volume;
         order.filled += fill.volume;
         let complete = order.filled >= order.volume - 1e-9;
         if self.advance(&fill.client_order_id, OrderEvent::Fill { complete }) == Some(OrderState::Filled) {
@@ -415,6 +434,34 @@ mod tests {
         assert!(!execution.has_in_flight(&symbol));
         assert!((execution.position(&symbol).lots - 0.3).abs() < 1e-12);
         assert!((execution.stats().slippage_price_lots - 0.0001 * 0.3).abs() < 1e-12);
+    }
+
+    #[test]
+    fn slippage_points_follow_each_symbols_digits() {
+        let mut execution = Execution::new("t");
+        let chain_id = ChainIdGenerator::with_prefix(1).next_id();
+        let fill = |id: &str, symbol: &str, price| {
+            ExecutionEvent::Filled(Fill {
+                chain_id,
+                client_order_id: id.into(),
+                ticket: 1,
+                symbol: Symbol::new(symbol),
+                side: Side::Buy,
+                volume: 0.1,
+                price,
+                time_msc: 0,
+            })
+        };
+        execution.market_order(chain_id, &Symbol::new("USDJPY"), 0.1, 86.789, 0);
+        execution.on_event(&fill("t-1", "USDJPY", 86.796));
+        let digits = |symbol: &Symbol| Some(if symbol.as_str() == "USDJPY" { 3 } else { 5 });
+        let points = execution.stats().average_slippage_points(digits).unwrap();
+        assert!((points - 7.0).abs() < 1e-6, "86.789 to 86.796 is 7 points, not 700: {points}");
+        execution.market_order(chain_id, &Symbol::new("EURUSD"), 0.1, 1.10000, 0);
+        execution.on_event(&fill("t-2", "EURUSD", 1.10003));
+        let points = execution.stats().average_slippage_points(digits).unwrap();
+        assert!((points - 5.0).abs() < 1e-6, "(7 + 3) / 2: {points}");
+        assert_eq!(Execution::new("x").stats().average_slippage_points(digits), None);
     }
 
     #[test]

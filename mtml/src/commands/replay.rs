@@ -113,6 +113,7 @@ pub struct RunningReplay {
     refused_before_sending: u64,
     run: ReplayRun,
     started: Instant,
+    digits: BTreeMap<String, u8>,
 }
 
 impl RunningReplay {
@@ -124,7 +125,7 @@ impl RunningReplay {
     /// Waits until every tick has gone through and no order is in flight, stops everything, and
     /// reports.
     pub async fn finish(self) -> anyhow::Result<Report> {
-        let Self { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, mut run, started } = self;
+        let Self { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, mut run, started, digits } = self;
         wait_until_drained(&app, ticks_to_send, &simulator).await?;
         stop_simulator.cancel();
         let sim_report = simulator.await.context("simulator task")??;
@@ -146,7 +147,7 @@ impl RunningReplay {
             .collect();
         run.ticks_sent = sim_report.ticks_sent;
         run.wall_time_secs = started.elapsed().as_secs_f64();
-        Ok(Report::build(run, TerminalSide { orders_sent, positions: terminal_positions, bridge }, &outcome, &chain_log))
+        Ok(Report::build(run, TerminalSide { orders_sent, positions: terminal_positions, bridge, digits }, &outcome, &chain_log))
     }
 }
 
@@ -224,7 +225,8 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
         ticks_sent: 0,
         wall_time_secs: 0.0,
     };
-    Ok(RunningReplay { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, run, started })
+    let digits = loaded.digits.clone();
+    Ok(RunningReplay { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, run, started, digits })
 }
 
 /// Waits until the pipeline has taken every tick and no order is in flight.

@@ -39,7 +39,8 @@ pub struct Report {
     pub pnl: Pnl,
     /// Net position per symbol at the end, lots: mtml's view and the terminal's.
     pub positions: BTreeMap<String, PositionReport>,
-    /// Average slippage of fills against the decision price, in points of 0.00001.
+    /// Average slippage of fills against the decision price, in points of each symbol's digits
+    /// (0.00001 for EURUSD, 0.001 for USDJPY); positive is worse than decided.
     pub avg_slippage_points: f64,
     /// Latency of each stage.
     pub latency: BTreeMap<&'static str, LatencySummary>,
@@ -146,6 +147,8 @@ pub struct TerminalSide {
     pub positions: BTreeMap<String, f64>,
     /// The bridge's counters.
     pub bridge: BridgeReport,
+    /// Price digits by symbol (for slippage in points).
+    pub digits: BTreeMap<String, u8>,
 }
 
 /// The bridge's counters at the end of a replay.
@@ -236,11 +239,10 @@ impl Report {
                 total: round(realized + unrealized, 2),
             },
             positions,
-            avg_slippage_points: if e.filled_lots > 0.0 {
-                round(e.slippage_price_lots / e.filled_lots * 100_000.0, 2)
-            } else {
-                0.0
-            },
+            avg_slippage_points: round(
+                e.average_slippage_points(|symbol| terminal.digits.get(symbol.as_str()).copied()).unwrap_or(0.0),
+                2,
+            ),
             latency: chain_log
                 .stage_latencies()
                 .into_iter()
