@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
+use mtml_core::text::quote;
 use mtml_core::{ChainIdGenerator, Symbol, Tick};
 
 use crate::time_parse::parse_timestamp_ms;
@@ -191,7 +192,7 @@ impl TickFileReader {
             TimeColumn::EpochMs(i) => fields[i]
                 .trim()
                 .parse::<i64>()
-                .map_err(|_| format!("time {:?} is not epoch milliseconds", fields[i]))?,
+                .map_err(|_| format!("time {} is not epoch milliseconds", quote(fields[i])))?,
             TimeColumn::Text(i) => parse_timestamp_ms(fields[i])?,
             TimeColumn::DateAndTime(d, t) => {
                 parse_timestamp_ms(&format!("{} {}", fields[d].trim(), fields[t].trim()))?
@@ -218,7 +219,7 @@ fn price(text: &str, side: &str, carry_forward: bool, last: Option<f64>) -> Resu
             (false, _) => Err(format!("{side} is empty")),
         };
     }
-    text.parse::<f64>().map_err(|_| format!("{side} {text:?} is not a number"))
+    text.parse::<f64>().map_err(|_| format!("{side} {} is not a number", quote(text)))
 }
 
 impl Iterator for TickFileReader {
@@ -277,11 +278,11 @@ fn detect_layout(header: &str) -> Result<Layout, String> {
         TimeColumn::Text(i)
     } else {
         return Err(format!(
-            "header {header:?} has no time column (time_utc_ms, time_msc, timestamp or time)"
+            "header {} has no time column (time_utc_ms, time_msc, timestamp or time)", quote(header)
         ));
     };
-    let bid = find("bid").ok_or_else(|| format!("header {header:?} has no bid column"))?;
-    let ask = find("ask").ok_or_else(|| format!("header {header:?} has no ask column"))?;
+    let bid = find("bid").ok_or_else(|| format!("header {} has no bid column", quote(header)))?;
+    let ask = find("ask").ok_or_else(|| format!("header {} has no ask column", quote(header)))?;
     Ok(Layout { separator, time, bid, ask, symbol: find("symbol"), carry_forward: false })
 }
 
@@ -318,6 +319,21 @@ mod tests {
         assert_eq!(ticks[0].time_msc, 1_399_230_051_815);
         assert_eq!((ticks[0].bid, ticks[0].ask), (1.387, 1.3879));
         assert_eq!(ticks[0].line, 2);
+    }
+
+    #[test]
+    fn a_huge_bad_field_is_quoted_short() {
+        let huge = "9x".repeat(5 << 20);
+        for text in [
+            format!("time_utc_ms,bid,ask\n1399230051815,{huge},1.1\n"),
+            format!("time_utc_ms,bid,ask\n{huge},1.1,1.2\n"),
+            format!("timestamp,bid,ask\n2014-05-05 06:00:00{huge},1.1,1.2\n"),
+            format!("{huge},bid,ask\n1,1.1,1.2\n"),
+        ] {
+            let error = read(&text).unwrap_err().to_string();
+            assert!(error.len() < 300, "{} bytes of error", error.len());
+            assert!(error.contains("(10485760 bytes)") || error.contains("bytes)"), "{error}");
+        }
     }
 
     #[test]

@@ -4,43 +4,46 @@
 //! quarter-million-row file and must accept the variants real exports use: ISO-8601 with `T` or a
 //! space, `Z` or a numeric offset, up to nine fraction digits, and MetaTrader's `YYYY.MM.DD`.
 
+use mtml_core::text::quote;
+
 /// Parses `YYYY-MM-DD[T ]HH:MM:SS[.fff…][Z|±HH:MM]` (also `YYYY.MM.DD`). Text without an offset
 /// is UTC. Fractions beyond milliseconds are truncated.
 pub fn parse_timestamp_ms(text: &str) -> Result<i64, String> {
     let text = text.trim();
+    let q = || quote(text);
     let bytes = text.as_bytes();
     if bytes.len() < 19 {
-        return Err(format!("timestamp {text:?} is too short"));
+        return Err(format!("timestamp {} is too short", q()));
     }
     let number = |range: std::ops::Range<usize>| -> Result<i64, String> {
         let digits = &text[range];
         if digits.bytes().all(|b| b.is_ascii_digit()) {
             digits.parse::<i64>().map_err(|e| e.to_string())
         } else {
-            Err(format!("timestamp {text:?} has non-digits in {digits:?}"))
+            Err(format!("timestamp {} has non-digits in {}", q(), quote(digits)))
         }
     };
     let date_sep = bytes[4];
     if !(date_sep == b'-' || date_sep == b'.') || bytes[7] != date_sep {
-        return Err(format!("timestamp {text:?} is not YYYY-MM-DD"));
+        return Err(format!("timestamp {} is not YYYY-MM-DD", q()));
     }
     if !(bytes[10] == b'T' || bytes[10] == b' ') || bytes[13] != b':' || bytes[16] != b':' {
-        return Err(format!("timestamp {text:?} is not YYYY-MM-DD HH:MM:SS"));
+        return Err(format!("timestamp {} is not YYYY-MM-DD HH:MM:SS", q()));
     }
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return Err(format!("timestamp {text:?} has an impossible date"));
+        return Err(format!("timestamp {} has an impossible date", q()));
     }
     if hour > 23 || minute > 59 || second > 59 {
-        return Err(format!("timestamp {text:?} has an impossible time of day"));
+        return Err(format!("timestamp {} has an impossible time of day", q()));
     }
     let mut rest = &text[19..];
     let mut millis = 0;
     if let Some(fraction) = rest.strip_prefix('.') {
         let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 || digits > 9 {
-            return Err(format!("timestamp {text:?} has a bad fraction of a second"));
+            return Err(format!("timestamp {} has a bad fraction of a second", q()));
         }
         let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
         millis = padded.parse::<i64>().map_err(|e| e.to_string())?;
@@ -49,12 +52,12 @@ pub fn parse_timestamp_ms(text: &str) -> Result<i64, String> {
     let offset_minutes = match rest {
         "" | "Z" => 0,
         offset if offset.len() == 6 && (offset.starts_with('+') || offset.starts_with('-')) => {
-            let hours: i64 = offset[1..3].parse().map_err(|_| format!("bad offset in {text:?}"))?;
-            let mins: i64 = offset[4..6].parse().map_err(|_| format!("bad offset in {text:?}"))?;
+            let hours: i64 = offset[1..3].parse().map_err(|_| format!("bad offset in {}", q()))?;
+            let mins: i64 = offset[4..6].parse().map_err(|_| format!("bad offset in {}", q()))?;
             let sign = if offset.starts_with('-') { -1 } else { 1 };
             sign * (hours * 60 + mins)
         }
-        other => return Err(format!("timestamp {text:?} has trailing text {other:?}")),
+        other => return Err(format!("timestamp {} has trailing text {}", q(), quote(other))),
     };
     let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;

@@ -605,7 +605,7 @@ impl Fields {
 }
 
 fn truncate(text: &str) -> String {
-    text.chars().take(32).collect()
+    mtml_core::text::prefix(text).to_owned()
 }
 
 /// Reads the fields of one message; one method per field kind of [`wire_messages!`], each

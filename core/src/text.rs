@@ -1,0 +1,31 @@
+//! Quoting what a user gave in an error without echoing all of it: a 50 MB field costs one line.
+
+/// Characters of a value an error quotes.
+pub const QUOTED_CHARS: usize = 32;
+
+/// The first [`QUOTED_CHARS`] characters of `text`.
+pub fn prefix(text: &str) -> &str {
+    text.char_indices().nth(QUOTED_CHARS).map_or(text, |(end, _)| &text[..end])
+}
+
+/// `text` quoted for an error message: whole when short, else its prefix, an ellipsis and its
+/// length (`"1.10001xxxxxxxxxxxxxxxxxxxxxxxxxx"… (52428800 bytes)`).
+pub fn quote(text: &str) -> String {
+    let shown = prefix(text);
+    if shown.len() == text.len() { format!("{text:?}") } else { format!("{shown:?}… ({} bytes)", text.len()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_and_say_how_long_they_were() {
+        assert_eq!(quote("1.1x"), "\"1.1x\"");
+        let long = "9".repeat(50 << 20);
+        let quoted = quote(&long);
+        assert_eq!(quoted, format!("\"{}\"… (52428800 bytes)", "9".repeat(QUOTED_CHARS)));
+        assert_eq!(prefix("ééé"), "ééé", "characters, not bytes");
+        assert_eq!(prefix(&"é".repeat(40)).chars().count(), QUOTED_CHARS);
+    }
+}
