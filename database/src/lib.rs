@@ -23,6 +23,14 @@ pub enum OpenError {
     /// The database refused or is unreachable.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// A command that only reads found no store there (and created none).
+    #[error("there is no {store} at {place}: nothing has been recorded there yet (is this the configuration of the instance you mean? give it with --config)")]
+    Missing {
+        /// The store (`journal`, `registry`).
+        store: &'static str,
+        /// The file or database looked at.
+        place: String,
+    },
     /// Its schema could not be brought up to date.
     #[error("the {store} schema cannot be brought up to date: {detail}")]
     Schema {
@@ -44,6 +52,48 @@ pub async fn open(url: &str, store: &'static str, migrator: &Migrator) -> Result
     let pool = AnyPoolOptions::new().max_connections(max).idle_timeout(None).max_lifetime(None).connect(url).await?;
     migrate(&pool, store, migrator).await?;
     Ok(pool)
+}
+
+/// Like [`open`], for commands that only read: a store that does not exist yet is
+/// [`OpenError::Missing`], and nothing is created (no SQLite file, no tables).
+pub async fn open_existing(url: &str, store: &'static str, migrator: &Migrator) -> Result<AnyPool, OpenError> {
+    if let Some(path) = sqlite_file(url)
+        && !path.exists()
+    {
+        return Err(OpenError::Missing { store, place: path.display().to_string() });
+    }
+    DRIVERS.call_once(install_default_drivers);
+    let probe = AnyPoolOptions::new().max_connections(1).idle_timeout(None).max_lifetime(None).connect(url).await?;
+    let table = migrations_table(store);
+    let exists = sqlx::query(&format!("SELECT 1 FROM {table} LIMIT 1")).fetch_optional(&probe).await.is_ok()
+        || !legacy_migrations(&probe).await.is_empty();
+    probe.close().await;
+    if !exists {
+        return Err(OpenError::Missing { store, place: without_password(url) });
+    }
+    open(url, store, migrator).await
+}
+
+/// The file of a SQLite URL (`sqlite://path?…`, `sqlite:path`); `None` for other databases and
+/// for memory.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
+/// A database URL fit for messages: any password replaced by `***`.
+pub fn without_password(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// The table where `store` records its migrations.
@@ -125,4 +175,19 @@ async fn legacy_migrations(pool: &AnyPool) -> Vec<(i64, String)> {
             Some((version, hex(&checksum)))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_file_and_hide_their_password() {
+        assert_eq!(sqlite_file("sqlite://a/b.db?mode=rwc"), Some("a/b.db".into()));
+        assert_eq!(sqlite_file("sqlite:j.db"), Some("j.db".into()));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://u@h/db"), None);
+        assert_eq!(without_password("postgres://mtml:secret@db:5432/mtml"), "postgres://mtml:***@db:5432/mtml");
+        assert_eq!(without_password("postgres://mtml@db/mtml"), "postgres://mtml@db/mtml");
+    }
 }

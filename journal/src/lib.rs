@@ -24,6 +24,9 @@ pub enum JournalError {
     /// The schema could not be brought up to date.
     #[error("{0}")]
     Migration(mtml_database::OpenError),
+    /// A reader found no store where it looked.
+    #[error("{0}")]
+    Missing(mtml_database::OpenError),
 }
 
 /// One thing to remember.
@@ -183,16 +186,28 @@ pub struct Journal {
     pool: AnyPool,
 }
 
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
 impl Journal {
     /// Connects to `url` (`postgres://...` or `sqlite://path?mode=rwc`, `sqlite::memory:`) and
     /// brings the schema up to date.
     pub async fn open(url: &str) -> Result<Self, JournalError> {
-        static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-        let pool = mtml_database::open(url, "journal", &MIGRATOR).await.map_err(|e| match e {
-            mtml_database::OpenError::Database(e) => JournalError::Database(e),
-            schema @ mtml_database::OpenError::Schema { .. } => JournalError::Migration(schema),
-        })?;
-        Ok(Self { pool })
+        Self::from_pool(mtml_database::open(url, "journal", &MIGRATOR).await)
+    }
+
+    /// Opens an existing journal for reading: where there is none, [`JournalError::Missing`], and
+    /// nothing is created.
+    pub async fn open_existing(url: &str) -> Result<Self, JournalError> {
+        Self::from_pool(mtml_database::open_existing(url, "journal", &MIGRATOR).await)
+    }
+
+    fn from_pool(pool: Result<sqlx::AnyPool, mtml_database::OpenError>) -> Result<Self, JournalError> {
+        match pool {
+            Ok(pool) => Ok(Self { pool }),
+            Err(mtml_database::OpenError::Database(e)) => Err(JournalError::Database(e)),
+            Err(missing @ mtml_database::OpenError::Missing { .. }) => Err(JournalError::Missing(missing)),
+            Err(schema) => Err(JournalError::Migration(schema)),
+        }
     }
 
     /// Writes records in one transaction.

@@ -102,7 +102,7 @@ impl App {
     pub async fn start(config: &Config, runtime: &OnnxRuntime, listeners: Listeners) -> anyhow::Result<Self> {
         let step = |name: &'static str| tracing::info_span!("start", step = name);
         let registry = match config.model.from_registry {
-            true => Some(open_registry(config).instrument(step("registry")).await?),
+            true => Some(open_registry(config, Access::ReadWrite).instrument(step("registry")).await?),
             false => None,
         };
         let starting = starting_models(runtime, config, registry.as_ref()).instrument(step("models")).await?;
@@ -288,17 +288,32 @@ async fn shutdown_signal() {
 }
 
 /// The model registry of a configuration (`registry.url`).
-pub async fn open_registry(config: &Config) -> anyhow::Result<Registry> {
-    Registry::open(&config.registry.url)
-        .await
-        .with_context(|| format!("opening the model registry at {}", config.registry.url))
+pub async fn open_registry(config: &Config, access: Access) -> anyhow::Result<Registry> {
+    let url = &config.registry.url;
+    let registry = match access {
+        Access::ReadWrite => Registry::open(url).await,
+        Access::ReadOnly => Registry::open_existing(url).await,
+    };
+    registry.with_context(|| format!("opening the model registry at {}", mtml_database::without_password(url)))
 }
 
 /// The journal of a configuration (`journal.url`).
-pub async fn open_journal(config: &Config) -> anyhow::Result<Journal> {
-    Journal::open(&config.journal.url)
-        .await
-        .with_context(|| format!("opening the journal at {}", config.journal.url))
+pub async fn open_journal(config: &Config, access: Access) -> anyhow::Result<Journal> {
+    let url = &config.journal.url;
+    let journal = match access {
+        Access::ReadWrite => Journal::open(url).await,
+        Access::ReadOnly => Journal::open_existing(url).await,
+    };
+    journal.with_context(|| format!("opening the journal at {}", mtml_database::without_password(url)))
+}
+
+/// How a command uses a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Writes to it: created and migrated when new.
+    ReadWrite,
+    /// Only reads: a store that does not exist is an error, and nothing is created.
+    ReadOnly,
 }
 
 fn tick_transport(config: &Config, loopback: Option<&str>) -> anyhow::Result<TickTransport> {
@@ -367,7 +382,7 @@ fn start_bridge(
 /// Opens the journal and recovers from it: positions come back, and orders it has open go back
 /// in flight with their outcome unknown, in execution and in the bridge; they are never resent.
 async fn recover_from_journal(config: &Config, bridge: &Bridge) -> anyhow::Result<(Journal, Execution)> {
-    let journal = open_journal(config).await?;
+    let journal = open_journal(config, Access::ReadWrite).await?;
     let mut execution = Execution::new(&format!("m{:x}", session_salt()));
     let positions = journal.positions().await?;
     if !positions.is_empty() {

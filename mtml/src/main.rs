@@ -160,7 +160,7 @@ async fn set_state(args: StateArgs, state: mtml_proto::v1::TradingState) -> anyh
 }
 
 async fn open_journal(config: Option<&std::path::Path>) -> anyhow::Result<mtml_journal::Journal> {
-    mtml::app::open_journal(&Config::load(config)?).await
+    mtml::app::open_journal(&Config::load(config)?, mtml::app::Access::ReadOnly).await
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -426,3 +426,23 @@ fn output_into_a_closed_pipe_ends_quietly() {
     assert!(output.status.success(), "exit {:?}: {stderr}", output.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn read_only_commands_without_stores_say_so_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, store) in [
+        (vec!["positions"], "journal"),
+        (vec!["orders", "--open"], "journal"),
+        (vec!["pnl"], "journal"),
+        (vec!["models", "list"], "registry"),
+        (vec!["models", "show", "fx:1"], "registry"),
+        (vec!["models", "promote", "fx:1"], "registry"),
+    ] {
+        let output = mtml().current_dir(dir.path()).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} must not succeed as if flat: {}", String::from_utf8_lossy(&output.stdout));
+        assert!(stderr.contains(&format!("there is no {store} at")), "{args:?}: {stderr}");
+        let created: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(created.is_empty(), "{args:?} created {created:?}");
+    }
+}

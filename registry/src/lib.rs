@@ -28,6 +28,9 @@ pub enum RegistryError {
     /// The schema could not be brought up to date.
     #[error("{0}")]
     Migration(mtml_database::OpenError),
+    /// A reader found no store where it looked.
+    #[error("{0}")]
+    Missing(mtml_database::OpenError),
     /// The same bytes are already registered under this name.
     #[error("model {name} already has these bytes as version {version} (sha256 {sha256})")]
     Duplicate {
@@ -136,16 +139,28 @@ pub struct Registry {
     pool: AnyPool,
 }
 
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
 impl Registry {
     /// Connects to `url` (`postgres://...`, `sqlite://path?mode=rwc`, `sqlite::memory:`) and
     /// brings the schema up to date.
     pub async fn open(url: &str) -> Result<Self, RegistryError> {
-        static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-        let pool = mtml_database::open(url, "registry", &MIGRATOR).await.map_err(|e| match e {
-            mtml_database::OpenError::Database(e) => RegistryError::Database(e),
-            schema @ mtml_database::OpenError::Schema { .. } => RegistryError::Migration(schema),
-        })?;
-        Ok(Self { pool })
+        Self::from_pool(mtml_database::open(url, "registry", &MIGRATOR).await)
+    }
+
+    /// Opens an existing registry for reading: where there is none, [`RegistryError::Missing`], and
+    /// nothing is created.
+    pub async fn open_existing(url: &str) -> Result<Self, RegistryError> {
+        Self::from_pool(mtml_database::open_existing(url, "registry", &MIGRATOR).await)
+    }
+
+    fn from_pool(pool: Result<sqlx::AnyPool, mtml_database::OpenError>) -> Result<Self, RegistryError> {
+        match pool {
+            Ok(pool) => Ok(Self { pool }),
+            Err(mtml_database::OpenError::Database(e)) => Err(RegistryError::Database(e)),
+            Err(missing @ mtml_database::OpenError::Missing { .. }) => Err(RegistryError::Missing(missing)),
+            Err(schema) => Err(RegistryError::Migration(schema)),
+        }
     }
 
     /// Registers a new version of `new.name`, numbered one past the last; refuses bytes the

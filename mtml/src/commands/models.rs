@@ -18,7 +18,7 @@ use mtml_registry::{Registry, VersionRow, sha256_hex, split_spec};
 use mtml_rollout::{Serving, UploadRequest};
 
 use crate::Config;
-use crate::app::open_registry;
+use crate::app::{Access, open_registry};
 use crate::client::{ServerUrl, status_error};
 use crate::convert::{rollout_status, row_from_proto};
 
@@ -289,7 +289,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                 None => {
                     let config = Config::load(target.config.as_deref())?;
                     let runtime = crate::runtime::load_runtime(&config)?;
-                    let row = upload(&runtime, &open_registry(&config).await?, request).await?;
+                    let row = upload(&runtime, &open_registry(&config, Access::ReadWrite).await?, request).await?;
                     (row.version.to_string(), row.sha256, u64::try_from(row.size_bytes).unwrap_or(0))
                 }
             };
@@ -301,7 +301,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     let list = admin_client(server).await?.list_models(v1::ListModelsRequest {}).await.map_err(status_error)?;
                     list.into_inner().models.iter().map(row_from_proto).collect()
                 }
-                None => open_registry(&Config::load(target.config.as_deref())?).await?.list().await?,
+                None => open_registry(&Config::load(target.config.as_deref())?, Access::ReadOnly).await?.list().await?,
             };
             crate::out!("{}", list_table(&rows));
         }
@@ -312,7 +312,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     (row_from_proto(&shown.version.unwrap_or_default()), shown.rollout.unwrap_or_default())
                 }
                 None => {
-                    let registry = open_registry(&Config::load(target.config.as_deref())?).await?;
+                    let registry = open_registry(&Config::load(target.config.as_deref())?, Access::ReadOnly).await?;
                     let (name, version) = split_spec(&spec);
                     let version = registry.resolve(name, version).await?;
                     (registry.show(name, Some(version)).await?, local_status(&registry.rollout_state(name).await?, String::new()))
@@ -337,7 +337,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     admin_client(server).await?.rollout(request).await.map_err(status_error)?.into_inner()
                 }
                 None => {
-                    let registry = open_registry(&Config::load(target.config.as_deref())?).await?;
+                    let registry = open_registry(&Config::load(target.config.as_deref())?, Access::ReadOnly).await?;
                     let described = route.to_string();
                     let state = registry.start_rollout(name, version, route, &actor(), now_ms()).await?;
                     local_status(&state, format!("{spec} on {described}"))
@@ -353,7 +353,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     admin_client(server).await?.promote(request).await.map_err(status_error)?.into_inner()
                 }
                 None => {
-                    let registry = open_registry(&Config::load(target.config.as_deref())?).await?;
+                    let registry = open_registry(&Config::load(target.config.as_deref())?, Access::ReadOnly).await?;
                     local_status(&registry.promote(name, version, &actor(), now_ms()).await?, format!("{spec} is the champion"))
                 }
             };
@@ -366,7 +366,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     admin_client(server).await?.rollback(request).await.map_err(status_error)?.into_inner()
                 }
                 None => {
-                    let registry = open_registry(&Config::load(target.config.as_deref())?).await?;
+                    let registry = open_registry(&Config::load(target.config.as_deref())?, Access::ReadOnly).await?;
                     let (outcome, state) = registry.rollback(&name, &actor(), now_ms()).await?;
                     local_status(&state, outcome.to_string())
                 }
