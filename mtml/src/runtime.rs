@@ -59,7 +59,7 @@ pub async fn starting_models(runtime: &OnnxRuntime, config: &Config, registry: O
     let name = &config.model.name;
     let state = registry.rollout_state(name).await?;
     let Some(champion) = state.champion else {
-        tracing::warn!(model = %name, "model.from_registry: nothing promoted yet; the configured model serves until a version is");
+        tracing::warn!(model = %name, "model.from_registry: nothing promoted yet; the configured model serves until a version is promoted (mtml models promote NAME:VERSION)");
         return configured();
     };
     let champion_row = registry.show(name, Some(champion)).await?;

@@ -285,6 +285,15 @@ fn models_are_validated_uploaded_listed_and_shown() {
         assert!(stderr.contains(reason), "{file:?}: {stderr}");
     }
 
+    let readme = path("models/README.md");
+    let (ok, _, stderr) = models(&[name("upload"), &path("models/fx-direction-v1.onnx"), name("--name"), name("x"), name("--metadata"), &readme]);
+    assert!(!ok && stderr.contains("README.md: the training metadata is not JSON"), "{stderr}");
+    assert!(!stderr.contains("fx-direction-v1.onnx"), "the model file is not blamed: {stderr}");
+    for bad in ["", "bad name/../x"] {
+        let (ok, _, stderr) = models(&[name("upload"), &path("models/fx-direction-v1.onnx"), name("--name"), name(bad)]);
+        assert!(!ok && stderr.contains("is not allowed: use 1 to 64 letters"), "{bad:?}: {stderr}");
+    }
+
     let (ok, list, _) = models(&[name("list")]);
     assert!(ok);
     assert!(list.ends_with("2 versions\n"), "bad uploads stored nothing: {list}");

@@ -166,6 +166,7 @@ impl Registry {
     /// Registers a new version of `new.name`, numbered one past the last; refuses bytes the
     /// name already has.
     pub async fn register(&self, new: &NewVersion) -> Result<VersionRow, RegistryError> {
+        check_name(&new.name)?;
         let sha256 = sha256_hex(&new.onnx);
         let mut tx = self.pool.begin().await?;
         let existing = sqlx::query("SELECT version FROM model_versions WHERE name = $1 AND sha256 = $2")
@@ -265,6 +266,22 @@ fn version_row(r: &sqlx::any::AnyRow) -> Result<VersionRow, RegistryError> {
     })
 }
 
+/// Model names are 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit:
+/// they appear in `NAME:VERSION` specs, file names and URLs.
+pub fn check_name(name: &str) -> Result<(), RegistryError> {
+    let fits = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if fits {
+        Ok(())
+    } else {
+        Err(RegistryError::Refused(format!(
+            "model name {} is not allowed: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            mtml_core::text::quote(name)
+        )))
+    }
+}
+
 /// The suite every registry backend passes.
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance {
@@ -299,6 +316,16 @@ pub mod conformance {
         assert!(matches!(duplicate, RegistryError::Duplicate { version: 1, .. }), "{duplicate}");
         let names: Vec<(String, i64)> = registry.list().await.expect("list").into_iter().map(|v| (v.name, v.version)).collect();
         assert_eq!(names, [("fx".to_owned(), 1), ("fx".to_owned(), 2), ("other".to_owned(), 1)]);
+    }
+
+    /// A name that would not survive a `NAME:VERSION` spec, a path or a URL is refused.
+    pub async fn names_are_checked(registry: &Registry) {
+        for bad in ["", "bad name/../x", ":1", "a:b", "-x", &"x".repeat(65)] {
+            let refused = registry.register(&version(bad, b"bytes")).await.expect_err("refused");
+            assert!(matches!(refused, RegistryError::Refused(_)) && refused.to_string().contains("is not allowed"), "{bad:?}: {refused}");
+        }
+        registry.register(&version("fx-direction_v2.1", b"bytes")).await.expect("a fine name");
+        assert_eq!(registry.list().await.expect("list").len(), 1, "nothing of the refused was stored");
     }
 
     /// `show` gives the latest version by default, or the one asked for, and names a missing one.
@@ -427,6 +454,7 @@ macro_rules! registry_conformance {
     ($open:path, $close:path) => {
         mtml_test_support::conformance_tests!(mtml_registry::conformance => $open, $close;
             versions_are_numbered_per_name_and_duplicates_refused,
+            names_are_checked,
             show_finds_the_latest_or_the_version_asked_for,
             bytes_round_trip_and_corruption_is_detected,
             nothing_is_promoted_at_first,

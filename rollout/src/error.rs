@@ -36,7 +36,7 @@ pub enum RolloutError {
         mismatch: FeatureSetMismatch,
     },
     /// The training metrics are not a JSON object.
-    #[error("{label}: {reason}")]
+    #[error("{reason} (uploading {label})")]
     Metadata {
         /// The upload.
         label: String,

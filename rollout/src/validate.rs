@@ -75,22 +75,28 @@ pub struct UploadRequest {
     pub label: String,
 }
 
+/// Training metrics as stored: a JSON object, compacted; empty text is `{}`. The error says what
+/// is wrong with the text, not which file it came from.
+pub fn parse_metrics(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Ok("{}".to_owned());
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("the training metadata is not JSON: {e}"))?;
+    if !value.is_object() {
+        return Err("the training metadata must be a JSON object".into());
+    }
+    Ok(value.to_string())
+}
+
 /// Validates an upload off the async runtime: it loads, it takes the feature set this build
 /// computes (declared), and its metrics are a JSON object. Returns the version to register.
 pub fn validate(runtime: &OnnxRuntime, upload: UploadRequest) -> Result<NewVersion, RolloutError> {
     let model = Model::from_bytes(runtime, &upload.name, &upload.bytes)
         .map_err(|source| RolloutError::NotServable { label: upload.label.clone(), source })?;
     check_against_feature_set(&model, true).map_err(RolloutError::Refused)?;
-    let metrics = if upload.metrics_json.trim().is_empty() {
-        "{}".to_owned()
-    } else {
-        let value: serde_json::Value = serde_json::from_str(&upload.metrics_json)
-            .map_err(|e| RolloutError::Metadata { label: upload.label.clone(), reason: format!("metadata is not JSON: {e}") })?;
-        if !value.is_object() {
-            return Err(RolloutError::Metadata { label: upload.label, reason: "metadata must be a JSON object".into() });
-        }
-        value.to_string()
-    };
+    let metrics = parse_metrics(&upload.metrics_json)
+        .map_err(|reason| RolloutError::Metadata { label: upload.label.clone(), reason })?;
     let signature = model.signature();
     Ok(NewVersion {
         name: upload.name,

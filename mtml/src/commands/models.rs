@@ -45,7 +45,11 @@ pub fn read_upload(upload: &Upload<'_>) -> anyhow::Result<UploadRequest> {
         anyhow::bail!("{}: sha256 is {sha256}, not the {expected} given; refusing a damaged copy", upload.file.display());
     }
     let metrics_json = match upload.metadata {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            mtml_rollout::validate::parse_metrics(&text).map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
+            text
+        }
         None => String::new(),
     };
     Ok(UploadRequest {
