@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use mtml_core::clock::{Clock, SystemClock};
 use mtml_core::{ChainLog, OrderSink, Symbol};
 use mtml_decision::Desk;
 use mtml_feature_store::{HistoryWriter, OnlineWriter};
@@ -29,6 +30,7 @@ pub struct PipelineBuilder {
     compare: CompareSettings,
     chain_log: Arc<ChainLog>,
     progress: Arc<PipelineProgress>,
+    clock: Arc<dyn Clock>,
 }
 
 impl PipelineBuilder {
@@ -48,6 +50,7 @@ impl PipelineBuilder {
             compare: CompareSettings { horizon_ms: 60_000, buy_above: 0.53, sell_below: 0.47 },
             chain_log: Arc::new(ChainLog::default()),
             progress: Arc::new(PipelineProgress::default()),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -107,6 +110,15 @@ impl PipelineBuilder {
         self
     }
 
+    /// The wall clock that dates what happens before the first tick (an operator's command, a
+    /// terminal's books on connecting); after it, market time dates everything. The system
+    /// clock by default.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The pipeline.
     pub fn build(self) -> Pipeline {
         Pipeline {
@@ -122,6 +134,7 @@ impl PipelineBuilder {
             progress: self.progress,
             journal: self.journal,
             now_ms: 0,
+            clock: self.clock,
             counters: PipelineCounters::default(),
         }
     }

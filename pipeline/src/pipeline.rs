@@ -45,6 +45,8 @@ pub struct Pipeline {
     pub(crate) journal: Option<mpsc::UnboundedSender<Vec<Record>>>,
     /// Market time of the last tick, for records of events that carry none.
     pub(crate) now_ms: i64,
+    /// Dates events before the first tick.
+    pub(crate) clock: Arc<dyn mtml_core::clock::Clock>,
     pub(crate) counters: PipelineCounters,
 }
 
@@ -118,7 +120,7 @@ impl Pipeline {
         }
         self.progress.orders_in_flight.store(self.desk.execution().in_flight_count() as u64, Ordering::Release);
         if self.journal.is_some() {
-            let group = records::execution_event(event, &applied, self.desk.execution(), self.now_ms);
+            let group = records::execution_event(event, &applied, self.desk.execution(), self.event_time_ms());
             self.record_group(group);
         }
     }
@@ -127,7 +129,7 @@ impl Pipeline {
     pub fn on_command(&mut self, command: PipelineCommand) {
         match command {
             PipelineCommand::SetTradingState { state, reason, reply } => {
-                let (result, changes) = self.desk.set_state(state, &reason, self.now_ms);
+                let (result, changes) = self.desk.set_state(state, &reason, self.event_time_ms());
                 self.announce(changes);
                 let _ = reply.send(result);
             }
@@ -162,6 +164,12 @@ impl Pipeline {
     }
 
     /// Journals the records of one event, which the journal commits together or not at all.
+    /// When something not carried by a tick happens: the last tick's market time, or before the
+    /// first tick the wall clock (never 0).
+    fn event_time_ms(&self) -> i64 {
+        if self.now_ms > 0 { self.now_ms } else { self.clock.now_ms() }
+    }
+
     fn record_group(&self, group: Vec<Record>) {
         if let Some(journal) = &self.journal
             && !group.is_empty()

@@ -59,4 +59,5 @@ fn a_halted_pipeline_decides_but_sends_nothing() {
     assert_eq!(outcome.execution.orders_sent, 0);
     assert_eq!(outcome.counters.state_changes.len(), 1);
     assert_eq!(outcome.counters.state_changes[0].to, "HALTED");
+    assert_eq!(outcome.counters.state_changes[0].at_ms, common::WALL_CLOCK_MS, "before the first tick, dated by the wall clock, not 0");
 }

@@ -48,13 +48,25 @@ pub fn desk() -> Desk {
 /// Orders the pipeline handed out, not yet answered.
 pub type Outbox = Arc<Mutex<Vec<OrderRequest>>>;
 
+/// The wall clock the test pipelines read before their first tick.
+pub const WALL_CLOCK_MS: i64 = 1_700_000_000_000;
+
+struct WallClock;
+
+impl mtml_core::clock::Clock for WallClock {
+    fn now_ms(&self) -> i64 {
+        WALL_CLOCK_MS
+    }
+}
+
 pub fn pipeline(runtime: &OnnxRuntime, chain_log: Arc<ChainLog>) -> (Pipeline, Outbox) {
     let model = Model::from_bytes(runtime, "fx-direction", MODEL).unwrap();
     let models = Models::champion_only(Slot { label: "fx-direction:embedded".into(), born_ms: None, model });
     let outbox = Outbox::default();
     let sink = Arc::clone(&outbox);
     let orders = Box::new(move |order: OrderRequest| sink.lock().unwrap().push(order));
-    let pipeline = PipelineBuilder::new([eurusd()], models, desk(), orders).chain_log(chain_log).build();
+    let pipeline =
+        PipelineBuilder::new([eurusd()], models, desk(), orders).chain_log(chain_log).clock(Arc::new(WallClock)).build();
     (pipeline, outbox)
 }
 
