@@ -15,4 +15,4 @@ pub mod validate;
 pub use bars::BarBuilder;
 pub use tick_file::{FileTick, FileTickStamper, TickFileError, TickFileReader, symbol_from_path};
 pub use time_parse::parse_timestamp_ms;
-pub use validate::{QuoteState, RejectReason, TickValidator};
+pub use validate::{QuoteBand, QuoteState, RejectReason, TickValidator};

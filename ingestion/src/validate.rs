@@ -22,6 +22,11 @@ pub enum RejectReason {
     TimeWentBackwards,
     /// The same terminal sent the same sequence number again.
     DuplicateSequence,
+    /// The spread is wider than [`QuoteBand::max_spread`] of the mid: one side is broken.
+    WideSpread,
+    /// The mid is outside [`QuoteBand::max_deviation`] of the median of the symbol's recent
+    /// mids, and the next quotes did not confirm the new level.
+    OutlierPrice,
 }
 
 impl RejectReason {
@@ -33,6 +38,8 @@ impl RejectReason {
             RejectReason::UnknownSymbol => "unknown_symbol",
             RejectReason::TimeWentBackwards => "time_went_backwards",
             RejectReason::DuplicateSequence => "duplicate_sequence",
+            RejectReason::WideSpread => "wide_spread",
+            RejectReason::OutlierPrice => "outlier_price",
         }
     }
 }
@@ -54,13 +61,85 @@ pub enum QuoteState {
     Crossed,
 }
 
+/// The band a quote must fall in to be believed: one bad quote (an ask ten times the price)
+/// must not mark positions, set an equity high or feed the features.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuoteBand {
+    /// Widest spread accepted, as a fraction of the mid (0.2: 20%).
+    pub max_spread: f64,
+    /// Largest distance of a mid from the median of the symbol's recent mids, as a fraction of
+    /// that median (0.1: 10%).
+    pub max_deviation: f64,
+    /// Recent mids the median is taken over.
+    pub window: usize,
+    /// Consecutive quotes outside the band, agreeing with each other, that confirm a real new
+    /// price level (a gap after a weekend): they are then accepted and become the reference.
+    pub confirm: usize,
+}
+
+impl Default for QuoteBand {
+    fn default() -> Self {
+        Self { max_spread: 0.2, max_deviation: 0.1, window: 64, confirm: 5 }
+    }
+}
+
+/// One symbol's recent believed mids and the quotes outside the band that follow them.
+#[derive(Debug, Default)]
+struct Reference {
+    recent: std::collections::VecDeque<f64>,
+    suspects: Vec<f64>,
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut sorted: Vec<f64> = values.collect();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+impl Reference {
+    /// Quotes needed before the median is a reference.
+    const MIN_HISTORY: usize = 3;
+
+    /// Checks a mid against the band, learning it when believed.
+    fn check(&mut self, mid: f64, band: &QuoteBand) -> Result<(), RejectReason> {
+        let outside = |reference: f64| (mid / reference - 1.0).abs() > band.max_deviation;
+        if self.recent.len() >= Self::MIN_HISTORY && outside(median(self.recent.iter().copied())) {
+            self.suspects.push(mid);
+            let level = median(self.suspects.iter().copied());
+            let agree = self.suspects.iter().all(|s| (s / level - 1.0).abs() <= band.max_deviation);
+            if !agree {
+                self.suspects.clear();
+                self.suspects.push(mid);
+            }
+            if self.suspects.len() < band.confirm.max(1) {
+                return Err(RejectReason::OutlierPrice);
+            }
+            tracing::warn!(mid, level, "a new price level confirmed by {} quotes; it becomes the reference", self.suspects.len());
+            self.recent = self.suspects.drain(..).collect();
+            return Ok(());
+        }
+        self.suspects.clear();
+        self.recent.push_back(mid);
+        while self.recent.len() > band.window.max(Self::MIN_HISTORY) {
+            self.recent.pop_front();
+        }
+        Ok(())
+    }
+}
+
 /// Checks ticks against the configured symbols and each symbol's and terminal's history.
 #[derive(Debug)]
 pub struct TickValidator {
     symbols: HashSet<Symbol>,
     backwards_tolerance_ms: i64,
+    band: QuoteBand,
     last_time: HashMap<Symbol, i64>,
     last_seq: HashMap<Arc<str>, u64>,
+    references: HashMap<Symbol, Reference>,
 }
 
 impl TickValidator {
@@ -70,9 +149,18 @@ impl TickValidator {
         Self {
             symbols: symbols.into_iter().collect(),
             backwards_tolerance_ms,
+            band: QuoteBand::default(),
             last_time: HashMap::new(),
             last_seq: HashMap::new(),
+            references: HashMap::new(),
         }
+    }
+
+    /// The same validator believing quotes within `band`.
+    #[must_use]
+    pub fn with_band(mut self, band: QuoteBand) -> Self {
+        self.band = band;
+        self
     }
 
     /// Checks one tick and, when valid, remembers its time and sequence.
@@ -96,6 +184,11 @@ impl TickValidator {
         {
             return Err(RejectReason::TimeWentBackwards);
         }
+        let mid = (tick.bid + tick.ask) / 2.0;
+        if (tick.ask - tick.bid).abs() > self.band.max_spread * mid {
+            return Err(RejectReason::WideSpread);
+        }
+        self.references.entry(tick.symbol.clone()).or_default().check(mid, &self.band)?;
         self.last_seq.insert(Arc::clone(&tick.terminal), tick.seq);
         let last = self.last_time.entry(tick.symbol.clone()).or_insert(tick.time_msc);
         *last = (*last).max(tick.time_msc);
@@ -142,6 +235,29 @@ mod tests {
         assert_eq!(v.check(&tick(5, 10_000, 1.1, 1.2, "XXXYYY")), Err(RejectReason::UnknownSymbol));
         assert_eq!(v.check(&tick(1, 10_001, 1.1, 1.2, "EURUSD")), Err(RejectReason::DuplicateSequence));
         assert_eq!(v.check(&tick(6, 9_499, 1.1, 1.2, "EURUSD")), Err(RejectReason::TimeWentBackwards));
+    }
+
+    #[test]
+    fn one_bad_quote_is_refused_and_a_confirmed_new_level_is_believed() {
+        let mut v = TickValidator::new([Symbol::new("EURUSD")], 500);
+        let mut seq = 0;
+        let mut check = |bid: f64, ask: f64| {
+            seq += 1;
+            v.check(&tick(seq, 10_000 + seq as i64, bid, ask, "EURUSD"))
+        };
+        for _ in 0..10 {
+            assert_eq!(check(1.1000, 1.1002), Ok(QuoteState::Normal));
+        }
+        assert_eq!(check(1.1000, 11.002), Err(RejectReason::WideSpread), "an ask ten times the price");
+        assert_eq!(check(11.000, 11.002), Err(RejectReason::OutlierPrice), "both sides ten times");
+        assert_eq!(check(1.1001, 1.1003), Ok(QuoteState::Normal), "the next good quote passes");
+        // A real gap of 15% (say a peg breaking): refused until five quotes agree, then believed.
+        for _ in 0..4 {
+            assert_eq!(check(1.2650, 1.2652), Err(RejectReason::OutlierPrice));
+        }
+        assert_eq!(check(1.2651, 1.2653), Ok(QuoteState::Normal), "confirmed by the fifth");
+        assert_eq!(check(1.2652, 1.2654), Ok(QuoteState::Normal), "the new level is the reference");
+        assert_eq!(check(1.1000, 1.1002), Err(RejectReason::OutlierPrice), "and the old one is now the outlier");
     }
 
     #[test]

@@ -170,6 +170,7 @@ impl App {
         let pipeline = step("pipeline").in_scope(|| {
             PipelineBuilder::new(config.symbols(), models, desk(config, execution), bridge.orders)
                 .backwards_tolerance_ms(config.pipeline.backwards_tolerance_ms)
+                .quote_band(config.pipeline.quote_band)
                 .wider_bars(config.wider_bar_widths_ms())
                 .online(stores.online_writer.clone())
                 .history(stores.history_writer.clone())

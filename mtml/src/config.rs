@@ -130,6 +130,8 @@ pub struct PipelineSettings {
     pub backwards_tolerance_ms: i64,
     /// Features older than this are served marked stale.
     pub stale_features_ms: i64,
+    /// The band a quote must fall in to be believed (`max_spread`, `outlier_band`).
+    pub quote_band: mtml_ingestion::QuoteBand,
 }
 
 /// `[model]`.
@@ -314,6 +316,14 @@ impl Config {
                 channel_capacity: x.positive("pipeline", "channel_capacity", 4096) as usize,
                 backwards_tolerance_ms: x.positive("pipeline", "backwards_tolerance_ms", 1000) as i64,
                 stale_features_ms: x.positive("pipeline", "stale_features_ms", 5000) as i64,
+                quote_band: {
+                    let default = mtml_ingestion::QuoteBand::default();
+                    mtml_ingestion::QuoteBand {
+                        max_spread: x.positive_fraction("pipeline", "max_spread", default.max_spread),
+                        max_deviation: x.positive_fraction("pipeline", "outlier_band", default.max_deviation),
+                        ..default
+                    }
+                },
             },
             model: ModelSettings {
                 name: x.string("model", "name", "fx-direction"),
@@ -524,6 +534,12 @@ impl Extract<'_> {
     fn float(&mut self, section: &str, key: &str, default: f64) -> f64 {
         self.typed(section, key, default, "a number", |v| {
             v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
+        })
+    }
+
+    fn positive_fraction(&mut self, section: &str, key: &str, default: f64) -> f64 {
+        self.typed(section, key, default, "a number above 0 (0.1 is 10%)", |v| {
+            v.as_float().or_else(|| v.as_integer().map(|i| i as f64)).filter(|f| f.is_finite() && *f > 0.0)
         })
     }
 

@@ -7,6 +7,7 @@ use mtml_core::clock::{Clock, SystemClock};
 use mtml_core::{ChainLog, OrderSink, Symbol};
 use mtml_decision::Desk;
 use mtml_feature_store::{HistoryWriter, OnlineWriter};
+use mtml_ingestion::QuoteBand;
 use mtml_journal::Record;
 use mtml_rollout::{CompareSettings, Comparison, Models};
 use tokio::sync::mpsc;
@@ -20,6 +21,7 @@ use crate::pipeline::Pipeline;
 pub struct PipelineBuilder {
     symbols: Vec<Symbol>,
     backwards_tolerance_ms: i64,
+    band: QuoteBand,
     wider_bars_ms: Vec<i64>,
     models: Models,
     desk: Desk,
@@ -40,6 +42,7 @@ impl PipelineBuilder {
         Self {
             symbols: symbols.into_iter().collect(),
             backwards_tolerance_ms: 1_000,
+            band: QuoteBand::default(),
             wider_bars_ms: Vec::new(),
             models,
             desk,
@@ -110,6 +113,14 @@ impl PipelineBuilder {
         self
     }
 
+    /// The band a quote must fall in to be believed (the default: spread under 20% of the mid,
+    /// mid within 10% of the recent median).
+    #[must_use]
+    pub fn quote_band(mut self, band: QuoteBand) -> Self {
+        self.band = band;
+        self
+    }
+
     /// The wall clock that dates what happens before the first tick (an operator's command, a
     /// terminal's books on connecting); after it, market time dates everything. The system
     /// clock by default.
@@ -122,7 +133,8 @@ impl PipelineBuilder {
     /// The pipeline.
     pub fn build(self) -> Pipeline {
         Pipeline {
-            featurizer: Featurizer::new(self.symbols, self.backwards_tolerance_ms, &self.wider_bars_ms),
+            featurizer: Featurizer::new(self.symbols, self.backwards_tolerance_ms, &self.wider_bars_ms)
+                .with_band(self.band),
             online: self.online,
             history: self.history,
             comparison: Comparison::for_models(&self.models, self.compare),

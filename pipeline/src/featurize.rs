@@ -3,7 +3,7 @@
 
 use mtml_core::{Bar, Symbol, Tick};
 use mtml_feature_store::{FeatureEngine, FeatureVector};
-use mtml_ingestion::{BarBuilder, QuoteState, RejectReason, TickValidator};
+use mtml_ingestion::{BarBuilder, QuoteBand, QuoteState, RejectReason, TickValidator};
 
 /// What ingestion made of a valid tick.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +35,13 @@ impl Featurizer {
             wider: wider_ms.iter().map(|&w| BarBuilder::new(w)).collect(),
             engine: FeatureEngine::new(),
         }
+    }
+
+    /// The same featurizer believing quotes within `band` (see [`QuoteBand`]).
+    #[must_use]
+    pub fn with_band(mut self, band: QuoteBand) -> Self {
+        self.validator = self.validator.with_band(band);
+        self
     }
 
     /// Validates the tick and updates bars.

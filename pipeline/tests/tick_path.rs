@@ -61,3 +61,30 @@ fn a_halted_pipeline_decides_but_sends_nothing() {
     assert_eq!(outcome.counters.state_changes[0].to, "HALTED");
     assert_eq!(outcome.counters.state_changes[0].at_ms, common::WALL_CLOCK_MS, "before the first tick, dated by the wall clock, not 0");
 }
+
+#[test]
+fn one_bad_quote_neither_marks_the_position_nor_trips_the_drawdown_guard() {
+    let runtime = common::runtime();
+    let ticks = common::sample_ticks();
+    let desk = common::desk_with(|limits| limits.max_drawdown = 500.0);
+    let (mut pipeline, outbox) = common::pipeline_with(&runtime, Arc::new(ChainLog::default()), desk);
+    // Trade until the first fill opens a position.
+    let last = ticks
+        .iter()
+        .find(|tick| {
+            pipeline.on_tick(tick);
+            common::fill_all(&mut pipeline, &outbox, tick) > 0
+        })
+        .expect("the sample opens a position")
+        .clone();
+    let bad = |n: u64, bid: f64, ask: f64| mtml_core::Tick { seq: last.seq + n, time_msc: last.time_msc + n as i64, bid, ask, ..last.clone() };
+    pipeline.on_tick(&bad(1, last.bid, last.ask * 10.0));
+    pipeline.on_tick(&bad(2, last.bid * 10.0, last.ask * 10.0));
+    pipeline.on_tick(&bad(3, last.bid, last.ask));
+    let outcome = pipeline.finish();
+    assert!((outcome.positions[&common::eurusd()].lots).abs() > 0.0, "a position was open throughout");
+    assert_eq!(outcome.counters.ticks_rejected.get("wide_spread"), Some(&1), "{:?}", outcome.counters.ticks_rejected);
+    assert_eq!(outcome.counters.ticks_rejected.get("outlier_price"), Some(&1), "{:?}", outcome.counters.ticks_rejected);
+    assert_eq!(outcome.trading_state, mtml_decision::TradingState::Active, "{:?}", outcome.counters.state_changes);
+    assert!(outcome.counters.state_changes.is_empty(), "{:?}", outcome.counters.state_changes);
+}

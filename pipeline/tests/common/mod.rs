@@ -31,6 +31,11 @@ pub fn runtime() -> OnnxRuntime {
 
 /// The default decision and risk settings of `mtml` (README, `[decision]` and `[risk]`).
 pub fn desk() -> Desk {
+    desk_with(|_| {})
+}
+
+/// The test desk with its risk limits changed by `change`.
+pub fn desk_with(change: impl FnOnce(&mut RiskLimits)) -> Desk {
     let decision = DecisionEngine::new(DecisionConfig {
         buy_above: 0.53,
         sell_below: 0.47,
@@ -42,6 +47,7 @@ pub fn desk() -> Desk {
     let mut limits = RiskLimits::sizes_only([eurusd()].into(), 0.5, 1.0);
     limits.price_band_bps = 50.0;
     limits.max_feature_age_ms = 5_000;
+    change(&mut limits);
     Desk::new(decision, RiskEngine::new(limits), Execution::new("t"), 10_000.0)
 }
 
@@ -60,13 +66,18 @@ impl mtml_core::clock::Clock for WallClock {
 }
 
 pub fn pipeline(runtime: &OnnxRuntime, chain_log: Arc<ChainLog>) -> (Pipeline, Outbox) {
+    pipeline_with(runtime, chain_log, desk())
+}
+
+/// A pipeline on the embedded model with the given desk.
+pub fn pipeline_with(runtime: &OnnxRuntime, chain_log: Arc<ChainLog>, desk: Desk) -> (Pipeline, Outbox) {
     let model = Model::from_bytes(runtime, "fx-direction", MODEL).unwrap();
     let models = Models::champion_only(Slot { label: "fx-direction:embedded".into(), born_ms: None, model });
     let outbox = Outbox::default();
     let sink = Arc::clone(&outbox);
     let orders = Box::new(move |order: OrderRequest| sink.lock().unwrap().push(order));
     let pipeline =
-        PipelineBuilder::new([eurusd()], models, desk(), orders).chain_log(chain_log).clock(Arc::new(WallClock)).build();
+        PipelineBuilder::new([eurusd()], models, desk, orders).chain_log(chain_log).clock(Arc::new(WallClock)).build();
     (pipeline, outbox)
 }
 
