@@ -73,13 +73,13 @@ impl FileTickStamper {
 /// Why a tick file cannot be read, naming the file and line.
 #[derive(Debug, thiserror::Error)]
 pub enum TickFileError {
-    /// The file cannot be opened or read.
-    #[error("{path}: {source}")]
+    /// The file cannot be opened.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+        /// The error (not a `source`: its text is already in this message).
+        error: std::io::Error,
     },
     /// A line does not parse.
     #[error("{path}:{line}: {reason}")]
@@ -134,15 +134,23 @@ impl TickFileReader {
     /// Opens a file, detecting gzip by its magic bytes and the layout by its header row.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, TickFileError> {
         let path = path.as_ref().to_path_buf();
-        let io = |source| TickFileError::Io { path: path.clone(), source };
+        let io = |error| TickFileError::Io { path: path.clone(), error };
         let mut file = File::open(&path).map_err(io)?;
         let mut magic = [0u8; 2];
         let gzipped = file.read(&mut magic).map_err(io)? == 2 && magic == [0x1f, 0x8b];
         let file = File::open(&path).map_err(io)?;
-        let reader: Box<dyn BufRead + Send> = if gzipped {
-            Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(file)))
-        } else {
-            Box::new(BufReader::with_capacity(256 * 1024, file))
+        let utf16 = match magic {
+            [0xff, 0xfe] => Some(false),
+            [0xfe, 0xff] => Some(true),
+            _ => None,
+        };
+        let reader: Box<dyn BufRead + Send> = match (gzipped, utf16) {
+            (true, _) => Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(file))),
+            (false, Some(big_endian)) => {
+                let source = BufReader::with_capacity(256 * 1024, file);
+                Box::new(BufReader::with_capacity(256 * 1024, Utf16Reader::new(source, big_endian)))
+            }
+            (false, None) => Box::new(BufReader::with_capacity(256 * 1024, file)),
         };
         Self::from_reader(path, reader)
     }
@@ -153,7 +161,7 @@ impl TickFileReader {
         mut lines: Box<dyn BufRead + Send>,
     ) -> Result<Self, TickFileError> {
         let mut header = String::new();
-        lines.read_line(&mut header).map_err(|source| TickFileError::Io { path: path.clone(), source })?;
+        lines.read_line(&mut header).map_err(|error| TickFileError::Row { path: path.clone(), line: 1, reason: unreadable(&error) })?;
         let layout = detect_layout(header.trim_start_matches('\u{feff}').trim_end())
             .map_err(|reason| TickFileError::Row { path: path.clone(), line: 1, reason })?;
         Ok(Self {
@@ -241,12 +249,88 @@ impl Iterator for TickFileReader {
                         TickFileError::Row { path: self.path.clone(), line: self.line, reason }
                     }));
                 }
-                Err(source) => {
+                Err(error) => {
                     self.failed = true;
-                    return Some(Err(TickFileError::Io { path: self.path.clone(), source }));
+                    return Some(Err(TickFileError::Row { path: self.path.clone(), line: self.line, reason: unreadable(&error) }));
                 }
             }
         }
+    }
+}
+
+/// UTF-16 text (MetaTrader's exports, with their byte order mark) read as UTF-8.
+struct Utf16Reader<R> {
+    inner: R,
+    big_endian: bool,
+    /// Decoded UTF-8 not yet handed out, from `start`.
+    decoded: Vec<u8>,
+    start: usize,
+    /// A byte of a code unit split across reads, and a high surrogate waiting for its pair.
+    odd_byte: Option<u8>,
+    high: Option<u16>,
+}
+
+impl<R: Read> Utf16Reader<R> {
+    fn new(inner: R, big_endian: bool) -> Self {
+        Self { inner, big_endian, decoded: Vec::new(), start: 0, odd_byte: None, high: None }
+    }
+
+    /// Decodes the next chunk; false at the end of the input.
+    fn fill(&mut self) -> std::io::Result<bool> {
+        let mut raw = [0u8; 8192];
+        let n = self.inner.read(&mut raw)?;
+        if n == 0 {
+            if self.odd_byte.is_some() || self.high.is_some() {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the UTF-16 text ends mid-character"));
+            }
+            return Ok(false);
+        }
+        let mut bytes: Vec<u8> = self.odd_byte.take().into_iter().chain(raw[..n].iter().copied()).collect();
+        if bytes.len() % 2 == 1 {
+            self.odd_byte = bytes.pop();
+        }
+        let units = bytes.chunks_exact(2).map(|pair| {
+            let pair = [pair[0], pair[1]];
+            if self.big_endian { u16::from_be_bytes(pair) } else { u16::from_le_bytes(pair) }
+        });
+        let mut units: Vec<u16> = self.high.take().into_iter().chain(units).collect();
+        if units.last().is_some_and(|u| (0xd800..0xdc00).contains(u)) {
+            self.high = units.pop();
+        }
+        self.decoded.clear();
+        self.start = 0;
+        for c in char::decode_utf16(units) {
+            let c = c.map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-16 text"))?;
+            let mut buffer = [0u8; 4];
+            self.decoded.extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
+        }
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for Utf16Reader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.start == self.decoded.len() {
+            if !self.fill()? {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.decoded.len() - self.start);
+        out[..n].copy_from_slice(&self.decoded[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
+    }
+}
+
+/// Why a line could not be read, in the user's terms.
+fn unreadable(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    if error.kind() == std::io::ErrorKind::UnexpectedEof || text.contains("deflate") || text.contains("gzip") {
+        format!("the file is truncated or damaged here ({text}); the lines before it were read")
+    } else if error.kind() == std::io::ErrorKind::InvalidData {
+        "this line is not text in UTF-8 (or UTF-16 with its byte order mark, as MetaTrader writes it)".to_owned()
+    } else {
+        text
     }
 }
 
@@ -319,6 +403,54 @@ mod tests {
         assert_eq!(ticks[0].time_msc, 1_399_230_051_815);
         assert_eq!((ticks[0].bid, ticks[0].ask), (1.387, 1.3879));
         assert_eq!(ticks[0].line, 2);
+    }
+
+    #[test]
+    fn a_truncated_gzip_and_a_line_that_is_not_utf8_are_named_with_their_line_once() {
+        use std::io::Write as _;
+        let mut text = String::from("time_utc_ms,bid,ask\n");
+        for i in 0..20_000 {
+            text.push_str(&format!("{},1.{:05},1.{:05}\n", 1_399_230_051_815_i64 + i, 10_000 + i % 977, 10_010 + i % 977));
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        let bytes = gz.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let truncated = dir.path().join("ticks.csv.gz");
+        std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+        let error = TickFileReader::open(&truncated).unwrap().find_map(Result::err).expect("an error").to_string();
+        assert!(error.contains("truncated"), "{error}");
+        let line: u64 = error.split(':').nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no line in {error}"));
+        assert!(line > 2, "{error}");
+        assert_eq!(error.matches("incomplete deflate stream").count(), 1, "the cause once: {error}");
+
+        let mut bytes = b"time_utc_ms,bid,ask\n1399230051815,1.1,1.2\n".to_vec();
+        bytes.extend_from_slice(b"1399230051816,1.1\xff\xfe,1.2\n");
+        let error = TickFileReader::from_reader(PathBuf::from("t.csv"), Box::new(std::io::Cursor::new(bytes)))
+            .unwrap()
+            .find_map(Result::err)
+            .expect("an error")
+            .to_string();
+        assert_eq!(error, "t.csv:3: this line is not text in UTF-8 (or UTF-16 with its byte order mark, as MetaTrader writes it)");
+    }
+
+    #[test]
+    fn utf16_exports_with_their_byte_order_mark_read_like_utf8() {
+        let text = "<DATE>\t<TIME>\t<BID>\t<ASK>\t<LAST>\t<VOLUME>\t<FLAGS>\n\
+                    2024.01.02\t00:00:00.123\t1.10000\t1.10010\t\t\t6\n\
+                    2024.01.02\t00:00:01.000\t1.09999\t\t\t\t2\n";
+        let dir = tempfile::tempdir().unwrap();
+        let expected = read(text).unwrap();
+        for big_endian in [false, true] {
+            let mut bytes: Vec<u8> = if big_endian { vec![0xfe, 0xff] } else { vec![0xff, 0xfe] };
+            for unit in text.encode_utf16() {
+                bytes.extend_from_slice(&if big_endian { unit.to_be_bytes() } else { unit.to_le_bytes() });
+            }
+            let path = dir.path().join("export.csv");
+            std::fs::write(&path, &bytes).unwrap();
+            let ticks: Vec<FileTick> = TickFileReader::open(&path).unwrap().collect::<Result<_, _>>().unwrap();
+            assert_eq!(ticks, expected, "big endian: {big_endian}");
+        }
     }
 
     #[test]
