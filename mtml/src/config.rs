@@ -1,6 +1,7 @@
 //! Typed configuration, parsed once, with every problem reported together.
 //!
-//! Sources, later ones winning: built-in defaults, the TOML file, `MTML_<SECTION>_<KEY>`
+//! Sources, later ones winning: built-in defaults, the TOML file (`--config`, else the file
+//! `MTML_CONFIG` names), `MTML_<SECTION>_<KEY>`
 //! environment variables (`MTML_DECISION_BUY_ABOVE=0.6`). An unknown key, a value of the wrong
 //! type and a value out of range are all problems; [`Config::load`] lists every one of them.
 
@@ -216,17 +217,23 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// `MTML_*` variables that are not settings: the log filter and the crash point of crash-recovery
-/// tests (`mtml_core::crash_point`). Variables starting `MTML_TEST_`
-/// belong to the test harness and are not settings either.
-const RESERVED_ENV: [&str; 2] = ["MTML_LOG", mtml_core::crash_point::CRASH_AT_VAR];
+/// The variable naming the configuration file of commands given no `--config`.
+pub const CONFIG_ENV: &str = "MTML_CONFIG";
+
+/// `MTML_*` variables that are not settings: the configuration file, the log filter and the
+/// crash point of crash-recovery tests (`mtml_core::crash_point`). Variables starting
+/// `MTML_TEST_` belong to the test harness and are not settings either.
+const RESERVED_ENV: [&str; 3] = [CONFIG_ENV, "MTML_LOG", mtml_core::crash_point::CRASH_AT_VAR];
 
 const SECTIONS: [&str; 10] =
     ["bridge", "grpc", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime"];
 
 impl Config {
-    /// Loads from an optional file plus the process environment.
+    /// Loads from a file (the one given, else the one `MTML_CONFIG` names, else none) plus the
+    /// process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let from_env = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+        let file = file.or(from_env.as_deref());
         let text = match file {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError {
                 problems: vec![format!("cannot read {}: {e}", path.display())],
