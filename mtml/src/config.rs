@@ -44,6 +44,8 @@ pub struct Config {
     pub features: FeatureSettings,
     /// ONNX Runtime.
     pub runtime: RuntimeSettings,
+    /// The settings the file or the environment gave (`section.key`); the rest are defaults.
+    pub given: std::collections::BTreeSet<String>,
 }
 
 /// `[registry]`.
@@ -243,6 +245,11 @@ impl Config {
         Self::from_sources(text.as_deref(), std::env::vars())
     }
 
+    /// Whether the file or the environment set `section.key` (otherwise it is the default).
+    pub fn is_given(&self, section: &str, key: &str) -> bool {
+        self.given.contains(&format!("{section}.{key}"))
+    }
+
     /// The built-in defaults.
     pub fn defaults() -> Self {
         Self::from_sources(None, std::iter::empty()).unwrap_or_else(|e| unreachable!("{e}"))
@@ -287,6 +294,10 @@ impl Config {
                 _ => problems.push(format!("environment variable {name}: {section} is not a section")),
             }
         }
+        let given = (table.iter())
+            .filter_map(|(section, value)| Some((section, value.as_table()?)))
+            .flat_map(|(section, keys)| keys.keys().map(move |key| format!("{section}.{key}")))
+            .collect();
         let mut x = Extract { table: &table, problems, used: HashSet::new() };
         let lots = x.float("decision", "lots", 0.1);
         let config = Config {
@@ -404,6 +415,7 @@ impl Config {
                 timeframes: x.strings("features", "timeframes", &["M5", "M15", "H1"]),
             },
             runtime: RuntimeSettings { onnxruntime_lib: x.path("runtime", "onnxruntime_lib") },
+            given,
         };
         x.unknown_keys();
         let mut problems = x.problems;

@@ -224,7 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Replay { ticks, symbol, report, config, transport, max_ahead } => {
-                let config_given = config.is_some();
+                let config_given = config.is_some() || std::env::var_os(mtml::config::CONFIG_ENV).is_some_and(|v| !v.is_empty());
                 let mut config = Config::load(config.as_deref())?;
                 if let Some(transport) = transport {
                     config.pipeline.transport = match transport {

@@ -238,6 +238,50 @@ fn the_journal_of_a_replay_is_read_back_by_the_cli() {
     let expected = u64::from(lots != 0.0);
     assert_eq!(second["reconciliation_differences"], expected, "{second:#}");
     assert_eq!(second["positions"]["EURUSD"]["mtml_lots"], second["positions"]["EURUSD"]["terminal_lots"]);
+
+    // Once a live instance's order is in it, a replay refuses to mix simulated fills into it.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!("sqlite://{}?mode=rwc", journal.display());
+        let live = mtml_journal::Journal::open(&url).await.unwrap();
+        live.write(&[mtml_journal::Record::OrderCreated {
+            client_order_id: "live-1".into(),
+            chain_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            symbol: "EURUSD".into(),
+            side: "buy".into(),
+            volume: 0.1,
+            decision_price: 1.1,
+            created_ms: 1,
+        }])
+        .await
+        .unwrap();
+        live.close().await;
+    });
+    let output = mtml().args(["replay", "--ticks"]).arg(sample()).arg("--config").arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "replayed into a live journal");
+    assert!(stderr.contains("holds a live instance's orders (order live-1 for one)"), "{stderr}");
+}
+
+#[test]
+fn a_replay_trades_the_files_symbols_unless_the_configuration_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ticks = dir.path().join("gbp.csv");
+    let rows: String = (0..50).map(|i| format!("{},GBPUSD,1.68{:03},1.68{:03}\n", 1_399_230_000_000_i64 + i * 1000, 700 + i, 710 + i)).collect();
+    std::fs::write(&ticks, format!("time_utc_ms,symbol,bid,ask\n{rows}")).unwrap();
+    let replay = |toml: &str| {
+        let config = dir.path().join("mtml.toml");
+        std::fs::write(&config, toml).unwrap();
+        let report = dir.path().join("report.json");
+        let output = mtml().args(["replay", "--ticks"]).arg(&ticks).arg("--config").arg(&config).arg("--report").arg(&report).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&report).unwrap()).unwrap()
+    };
+    let json = replay("[risk]\nmax_order_lots = 0.5\n");
+    assert_eq!(json["ticks_ingested"], 50, "{json:#}");
+    let json = replay("[pipeline]\nsymbols = [\"EURUSD\"]\n");
+    assert_eq!(json["ticks_ingested"], 0);
+    assert_eq!(json["ticks_rejected"]["unknown_symbol"], 50, "{json:#}");
 }
 
 /// `mtml models upload | list | show` on a SQLite registry: both shipped models register as

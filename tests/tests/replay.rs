@@ -119,8 +119,10 @@ async fn bad_ticks_are_refused_by_reason_and_counted() {
     ];
     let file = write_temp(&(rows.join("\n") + "\n"), ".csv");
     let mut options = options(file.path().to_path_buf(), Transport::InProcess);
-    options.config.pipeline.symbols = vec!["EURUSD".into()];
-    options.config_given = true;
+    // The configuration names the symbols to trade: the file's others are refused.
+    let named = mtml::Config::from_sources(Some("[pipeline]\nsymbols = [\"EURUSD\"]"), std::iter::empty()).unwrap();
+    options.config.pipeline.symbols = named.pipeline.symbols.clone();
+    options.config.given = named.given;
     let report = replay(options).await.unwrap();
     assert_eq!(report.run.ticks_read, 6);
     assert_eq!(report.pipeline.ticks_ingested, 2);

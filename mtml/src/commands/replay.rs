@@ -33,7 +33,8 @@ pub struct ReplayOptions {
     pub symbol: Option<String>,
     /// Settings; the replay overrides the listen addresses and token.
     pub config: Config,
-    /// Whether `config` came from the user (then its symbol list is kept as the whitelist).
+    /// Whether `config` came from the user (a file): then its journal and history are used (a
+    /// journal with a live instance's orders is refused); otherwise they are in memory.
     pub config_given: bool,
     /// How many ticks the simulated terminal may be ahead of the pipeline (see
     /// [`mtml_bridge::Pacing`]).
@@ -161,8 +162,13 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
     tracing::info!(file = %options.ticks.display(), ticks = ticks_read, ?symbols, "tick file read");
 
     let mut config = options.config;
-    if !options.config_given {
+    if !config.is_given("pipeline", "symbols") {
+        // The file's symbols, unless the configuration names the ones to trade.
         config.pipeline.symbols = symbols.clone();
+    }
+    if options.config_given {
+        refuse_a_live_journal(&config).await?;
+    } else {
         // Embedded default: a replay leaves no journal or history behind unless configured to.
         config.journal.url = "sqlite::memory:".into();
         config.features.history = "sqlite::memory:".into();
@@ -227,6 +233,28 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
     };
     let digits = loaded.digits.clone();
     Ok(RunningReplay { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, run, started, digits })
+}
+
+/// Refuses to replay into a journal that holds a live instance's orders: simulated fills would
+/// mix with real ones. A replay's orders carry [`REPLAY_CHAIN_PREFIX`] in their chain ids.
+async fn refuse_a_live_journal(config: &Config) -> anyhow::Result<()> {
+    let journal = match crate::app::open_journal(config, crate::app::Access::ReadOnly).await {
+        Ok(journal) => journal,
+        // No journal yet: the replay creates one of its own.
+        Err(_) => return Ok(()),
+    };
+    let prefix = format!("{REPLAY_CHAIN_PREFIX:016x}");
+    let live = journal.orders(false).await?.into_iter().find(|order| !order.chain_id.starts_with(&prefix));
+    journal.close().await;
+    if let Some(order) = live {
+        anyhow::bail!(
+            "journal.url ({}) holds a live instance's orders (order {} for one): a replay would mix simulated fills into them; \
+             give the replay a configuration with a journal.url of its own, or leave journal.url out (an in-memory journal)",
+            mtml_database::without_password(&config.journal.url),
+            order.client_order_id
+        );
+    }
+    Ok(())
 }
 
 /// Waits until the pipeline has taken every tick and no order is in flight.
