@@ -13,6 +13,6 @@ mod time_parse;
 pub mod validate;
 
 pub use bars::BarBuilder;
-pub use tick_file::{FileTick, FileTickStamper, TickFileError, TickFileReader, symbol_from_path};
+pub use tick_file::{FileTick, FileTickStamper, TickFileError, TickFileReader, normalize_symbol, symbol_from_path};
 pub use time_parse::parse_timestamp_ms;
 pub use validate::{QuoteBand, QuoteState, RejectReason, TickValidator};

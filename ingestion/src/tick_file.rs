@@ -370,19 +370,51 @@ fn detect_layout(header: &str) -> Result<Layout, String> {
     Ok(Layout { separator, time, bid, ask, symbol: find("symbol"), carry_forward: false })
 }
 
-/// Guesses the symbol from a file name such as `eurusd_fxcm_ticks.csv.gz`: the first run of six
-/// letters made of two currency codes. `None` when the name has no such run.
-pub fn symbol_from_path(path: &Path) -> Option<String> {
-    const CURRENCIES: [&str; 20] = [
-        "USD", "EUR", "JPY", "GBP", "CHF", "AUD", "NZD", "CAD", "SEK", "NOK", "DKK", "PLN", "HUF",
-        "CZK", "TRY", "ZAR", "MXN", "SGD", "XAU", "XAG",
-    ];
-    let name = path.file_name()?.to_str()?;
-    name.split(|c: char| !c.is_ascii_alphabetic())
-        .map(str::to_ascii_uppercase)
-        .find(|part| {
-            part.len() == 6 && CURRENCIES.contains(&&part[..3]) && CURRENCIES.contains(&&part[3..])
-        })
+const CURRENCIES: [&str; 20] = [
+    "USD", "EUR", "JPY", "GBP", "CHF", "AUD", "NZD", "CAD", "SEK", "NOK", "DKK", "PLN", "HUF", "CZK", "TRY",
+    "ZAR", "MXN", "SGD", "XAU", "XAG",
+];
+const CRYPTO_BASES: [&str; 10] = ["BTC", "ETH", "SOL", "XRP", "LTC", "BNB", "ADA", "DOGE", "DOT", "AVAX"];
+const CRYPTO_QUOTES: [&str; 5] = ["USDT", "USDC", "USD", "EUR", "BTC"];
+
+/// The instrument at the start of `text` (upper case): two currency codes (`EURUSD`), or a
+/// crypto base and quote (`BTCUSDT`); `None` if it starts with neither.
+fn instrument_prefix(text: &str) -> Option<String> {
+    let upper = text.to_ascii_uppercase();
+    if upper.len() >= 6 && upper.is_char_boundary(6) && CURRENCIES.contains(&&upper[..3]) && CURRENCIES.contains(&&upper[3..6]) {
+        return Some(upper[..6].to_owned());
+    }
+    let base = CRYPTO_BASES.iter().find(|b| upper.starts_with(*b))?;
+    let quote = CRYPTO_QUOTES.iter().find(|q| upper[base.len()..].starts_with(*q))?;
+    Some(format!("{base}{quote}"))
+}
+
+/// The canonical name of a symbol as a user or a file gives it: `eurusd`, `EURUSDm` and
+/// `EURUSD.r` are `EURUSD`, `btcusdt` is `BTCUSDT`; anything else is upper-cased (`GER40`).
+pub fn normalize_symbol(given: &str) -> String {
+    let given = given.trim();
+    match instrument_prefix(given) {
+        // Keep a name that only continues with letters of a longer instrument (EURUSDCHF).
+        Some(instrument) if given[instrument.len()..].chars().all(|c| !c.is_ascii_uppercase()) => instrument,
+        _ => given.to_ascii_uppercase(),
+    }
+}
+
+/// Guesses the symbol from a file name such as `eurusd_fxcm_ticks.csv.gz`: the run of letters
+/// that is an instrument (two currency codes, or a crypto pair such as `btcusdt`). `Ok(None)`
+/// when the name has none; an error when it names several, which one is meant being a guess.
+pub fn symbol_from_path(path: &Path) -> Result<Option<String>, String> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return Ok(None) };
+    let mut found: Vec<String> = name
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter_map(|part| instrument_prefix(part).filter(|i| i.len() == part.len()))
+        .collect();
+    found.dedup();
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        several => Err(format!("the file name {name:?} names several symbols ({}); pass --symbol", several.join(", "))),
+    }
 }
 
 #[cfg(test)]
@@ -541,8 +573,25 @@ mod tests {
     #[test]
     fn guesses_symbols_from_file_names() {
         let guess = |name: &str| symbol_from_path(Path::new(name));
-        assert_eq!(guess("eurusd_fxcm_ticks_2014-05-04_07.csv.gz").as_deref(), Some("EURUSD"));
-        assert_eq!(guess("/x/truefx_usdjpy_ticks_2013-01.csv").as_deref(), Some("USDJPY"));
-        assert_eq!(guess("ticks.csv"), None);
+        assert_eq!(guess("eurusd_fxcm_ticks_2014-05-04_07.csv.gz").unwrap().as_deref(), Some("EURUSD"));
+        assert_eq!(guess("/x/truefx_usdjpy_ticks_2013-01.csv").unwrap().as_deref(), Some("USDJPY"));
+        assert_eq!(guess("binance_btcusdt_2024.csv").unwrap().as_deref(), Some("BTCUSDT"));
+        assert_eq!(guess("ticks.csv").unwrap(), None);
+        let error = guess("my_eurusd_and_gbpusd.csv").unwrap_err();
+        assert!(error.contains("names several symbols (EURUSD, GBPUSD); pass --symbol"), "{error}");
+    }
+
+    #[test]
+    fn symbols_are_normalised_as_users_and_brokers_write_them() {
+        for (given, canonical) in [
+            ("eurusd", "EURUSD"),
+            ("EURUSDm", "EURUSD"),
+            ("EURUSD.r", "EURUSD"),
+            ("btcusdt", "BTCUSDT"),
+            ("ger40", "GER40"),
+            ("EURUSDCHF", "EURUSDCHF"),
+        ] {
+            assert_eq!(normalize_symbol(given), canonical, "{given}");
+        }
     }
 }

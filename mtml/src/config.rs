@@ -21,6 +21,16 @@ pub enum Transport {
     Grpc,
 }
 
+impl Transport {
+    /// The name in the configuration and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::InProcess => "in-process",
+            Transport::Grpc => "grpc",
+        }
+    }
+}
+
 /// Every setting of mtml.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

@@ -210,7 +210,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     tracing::warn!("bridge.token is empty: any terminal that can connect is served");
                 }
                 let app = App::start(&config, &onnx, Listeners { bridge, grpc: Some(grpc) }).await?;
-                eprintln!("mtml running: terminals on {}, gRPC on {:?}; ctrl-c stops", app.bridge_addr, app.grpc_addr);
+                let grpc = app.grpc_addr.map_or_else(|| "nothing".to_owned(), |addr| addr.to_string());
+                eprintln!("mtml running: terminals on {}, gRPC on {grpc}; ctrl-c stops", app.bridge_addr);
                 let outcome = app.run_until_signal().await?;
                 let execution = &outcome.execution;
                 eprintln!(
@@ -224,6 +225,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Replay { ticks, symbol, report, config, transport, max_ahead } => {
+                // A report path that cannot be written is found now, not after the replay.
+                if let Some(path) = &report {
+                    std::fs::write(path, b"").with_context(|| format!("--report {}: cannot write there", path.display()))?;
+                }
                 let config_given = config.is_some() || std::env::var_os(mtml::config::CONFIG_ENV).is_some_and(|v| !v.is_empty());
                 let mut config = Config::load(config.as_deref())?;
                 if let Some(transport) = transport {
@@ -242,6 +247,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 if !result.counts_add_up {
                     anyhow::bail!("counts do not add up: see the report");
+                }
+                let refused: u64 = result.pipeline.ticks_rejected.values().sum();
+                if refused * 2 > result.run.ticks_read {
+                    let hint = if result.pipeline.ticks_rejected.contains_key("time_went_backwards") {
+                        " (is the file sorted oldest first?)"
+                    } else {
+                        ""
+                    };
+                    anyhow::bail!("{refused} of {} ticks were refused: {}{hint}", result.run.ticks_read, result.rejections_text());
                 }
                 Ok(())
             }
@@ -273,6 +287,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Models { command } => models::run(command).await,
             Command::Features { command: FeaturesCommand::Export { ticks, out, symbol } } => {
                 let rows = export::export_features(&ticks, symbol.as_deref(), &out)?;
+                if rows == 0 {
+                    anyhow::bail!("{}: no training rows (no tick made a feature vector; see the log for refused ticks); {} holds only a header", ticks.display(), out.display());
+                }
                 outln!("wrote {rows} rows of {} to {}", mtml_feature_store::FEATURE_SET.id(), out.display());
                 Ok(())
             }

@@ -274,14 +274,44 @@ fn a_replay_trades_the_files_symbols_unless_the_configuration_names_them() {
         std::fs::write(&config, toml).unwrap();
         let report = dir.path().join("report.json");
         let output = mtml().args(["replay", "--ticks"]).arg(&ticks).arg("--config").arg(&config).arg("--report").arg(&report).output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&report).unwrap()).unwrap()
+        let json = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&report).unwrap()).unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned(), json)
     };
-    let json = replay("[risk]\nmax_order_lots = 0.5\n");
+    let (ok, stderr, json) = replay("[risk]\nmax_order_lots = 0.5\n");
+    assert!(ok, "{stderr}");
     assert_eq!(json["ticks_ingested"], 50, "{json:#}");
-    let json = replay("[pipeline]\nsymbols = [\"EURUSD\"]\n");
+    // Named symbols the file does not have: every tick refused, which is not a success.
+    let (ok, stderr, json) = replay("[pipeline]\nsymbols = [\"EURUSD\"]\n");
     assert_eq!(json["ticks_ingested"], 0);
     assert_eq!(json["ticks_rejected"]["unknown_symbol"], 50, "{json:#}");
+    assert!(!ok && stderr.contains("50 of 50 ticks were refused: 50 unknown_symbol"), "{stderr}");
+}
+
+#[test]
+fn silent_successes_are_errors_that_say_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let output = mtml().args(args).output().unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let os = std::ffi::OsStr::new;
+    let header_only = dir.path().join("eurusd_empty.csv");
+    std::fs::write(&header_only, "time_utc_ms,bid,ask\n").unwrap();
+    let (ok, stderr) = run(&[os("replay"), os("--ticks"), header_only.as_os_str()]);
+    assert!(!ok && stderr.contains("no ticks after the header"), "{stderr}");
+
+    let backwards = dir.path().join("eurusd_backwards.csv");
+    let rows: String = (0..20).map(|i| format!("{},1.38{:03},1.38{:03}\n", 1_399_230_100_000_i64 - i * 5_000, 700 + i, 710 + i)).collect();
+    std::fs::write(&backwards, format!("time_utc_ms,bid,ask\n{rows}")).unwrap();
+    let (ok, stderr) = run(&[os("replay"), os("--ticks"), backwards.as_os_str()]);
+    assert!(!ok && stderr.contains("19 of 20 ticks were refused: 19 time_went_backwards (is the file sorted oldest first?)"), "{stderr}");
+
+    let out = dir.path().join("rows.csv");
+    let (ok, stderr) = run(&[os("features"), os("export"), os("--ticks"), backwards.as_os_str(), os("--out"), out.as_os_str()]);
+    assert!(!ok && stderr.contains("no training rows"), "{stderr}");
+
+    let (ok, stderr) = run(&[os("replay"), os("--ticks"), sample().as_os_str(), os("--report"), os("/nonexistent/dir/report.json")]);
+    assert!(!ok && stderr.contains("--report /nonexistent/dir/report.json: cannot write there"), "{stderr}");
 }
 
 /// `mtml models upload | list | show` on a SQLite registry: both shipped models register as

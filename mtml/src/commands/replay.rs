@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use mtml_simulator::{Pacing, SimSymbol, SimTick, SimulatorConfig, run_simulator};
 use mtml_feature_store::FEATURE_SET;
-use mtml_ingestion::{FileTick, RejectReason, TickFileReader, symbol_from_path};
+use mtml_ingestion::{FileTick, RejectReason, TickFileReader, normalize_symbol, symbol_from_path};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -62,12 +62,15 @@ pub struct LoadedTicks {
 
 /// Reads the whole file, failing with file, line and reason at the first bad row.
 pub fn load_ticks(path: &Path, symbol: Option<&str>) -> anyhow::Result<LoadedTicks> {
-    let fallback = symbol.map(str::to_owned).or_else(|| symbol_from_path(path));
+    let fallback = match symbol {
+        Some(given) => Some(normalize_symbol(given)),
+        None => symbol_from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+    };
     let mut ticks = Vec::new();
     for row in TickFileReader::open(path)? {
         let row = row?;
         let symbol = match (&row.symbol, &fallback) {
-            (Some(s), _) => s.clone(),
+            (Some(s), _) => normalize_symbol(s),
             (None, Some(s)) => s.clone(),
             (None, None) => anyhow::bail!(
                 "{}: the file has no symbol column and its name names no symbol; pass --symbol",
@@ -75,6 +78,9 @@ pub fn load_ticks(path: &Path, symbol: Option<&str>) -> anyhow::Result<LoadedTic
             ),
         };
         ticks.push((symbol, row));
+    }
+    if ticks.is_empty() {
+        anyhow::bail!("{}: no ticks after the header: nothing to replay", path.display());
     }
     let mut digits = BTreeMap::new();
     let symbols: BTreeSet<&String> = ticks.iter().map(|(s, _)| s).collect();

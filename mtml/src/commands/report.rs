@@ -259,16 +259,21 @@ impl Report {
         }
     }
 
+    /// The ticks refused, by reason: `50 unknown_symbol, 1 wide_spread`, or `none`.
+    pub fn rejections_text(&self) -> String {
+        counts_text(&self.pipeline.ticks_rejected)
+    }
+
     /// A readable summary for the terminal.
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let rejected: u64 = self.pipeline.ticks_rejected.values().sum();
         let _ = writeln!(s, "mtml replay of {}", self.run.input);
-        let _ = writeln!(s, "  symbols {} via {:?} transport, model {}", self.run.symbols.join(","), self.run.transport, self.run.model);
+        let _ = writeln!(s, "  symbols {} via {} transport, model {}", self.run.symbols.join(","), self.run.transport.name(), self.run.model);
         let _ = writeln!(
             s,
-            "  ticks    read {}  sent {}  ingested {}  rejected {} {:?}  (crossed {}, locked {})  counts add up: {}",
-            self.run.ticks_read, self.run.ticks_sent, self.pipeline.ticks_ingested, rejected, self.pipeline.ticks_rejected,
+            "  ticks    read {}  sent {}  ingested {}  rejected {} ({})  (crossed {}, locked {})  counts add up: {}",
+            self.run.ticks_read, self.run.ticks_sent, self.pipeline.ticks_ingested, rejected, self.rejections_text(),
             self.pipeline.crossed_quotes, self.pipeline.locked_quotes, if self.counts_add_up { "yes" } else { "NO" }
         );
         let _ = writeln!(
@@ -297,8 +302,8 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  orders   sent {}  acked {}  fills {}  rejected {}  risk rejections {:?}",
-            self.orders_sent, self.acks, self.fills, self.order_rejects, self.pipeline.risk_rejections
+            "  orders   sent {}  acked {}  fills {}  rejected {}  risk rejections {}",
+            self.orders_sent, self.acks, self.fills, self.order_rejects, counts_text(&self.pipeline.risk_rejections)
         );
         let _ = writeln!(s, "  risk     trading state {}", self.trading_state);
         for change in &self.pipeline.state_changes {
@@ -332,4 +337,14 @@ impl Report {
 fn round(value: f64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
     (value * scale).round() / scale
+}
+
+/// Counts by name, largest first: `50 unknown_symbol, 1 wide_spread`; `none` when empty.
+fn counts_text(counts: &BTreeMap<&'static str, u64>) -> String {
+    let mut sorted: Vec<(&str, u64)> = counts.iter().map(|(name, n)| (*name, *n)).collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    if sorted.is_empty() {
+        return "none".to_owned();
+    }
+    sorted.iter().map(|(name, n)| format!("{n} {name}")).collect::<Vec<_>>().join(", ")
 }
