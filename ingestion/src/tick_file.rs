@@ -99,6 +99,8 @@ enum TimeColumn {
     Text(usize),
     /// MetaTrader export: date and time in two columns.
     DateAndTime(usize, usize),
+    /// HistData.com: `YYYYMMDD HHMMSSmmm` in EST (UTC-5 all year).
+    HistData(usize),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +112,8 @@ struct Layout {
     symbol: Option<usize>,
     /// Empty bid or ask carries the previous value (MetaTrader export).
     carry_forward: bool,
+    /// The first line is a row, not a header (HistData).
+    headerless: bool,
 }
 
 /// Reads a tick file row by row.
@@ -118,6 +122,8 @@ pub struct TickFileReader {
     lines: Box<dyn BufRead + Send>,
     layout: Layout,
     line: u64,
+    /// The first line of a headerless file, read while detecting the layout.
+    first_row: Option<String>,
     buffer: String,
     last_bid: Option<f64>,
     last_ask: Option<f64>,
@@ -164,11 +170,14 @@ impl TickFileReader {
         lines.read_line(&mut header).map_err(|error| TickFileError::Row { path: path.clone(), line: 1, reason: unreadable(&error) })?;
         let layout = detect_layout(header.trim_start_matches('\u{feff}').trim_end())
             .map_err(|reason| TickFileError::Row { path: path.clone(), line: 1, reason })?;
+        // A headerless format's first line is already a row.
+        let (line, first_row) = if layout.headerless { (0, Some(header)) } else { (1, None) };
         Ok(Self {
             path,
             lines,
             layout,
-            line: 1,
+            line,
+            first_row,
             buffer: String::new(),
             last_bid: None,
             last_ask: None,
@@ -188,7 +197,7 @@ impl TickFileReader {
         let needed = [layout.bid, layout.ask, layout.symbol.unwrap_or(0)]
             .into_iter()
             .chain(match layout.time {
-                TimeColumn::EpochMs(i) | TimeColumn::Text(i) => [i, i],
+                TimeColumn::EpochMs(i) | TimeColumn::Text(i) | TimeColumn::HistData(i) => [i, i],
                 TimeColumn::DateAndTime(d, t) => [d, t],
             })
             .max()
@@ -201,7 +210,10 @@ impl TickFileReader {
                 .trim()
                 .parse::<i64>()
                 .map_err(|_| format!("time {} is not epoch milliseconds", quote(fields[i])))?,
+            // A `time` column may hold epoch milliseconds too.
+            TimeColumn::Text(i) if is_epoch_ms(fields[i].trim()) => fields[i].trim().parse::<i64>().map_err(|e| e.to_string())?,
             TimeColumn::Text(i) => parse_timestamp_ms(fields[i])?,
+            TimeColumn::HistData(i) => histdata_time_ms(fields[i].trim())?,
             TimeColumn::DateAndTime(d, t) => {
                 parse_timestamp_ms(&format!("{} {}", fields[d].trim(), fields[t].trim()))?
             }
@@ -240,7 +252,14 @@ impl Iterator for TickFileReader {
         loop {
             self.buffer.clear();
             self.line += 1;
-            match self.lines.read_line(&mut self.buffer) {
+            let read = match self.first_row.take() {
+                Some(row) => {
+                    self.buffer = row;
+                    Ok(self.buffer.len())
+                }
+                None => self.lines.read_line(&mut self.buffer),
+            };
+            match read {
                 Ok(0) => return None,
                 Ok(_) if self.buffer.trim().is_empty() => continue,
                 Ok(_) => {
@@ -334,8 +353,14 @@ fn unreadable(error: &std::io::Error) -> String {
     }
 }
 
+const BAR_FILE: &str = "this is a bar file (open, high, low, close columns), not ticks: mtml replays ticks with bid and ask; \
+     export ticks instead (MetaTrader: View > Symbols > Ticks > Export Ticks)";
+
 fn detect_layout(header: &str) -> Result<Layout, String> {
     if header.contains("<DATE>") {
+        if header.contains("<OPEN>") && !header.contains("<BID>") {
+            return Err(BAR_FILE.to_owned());
+        }
         let columns: Vec<&str> = header.split('\t').map(str::trim).collect();
         let find = |name: &str| {
             columns
@@ -350,14 +375,26 @@ fn detect_layout(header: &str) -> Result<Layout, String> {
             ask: find("<ASK>")?,
             symbol: None,
             carry_forward: true,
+            headerless: false,
         });
     }
     let separator = if header.contains(',') { ',' } else if header.contains('\t') { '\t' } else { ';' };
+    if is_histdata_time(header.split(separator).next().unwrap_or("")) {
+        // HistData.com ticks: `YYYYMMDD HHMMSSmmm,bid,ask,volume`, no header.
+        return Ok(Layout { separator, time: TimeColumn::HistData(0), bid: 1, ask: 2, symbol: None, carry_forward: false, headerless: true });
+    }
     let columns: Vec<String> =
-        header.split(separator).map(|c| c.trim().trim_matches('"').to_ascii_lowercase()).collect();
+        header.split(separator).map(|c| c.trim().trim_matches(['"', '<', '>']).to_ascii_lowercase()).collect();
     let find = |name: &str| columns.iter().position(|c| c == name);
+    let bar_columns = ["open", "high", "low", "close"];
+    let is_bar = |c: &String| bar_columns.iter().any(|b| c == b || c.ends_with(&format!("_{b}")));
+    if find("bid").is_none() && find("ask").is_none() && columns.iter().filter(|c| is_bar(c)).count() >= 4 {
+        return Err(BAR_FILE.to_owned());
+    }
     let time = if let Some(i) = find("time_utc_ms").or_else(|| find("time_msc")) {
         TimeColumn::EpochMs(i)
+    } else if let (Some(d), Some(t)) = (find("date"), find("time")) {
+        TimeColumn::DateAndTime(d, t)
     } else if let Some(i) = find("timestamp").or_else(|| find("time")) {
         TimeColumn::Text(i)
     } else {
@@ -367,7 +404,28 @@ fn detect_layout(header: &str) -> Result<Layout, String> {
     };
     let bid = find("bid").ok_or_else(|| format!("header {} has no bid column", quote(header)))?;
     let ask = find("ask").ok_or_else(|| format!("header {} has no ask column", quote(header)))?;
-    Ok(Layout { separator, time, bid, ask, symbol: find("symbol"), carry_forward: false })
+    Ok(Layout { separator, time, bid, ask, symbol: find("symbol"), carry_forward: false, headerless: false })
+}
+
+/// Epoch milliseconds written as a number (2001 onwards: 12 or 13 digits).
+fn is_epoch_ms(text: &str) -> bool {
+    (12..=13).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `YYYYMMDD HHMMSSmmm`, HistData.com's tick time.
+fn is_histdata_time(text: &str) -> bool {
+    let bytes = text.trim().as_bytes();
+    bytes.len() == 18 && bytes[8] == b' ' && bytes.iter().enumerate().all(|(i, b)| i == 8 || b.is_ascii_digit())
+}
+
+/// HistData.com's `YYYYMMDD HHMMSSmmm`, in EST (UTC-5 all year, no daylight saving), as UTC
+/// epoch milliseconds.
+fn histdata_time_ms(text: &str) -> Result<i64, String> {
+    if !is_histdata_time(text) {
+        return Err(format!("time {} is not YYYYMMDD HHMMSSmmm", quote(text)));
+    }
+    let iso = format!("{}-{}-{} {}:{}:{}.{}-05:00", &text[..4], &text[4..6], &text[6..8], &text[9..11], &text[11..13], &text[13..15], &text[15..18]);
+    parse_timestamp_ms(&iso)
 }
 
 const CURRENCIES: [&str; 20] = [
@@ -497,6 +555,32 @@ mod tests {
             let error = read(&text).unwrap_err().to_string();
             assert!(error.len() < 300, "{} bytes of error", error.len());
             assert!(error.contains("(10485760 bytes)") || error.contains("bytes)"), "{error}");
+        }
+    }
+
+    #[test]
+    fn reads_histdata_headerless_ticks_in_est() {
+        let ticks = read("20200101 170000065,1.121200,1.121720,0\n20200101 170010447,1.121200,1.121920,0\n").unwrap();
+        assert_eq!(ticks.len(), 2, "the first line is a tick, not a header");
+        // 2020-01-01 17:00:00.065 EST is 22:00:00.065 UTC.
+        assert_eq!(ticks[0].time_msc, 1_577_916_000_065);
+        assert_eq!((ticks[0].bid, ticks[0].ask, ticks[0].line), (1.1212, 1.12172, 1));
+        assert_eq!(ticks[1].line, 2);
+    }
+
+    #[test]
+    fn reads_date_and_time_columns_and_epoch_ms_in_a_time_column() {
+        let ticks = read("Date,Time,Bid,Ask\n2024.01.02,00:00:00.123,1.1,1.2\n").unwrap();
+        assert_eq!(ticks[0].time_msc, 1_704_153_600_123);
+        let ticks = read("time,bid,ask\n1704153600123,1.1,1.2\n").unwrap();
+        assert_eq!(ticks[0].time_msc, 1_704_153_600_123);
+    }
+
+    #[test]
+    fn bar_files_are_refused_as_bar_files() {
+        for header in ["timestamp,open,high,low,close", "time_utc_ms,time_utc,bid_open,bid_high,bid_low,bid_close,ask_open,ask_high,ask_low,ask_close", "<DATE>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>,<TICKVOL>"] {
+            let error = read(&format!("{header}\n1,1,1,1,1,1,1,1,1,1\n")).unwrap_err().to_string();
+            assert!(error.contains("this is a bar file"), "{header}: {error}");
         }
     }
 
