@@ -23,6 +23,16 @@ pub enum OpenError {
     /// The database refused or is unreachable.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// The database server does not answer.
+    #[error("cannot reach the {store} database at {place}: {detail}")]
+    Unreachable {
+        /// The store (`journal`, `registry`).
+        store: &'static str,
+        /// Host and port.
+        place: String,
+        /// Why.
+        detail: String,
+    },
     /// A command that only reads found no store there (and created none).
     #[error("there is no {store} at {place}: nothing has been recorded there yet (is this the configuration of the instance you mean? give it with --config)")]
     Missing {
@@ -48,8 +58,15 @@ pub enum OpenError {
 /// count can spin a runtime thread at 100% (launchbadge/sqlx#3645).
 pub async fn open(url: &str, store: &'static str, migrator: &Migrator) -> Result<AnyPool, OpenError> {
     DRIVERS.call_once(install_default_drivers);
+    reachable(url, store).await?;
     let max = if url.contains(":memory:") { 1 } else { 4 };
-    let pool = AnyPoolOptions::new().max_connections(max).idle_timeout(None).max_lifetime(None).connect(url).await?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(max)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect(url)
+        .await?;
     migrate(&pool, store, migrator).await?;
     Ok(pool)
 }
@@ -63,7 +80,11 @@ pub async fn open_existing(url: &str, store: &'static str, migrator: &Migrator) 
         return Err(OpenError::Missing { store, place: path.display().to_string() });
     }
     DRIVERS.call_once(install_default_drivers);
-    let probe = AnyPoolOptions::new().max_connections(1).idle_timeout(None).max_lifetime(None).connect(url).await?;
+    reachable(url, store).await?;
+    let probe = (AnyPoolOptions::new().max_connections(1).idle_timeout(None).max_lifetime(None))
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect(url)
+        .await?;
     let table = migrations_table(store);
     let exists = sqlx::query(&format!("SELECT 1 FROM {table} LIMIT 1")).fetch_optional(&probe).await.is_ok()
         || !legacy_migrations(&probe).await.is_empty();
@@ -72,6 +93,33 @@ pub async fn open_existing(url: &str, store: &'static str, migrator: &Migrator) 
         return Err(OpenError::Missing { store, place: without_password(url) });
     }
     open(url, store, migrator).await
+}
+
+/// How long reaching a database server may take before it counts as down.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The `host:port` of a PostgreSQL URL (`postgres://user:pw@host:port/db`, port 5432 when left
+/// out); `None` for other databases and for Unix sockets.
+pub fn server_address(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://"))?;
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    if host_port.is_empty() {
+        return None;
+    }
+    let has_port = host_port.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) && !host_port.ends_with(']');
+    Some(if has_port { host_port.to_owned() } else { format!("{host_port}:5432") })
+}
+
+/// Fails fast, naming the server, when a database server does not accept connections.
+async fn reachable(url: &str, store: &'static str) -> Result<(), OpenError> {
+    let Some(address) = server_address(url) else { return Ok(()) };
+    let unreachable = |detail: String| OpenError::Unreachable { store, place: address.clone(), detail };
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(unreachable(error.to_string())),
+        Err(_) => Err(unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))),
+    }
 }
 
 /// The file of a SQLite URL (`sqlite://path?…`, `sqlite:path`); `None` for other databases and
@@ -181,6 +229,17 @@ async fn legacy_migrations(pool: &AnyPool) -> Vec<(i64, String)> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_postgres_server_that_is_not_there_is_named_at_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("postgres://mtml@127.0.0.1:{port}/mtml");
+        static M: Migrator = Migrator::DEFAULT;
+        let error = open(&url, "journal", &M).await.unwrap_err();
+        let text = error.to_string();
+        assert!(matches!(error, OpenError::Unreachable { .. }), "{text}");
+        assert!(text.starts_with(&format!("cannot reach the journal database at 127.0.0.1:{port}: ")), "{text}");
+    }
+
     #[test]
     fn urls_name_their_file_and_hide_their_password() {
         assert_eq!(sqlite_file("sqlite://a/b.db?mode=rwc"), Some("a/b.db".into()));
@@ -189,5 +248,8 @@ mod tests {
         assert_eq!(sqlite_file("postgres://u@h/db"), None);
         assert_eq!(without_password("postgres://mtml:secret@db:5432/mtml"), "postgres://mtml:***@db:5432/mtml");
         assert_eq!(without_password("postgres://mtml@db/mtml"), "postgres://mtml@db/mtml");
+        assert_eq!(server_address("postgres://u:p@db.example:6543/mtml").as_deref(), Some("db.example:6543"));
+        assert_eq!(server_address("postgres://u@127.0.0.1/mtml").as_deref(), Some("127.0.0.1:5432"));
+        assert_eq!(server_address("sqlite://x.db"), None);
     }
 }

@@ -20,4 +20,4 @@ pub use engine::{FeatureEngine, FeatureVector};
 pub use history::writer::{HistoryWriter, WriterSettings, WriterSnapshot};
 pub use history::{HistoryPoint, HistoryStore, TimeRange};
 pub use redis_store::{RedisSettings, RedisStore};
-pub use store::{LatestFeatures, MemoryStore, OnlineStore, OnlineWriter, StoreError};
+pub use store::{LatestFeatures, MemoryStore, OnlineStore, OnlineWriter, OnlineWriterStats, StoreError};

@@ -21,9 +21,9 @@ pub enum JournalError {
     /// The database refused or is unreachable.
     #[error("journal database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// The schema could not be brought up to date.
+    /// The database could not be reached, or its schema brought up to date.
     #[error("{0}")]
-    Migration(mtml_database::OpenError),
+    Open(mtml_database::OpenError),
     /// A reader found no store where it looked.
     #[error("{0}")]
     Missing(mtml_database::OpenError),
@@ -206,7 +206,7 @@ impl Journal {
             Ok(pool) => Ok(Self { pool }),
             Err(mtml_database::OpenError::Database(e)) => Err(JournalError::Database(e)),
             Err(missing @ mtml_database::OpenError::Missing { .. }) => Err(JournalError::Missing(missing)),
-            Err(schema) => Err(JournalError::Migration(schema)),
+            Err(schema) => Err(JournalError::Open(schema)),
         }
     }
 

@@ -69,8 +69,43 @@ impl Stores {
                 Some(writer)
             }
         };
-        tracing::info!(online = %online.describe(), history = ?history.as_ref().map(|h| h.describe()), "feature stores ready");
-        Ok(Self { online, online_writer, history, history_writer, tasks })
+        let stores = Self { online, online_writer, history, history_writer, tasks };
+        stores.probe().await;
+        Ok(stores)
+    }
+
+    /// Reads each store once and says which are up: a store that is down at start is not fatal
+    /// (its writer keeps what it is given and writes it when the store is back), but it is said.
+    async fn probe(&self) {
+        let probe = mtml_core::Symbol::new("MTML_PROBE");
+        let online = match self.online.latest(&probe, 0).await {
+            Ok(_) => "up".to_owned(),
+            Err(error) => {
+                tracing::warn!(store = %self.online.describe(), %error, "the online feature store is down at start: vectors are kept and written when it is back");
+                format!("DOWN ({error})")
+            }
+        };
+        let history = match &self.history {
+            None => "none".to_owned(),
+            Some(store) => match store.ticks(&probe, mtml_feature_store::history::TimeRange::new(0, 1, 1)).await {
+                Ok(_) => "up".to_owned(),
+                Err(error) => {
+                    tracing::warn!(store = %store.describe(), %error, "the history store is down at start: history waits in memory and the write-ahead file");
+                    format!("DOWN ({error})")
+                }
+            },
+        };
+        tracing::info!(online = %self.online.describe(), online_state = %online, history = %self.history.as_ref().map_or_else(|| "none".to_owned(), |h| h.describe()), history_state = %history, "feature stores opened");
+    }
+
+    /// A handle on the stores' counters, to report on them after the stores have closed.
+    pub fn watch(&self) -> StoresWatch {
+        StoresWatch {
+            online: self.online.describe(),
+            online_stats: self.online_writer.stats(),
+            history: self.history.as_ref().map(|h| h.describe()),
+            history_stats: self.history_writer.as_ref().map(HistoryWriter::stats),
+        }
     }
 
     /// Writes what the writers hold and stops them. A store still down after a few retries
@@ -85,5 +120,71 @@ impl Stores {
                 tracing::error!(%error, "feature store writer task failed");
             }
         }
+    }
+}
+
+/// The stores' counters, kept past their close.
+#[derive(Debug, Clone)]
+pub struct StoresWatch {
+    online: String,
+    online_stats: Arc<mtml_feature_store::OnlineWriterStats>,
+    history: Option<String>,
+    history_stats: Option<Arc<mtml_feature_store::history::writer::WriterStats>>,
+}
+
+/// How the feature stores fared during a run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StoresReport {
+    /// The online store.
+    pub online: String,
+    /// Online writes that failed (retried later).
+    pub online_write_failures: u64,
+    /// The online store was down when the run ended.
+    pub online_down_at_end: bool,
+    /// The history store, if any.
+    pub history: Option<String>,
+    /// History writes that failed (retried later).
+    pub history_write_failures: u64,
+    /// History points still waiting (memory and write-ahead file) when the run ended.
+    pub history_backlog: u64,
+    /// The history store was down when the run ended.
+    pub history_down_at_end: bool,
+}
+
+impl StoresWatch {
+    /// The counters now.
+    pub fn report(&self) -> StoresReport {
+        use std::sync::atomic::Ordering::Relaxed;
+        let h = self.history_stats.as_ref();
+        StoresReport {
+            online: self.online.clone(),
+            online_write_failures: self.online_stats.write_failures.load(Relaxed),
+            online_down_at_end: self.online_stats.outage.load(Relaxed),
+            history: self.history.clone(),
+            history_write_failures: h.map_or(0, |s| s.write_failures.load(Relaxed)),
+            history_backlog: h.map_or(0, |s| s.in_memory.load(Relaxed) + s.in_wal.load(Relaxed)),
+            history_down_at_end: h.is_some_and(|s| s.outage.load(Relaxed)),
+        }
+    }
+}
+
+impl StoresReport {
+    /// One line for a summary: `ok`, or what failed.
+    pub fn text(&self) -> String {
+        let mut problems = Vec::new();
+        if self.online_write_failures > 0 || self.online_down_at_end {
+            let state = if self.online_down_at_end { ", DOWN at the end" } else { ", recovered" };
+            problems.push(format!("online {}: {} failed writes{state}", self.online, self.online_write_failures));
+        }
+        if let Some(history) = &self.history
+            && (self.history_write_failures > 0 || self.history_down_at_end || self.history_backlog > 0)
+        {
+            let state = if self.history_down_at_end { ", DOWN at the end" } else { "" };
+            problems.push(format!(
+                "history {history}: {} failed writes, {} points not yet written{state}",
+                self.history_write_failures, self.history_backlog
+            ));
+        }
+        if problems.is_empty() { "ok".to_owned() } else { problems.join("; ") }
     }
 }

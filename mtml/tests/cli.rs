@@ -529,3 +529,26 @@ fn read_only_commands_without_stores_say_so_and_create_nothing() {
         assert!(created.is_empty(), "{args:?} created {created:?}");
     }
 }
+
+#[test]
+fn stores_that_are_down_are_named_at_start_and_in_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = mtml_test_support::free_port();
+    let config = dir.path().join("mtml.toml");
+    std::fs::write(&config, format!("[features]\nonline = \"redis://127.0.0.1:{dead}/0\"\nstore_timeout_ms = 200\n")).unwrap();
+    let output = mtml().args(["replay", "--ticks"]).arg(sample()).arg("--config").arg(&config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "a replay runs without its online store: {stderr}");
+    assert!(stderr.contains("the online feature store is down at start"), "{stderr}");
+    assert!(!stderr.contains("feature stores ready"), "{stderr}");
+    let line = stdout.lines().find(|l| l.trim_start().starts_with("stores")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains(&format!("127.0.0.1:{dead}")) && line.contains("failed writes, DOWN at the end"), "{line}");
+
+    // A journal on a PostgreSQL that is not there: named at once, not after a 30 s pool timeout.
+    std::fs::write(&config, format!("[journal]\nurl = \"postgres://mtml@127.0.0.1:{dead}/mtml\"\n")).unwrap();
+    let output = mtml().args(["replay", "--ticks"]).arg(sample()).arg("--config").arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains(&format!("cannot reach the journal database at 127.0.0.1:{dead}")), "{stderr}");
+}

@@ -25,9 +25,9 @@ pub enum RegistryError {
     /// The database refused or is unreachable.
     #[error("registry database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// The schema could not be brought up to date.
+    /// The database could not be reached, or its schema brought up to date.
     #[error("{0}")]
-    Migration(mtml_database::OpenError),
+    Open(mtml_database::OpenError),
     /// A reader found no store where it looked.
     #[error("{0}")]
     Missing(mtml_database::OpenError),
@@ -159,7 +159,7 @@ impl Registry {
             Ok(pool) => Ok(Self { pool }),
             Err(mtml_database::OpenError::Database(e)) => Err(RegistryError::Database(e)),
             Err(missing @ mtml_database::OpenError::Missing { .. }) => Err(RegistryError::Missing(missing)),
-            Err(schema) => Err(RegistryError::Migration(schema)),
+            Err(schema) => Err(RegistryError::Open(schema)),
         }
     }
 

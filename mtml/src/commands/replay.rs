@@ -142,6 +142,7 @@ impl RunningReplay {
         let chain_log = Arc::clone(&app.chain_log);
         let orders_sent = app.bridge_stats.orders_sent.load(std::sync::atomic::Ordering::Relaxed);
         let bridge = BridgeReport::from_stats(&app.bridge_stats);
+        let stores = app.stores.watch();
         let mut outcome = app.stop().await?;
         if refused_before_sending > 0 {
             *outcome.counters.ticks_rejected.entry(RejectReason::NonFinitePrice.name()).or_default() +=
@@ -154,7 +155,7 @@ impl RunningReplay {
             .collect();
         run.ticks_sent = sim_report.ticks_sent;
         run.wall_time_secs = started.elapsed().as_secs_f64();
-        Ok(Report::build(run, TerminalSide { orders_sent, positions: terminal_positions, bridge, digits }, &outcome, &chain_log))
+        Ok(Report::build(run, TerminalSide { orders_sent, positions: terminal_positions, bridge, digits, stores: stores.report() }, &outcome, &chain_log))
     }
 }
 

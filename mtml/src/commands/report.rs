@@ -33,6 +33,8 @@ pub struct Report {
     pub reconciliation_differences: u64,
     /// The bridge's counters.
     pub bridge: BridgeReport,
+    /// How the feature stores fared: failed writes, what was down at the end.
+    pub stores: crate::stores::StoresReport,
     /// Trading state at the end: ACTIVE, REDUCING or HALTED.
     pub trading_state: String,
     /// Profit and loss in the quote currency.
@@ -149,6 +151,8 @@ pub struct TerminalSide {
     pub bridge: BridgeReport,
     /// Price digits by symbol (for slippage in points).
     pub digits: BTreeMap<String, u8>,
+    /// How the feature stores fared.
+    pub stores: crate::stores::StoresReport,
 }
 
 /// The bridge's counters at the end of a replay.
@@ -228,6 +232,7 @@ impl Report {
             pipeline,
             orders_sent: terminal.orders_sent,
             bridge: terminal.bridge.clone(),
+            stores: terminal.stores.clone(),
             trading_state: outcome.trading_state.name().to_owned(),
             acks: e.acks,
             fills: e.fills,
@@ -306,6 +311,7 @@ impl Report {
             self.orders_sent, self.acks, self.fills, self.order_rejects, counts_text(&self.pipeline.risk_rejections)
         );
         let _ = writeln!(s, "  risk     trading state {}", self.trading_state);
+        let _ = writeln!(s, "  stores   {}", self.stores.text());
         for change in &self.pipeline.state_changes {
             let _ = writeln!(s, "           {} -> {} at {}: {}", change.from, change.to, change.at_ms, change.reason);
         }
