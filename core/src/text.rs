@@ -15,9 +15,25 @@ pub fn quote(text: &str) -> String {
     if shown.len() == text.len() { format!("{text:?}") } else { format!("{shown:?}… ({} bytes)", text.len()) }
 }
 
+/// UTC epoch milliseconds as people read them: `2014-05-05 06:00:00.123 UTC`.
+pub fn utc(ms: i64) -> String {
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
+        return format!("{ms} ms since 1970");
+    };
+    let (year, month, day) = (at.year(), u8::from(at.month()), at.day());
+    let (hour, minute, second, milli) = (at.hour(), at.minute(), at.second(), at.millisecond());
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}.{milli:03} UTC")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_read_as_utc() {
+        assert_eq!(utc(1_399_270_000_123), "2014-05-05 06:06:40.123 UTC");
+        assert_eq!(utc(0), "1970-01-01 00:00:00.000 UTC");
+    }
 
     #[test]
     fn long_values_are_cut_and_say_how_long_they_were() {

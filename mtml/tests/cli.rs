@@ -82,9 +82,7 @@ async fn run_serves_terminals_and_predictions_until_terminated() {
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
-    // "mtml running: terminals on 127.0.0.1:P, gRPC on Some(127.0.0.1:Q); ctrl-c stops"
-    let bridge_addr = line.split("terminals on ").nth(1).unwrap().split(',').next().unwrap().to_owned();
-    let grpc_addr = line.split("Some(").nth(1).unwrap().split(')').next().unwrap().to_owned();
+    let (bridge_addr, grpc_addr) = mtml_test_support::running_addresses(&line);
 
     let ticks: Vec<SimTick> = TickFileReader::open(sample())
         .unwrap()
@@ -320,7 +318,8 @@ fn silent_successes_are_errors_that_say_what_happened() {
 fn models_are_validated_uploaded_listed_and_shown() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mtml.toml");
-    std::fs::write(&config, format!("[registry]\nurl = \"sqlite://{}?mode=rwc\"\n", dir.path().join("registry.db").display())).unwrap();
+    let registry = dir.path().join("registry.db");
+    std::fs::write(&config, format!("[registry]\nurl = \"sqlite://{}?mode=rwc\"\n[pipeline]\nsymbols = [\"EURUSD\", \"GBPUSD\"]\n", registry.display())).unwrap();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let models = |args: &[&std::ffi::OsStr]| {
         let output = mtml().arg("models").args(args).arg("--config").arg(&config).output().unwrap();
@@ -376,10 +375,18 @@ fn models_are_validated_uploaded_listed_and_shown() {
     assert!(shown.contains("feature set  fx@2"), "{shown}");
     assert!(shown.contains("\"accuracy\""), "metrics recorded: {shown}");
     assert!(shown.contains(&format!("size         {} bytes", v1.len())), "{shown}");
+    let uploaded = shown.lines().find(|l| l.trim_start().starts_with("uploaded")).unwrap();
+    assert!(uploaded.ends_with(" UTC") && !uploaded.ends_with(" ms"), "a time people read: {uploaded}");
     let (_, latest, _) = models(&[name("show"), name("fx-direction")]);
     assert!(latest.starts_with("fx-direction:2\n"), "{latest}");
     let (ok, _, stderr) = models(&[name("show"), name("fx-direction:7")]);
     assert!(!ok && stderr.contains("no model fx-direction:7 in the registry"), "{stderr}");
+
+    // A canary's share and symbols are checked before anything changes.
+    let (ok, _, stderr) = models(&[name("rollout"), name("fx-direction:2"), name("--canary"), name("150")]);
+    assert!(!ok && stderr.contains("150 is not in 1..=100"), "{stderr}");
+    let (ok, _, stderr) = models(&[name("rollout"), name("fx-direction:2"), name("--canary"), name("20"), name("--symbols"), name("USDJPY")]);
+    assert!(!ok && stderr.contains("USDJPY is not traded here (pipeline.symbols: EURUSD, GBPUSD)"), "{stderr}");
 
     // Rollout on the registry directly, as an operator does before (or beside) a running instance.
     let (ok, _, stderr) = models(&[name("rollout"), name("fx-direction:2"), name("--shadow")]);
@@ -425,7 +432,7 @@ async fn models_commands_act_on_a_running_instance_with_server() {
         line.clear();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "mtml run stopped before it was running");
     }
-    let grpc_addr = line.split("Some(").nth(1).unwrap().split(')').next().unwrap().to_owned();
+    let (_, grpc_addr) = mtml_test_support::running_addresses(&line);
     let server = format!("http://{grpc_addr}");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let models = |args: &[&str]| {

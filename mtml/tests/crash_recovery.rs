@@ -74,9 +74,7 @@ impl Instance {
             let _ = child.kill();
             panic!("mtml did not start: {}", stderr.join().unwrap());
         };
-        // "mtml running: terminals on 127.0.0.1:P, gRPC on Some(127.0.0.1:Q); ctrl-c stops"
-        let bridge_addr = line.split("terminals on ").nth(1).unwrap().split(',').next().unwrap().to_owned();
-        let grpc_addr = line.split("Some(").nth(1).unwrap().split(')').next().unwrap().to_owned();
+        let (bridge_addr, grpc_addr) = mtml_test_support::running_addresses(&line);
         Self { child, stderr, bridge_addr, grpc_addr }
     }
 

@@ -23,4 +23,4 @@ pub use error::RolloutError;
 pub use follower::{ModelSetTarget, RolloutFollower, Serving};
 pub use gate::{Gate, Verdict};
 pub use models::{ChallengerSlot, Models, Predicted, Role, Slot, build_models};
-pub use validate::{FeatureSetMismatch, UploadRequest, check_against_feature_set, register, validate};
+pub use validate::{FeatureSetMismatch, UploadRequest, canary_symbols, check_against_feature_set, register, validate};

@@ -75,6 +75,19 @@ pub struct UploadRequest {
     pub label: String,
 }
 
+/// A canary's symbols as an instance trades them (`eurusd` is its `EURUSD`); a symbol it does not
+/// trade is refused, since a canary there would never act.
+pub fn canary_symbols(asked: &[String], traded: &[String]) -> Result<Vec<String>, String> {
+    asked
+        .iter()
+        .map(|symbol| {
+            traded.iter().find(|t| t.eq_ignore_ascii_case(symbol.trim())).cloned().ok_or_else(|| {
+                format!("{symbol} is not traded here (pipeline.symbols: {}): a canary on it would never act", traded.join(", "))
+            })
+        })
+        .collect()
+}
+
 /// Training metrics as stored: a JSON object, compacted; empty text is `{}`. The error says what
 /// is wrong with the text, not which file it came from.
 pub fn parse_metrics(text: &str) -> Result<String, String> {
@@ -119,4 +132,17 @@ pub async fn register(runtime: &OnnxRuntime, registry: &Registry, upload: Upload
         .await
         .map_err(|e| RolloutError::Task(e.to_string()))??;
     Ok(registry.register(&new).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_canary_acts_only_on_traded_symbols() {
+        let traded = ["EURUSD".to_owned(), "GBPUSD".to_owned()];
+        assert_eq!(canary_symbols(&["eurusd".into()], &traded), Ok(vec!["EURUSD".to_owned()]));
+        let error = canary_symbols(&["EURUSD".into(), "USDJPY".into()], &traded).unwrap_err();
+        assert_eq!(error, "USDJPY is not traded here (pipeline.symbols: EURUSD, GBPUSD): a canary on it would never act");
+    }
 }

@@ -115,7 +115,7 @@ pub fn list_table(rows: &[VersionRow]) -> String {
 /// One version in full.
 pub fn show_text(row: &VersionRow) -> String {
     format!(
-        "{}:{}\n  state        {}\n  sha256       {}\n  size         {} bytes\n  input        {} (FP32 [batch, {}])\n  output       {} (FP32 [batch, 2])\n  feature set  {}\n  metrics      {}\n  uploaded     by {} at {} ms\n",
+        "{}:{}\n  state        {}\n  sha256       {}\n  size         {} bytes\n  input        {} (FP32 [batch, {}])\n  output       {} (FP32 [batch, 2])\n  feature set  {}\n  metrics      {}\n  uploaded     by {} at {}\n",
         row.name,
         row.version,
         row.state,
@@ -127,7 +127,7 @@ pub fn show_text(row: &VersionRow) -> String {
         row.feature_set,
         row.metrics,
         row.uploaded_by,
-        row.uploaded_ms
+        mtml_core::text::utc(row.uploaded_ms)
     )
 }
 
@@ -226,7 +226,7 @@ pub enum ModelsCommand {
         #[arg(long, conflicts_with = "canary")]
         shadow: bool,
         /// Act on this percentage of chains (1 to 100).
-        #[arg(long, value_name = "PERCENT")]
+        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
         canary: Option<u8>,
         /// With --canary: only these symbols (comma separated).
         #[arg(long, value_delimiter = ',', requires = "canary")]
@@ -341,7 +341,15 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     admin_client(server).await?.rollout(request).await.map_err(status_error)?.into_inner()
                 }
                 None => {
-                    let registry = open_registry(&Config::load(target.config.as_deref())?, Access::ReadOnly).await?;
+                    let config = Config::load(target.config.as_deref())?;
+                    let route = match route {
+                        mtml_registry::Route::Canary { percent, symbols } => mtml_registry::Route::Canary {
+                            percent,
+                            symbols: mtml_rollout::canary_symbols(&symbols, &config.pipeline.symbols).map_err(anyhow::Error::msg)?,
+                        },
+                        shadow => shadow,
+                    };
+                    let registry = open_registry(&config, Access::ReadOnly).await?;
                     let described = route.to_string();
                     let state = registry.start_rollout(name, version, route, &actor(), now_ms()).await?;
                     local_status(&state, format!("{spec} on {described}"))

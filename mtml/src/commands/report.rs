@@ -313,7 +313,7 @@ impl Report {
         let _ = writeln!(s, "  risk     trading state {}", self.trading_state);
         let _ = writeln!(s, "  stores   {}", self.stores.text());
         for change in &self.pipeline.state_changes {
-            let _ = writeln!(s, "           {} -> {} at {}: {}", change.from, change.to, change.at_ms, change.reason);
+            let _ = writeln!(s, "           {} -> {} at {}: {}", change.from, change.to, mtml_core::text::utc(change.at_ms), change.reason);
         }
         for (symbol, p) in &self.positions {
             let _ = writeln!(s, "  position {symbol}: mtml {} lots, terminal {} lots", p.mtml_lots, p.terminal_lots);

@@ -60,7 +60,8 @@ pub fn router(parts: ServiceParts<'_>) -> Router {
     let config = parts.config;
     let managed = parts.registry.is_some().then(|| config.model.name.clone());
     let model_admin = parts.registry.map(|registry| {
-        model_admin::ModelAdminService::new(registry.clone(), parts.runtime.clone(), parts.follower.clone(), parts.pipeline.clone())
+        let traded = config.pipeline.symbols.clone();
+        model_admin::ModelAdminService::new(registry.clone(), parts.runtime.clone(), parts.follower.clone(), parts.pipeline.clone(), traded)
     });
     let prediction =
         prediction::PredictionService::live(Arc::clone(&parts.stores.online), Arc::clone(&parts.models), config.model.name.clone());

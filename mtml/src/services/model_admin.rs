@@ -29,13 +29,21 @@ pub struct ModelAdminService {
     runtime: OnnxRuntime,
     follower: Option<Arc<RolloutFollower>>,
     pipeline: PipelineHandle,
+    /// The symbols this instance trades (a canary elsewhere is refused).
+    traded: Vec<String>,
 }
 
 impl ModelAdminService {
     /// A service over `registry`; `follower` applies rollout changes to this instance when it
     /// serves from the registry.
-    pub fn new(registry: Registry, runtime: OnnxRuntime, follower: Option<Arc<RolloutFollower>>, pipeline: PipelineHandle) -> Self {
-        Self { registry, runtime, follower, pipeline }
+    pub fn new(
+        registry: Registry,
+        runtime: OnnxRuntime,
+        follower: Option<Arc<RolloutFollower>>,
+        pipeline: PipelineHandle,
+        traded: Vec<String>,
+    ) -> Self {
+        Self { registry, runtime, follower, pipeline, traded }
     }
 
     /// The tonic server.
@@ -154,7 +162,7 @@ impl ModelAdmin for ModelAdminService {
             Some(v1::rollout_request::Route::Shadow(_)) => Route::Shadow,
             Some(v1::rollout_request::Route::Canary(c)) => Route::Canary {
                 percent: u8::try_from(c.percent).map_err(|_| Status::invalid_argument(format!("a canary takes 1 to 100 percent, not {}", c.percent)))?,
-                symbols: c.symbols,
+                symbols: mtml_rollout::canary_symbols(&c.symbols, &self.traded).map_err(Status::invalid_argument)?,
             },
             None => return Err(Status::invalid_argument("a rollout needs a route: shadow or canary")),
         };

@@ -50,6 +50,16 @@ pub fn command_in_own_dir(program: impl AsRef<std::ffi::OsStr>) -> Command {
     command
 }
 
+/// The bridge and gRPC addresses in `mtml run`'s first line, "mtml running: terminals on
+/// 127.0.0.1:P, gRPC on 127.0.0.1:Q; ctrl-c stops".
+pub fn running_addresses(line: &str) -> (String, String) {
+    let after = |marker: &str, end: char| -> String {
+        let rest = line.split(marker).nth(1).unwrap_or_else(|| panic!("no {marker:?} in {line:?}"));
+        rest.split(end).next().unwrap_or_default().to_owned()
+    };
+    (after("terminals on ", ','), after("gRPC on ", ';'))
+}
+
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding a free port")
