@@ -92,6 +92,11 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
             request_timeout().as_secs_f64()
         );
     }
+    if status.code() == tonic::Code::Unimplemented && status.message().is_empty() {
+        return anyhow::anyhow!(
+            "the instance does not serve this API (models commands need an instance running with model.from_registry = true)"
+        );
+    }
     anyhow::anyhow!("{}: {}", status.code().description(), status.message())
 }
 

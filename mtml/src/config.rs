@@ -219,7 +219,10 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration ({} problems):", self.problems.len())?;
+        match self.problems.len() {
+            1 => write!(f, "invalid configuration (1 problem):")?,
+            n => write!(f, "invalid configuration ({n} problems):")?,
+        }
         for problem in &self.problems {
             write!(f, "\n  - {problem}")?;
         }

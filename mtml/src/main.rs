@@ -186,11 +186,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow::bail!("--timeout {}: give a number of seconds above 0", cli.timeout);
     }
     mtml::client::set_request_timeout(std::time::Duration::from_secs_f64(cli.timeout));
+    // MTML_LOG=debug would be mostly sqlx's query lines: they stay at warn unless named.
+    let filter = match std::env::var("MTML_LOG") {
+        Ok(given) if !given.contains("sqlx") => tracing_subscriber::EnvFilter::try_new(format!("{given},sqlx=warn")),
+        Ok(given) => tracing_subscriber::EnvFilter::try_new(given),
+        Err(_) => tracing_subscriber::EnvFilter::try_new("warn,mtml=info"),
+    };
+    let filter = filter.unwrap_or_else(|error| {
+        eprintln!("MTML_LOG is not a log filter ({error}); logging warn,mtml=info");
+        tracing_subscriber::EnvFilter::new("warn,mtml=info")
+    });
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MTML_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,mtml=info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

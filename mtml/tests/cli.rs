@@ -109,6 +109,10 @@ async fn run_serves_terminals_and_predictions_until_terminated() {
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
     assert!(unknown.message().contains("no features for symbol \"XAGEUR\""), "{}", unknown.message());
+    // This instance does not follow the registry: models commands say how to make it.
+    let models = mtml().args(["models", "list", "--server", &format!("http://{grpc_addr}")]).output().unwrap();
+    let models_error = String::from_utf8_lossy(&models.stderr);
+    assert!(!models.status.success() && models_error.contains("need an instance running with model.from_registry = true"), "{models_error}");
     // Poll until the features of the file's last tick are served: every tick went through.
     let prediction = loop {
         match client.predict_symbol(PredictSymbolRequest { symbol: "EURUSD".into(), model: String::new() }).await {
@@ -217,6 +221,9 @@ fn the_journal_of_a_replay_is_read_back_by_the_cli() {
         String::from_utf8(output.stdout).unwrap()
     };
     let positions = cli(&["positions"]);
+    let debug = mtml().arg("positions").arg("--config").arg(&config).env("MTML_LOG", "debug").output().unwrap();
+    let debug_log = String::from_utf8_lossy(&debug.stderr);
+    assert!(debug.status.success() && !debug_log.contains("sqlx"), "MTML_LOG=debug is not sqlx's query log: {debug_log}");
     let lots = json["positions"]["EURUSD"]["mtml_lots"].as_f64().unwrap();
     assert!(positions.contains(&format!("EURUSD     {lots:>7.2}")), "{positions}");
     let orders = cli(&["orders"]);

@@ -347,6 +347,12 @@ impl ComparisonReport {
                 s.latency_p99_us
             )
         };
+        if self.predictions == 0 {
+            return format!(
+                "challenger on {}: no predictions yet (nothing to compare until ticks of its symbols arrive)\n",
+                self.role
+            );
+        }
         format!(
             "challenger on {}: {} predictions on the same vectors\n  agreement: class {:.4}, signal {:.4}; probability shift PSI {:.4}; horizon {} s\n{}{}",
             self.role,
@@ -366,6 +372,14 @@ impl ComparisonReport {
 mod tests {
     use super::*;
     use crate::models::tests::chain;
+
+    #[test]
+    fn a_comparison_without_traffic_says_so_instead_of_zeros() {
+        let report = Comparison::new("fx:1", "fx:2", &Role::Shadow, 60_000, 0.53, 0.47).report();
+        let text = report.text();
+        assert!(text.ends_with(": no predictions yet (nothing to compare until ticks of its symbols arrive)\n"), "{text}");
+        assert!(!text.contains("0.0000"));
+    }
 
     #[test]
     fn agreement_hits_and_signal_pnl_are_scored_after_the_horizon() {
