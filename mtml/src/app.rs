@@ -197,7 +197,8 @@ impl App {
         }
         let bridge_stats = bridge.bridge.stats();
         let bridge_task = spawn_named("bridge", bridge.bridge.run(listeners.bridge, shutdown.clone()));
-        tracing::info!(%bridge_addr, ?grpc_addr, transport = ?config.pipeline.transport, "mtml started");
+        let grpc = grpc_addr.map_or_else(|| "none".to_owned(), |addr| addr.to_string());
+        tracing::info!(%bridge_addr, %grpc, transport = config.pipeline.transport.name(), "mtml started");
         Ok(Self {
             bridge_addr,
             grpc_addr,

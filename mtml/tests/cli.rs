@@ -566,3 +566,14 @@ fn stores_that_are_down_are_named_at_start_and_in_the_summary() {
     assert!(!output.status.success());
     assert!(stderr.contains(&format!("cannot reach the journal database at 127.0.0.1:{dead}")), "{stderr}");
 }
+
+#[test]
+fn an_instance_following_an_empty_registry_says_so_in_whole_sentences() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mtml.toml");
+    std::fs::write(&config, format!("[model]\nfrom_registry = true\n[registry]\nurl = \"sqlite://{}?mode=rwc\"\n", dir.path().join("r.db").display())).unwrap();
+    let output = mtml().args(["replay", "--ticks"]).arg(sample()).arg("--config").arg(&config).env("MTML_LOG", "warn").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("the configured model serves until a version is promoted (mtml models promote NAME:VERSION)"), "{stderr}");
+}

@@ -129,7 +129,9 @@ impl RolloutFollower {
         match self.apply(&state).await {
             Ok(()) => {
                 *self.serving.lock() = Serving { revision: state.revision, error: None, failed_revision: 0 };
-                tracing::info!(model = %self.name, revision = state.revision, champion = ?state.champion, challenger = ?state.challenger, "rollout applied");
+                let champion = state.champion.map_or_else(|| "none".to_owned(), |v| v.to_string());
+                let challenger = state.challenger.as_ref().map_or_else(|| "none".to_owned(), |c| format!("{} on {}", c.version, c.route));
+                tracing::info!(model = %self.name, revision = state.revision, %champion, %challenger, "rollout applied");
                 Ok(state.revision)
             }
             Err(error) => {

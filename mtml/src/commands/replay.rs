@@ -166,7 +166,7 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
     let loaded = load_ticks(&options.ticks, options.symbol.as_deref())?;
     let ticks_read = loaded.ticks.len() as u64;
     let symbols: Vec<String> = loaded.digits.keys().cloned().collect();
-    tracing::info!(file = %options.ticks.display(), ticks = ticks_read, ?symbols, "tick file read");
+    tracing::info!(file = %options.ticks.display(), ticks = ticks_read, symbols = %symbols.join(","), "tick file read");
 
     let mut config = options.config;
     if !config.is_given("pipeline", "symbols") {
