@@ -77,22 +77,29 @@ pub struct QuoteBand {
     pub confirm: usize,
 }
 
+impl QuoteBand {
+    /// No filter at all (every finite positive quote is believed), for measuring what the filter
+    /// costs.
+    pub const OFF: QuoteBand = QuoteBand { max_spread: f64::INFINITY, max_deviation: f64::INFINITY, window: 0, confirm: 1 };
+}
+
 impl Default for QuoteBand {
     fn default() -> Self {
         Self { max_spread: 0.2, max_deviation: 0.1, window: 64, confirm: 5 }
     }
 }
 
-/// One symbol's recent believed mids and the quotes outside the band that follow them.
+/// One symbol's recent believed mids (in arrival order, and sorted for an O(1) median) and the
+/// quotes outside the band that follow them.
 #[derive(Debug, Default)]
 struct Reference {
     recent: std::collections::VecDeque<f64>,
+    sorted: Vec<f64>,
     suspects: Vec<f64>,
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut sorted: Vec<f64> = values.collect();
-    sorted.sort_by(f64::total_cmp);
+/// The median of sorted values (NaN for none).
+fn median_of_sorted(sorted: &[f64]) -> f64 {
     match sorted.len() {
         0 => f64::NAN,
         n if n % 2 == 1 => sorted[n / 2],
@@ -100,14 +107,32 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut sorted: Vec<f64> = values.collect();
+    sorted.sort_by(f64::total_cmp);
+    median_of_sorted(&sorted)
+}
+
 impl Reference {
     /// Quotes needed before the median is a reference.
     const MIN_HISTORY: usize = 3;
 
+    fn learn(&mut self, mid: f64, window: usize) {
+        self.recent.push_back(mid);
+        let at = self.sorted.partition_point(|x| x.total_cmp(&mid).is_lt());
+        self.sorted.insert(at, mid);
+        while self.recent.len() > window.max(Self::MIN_HISTORY) {
+            if let Some(old) = self.recent.pop_front() {
+                let at = self.sorted.partition_point(|x| x.total_cmp(&old).is_lt());
+                self.sorted.remove(at);
+            }
+        }
+    }
+
     /// Checks a mid against the band, learning it when believed.
     fn check(&mut self, mid: f64, band: &QuoteBand) -> Result<(), RejectReason> {
         let outside = |reference: f64| (mid / reference - 1.0).abs() > band.max_deviation;
-        if self.recent.len() >= Self::MIN_HISTORY && outside(median(self.recent.iter().copied())) {
+        if self.recent.len() >= Self::MIN_HISTORY && outside(median_of_sorted(&self.sorted)) {
             self.suspects.push(mid);
             let level = median(self.suspects.iter().copied());
             let agree = self.suspects.iter().all(|s| (s / level - 1.0).abs() <= band.max_deviation);
@@ -119,14 +144,15 @@ impl Reference {
                 return Err(RejectReason::OutlierPrice);
             }
             tracing::warn!(mid, level, "a new price level confirmed by {} quotes; it becomes the reference", self.suspects.len());
-            self.recent = self.suspects.drain(..).collect();
+            self.recent.clear();
+            self.sorted.clear();
+            for confirmed in std::mem::take(&mut self.suspects) {
+                self.learn(confirmed, band.window);
+            }
             return Ok(());
         }
         self.suspects.clear();
-        self.recent.push_back(mid);
-        while self.recent.len() > band.window.max(Self::MIN_HISTORY) {
-            self.recent.pop_front();
-        }
+        self.learn(mid, band.window);
         Ok(())
     }
 }
@@ -188,7 +214,9 @@ impl TickValidator {
         if (tick.ask - tick.bid).abs() > self.band.max_spread * mid {
             return Err(RejectReason::WideSpread);
         }
-        self.references.entry(tick.symbol.clone()).or_default().check(mid, &self.band)?;
+        if self.band.window > 0 {
+            self.references.entry(tick.symbol.clone()).or_default().check(mid, &self.band)?;
+        }
         self.last_seq.insert(Arc::clone(&tick.terminal), tick.seq);
         let last = self.last_time.entry(tick.symbol.clone()).or_insert(tick.time_msc);
         *last = (*last).max(tick.time_msc);
@@ -258,6 +286,20 @@ mod tests {
         assert_eq!(check(1.2651, 1.2653), Ok(QuoteState::Normal), "confirmed by the fifth");
         assert_eq!(check(1.2652, 1.2654), Ok(QuoteState::Normal), "the new level is the reference");
         assert_eq!(check(1.1000, 1.1002), Err(RejectReason::OutlierPrice), "and the old one is now the outlier");
+    }
+
+    proptest::proptest! {
+        /// The kept window's median is the median of the last `window` believed mids.
+        #[test]
+        fn the_sorted_window_keeps_the_median_of_the_last_mids(mids in proptest::collection::vec(1.0f64..1.05, 1..200), window in 3usize..40) {
+            let mut reference = Reference::default();
+            for &mid in &mids {
+                reference.learn(mid, window);
+            }
+            let last: Vec<f64> = mids.iter().rev().take(window).copied().collect();
+            proptest::prop_assert_eq!(median_of_sorted(&reference.sorted), median(last.into_iter()));
+            proptest::prop_assert_eq!(reference.sorted.len(), reference.recent.len());
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use mtml_core::{ChainLog, Symbol};
+use mtml_ingestion::QuoteBand;
 use mtml_pipeline::Featurizer;
 
 fn tick_path(c: &mut Criterion) {
@@ -25,15 +26,17 @@ fn tick_path(c: &mut Criterion) {
     }
     let inputs = vector.unwrap().as_f32();
     c.bench_function("onnx predict (fx-direction v1)", |b| b.iter(|| model.predict(black_box(&inputs)).unwrap()));
-    c.bench_function("ingest + features over the 18 967-tick sample (per run)", |b| {
-        b.iter(|| {
-            let mut featurizer = Featurizer::new([Symbol::new("EURUSD")], 1_000, &[]);
-            for tick in &ticks {
-                let ingested = featurizer.ingest(tick).unwrap();
-                black_box(featurizer.features(tick, ingested.closed_bar.as_ref()));
-            }
-        })
-    });
+    for (label, band) in [("", QuoteBand::default()), (", quote filter off", QuoteBand::OFF)] {
+        c.bench_function(&format!("ingest + features over the 18 967-tick sample (per run){label}"), |b| {
+            b.iter(|| {
+                let mut featurizer = Featurizer::new([Symbol::new("EURUSD")], 1_000, &[]).with_band(band);
+                for tick in &ticks {
+                    let ingested = featurizer.ingest(tick).unwrap();
+                    black_box(featurizer.features(tick, ingested.closed_bar.as_ref()));
+                }
+            })
+        });
+    }
     let mut group = c.benchmark_group("whole tick path");
     group.sample_size(10);
     group.bench_function("tick to order and fill over the 18 967-tick sample (per run)", |b| {
