@@ -199,3 +199,24 @@ fn write_parquet(file: std::fs::File, rows: &[TrainingRow]) -> anyhow::Result<()
     writer.close()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_refuses_the_quotes_the_pipeline_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eurusd.csv");
+        let mut text = String::from("time_utc_ms,bid,ask\n");
+        for i in 0..20_i64 {
+            let (bid, ask) = if i == 10 { (1.387, 13.879) } else if i == 12 { (13.87, 13.88) } else { (1.387, 1.3879) };
+            text.push_str(&format!("{},{bid},{ask}\n", 1_399_230_000_000 + i * 1_000));
+        }
+        std::fs::write(&path, text).unwrap();
+        let (_, mids) = feature_rows(&path, None).unwrap();
+        let mids = &mids[&Symbol::new("EURUSD")];
+        assert_eq!(mids.len(), 18, "the wide spread and the outlier are left out");
+        assert!(mids.iter().all(|(_, mid)| (1.38..1.39).contains(mid)), "{mids:?}");
+    }
+}
