@@ -288,15 +288,22 @@ impl HistoryStore for InfluxV1 {
         let body = gzip.finish().map_err(|e| self.unavailable(format!("compressing: {e}")))?;
         if !self.database_checked.load(Ordering::Relaxed) {
             // Best effort: InfluxDB 2.x and 3.x have no CREATE DATABASE on the v1 API.
-            if let Err(error) = self.create_database().await {
-                if matches!(error, StoreError::Unavailable { .. }) {
-                    return Err(error);
-                }
-                tracing::debug!(%error, "CREATE DATABASE refused; assuming the database exists");
-                self.database_checked.store(true, Ordering::Relaxed);
+            match self.create_database().await {
+                Ok(()) => self.database_checked.store(true, Ordering::Relaxed),
+                Err(error @ StoreError::Unavailable { .. }) => return Err(error),
+                Err(error) => tracing::debug!(%error, "CREATE DATABASE refused; assuming the database exists"),
             }
         }
-        let response = self.post_lines(body).await?;
+        let mut response = self.post_lines(body.clone()).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            // A server just started (or a database dropped since) may not have it yet: create it
+            // and write once more.
+            self.database_checked.store(false, Ordering::Relaxed);
+            if self.create_database().await.is_ok() {
+                self.database_checked.store(true, Ordering::Relaxed);
+                response = self.post_lines(body).await?;
+            }
+        }
         if response.status().is_success() {
             return Ok(());
         }
