@@ -2,18 +2,20 @@
 //! stopped, and the orders it sent whose outcome is not settled yet.
 //!
 //! A connection can die between the bridge writing an order and the terminal's answer. Such an
-//! order is not resent: it stays in flight with its outcome unknown until the terminal's next
+//! order is not resent: execution is told its outcome is unknown, and the terminal's next
 //! snapshot (positions, pending orders, recent deals, each carrying the client order id from the
-//! order comment) settles it one way or the other.
+//! order comment) goes to execution, which settles it (`mtml_core::reconcile::settle`). The
+//! bridge keeps only the conversation: which connection an order went out on, when, and whether
+//! it is answered and complete.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use mtml_core::{ChainId, ExecutionEvent, Side, Symbol};
+use mtml_core::{ChainId, Symbol};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use mtml_core::reconcile::{BookEntry, TerminalBooks, UnsettledOrder, settle};
+use mtml_core::reconcile::{BookEntry, TerminalBooks};
 
 use crate::wire::{AccountInfo, Deal, PendingOrder, Position, Px, WireSide};
 
@@ -38,15 +40,12 @@ impl ResumePoint {
     }
 }
 
-/// An order the bridge wrote to a terminal and has not seen settled.
+/// An order the bridge wrote to a terminal whose conversation is not over: not answered yet, or
+/// answered and not completely filled. Execution holds the order itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentOrder {
     /// Chain of the order.
     pub chain_id: ChainId,
-    /// Canonical symbol.
-    pub symbol: Symbol,
-    /// Direction.
-    pub side: Side,
     /// Volume sent (after normalisation).
     pub volume: f64,
     /// Volume reported filled so far.
@@ -67,7 +66,7 @@ pub struct AccountState {
     /// Resume point per broker symbol, shared with the connection streaming them so that a new
     /// connection always sees where the old one stopped.
     pub resume: Arc<Mutex<HashMap<String, ResumePoint>>>,
-    /// Orders in flight by client order id.
+    /// Conversations in progress by client order id.
     pub in_flight: HashMap<String, SentOrder>,
     /// The connection currently serving the account, to close it when the EA reconnects (an EA
     /// reload can leave the old socket half-open).
@@ -127,50 +126,36 @@ impl Snapshot {
     }
 }
 
-/// Settles the orders whose outcome is unknown against a terminal's books (by
-/// [`mtml_core::reconcile::settle`]), returning the events that tell execution what happened, in
-/// a stable order (by client order id). Settled orders leave; one waiting at the terminal as a
-/// pending order stays, acknowledged.
-pub fn settle_unknown(in_flight: &mut HashMap<String, SentOrder>, books: &TerminalBooks) -> Vec<ExecutionEvent> {
-    let mut unknown: Vec<String> =
-        in_flight.iter().filter(|(_, o)| !o.outcome_known).map(|(id, _)| id.clone()).collect();
-    unknown.sort();
-    let mut events = Vec::new();
-    for id in unknown {
-        let Some(order) = in_flight.get_mut(&id) else { continue };
-        let settlement = settle(
-            &UnsettledOrder {
-                chain_id: order.chain_id,
-                client_order_id: id.clone(),
-                symbol: order.symbol.clone(),
-                side: order.side,
-                volume: order.volume,
-                filled: order.filled,
-            },
-            books,
-        );
-        events.extend(settlement.events);
-        if settlement.pending {
-            order.outcome_known = true;
-            order.acked = true;
-            order.filled = settlement.filled;
-        } else {
-            in_flight.remove(&id);
+/// Ends the conversations a lost connection left with an unknown outcome, now that the
+/// terminal's books are in (execution settles the orders themselves from them), except for an
+/// order the books hold as pending: it goes on, answered, its fills to come. Returns how many
+/// ended.
+pub fn close_unknown(in_flight: &mut HashMap<String, SentOrder>, books: &TerminalBooks) -> usize {
+    let before = in_flight.len();
+    in_flight.retain(|id, order| {
+        if order.outcome_known {
+            return true;
         }
-    }
-    events
+        if !books.pending.iter().any(|p| p.client_order_id == *id) {
+            return false;
+        }
+        let dealt: f64 = books.deals.iter().filter(|d| d.client_order_id == *id).map(|d| d.volume).sum();
+        order.filled = order.filled.max(dealt);
+        order.outcome_known = true;
+        order.acked = true;
+        true
+    });
+    before - in_flight.len()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mtml_core::ChainIdGenerator;
+    use mtml_core::{ChainIdGenerator, Side};
 
     fn sent(volume: f64, known: bool) -> SentOrder {
         SentOrder {
             chain_id: ChainIdGenerator::with_prefix(3).next_id(),
-            symbol: Symbol::new("EURUSD"),
-            side: Side::Buy,
             volume,
             filled: 0.0,
             sent_ns: 1,
@@ -193,29 +178,20 @@ mod tests {
     }
 
     #[test]
-    fn settled_orders_leave_and_a_pending_one_waits_acknowledged() {
+    fn lost_conversations_end_with_the_books_except_a_pending_order() {
         let mut in_flight = HashMap::from([
-            ("a".to_owned(), sent(0.1, false)),
-            ("b".to_owned(), sent(0.1, false)),
+            ("a".to_owned(), sent(0.3, false)),
+            ("b".to_owned(), sent(0.3, false)),
             ("d".to_owned(), sent(0.1, false)),
             ("live".to_owned(), sent(0.1, true)),
         ]);
-        let books = TerminalBooks { deals: vec![line("a", 70)], pending: vec![line("b", 9)], ..TerminalBooks::default() };
-        let events = settle_unknown(&mut in_flight, &books);
-        let kinds: Vec<_> = events
-            .iter()
-            .map(|e| match e {
-                ExecutionEvent::Filled(fill) => format!("{} filled", fill.client_order_id),
-                ExecutionEvent::Acked { client_order_id, .. } => format!("{client_order_id} acked"),
-                ExecutionEvent::Rejected { client_order_id, .. } => format!("{client_order_id} rejected"),
-                other => format!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(kinds, ["a filled", "b acked", "d rejected"], "in id order; the live order untouched");
+        let books = TerminalBooks { deals: vec![line("a", 70), line("b", 9)], pending: vec![line("b", 9)], ..TerminalBooks::default() };
+        assert_eq!(close_unknown(&mut in_flight, &books), 2, "a and d end: execution settles them");
         let mut left: Vec<_> = in_flight.keys().cloned().collect();
         left.sort();
-        assert_eq!(left, ["b", "live"], "settled orders leave; the pending one waits for its fill");
+        assert_eq!(left, ["b", "live"], "the pending one waits for its fills; the live one is untouched");
         assert!(in_flight["b"].outcome_known && in_flight["b"].acked);
+        assert!((in_flight["b"].filled - 0.1).abs() < 1e-12, "its deals so far count towards completion");
     }
 
     #[test]

@@ -68,6 +68,27 @@ async fn next_event(bridge: &mut TestBridge) -> ExecutionEvent {
     }
 }
 
+/// What the next books the bridge hands execution (a handshake's snapshot or a SYNC's answer) say
+/// about a buy of `volume` lots of EURUSD whose outcome is unknown: the events execution settles it
+/// with (`mtml_core::reconcile::settle`, as `Execution::settlement` calls it).
+async fn settled_by_next_books(bridge: &mut TestBridge, client_order_id: &str, volume: f64) -> Vec<ExecutionEvent> {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), bridge.events.recv()).await.expect("books in time").unwrap();
+        if let ExecutionEvent::TerminalPositions { evidence, symbols, .. } = event {
+            assert!(symbols.contains(&Symbol::new("EURUSD")), "the account's symbols come with its books");
+            let unknown = mtml_core::reconcile::UnsettledOrder {
+                chain_id: ChainIdGenerator::with_prefix(9).next_id(),
+                client_order_id: client_order_id.into(),
+                symbol: Symbol::new("EURUSD"),
+                side: Side::Buy,
+                volume,
+                filled: 0.0,
+            };
+            return mtml_core::reconcile::settle(&unknown, &evidence).events;
+        }
+    }
+}
+
 fn order(client_order_id: &str, volume: f64) -> OrderRequest {
     OrderRequest {
         chain_id: ChainIdGenerator::with_prefix(9).next_id(),
@@ -154,7 +175,8 @@ async fn an_order_whose_answer_is_lost_is_settled_from_the_next_snapshot_not_res
         terminal.connect(second, Fault::None, &stop_second).await.unwrap();
         terminal
     });
-    let ExecutionEvent::Filled(fill) = next_event(&mut bridge).await else { panic!("a fill") };
+    let settled = settled_by_next_books(&mut bridge, "lost-1", 0.1).await;
+    let [ExecutionEvent::Filled(fill)] = settled.as_slice() else { panic!("a fill: {settled:?}") };
     assert_eq!(fill.client_order_id, "lost-1");
     assert!((fill.volume - 0.1).abs() < 1e-9);
     assert_eq!(fill.symbol, Symbol::new("EURUSD"));
@@ -315,7 +337,8 @@ async fn an_unanswered_order_times_out_and_is_settled_from_the_books() {
         panic!("the timeout is announced")
     };
     assert_eq!(client_order_id, "silent-1");
-    let ExecutionEvent::Filled(fill) = next_event(&mut bridge).await else { panic!("settled by the books' deal") };
+    let settled = settled_by_next_books(&mut bridge, "silent-1", 0.1).await;
+    let [ExecutionEvent::Filled(fill)] = settled.as_slice() else { panic!("settled by the books' deal: {settled:?}") };
     assert_eq!((fill.client_order_id.as_str(), fill.volume), ("silent-1", 0.1));
     let stats = bridge.bridge.stats();
     assert_eq!(stats.orders_timed_out.load(Ordering::Relaxed), 1);

@@ -145,8 +145,9 @@ pub enum ExecutionEvent {
     },
     /// The order was (partly) filled.
     Filled(Fill),
-    /// A terminal's open positions, net per canonical symbol, as its snapshot reported them on
-    /// (re)connecting: execution reconciles its own positions against them.
+    /// A terminal's books, as its snapshot (on connecting) or its answer to a SYNC gave them:
+    /// execution first settles its orders whose outcome is unknown from `evidence`, then
+    /// reconciles its positions against `positions`.
     TerminalPositions {
         /// The account (`login@server`).
         account: Arc<str>,
@@ -155,6 +156,12 @@ pub enum ExecutionEvent {
         /// Orders in the terminal's recent deal history, net per client order id (with a
         /// connection's snapshot; empty for the periodic books of a SYNC).
         executed: Vec<ExecutedOrder>,
+        /// The lines of the books that carry a client order id (positions, pending orders,
+        /// deals): the evidence an unknown order is settled from.
+        evidence: crate::reconcile::TerminalBooks,
+        /// The canonical symbols the account trades (an unknown order of no known account is
+        /// settled by the first account trading its symbol).
+        symbols: Vec<Symbol>,
     },
     /// A terminal's account money (with every snapshot and heartbeat), for the margin check.
     Account {
@@ -178,6 +185,8 @@ pub enum ExecutionEvent {
         chain_id: ChainId,
         /// The order's idempotency key.
         client_order_id: String,
+        /// The account it was sent to (`login@server`): only that account's books settle it.
+        account: Arc<str>,
     },
 }
 

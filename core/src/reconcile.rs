@@ -47,6 +47,14 @@ pub struct TerminalBooks {
     pub deals: Vec<BookEntry>,
 }
 
+impl TerminalBooks {
+    /// Only the lines that carry a client order id: mtml's orders.
+    pub fn mtml_only(&self) -> TerminalBooks {
+        let mine = |lines: &[BookEntry]| lines.iter().filter(|l| !l.client_order_id.is_empty()).cloned().collect();
+        TerminalBooks { positions: mine(&self.positions), pending: mine(&self.pending), deals: mine(&self.deals) }
+    }
+}
+
 /// An order whose outcome is unknown, as the one settling it knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnsettledOrder {

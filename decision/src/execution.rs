@@ -5,10 +5,12 @@
 //! new order: nothing is ever sent twice because an answer is slow.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use mtml_core::{ChainId, ExecutionEvent, Fill, OrderRequest, OrderType, RecoveredOrder, Side, Symbol};
 
 pub use mtml_core::reconcile::Difference;
+use mtml_core::reconcile::{TerminalBooks, UnsettledOrder};
 
 use crate::order_state::{OrderEvent, OrderState, transition};
 
@@ -60,11 +62,16 @@ impl Position {
 
 #[derive(Debug, Clone)]
 struct InFlight {
+    chain_id: ChainId,
     symbol: Symbol,
+    side: Side,
     volume: f64,
     filled: f64,
     decision_price: f64,
     state: OrderState,
+    /// The account whose books settle it once its outcome is unknown; `None` for an order a
+    /// previous run left open (the first account trading its symbol settles it).
+    account: Option<Arc<str>>,
 }
 
 /// Counters of execution.
@@ -210,11 +217,14 @@ impl Execution {
         self.in_flight.insert(
             client_order_id.clone(),
             InFlight {
+                chain_id,
                 symbol: symbol.clone(),
+                side: if signed_lots > 0.0 { Side::Buy } else { Side::Sell },
                 volume,
                 filled: 0.0,
                 decision_price,
                 state: OrderState::Sent,
+                account: None,
             },
         );
         self.stats.orders_sent += 1;
@@ -248,18 +258,21 @@ impl Execution {
     }
 
     /// Orders a previous run left open (from the journal), back in flight with their outcome
-    /// unknown: they are never resent, their symbols get no new order, and the terminal's next
-    /// snapshot settles them (the bridge is handed the same orders).
+    /// unknown: they are never resent, their symbols get no new order, and the first books of an
+    /// account trading their symbol settle them ([`Execution::settlement`]).
     pub fn restore_orders<'a>(&mut self, orders: impl IntoIterator<Item = &'a RecoveredOrder>) {
         for order in orders {
             self.in_flight.insert(
                 order.client_order_id.clone(),
                 InFlight {
+                    chain_id: order.chain_id,
                     symbol: order.symbol.clone(),
+                    side: order.side,
                     volume: order.volume,
                     filled: order.filled,
                     decision_price: order.decision_price,
                     state: OrderState::Unknown,
+                    account: None,
                 },
             );
         }
@@ -320,10 +333,13 @@ impl Execution {
                 }
                 settled(self, client_order_id, "rejected")
             }
-            ExecutionEvent::OutcomeUnknown { client_order_id, chain_id } => {
+            ExecutionEvent::OutcomeUnknown { client_order_id, chain_id, account } => {
                 self.stats.outcome_unknown += 1;
-                tracing::warn!(%chain_id, %client_order_id, "order outcome unknown until the terminal's next snapshot");
+                tracing::warn!(%chain_id, %client_order_id, %account, "order outcome unknown until the terminal's next snapshot");
                 self.advance(client_order_id, OrderEvent::Lose);
+                if let Some(order) = self.in_flight.get_mut(client_order_id) {
+                    order.account = Some(Arc::clone(account));
+                }
                 settled(self, client_order_id, "unknown")
             }
             ExecutionEvent::Filled(fill) => Applied::Fill(self.on_fill(fill)),
@@ -333,6 +349,41 @@ impl Execution {
             // Money is risk's business (the margin check), not the order book's.
             ExecutionEvent::Account { .. } => Applied::Nothing,
         }
+    }
+
+    /// What a terminal's books say about the orders whose outcome is unknown (lost with a
+    /// connection, or left open by a previous run): the events that settle them, in client order
+    /// id order, from [`mtml_core::reconcile::settle`]. An order is settled by the books of the
+    /// account it was sent to, or, when that is not known (a previous run's), by those of the
+    /// first account trading its symbol. Nothing changes until the events are applied with
+    /// [`Execution::on_event`], like any other.
+    pub fn settlement(&self, account: &str, evidence: &TerminalBooks, symbols: &[Symbol]) -> Vec<ExecutionEvent> {
+        let mut unknown: Vec<(&String, &InFlight)> = (self.in_flight.iter())
+            .filter(|(_, order)| order.state == OrderState::Unknown)
+            .filter(|(_, order)| match &order.account {
+                Some(sent_to) => &**sent_to == account,
+                None => symbols.contains(&order.symbol),
+            })
+            .collect();
+        unknown.sort_by(|a, b| a.0.cmp(b.0));
+        let settlements: Vec<_> = unknown
+            .into_iter()
+            .map(|(id, order)| {
+                let order = UnsettledOrder {
+                    chain_id: order.chain_id,
+                    client_order_id: id.clone(),
+                    symbol: order.symbol.clone(),
+                    side: order.side,
+                    volume: order.volume,
+                    filled: order.filled,
+                };
+                mtml_core::reconcile::settle(&order, evidence)
+            })
+            .collect();
+        if !settlements.is_empty() {
+            tracing::info!(%account, orders = settlements.len(), "orders with unknown outcome settled from the terminal's books");
+        }
+        settlements.into_iter().flat_map(|s| s.events).collect()
     }
 
     /// Compares positions with a terminal's and adopts the terminal's where they differ (the
@@ -472,7 +523,7 @@ mod tests {
         execution.market_order(chain_id, &symbol, 0.1, 1.1, 0);
         assert_eq!(execution.order_states(), [("t-1".to_owned(), OrderState::Sent)]);
         let id = "t-1".to_owned();
-        execution.on_event(&ExecutionEvent::OutcomeUnknown { chain_id, client_order_id: id.clone() });
+        execution.on_event(&ExecutionEvent::OutcomeUnknown { chain_id, client_order_id: id.clone(), account: Arc::from("1@x") });
         assert_eq!(execution.order_states(), [(id.clone(), OrderState::Unknown)]);
         assert!(execution.has_in_flight(&symbol), "an unknown outcome keeps the symbol busy: no second order");
         execution.on_event(&ExecutionEvent::Acked { chain_id, client_order_id: id.clone(), ticket: 5, volume: 0.1 });

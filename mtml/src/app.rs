@@ -118,7 +118,7 @@ impl App {
         let bridge = step("bridge").in_scope(|| {
             start_bridge(config, ticks.bridge.clone(), Arc::clone(&chain_log), loopback.as_deref(), &shutdown)
         })?;
-        let (journal, execution) = recover_from_journal(config, &bridge.bridge).instrument(step("journal")).await?;
+        let (journal, execution) = recover_from_journal(config).instrument(step("journal")).await?;
         let (journal_tx, journal_rx) = mpsc::unbounded_channel();
         let journal_task = mtml_journal::spawn_writer(journal, journal_rx);
 
@@ -382,8 +382,9 @@ fn start_bridge(
 }
 
 /// Opens the journal and recovers from it: positions come back, and orders it has open go back
-/// in flight with their outcome unknown, in execution and in the bridge; they are never resent.
-async fn recover_from_journal(config: &Config, bridge: &Bridge) -> anyhow::Result<(Journal, Execution)> {
+/// in flight in execution with their outcome unknown, settled by the first books of an account
+/// trading their symbol; they are never resent.
+async fn recover_from_journal(config: &Config) -> anyhow::Result<(Journal, Execution)> {
     let journal = open_journal(config, Access::ReadWrite).await?;
     let mut execution = Execution::new(&format!("m{:x}", session_salt()));
     let positions = journal.positions().await?;
@@ -400,7 +401,6 @@ async fn recover_from_journal(config: &Config, bridge: &Bridge) -> anyhow::Resul
     }
     let recovered = open_orders.iter().map(recovered_order).collect::<anyhow::Result<Vec<_>>>()?;
     execution.restore_orders(&recovered);
-    bridge.recover_orders(&recovered);
     Ok((journal, execution))
 }
 

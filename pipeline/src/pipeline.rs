@@ -109,8 +109,15 @@ impl Pipeline {
         &self.counters
     }
 
-    /// Applies what the bridge reported, and journals what it changed.
+    /// Applies what the bridge reported, and journals what it changed. A terminal's books first
+    /// settle the orders whose outcome is unknown (each settling fill, ack or rejection goes
+    /// through here like one the bridge reported), then reconcile positions.
     pub fn on_event(&mut self, event: &ExecutionEvent) {
+        if let ExecutionEvent::TerminalPositions { account, evidence, symbols, .. } = event {
+            for settling in self.desk.execution().settlement(account, evidence, symbols) {
+                self.on_event(&settling);
+            }
+        }
         if let (ExecutionEvent::Filled(fill), Some(comparison)) = (event, &mut self.comparison) {
             comparison.on_fill(fill);
         }

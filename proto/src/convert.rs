@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use mtml_core::reconcile::{BookEntry, TerminalBooks};
 use mtml_core::{ChainId, ExecutedOrder, ExecutionEvent, Fill, OrderRequest, OrderType, Side, Symbol, Tick};
 
 use crate::v1;
@@ -133,8 +134,8 @@ impl From<&ExecutionEvent> for v1::ExecutionEvent {
                 client_order_id.clone(),
                 Event::Rejected(v1::OrderRejected { retcode: *retcode, reason: reason.clone() }),
             ),
-            ExecutionEvent::OutcomeUnknown { client_order_id, .. } => {
-                (client_order_id.clone(), Event::OutcomeUnknown(v1::OrderOutcomeUnknown {}))
+            ExecutionEvent::OutcomeUnknown { client_order_id, account, .. } => {
+                (client_order_id.clone(), Event::OutcomeUnknown(v1::OrderOutcomeUnknown { account: account.to_string() }))
             }
             ExecutionEvent::Account { account, leverage, balance, equity, margin, free_margin } => (
                 String::new(),
@@ -147,7 +148,7 @@ impl From<&ExecutionEvent> for v1::ExecutionEvent {
                     free_margin: *free_margin,
                 }),
             ),
-            ExecutionEvent::TerminalPositions { account, positions, executed } => (
+            ExecutionEvent::TerminalPositions { account, positions, executed, evidence, symbols } => (
                 String::new(),
                 Event::TerminalPositions(v1::TerminalPositions {
                     account: account.to_string(),
@@ -169,6 +170,10 @@ impl From<&ExecutionEvent> for v1::ExecutionEvent {
                             time_ms: order.time_msc,
                         })
                         .collect(),
+                    evidence_positions: evidence.positions.iter().map(book_entry_to_proto).collect(),
+                    evidence_pending: evidence.pending.iter().map(book_entry_to_proto).collect(),
+                    evidence_deals: evidence.deals.iter().map(book_entry_to_proto).collect(),
+                    symbols: symbols.iter().map(ToString::to_string).collect(),
                 }),
             ),
             ExecutionEvent::Filled(fill) => (
@@ -222,6 +227,12 @@ impl TryFrom<v1::ExecutionEvent> for ExecutionEvent {
                         time_msc: o.time_ms,
                     })
                     .collect(),
+                evidence: TerminalBooks {
+                    positions: snapshot.evidence_positions.into_iter().map(book_entry_from_proto).collect::<Result<_, _>>()?,
+                    pending: snapshot.evidence_pending.into_iter().map(book_entry_from_proto).collect::<Result<_, _>>()?,
+                    deals: snapshot.evidence_deals.into_iter().map(book_entry_from_proto).collect::<Result<_, _>>()?,
+                },
+                symbols: snapshot.symbols.iter().map(|s| Symbol::new(s)).collect(),
             },
             Event::Acked(ack) => ExecutionEvent::Acked {
                 chain_id: order_chain()?,
@@ -235,7 +246,9 @@ impl TryFrom<v1::ExecutionEvent> for ExecutionEvent {
                 retcode: reject.retcode,
                 reason: reject.reason,
             },
-            Event::OutcomeUnknown(_) => ExecutionEvent::OutcomeUnknown { chain_id: order_chain()?, client_order_id },
+            Event::OutcomeUnknown(lost) => {
+                ExecutionEvent::OutcomeUnknown { chain_id: order_chain()?, client_order_id, account: Arc::from(lost.account) }
+            }
             Event::Filled(fill) => ExecutionEvent::Filled(Fill {
                 chain_id: order_chain()?,
                 client_order_id,
@@ -290,4 +303,28 @@ mod tests {
         });
         assert_eq!(ExecutionEvent::try_from(v1::ExecutionEvent::from(&fill)).unwrap(), fill);
     }
+}
+
+fn book_entry_to_proto(entry: &BookEntry) -> v1::BookEntry {
+    v1::BookEntry {
+        client_order_id: entry.client_order_id.clone(),
+        ticket: entry.ticket,
+        symbol: entry.symbol.to_string(),
+        side: side_to_proto(entry.side),
+        volume: entry.volume,
+        price: entry.price,
+        time_msc: entry.time_msc,
+    }
+}
+
+fn book_entry_from_proto(entry: v1::BookEntry) -> Result<BookEntry, ConvertError> {
+    Ok(BookEntry {
+        side: side_from_proto(entry.side)?,
+        client_order_id: entry.client_order_id,
+        ticket: entry.ticket,
+        symbol: Symbol::new(&entry.symbol),
+        volume: entry.volume,
+        price: entry.price,
+        time_msc: entry.time_msc,
+    })
 }

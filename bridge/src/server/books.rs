@@ -7,51 +7,36 @@ use super::*;
 
 impl Bridge {
 
-    /// Applies a terminal's books (from the snapshot of a connect, or the answer to a SYNC):
-    /// settles the orders whose outcome is unknown (this account's, and those a previous run
-    /// left for an account trading their symbol), then hands execution the account's money and
-    /// its net positions and executed orders to reconcile against. Returns the account's resume
-    /// points.
+    /// Applies a terminal's books (from the snapshot of a connect, or the answer to a SYNC): ends
+    /// the conversations a lost connection left with an unknown outcome, then hands execution the
+    /// books (the evidence that settles those orders, the account's net positions, and on a
+    /// connect its executed orders) and the account's money. Returns the account's resume points.
     pub(super) async fn apply_books(
         &self,
         state: &Session,
         snapshot: &Snapshot,
         kind: Books,
     ) -> Result<Arc<parking_lot::Mutex<HashMap<String, ResumePoint>>>, SessionError> {
-        let claimed: Vec<(String, SentOrder)> = {
-            let mut recovered = self.recovered.lock();
-            let ids: Vec<String> = recovered
-                .iter()
-                .filter(|(_, order)| state.specs.contains_key(&order.symbol))
-                .map(|(id, _)| id.clone())
-                .collect();
-            ids.into_iter().filter_map(|id| recovered.remove_entry(&id)).collect()
-        };
-        if !claimed.is_empty() {
-            info!(orders = claimed.len(), "orders left in flight by the previous run are settled from this snapshot");
-        }
         let books = snapshot.books(|broker| state.canonical(broker, &self.config.symbols));
-        let (events, resume) = self.accounts.with(&state.account, |account| {
-            account.in_flight.extend(claimed);
-            (settle_unknown(&mut account.in_flight, &books), Arc::clone(&account.resume))
+        let (closed, resume) = self.accounts.with(&state.account, |account| {
+            (close_unknown(&mut account.in_flight, &books), Arc::clone(&account.resume))
         });
-        if !events.is_empty() {
-            info!(orders = events.len(), "orders with unknown outcome settled from the snapshot");
-            self.stats.orders_settled_from_snapshot.fetch_add(events.len() as u64, Ordering::Relaxed);
+        if closed > 0 {
+            info!(orders = closed, "orders with unknown outcome handed to execution with the terminal's books");
+            self.stats.orders_settled_from_snapshot.fetch_add(closed as u64, Ordering::Relaxed);
         }
-        for event in events {
-            self.emit(event).await?;
-        }
-        // Then the terminal's net positions, for execution to reconcile against. Orders a
-        // crashed run never journaled can only surface after a (re)connect: a SYNC's deals add
-        // nothing for the journal to learn, so they are not sent again every period.
+        // Orders a crashed run never journaled can only surface after a (re)connect: a SYNC's
+        // deals add nothing for the journal to learn, so they are not sent again every period.
         let positions = reconcile::net_positions(&books);
         let executed = match kind {
             Books::Connect => reconcile::executed_orders(&books.deals),
             Books::Sync => Vec::new(),
         };
+        let mut symbols: Vec<Symbol> = state.specs.keys().cloned().collect();
+        symbols.sort();
         let account = Arc::clone(&state.account);
-        self.emit(ExecutionEvent::TerminalPositions { account, positions, executed }).await?;
+        let evidence = books.mtml_only();
+        self.emit(ExecutionEvent::TerminalPositions { account, positions, executed, evidence, symbols }).await?;
         if let Some(money) = snapshot.account {
             self.emit(state.account_event(money)).await?;
         }

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::accounts::{AccountBook, ResumePoint, SentOrder, Snapshot, settle_unknown};
+use crate::accounts::{AccountBook, ResumePoint, SentOrder, Snapshot, close_unknown};
 use crate::normalize::normalize;
 use crate::sequencer::{Sequenced, Sequencer};
 use crate::router::{OrderRouter, Route};
@@ -128,7 +128,8 @@ pub struct BridgeStats {
     pub orders_sent: AtomicU64,
     /// Orders refused before they left (normalisation, no terminal).
     pub orders_refused: AtomicU64,
-    /// Orders whose outcome was lost with a connection and settled from a later snapshot.
+    /// Orders whose outcome was lost with a connection, handed to execution with a later
+    /// snapshot to settle.
     pub orders_settled_from_snapshot: AtomicU64,
     /// SYNC requests sent to streaming terminals.
     pub syncs_sent: AtomicU64,
@@ -160,9 +161,6 @@ pub struct Bridge {
     stats: Arc<BridgeStats>,
     sessions: Arc<AtomicU64>,
     accounts: AccountBook,
-    /// Orders a previous run of mtml left in flight (from its journal), not yet claimed by an
-    /// account: the first snapshot of an account trading the symbol settles them.
-    recovered: Arc<parking_lot::Mutex<HashMap<String, SentOrder>>>,
 }
 
 /// A crash point (see `mtml_core::crash_point`): the order is at the terminal and its answer not
@@ -183,35 +181,7 @@ impl Bridge {
             stats: Arc::default(),
             sessions: Arc::default(),
             accounts: AccountBook::default(),
-            recovered: Arc::default(),
         }
-    }
-
-    /// Hands the bridge the orders a previous run left in flight, by client order id. Their
-    /// outcome is unknown: they are never resent, and the first snapshot of an account that
-    /// trades their symbol settles them from its deals, pending orders and positions, exactly as
-    /// for an order whose connection was lost.
-    pub fn recover_orders<'a>(&self, orders: impl IntoIterator<Item = &'a mtml_core::RecoveredOrder>) {
-        let mut recovered = self.recovered.lock();
-        for order in orders {
-            let sent = SentOrder {
-                chain_id: order.chain_id,
-                symbol: order.symbol.clone(),
-                side: order.side,
-                volume: order.volume,
-                filled: order.filled,
-                sent_ns: 0,
-                outcome_known: false,
-                acked: false,
-                session: String::new(),
-            };
-            recovered.insert(order.client_order_id.clone(), sent);
-        }
-    }
-
-    /// Recovered orders no account has claimed yet.
-    pub fn recovered_unclaimed(&self) -> usize {
-        self.recovered.lock().len()
     }
 
     /// Where execution submits orders.

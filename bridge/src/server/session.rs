@@ -66,7 +66,7 @@ impl Bridge {
         }
         warn!(%account, orders = unknown.len(), "connection lost with orders in flight; their outcome is settled from the next snapshot, never by resending");
         for (client_order_id, chain_id) in unknown {
-            let event = ExecutionEvent::OutcomeUnknown { chain_id, client_order_id };
+            let event = ExecutionEvent::OutcomeUnknown { chain_id, client_order_id, account: Arc::from(account) };
             if self.outputs.events.try_send(event).is_err() {
                 tracing::error!("execution event channel full or closed; unknown outcome not announced");
             }
@@ -173,7 +173,8 @@ impl Bridge {
         self.stats.orders_timed_out.fetch_add(timed_out.len() as u64, Ordering::Relaxed);
         warn!(orders = timed_out.len(), timeout = ?self.config.order_timeout, "orders unanswered in time; asking the terminal for its books, never resending");
         for (client_order_id, chain_id) in timed_out {
-            self.emit(ExecutionEvent::OutcomeUnknown { chain_id, client_order_id }).await?;
+            let account = Arc::clone(&state.account);
+            self.emit(ExecutionEvent::OutcomeUnknown { chain_id, client_order_id, account }).await?;
         }
         self.request_books(conn, state).await
     }
@@ -345,12 +346,15 @@ impl Bridge {
             }
             Some(sent_ns)
         });
-        let Some(sent_ns) = sent_ns else {
-            warn!(client_order_id = %fill.client_order_id, "FILL for an order not in flight; left to reconciliation");
-            return Ok(());
-        };
-        let now = monotonic_ns();
-        self.chain_log.record(chain_id, Stage::Fill, sent_ns, now.saturating_sub(sent_ns));
+        match sent_ns {
+            Some(sent_ns) => {
+                let now = monotonic_ns();
+                self.chain_log.record(chain_id, Stage::Fill, sent_ns, now.saturating_sub(sent_ns));
+            }
+            // Not written on a connection this bridge knows (a previous run's order, settled
+            // pending from the books): execution knows the order; the fill goes to it all the same.
+            None => debug!(client_order_id = %fill.client_order_id, "FILL of an order sent before this bridge's connections"),
+        }
         let event = ExecutionEvent::Filled(Fill {
             chain_id,
             client_order_id: fill.client_order_id,
@@ -412,8 +416,6 @@ impl Bridge {
                 order.client_order_id.clone(),
                 SentOrder {
                     chain_id: order.chain_id,
-                    symbol: order.symbol.clone(),
-                    side: order.side,
                     volume: normalized.volume.value,
                     filled: 0.0,
                     sent_ns: start,
