@@ -585,6 +585,47 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_order_is_settled_by_the_books_of_its_account_only() {
+        use mtml_core::reconcile::BookEntry;
+        let mut execution = Execution::new("t");
+        let eurusd = Symbol::new("EURUSD");
+        let chain_id = ChainIdGenerator::with_prefix(1).next_id();
+        execution.market_order(chain_id, &eurusd, 0.1, 1.1, 0);
+        execution.on_event(&ExecutionEvent::OutcomeUnknown { chain_id, client_order_id: "t-1".into(), account: Arc::from("1@a") });
+        execution.restore_orders(&[RecoveredOrder {
+            client_order_id: "old-1".into(),
+            chain_id,
+            symbol: Symbol::new("GBPUSD"),
+            side: Side::Sell,
+            volume: 0.2,
+            filled: 0.0,
+            decision_price: 1.6,
+        }]);
+        let deal = |id: &str, symbol: &str, side| BookEntry {
+            client_order_id: id.into(),
+            ticket: 7,
+            symbol: Symbol::new(symbol),
+            side,
+            volume: 0.1,
+            price: 1.2,
+            time_msc: 5,
+        };
+        let books = TerminalBooks { deals: vec![deal("t-1", "EURUSD", Side::Buy)], ..TerminalBooks::default() };
+        assert!(execution.settlement("2@b", &books, &[Symbol::new("USDJPY")]).is_empty(), "another account's books settle neither");
+        let settled = execution.settlement("1@a", &books, &[eurusd.clone()]);
+        assert!(matches!(settled.as_slice(), [ExecutionEvent::Filled(f)] if f.client_order_id == "t-1"), "{settled:?}");
+        // The previous run's order: settled by the first account trading GBPUSD, here as never executed.
+        let settled = execution.settlement("2@b", &TerminalBooks::default(), &[Symbol::new("GBPUSD")]);
+        assert!(matches!(settled.as_slice(), [ExecutionEvent::Rejected { client_order_id, .. }] if client_order_id == "old-1"), "{settled:?}");
+        for event in execution.settlement("1@a", &books, &[eurusd.clone()]).iter().chain(&settled) {
+            execution.on_event(event);
+        }
+        assert!(execution.order_states().is_empty(), "both settled");
+        assert!((execution.position(&eurusd).lots - 0.1).abs() < 1e-12);
+        assert_eq!(execution.stats().unknown_settled, 2);
+    }
+
+    #[test]
     fn reconciliation_adopts_the_terminals_positions_except_with_orders_in_flight() {
         let mut execution = Execution::new("t");
         let eurusd = Symbol::new("EURUSD");
