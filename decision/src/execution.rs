@@ -612,12 +612,12 @@ mod tests {
         };
         let books = TerminalBooks { deals: vec![deal("t-1", "EURUSD", Side::Buy)], ..TerminalBooks::default() };
         assert!(execution.settlement("2@b", &books, &[Symbol::new("USDJPY")]).is_empty(), "another account's books settle neither");
-        let settled = execution.settlement("1@a", &books, &[eurusd.clone()]);
+        let settled = execution.settlement("1@a", &books, std::slice::from_ref(&eurusd));
         assert!(matches!(settled.as_slice(), [ExecutionEvent::Filled(f)] if f.client_order_id == "t-1"), "{settled:?}");
         // The previous run's order: settled by the first account trading GBPUSD, here as never executed.
         let settled = execution.settlement("2@b", &TerminalBooks::default(), &[Symbol::new("GBPUSD")]);
         assert!(matches!(settled.as_slice(), [ExecutionEvent::Rejected { client_order_id, .. }] if client_order_id == "old-1"), "{settled:?}");
-        for event in execution.settlement("1@a", &books, &[eurusd.clone()]).iter().chain(&settled) {
+        for event in execution.settlement("1@a", &books, std::slice::from_ref(&eurusd)).iter().chain(&settled) {
             execution.on_event(event);
         }
         assert!(execution.order_states().is_empty(), "both settled");

@@ -263,6 +263,30 @@ impl TryFrom<v1::ExecutionEvent> for ExecutionEvent {
     }
 }
 
+fn book_entry_to_proto(entry: &BookEntry) -> v1::BookEntry {
+    v1::BookEntry {
+        client_order_id: entry.client_order_id.clone(),
+        ticket: entry.ticket,
+        symbol: entry.symbol.to_string(),
+        side: side_to_proto(entry.side),
+        volume: entry.volume,
+        price: entry.price,
+        time_msc: entry.time_msc,
+    }
+}
+
+fn book_entry_from_proto(entry: v1::BookEntry) -> Result<BookEntry, ConvertError> {
+    Ok(BookEntry {
+        side: side_from_proto(entry.side)?,
+        client_order_id: entry.client_order_id,
+        ticket: entry.ticket,
+        symbol: Symbol::new(&entry.symbol),
+        volume: entry.volume,
+        price: entry.price,
+        time_msc: entry.time_msc,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,29 +326,28 @@ mod tests {
             time_msc: 5,
         });
         assert_eq!(ExecutionEvent::try_from(v1::ExecutionEvent::from(&fill)).unwrap(), fill);
+        let lost = ExecutionEvent::OutcomeUnknown {
+            chain_id: ChainIdGenerator::with_prefix(4).next_id(),
+            client_order_id: "o-2".into(),
+            account: Arc::from("5000001@demo"),
+        };
+        assert_eq!(ExecutionEvent::try_from(v1::ExecutionEvent::from(&lost)).unwrap(), lost);
+        let line = |id: &str, side| BookEntry {
+            client_order_id: id.into(),
+            ticket: 9,
+            symbol: Symbol::new("EURUSD"),
+            side,
+            volume: 0.3,
+            price: 1.1,
+            time_msc: 8,
+        };
+        let books = ExecutionEvent::TerminalPositions {
+            account: Arc::from("5000001@demo"),
+            positions: vec![(Symbol::new("EURUSD"), -0.3, 1.1)],
+            executed: vec![ExecutedOrder { client_order_id: "o-3".into(), symbol: Symbol::new("EURUSD"), lots: -0.3, average_price: 1.1, time_msc: 8 }],
+            evidence: TerminalBooks { positions: vec![line("o-3", Side::Sell)], pending: vec![line("o-4", Side::Buy)], deals: vec![line("o-3", Side::Sell)] },
+            symbols: vec![Symbol::new("EURUSD"), Symbol::new("GBPUSD")],
+        };
+        assert_eq!(ExecutionEvent::try_from(v1::ExecutionEvent::from(&books)).unwrap(), books, "the books' evidence and symbols cross the wire whole");
     }
-}
-
-fn book_entry_to_proto(entry: &BookEntry) -> v1::BookEntry {
-    v1::BookEntry {
-        client_order_id: entry.client_order_id.clone(),
-        ticket: entry.ticket,
-        symbol: entry.symbol.to_string(),
-        side: side_to_proto(entry.side),
-        volume: entry.volume,
-        price: entry.price,
-        time_msc: entry.time_msc,
-    }
-}
-
-fn book_entry_from_proto(entry: v1::BookEntry) -> Result<BookEntry, ConvertError> {
-    Ok(BookEntry {
-        side: side_from_proto(entry.side)?,
-        client_order_id: entry.client_order_id,
-        ticket: entry.ticket,
-        symbol: Symbol::new(&entry.symbol),
-        volume: entry.volume,
-        price: entry.price,
-        time_msc: entry.time_msc,
-    })
 }
