@@ -338,6 +338,37 @@ impl ChainLog {
     pub fn tick_to_order(&self) -> LatencySummary {
         summarize(&self.inner.lock().tick_to_order)
     }
+
+    /// Each stage's latencies as cumulative counts at `bounds_ns` (a Prometheus histogram).
+    pub fn stage_buckets(&self, bounds_ns: &[u64]) -> Vec<(Stage, LatencyBuckets)> {
+        let inner = self.inner.lock();
+        Stage::ALL.iter().filter_map(|stage| inner.stages.get(stage).map(|h| (*stage, buckets(h, bounds_ns)))).collect()
+    }
+
+    /// Tick read to order written as cumulative counts at `bounds_ns`.
+    pub fn tick_to_order_buckets(&self, bounds_ns: &[u64]) -> LatencyBuckets {
+        buckets(&self.inner.lock().tick_to_order, bounds_ns)
+    }
+}
+
+/// Latencies as cumulative counts: how many were at most each bound (within the histogram's three
+/// significant digits), how many in all, and their sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyBuckets {
+    /// (bound in nanoseconds, samples at most that long).
+    pub at_most: Vec<(u64, u64)>,
+    /// Samples.
+    pub count: u64,
+    /// Sum of the samples, nanoseconds.
+    pub sum_ns: f64,
+}
+
+fn buckets(histogram: &Histogram<u64>, bounds_ns: &[u64]) -> LatencyBuckets {
+    LatencyBuckets {
+        at_most: bounds_ns.iter().map(|&bound| (bound, histogram.count_between(0, bound))).collect(),
+        count: histogram.len(),
+        sum_ns: histogram.mean() * histogram.len() as f64,
+    }
 }
 
 impl Default for ChainLog {
@@ -365,6 +396,20 @@ fn summarize(histogram: &Histogram<u64>) -> LatencySummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latencies_come_out_as_cumulative_buckets() {
+        let log = ChainLog::default();
+        let chain = ChainIdGenerator::with_prefix(1).next_id();
+        for duration in [500, 2_000, 2_000, 50_000] {
+            log.record(chain, Stage::Ingest, 0, duration);
+        }
+        let stages = log.stage_buckets(&[1_000, 10_000, 100_000]);
+        let (_, ingest) = stages.iter().find(|(s, _)| *s == Stage::Ingest).unwrap();
+        assert_eq!(ingest.at_most, [(1_000, 1), (10_000, 3), (100_000, 4)]);
+        assert_eq!(ingest.count, 4);
+        assert!((ingest.sum_ns - 54_500.0).abs() / 54_500.0 < 0.01, "{}", ingest.sum_ns);
+    }
     use proptest::prelude::*;
 
     #[test]

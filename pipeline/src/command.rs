@@ -34,6 +34,11 @@ pub enum PipelineCommand {
         /// Where the answer goes.
         reply: oneshot::Sender<Option<ComparisonReport>>,
     },
+    /// Report counters, execution, trading state and equity (for metrics).
+    Snapshot {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Box<crate::PipelineSnapshot>>,
+    },
 }
 
 /// The pipeline thread is gone (stopped or never started); nothing it was asked was done.
@@ -77,6 +82,11 @@ impl PipelineHandle {
     /// Champion against challenger so far, if a challenger is on trial.
     pub async fn comparison(&self) -> Result<Option<ComparisonReport>, PipelineStopped> {
         self.ask(|reply| PipelineCommand::Compare { reply }).await
+    }
+
+    /// What the pipeline knows now: counters, execution, trading state, equity.
+    pub async fn snapshot(&self) -> Result<crate::PipelineSnapshot, PipelineStopped> {
+        self.ask(|reply| PipelineCommand::Snapshot { reply }).await.map(|snapshot| *snapshot)
     }
 
     /// Puts a model set in force between two ticks; returns once it is.

@@ -63,6 +63,23 @@ pub struct PipelineCounters {
     pub state_changes: Vec<StateChangeReport>,
 }
 
+/// What a running pipeline knows now, answered between two ticks (for metrics).
+#[derive(Debug, Clone)]
+pub struct PipelineSnapshot {
+    /// Counters by stage.
+    pub counters: PipelineCounters,
+    /// Execution's counters.
+    pub execution: ExecutionStats,
+    /// The trading state.
+    pub trading_state: TradingState,
+    /// Equity: starting equity plus realised and unrealised PnL, quote currency.
+    pub equity: f64,
+    /// Realised PnL over every symbol.
+    pub realized_pnl: f64,
+    /// Positions by symbol.
+    pub positions: HashMap<Symbol, Position>,
+}
+
 /// A trading state change as the report shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StateChangeReport {

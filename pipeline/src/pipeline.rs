@@ -151,6 +151,17 @@ impl Pipeline {
             PipelineCommand::Compare { reply } => {
                 let _ = reply.send(self.comparison.as_ref().map(Comparison::report));
             }
+            PipelineCommand::Snapshot { reply } => {
+                let positions = self.desk.positions().clone();
+                let _ = reply.send(Box::new(crate::PipelineSnapshot {
+                    counters: self.counters.clone(),
+                    execution: self.desk.execution().stats().clone(),
+                    trading_state: self.desk.trading_state(),
+                    equity: self.desk.equity(),
+                    realized_pnl: positions.values().map(|p| p.realized_pnl).sum(),
+                    positions,
+                }));
+            }
         }
     }
 

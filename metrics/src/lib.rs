@@ -1,0 +1,301 @@
+//! mtml's metrics: every family named and described once ([`FAMILIES`]), written in the
+//! Prometheus text exposition format (0.0.4) by [`Exposition`], and served with the health
+//! endpoints by [`serve`]:
+//! - `GET /metrics`: the exposition, gathered when asked (nothing is kept between scrapes);
+//! - `GET /healthz`: 200 while the process serves at all;
+//! - `GET /readyz`: 200 when ready, 503 with the reason otherwise.
+//!
+//! What the numbers are is the composition crate's business (it reads the pipeline, the bridge,
+//! the stores and the chain log); this crate knows names, units, types and the format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// What a family is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up (names end in `_total`).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Observations counted in cumulative buckets, with their sum and count.
+    Histogram,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// A metric family: its name, what it measures (in base units), and its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family {
+    /// Prometheus name.
+    pub name: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Kind.
+    pub kind: Kind,
+}
+
+const fn family(name: &'static str, kind: Kind, help: &'static str) -> Family {
+    Family { name, help, kind }
+}
+
+/// Every metric mtml exports, in exposition order. Names follow Prometheus conventions: an
+/// `mtml_` prefix, base units (`_seconds`), `_total` on counters.
+pub const FAMILIES: &[Family] = &[
+    family("mtml_ticks_ingested_total", Kind::Counter, "Ticks the pipeline accepted."),
+    family("mtml_ticks_refused_total", Kind::Counter, "Ticks the pipeline refused, by reason."),
+    family("mtml_bars_total", Kind::Counter, "M1 bars closed."),
+    family("mtml_feature_vectors_total", Kind::Counter, "Feature vectors computed."),
+    family("mtml_predictions_total", Kind::Counter, "Model predictions, by role (champion, challenger)."),
+    family("mtml_inference_errors_total", Kind::Counter, "Predictions that failed."),
+    family("mtml_target_changes_total", Kind::Counter, "Decisions that changed a symbol's target position."),
+    family("mtml_risk_refusals_total", Kind::Counter, "Orders risk refused, by reason."),
+    family("mtml_orders_total", Kind::Counter, "Order events seen by execution, by event (sent, acked, filled, rejected, outcome_unknown)."),
+    family("mtml_filled_lots_total", Kind::Counter, "Lots filled."),
+    family("mtml_reconciliation_differences_total", Kind::Counter, "Positions found different from a terminal's and corrected."),
+    family("mtml_orders_in_flight", Kind::Gauge, "Orders awaiting their outcome."),
+    family("mtml_trading_state", Kind::Gauge, "1 for the trading state in force (ACTIVE, REDUCING, HALTED), 0 for the others."),
+    family("mtml_equity", Kind::Gauge, "Equity: starting equity plus realised and unrealised PnL, quote currency."),
+    family("mtml_realized_pnl", Kind::Gauge, "Realised PnL over every symbol, quote currency."),
+    family("mtml_position_lots", Kind::Gauge, "Net position by symbol, signed lots."),
+    family("mtml_terminal_connections_total", Kind::Counter, "Terminal connections accepted by the bridge."),
+    family("mtml_terminal_ticks_total", Kind::Counter, "Ticks the bridge received from terminals."),
+    family("mtml_sequence_gaps_total", Kind::Counter, "Sequence gaps in terminals' messages."),
+    family("mtml_ticks_dropped_total", Kind::Counter, "Ticks the bridge dropped under the drop-newest backpressure setting."),
+    family("mtml_protocol_errors_total", Kind::Counter, "Connections closed for a protocol error."),
+    family("mtml_store_write_failures_total", Kind::Counter, "Feature store writes that failed (and are retried), by store."),
+    family("mtml_store_down", Kind::Gauge, "1 while a feature store is down, by store."),
+    family("mtml_history_backlog_points", Kind::Gauge, "History points not yet written (memory and write-ahead file)."),
+    family("mtml_stage_latency_seconds", Kind::Histogram, "Time a stage of a tick's chain took, by stage."),
+    family("mtml_tick_to_order_seconds", Kind::Histogram, "Time from the bridge reading a tick to writing the order it caused."),
+];
+
+/// Bucket bounds of the latency histograms, seconds: 1 µs to 1 s.
+pub const LATENCY_BUCKETS_SECONDS: [f64; 13] =
+    [1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2, 1e-1, 1.0];
+
+/// One histogram's observations: cumulative counts at each bound (seconds), the count and sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    /// (upper bound in seconds, observations at most that).
+    pub buckets: Vec<(f64, u64)>,
+    /// Observations.
+    pub count: u64,
+    /// Their sum, seconds.
+    pub sum: f64,
+}
+
+/// Samples gathered for one scrape, written out family by family in [`FAMILIES`] order.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    lines: BTreeMap<usize, String>,
+}
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn labels_text(labels: &[(&str, &str)], extra: Option<(&str, String)>) -> String {
+    let mut parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+    if let Some((k, v)) = extra {
+        parts.push(format!("{k}=\"{v}\""));
+    }
+    if parts.is_empty() { String::new() } else { format!("{{{}}}", parts.join(",")) }
+}
+
+fn number(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        format!("{value}")
+    }
+}
+
+impl Exposition {
+    /// An empty exposition.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn family(&mut self, name: &str, kind: Kind) -> Option<&mut String> {
+        let Some(index) = FAMILIES.iter().position(|f| f.name == name && f.kind == kind) else {
+            tracing::error!(metric = name, "not a {} of mtml_metrics::FAMILIES; sample dropped", kind.name());
+            return None;
+        };
+        Some(self.lines.entry(index).or_default())
+    }
+
+    /// A counter or gauge sample of family `name`.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        let kind = FAMILIES.iter().find(|f| f.name == name).map_or(Kind::Gauge, |f| f.kind);
+        if kind == Kind::Histogram {
+            tracing::error!(metric = name, "a histogram takes observations, not a sample");
+            return self;
+        }
+        if let Some(lines) = self.family(name, kind) {
+            let _ = writeln!(lines, "{name}{} {}", labels_text(labels, None), number(value));
+        }
+        self
+    }
+
+    /// The observations of histogram family `name`.
+    pub fn histogram(&mut self, name: &str, labels: &[(&str, &str)], sample: &HistogramSample) -> &mut Self {
+        if let Some(lines) = self.family(name, Kind::Histogram) {
+            for (bound, count) in &sample.buckets {
+                let _ = writeln!(lines, "{name}_bucket{} {count}", labels_text(labels, Some(("le", number(*bound)))));
+            }
+            let _ = writeln!(lines, "{name}_bucket{} {}", labels_text(labels, Some(("le", "+Inf".into()))), sample.count);
+            let _ = writeln!(lines, "{name}_sum{} {}", labels_text(labels, None), number(sample.sum));
+            let _ = writeln!(lines, "{name}_count{} {}", labels_text(labels, None), sample.count);
+        }
+        self
+    }
+
+    /// The exposition text: each family with samples, its help and type first.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (index, lines) in &self.lines {
+            let family = FAMILIES[*index];
+            let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
+            let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind.name());
+            out.push_str(lines);
+        }
+        out
+    }
+}
+
+/// A future of the exposition text.
+pub type Gather = Pin<Box<dyn Future<Output = String> + Send>>;
+/// A future of readiness: `Ok(())`, or why not.
+pub type Ready = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// What the endpoints answer from, provided by whoever composes the process.
+#[derive(Clone)]
+pub struct Endpoints {
+    /// The metrics of this moment.
+    pub gather: Arc<dyn Fn() -> Gather + Send + Sync>,
+    /// Whether the process is ready to serve.
+    pub ready: Arc<dyn Fn() -> Ready + Send + Sync>,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown` completes.
+pub async fn serve(listener: tokio::net::TcpListener, endpoints: Endpoints, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let gather = Arc::clone(&endpoints.gather);
+    let ready = Arc::clone(&endpoints.ready);
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let gather = Arc::clone(&gather);
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], gather().await) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = Arc::clone(&ready);
+                async move {
+                    match ready().await {
+                        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+                        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_follow_prometheus_conventions() {
+        for family in FAMILIES {
+            assert!(family.name.starts_with("mtml_"), "{}", family.name);
+            assert_eq!(family.kind == Kind::Counter, family.name.ends_with("_total"), "{}", family.name);
+            assert!(family.help.ends_with('.'), "{}", family.name);
+            assert_eq!(FAMILIES.iter().filter(|f| f.name == family.name).count(), 1, "{} defined once", family.name);
+        }
+    }
+
+    #[test]
+    fn the_text_format_groups_each_family_under_its_help_and_type() {
+        let mut e = Exposition::new();
+        e.sample("mtml_ticks_refused_total", &[("reason", "wide_spread")], 2.0);
+        e.sample("mtml_ticks_ingested_total", &[], 10.0);
+        e.sample("mtml_ticks_refused_total", &[("reason", "say \"hi\"")], 1.0);
+        e.histogram(
+            "mtml_tick_to_order_seconds",
+            &[],
+            &HistogramSample { buckets: vec![(0.001, 3), (0.01, 4)], count: 5, sum: 0.5 },
+        );
+        e.sample("mtml_not_a_metric", &[], 1.0);
+        let expected = "\
+# HELP mtml_ticks_ingested_total Ticks the pipeline accepted.
+# TYPE mtml_ticks_ingested_total counter
+mtml_ticks_ingested_total 10
+# HELP mtml_ticks_refused_total Ticks the pipeline refused, by reason.
+# TYPE mtml_ticks_refused_total counter
+mtml_ticks_refused_total{reason=\"wide_spread\"} 2
+mtml_ticks_refused_total{reason=\"say \\\"hi\\\"\"} 1
+# HELP mtml_tick_to_order_seconds Time from the bridge reading a tick to writing the order it caused.
+# TYPE mtml_tick_to_order_seconds histogram
+mtml_tick_to_order_seconds_bucket{le=\"0.001\"} 3
+mtml_tick_to_order_seconds_bucket{le=\"0.01\"} 4
+mtml_tick_to_order_seconds_bucket{le=\"+Inf\"} 5
+mtml_tick_to_order_seconds_sum 0.5
+mtml_tick_to_order_seconds_count 5
+";
+        assert_eq!(e.text(), expected);
+    }
+
+    #[tokio::test]
+    async fn the_endpoints_answer_over_http() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ready);
+        let endpoints = Endpoints {
+            gather: Arc::new(|| Box::pin(async { Exposition::new().sample("mtml_bars_total", &[], 7.0).text() })),
+            ready: Arc::new(move || {
+                let flag = Arc::clone(&flag);
+                Box::pin(async move {
+                    if flag.load(std::sync::atomic::Ordering::Relaxed) { Ok(()) } else { Err("no model loaded".into()) }
+                })
+            }),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, endpoints, async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        let metrics = client.get(format!("http://{addr}/metrics")).send().await.unwrap();
+        assert_eq!(metrics.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+        assert!(metrics.text().await.unwrap().contains("mtml_bars_total 7\n"));
+        assert_eq!(client.get(format!("http://{addr}/healthz")).send().await.unwrap().status(), 200);
+        let not_ready = client.get(format!("http://{addr}/readyz")).send().await.unwrap();
+        assert_eq!(not_ready.status(), 503);
+        assert_eq!(not_ready.text().await.unwrap(), "not ready: no model loaded\n");
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(client.get(format!("http://{addr}/readyz")).send().await.unwrap().status(), 200);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+}
