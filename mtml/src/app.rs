@@ -38,6 +38,8 @@ pub struct App {
     pub bridge_addr: SocketAddr,
     /// Where the gRPC API listens, if it runs.
     pub grpc_addr: Option<SocketAddr>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if they are.
+    pub metrics_addr: Option<SocketAddr>,
     /// Spans and latencies of every chain.
     pub chain_log: Arc<ChainLog>,
     /// Pipeline progress.
@@ -55,6 +57,7 @@ pub struct App {
     order_forwarder_task: Option<JoinHandle<()>>,
     journal_task: JoinHandle<u64>,
     follower_task: Option<JoinHandle<()>>,
+    metrics_task: Option<JoinHandle<()>>,
     handle: PipelineHandle,
     pipeline: std::thread::JoinHandle<PipelineOutcome>,
 }
@@ -65,6 +68,8 @@ pub struct Listeners {
     pub bridge: TcpListener,
     /// The gRPC API; required when the transport is gRPC.
     pub grpc: Option<TcpListener>,
+    /// The metrics and health endpoints over HTTP, if served.
+    pub metrics: Option<TcpListener>,
 }
 
 /// Ticks from the bridge to the pipeline: one channel in process; over gRPC the tick forwarder
@@ -196,12 +201,30 @@ impl App {
             });
         }
         let bridge_stats = bridge.bridge.stats();
+        let metrics_addr = listeners.metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+        let metrics_task = listeners.metrics.map(|listener| {
+            let sources = services::metrics::Sources {
+                pipeline: handle.clone(),
+                bridge: Arc::clone(&bridge_stats),
+                stores: stores.watch(),
+                chain_log: Arc::clone(&chain_log),
+            };
+            let stop = shutdown.clone().cancelled_owned();
+            spawn_named("metrics_server", async move {
+                if let Err(error) = mtml_metrics::serve(listener, services::metrics::endpoints(sources), stop).await {
+                    tracing::error!(%error, "metrics server failed");
+                }
+            })
+        });
         let bridge_task = spawn_named("bridge", bridge.bridge.run(listeners.bridge, shutdown.clone()));
         let grpc = grpc_addr.map_or_else(|| "none".to_owned(), |addr| addr.to_string());
-        tracing::info!(%bridge_addr, %grpc, transport = config.pipeline.transport.name(), "mtml started");
+        let metrics = metrics_addr.map_or_else(|| "none".to_owned(), |addr| addr.to_string());
+        tracing::info!(%bridge_addr, %grpc, %metrics, transport = config.pipeline.transport.name(), "mtml started");
         Ok(Self {
             bridge_addr,
             grpc_addr,
+            metrics_addr,
+            metrics_task,
             chain_log,
             progress,
             bridge_stats,
@@ -241,6 +264,9 @@ impl App {
         self.shutdown.cancel();
         if let Some(task) = self.follower_task {
             task.await.context("rollout follower task")?;
+        }
+        if let Some(task) = self.metrics_task {
+            task.await.context("metrics server task")?;
         }
         self.bridge_task.await.context("bridge task")?;
         if let Some(task) = self.forwarder_task {

@@ -38,6 +38,8 @@ pub struct Config {
     pub bridge: BridgeSettings,
     /// gRPC API.
     pub grpc: GrpcSettings,
+    /// The metrics and health endpoints.
+    pub metrics: MetricsSettings,
     /// The tick pipeline.
     pub pipeline: PipelineSettings,
     /// The model.
@@ -127,6 +129,14 @@ pub struct BridgeSettings {
 pub struct GrpcSettings {
     /// Where the gRPC API listens.
     pub listen: SocketAddr,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSettings {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served over HTTP; `None` (the default,
+    /// `listen = ""`) serves none.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[pipeline]`.
@@ -240,8 +250,8 @@ pub const CONFIG_ENV: &str = "MTML_CONFIG";
 /// `MTML_TEST_` belong to the test harness and are not settings either.
 const RESERVED_ENV: [&str; 3] = [CONFIG_ENV, "MTML_LOG", mtml_core::crash_point::CRASH_AT_VAR];
 
-const SECTIONS: [&str; 10] =
-    ["bridge", "grpc", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime"];
+const SECTIONS: [&str; 11] =
+    ["bridge", "grpc", "metrics", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime"];
 
 impl Config {
     /// Loads from a file (the one given, else the one `MTML_CONFIG` names, else none) plus the
@@ -334,6 +344,7 @@ impl Config {
                 },
             },
             grpc: GrpcSettings { listen: x.addr("grpc", "listen", "127.0.0.1:50051") },
+            metrics: MetricsSettings { listen: x.optional_addr("metrics", "listen") },
             pipeline: PipelineSettings {
                 symbols: x.strings("pipeline", "symbols", &["EURUSD"]),
                 transport: match x.string("pipeline", "transport", "in-process").as_str() {
@@ -609,6 +620,18 @@ impl Extract<'_> {
         text.parse().unwrap_or_else(|_| {
             self.problem(format!("{section}.{key}: {text:?} is not an address like 127.0.0.1:5555"));
             fallback
+        })
+    }
+
+    /// An address, or `None` for an empty string (the default).
+    fn optional_addr(&mut self, section: &str, key: &str) -> Option<SocketAddr> {
+        let text = self.string(section, key, "");
+        if text.is_empty() {
+            return None;
+        }
+        text.parse().map(Some).unwrap_or_else(|_| {
+            self.problem(format!("{section}.{key}: {text:?} is not an address like 127.0.0.1:9464 (or \"\" for none)"));
+            None
         })
     }
 

@@ -216,9 +216,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if config.bridge.token.is_empty() {
                     tracing::warn!("bridge.token is empty: any terminal that can connect is served");
                 }
-                let app = App::start(&config, &onnx, Listeners { bridge, grpc: Some(grpc) }).await?;
+                let metrics = match config.metrics.listen {
+                    Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding metrics to {addr}"))?),
+                    None => None,
+                };
+                let app = App::start(&config, &onnx, Listeners { bridge, grpc: Some(grpc), metrics }).await?;
                 let grpc = app.grpc_addr.map_or_else(|| "nothing".to_owned(), |addr| addr.to_string());
-                eprintln!("mtml running: terminals on {}, gRPC on {grpc}; ctrl-c stops", app.bridge_addr);
+                let metrics = app.metrics_addr.map_or_else(String::new, |addr| format!(", metrics on http://{addr}/metrics"));
+                eprintln!("mtml running: terminals on {}, gRPC on {grpc}{metrics}; ctrl-c stops", app.bridge_addr);
                 let outcome = app.run_until_signal().await?;
                 let execution = &outcome.execution;
                 eprintln!(

@@ -77,7 +77,7 @@ async fn a_day_through_redis_and_influxdb_with_an_outage_reads_back_equal_to_the
     let runtime = mtml::runtime::load_runtime(&config).unwrap();
     let bridge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = App::start(&config, &runtime, Listeners { bridge, grpc: Some(grpc) }).await.unwrap();
+    let app = App::start(&config, &runtime, Listeners { bridge, grpc: Some(grpc), metrics: None }).await.unwrap();
     let mut client = FeaturesClient::connect(format!("http://{}", app.grpc_addr.unwrap()))
         .await
         .unwrap()

@@ -78,6 +78,8 @@ pub struct PipelineSnapshot {
     pub realized_pnl: f64,
     /// Positions by symbol.
     pub positions: HashMap<Symbol, Position>,
+    /// Orders awaiting their outcome.
+    pub orders_in_flight: usize,
 }
 
 /// A trading state change as the report shows it.

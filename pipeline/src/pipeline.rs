@@ -160,6 +160,7 @@ impl Pipeline {
                     equity: self.desk.equity(),
                     realized_pnl: positions.values().map(|p| p.realized_pnl).sum(),
                     positions,
+                    orders_in_flight: self.desk.execution().in_flight_count(),
                 }));
             }
         }

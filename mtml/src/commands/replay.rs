@@ -193,7 +193,12 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
         Transport::Grpc => Some(TcpListener::bind("127.0.0.1:0").await.context("binding gRPC")?),
         Transport::InProcess => None,
     };
-    let app = App::start(&config, &runtime, Listeners { bridge, grpc }).await?;
+    // Metrics only when the configuration asks for them (a replay is usually a one-off).
+    let metrics = match config.metrics.listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding metrics to {addr}"))?),
+        None => None,
+    };
+    let app = App::start(&config, &runtime, Listeners { bridge, grpc, metrics }).await?;
 
     let stream = TcpStream::connect(app.bridge_addr).await.context("connecting the simulator")?;
     stream.set_nodelay(true)?;

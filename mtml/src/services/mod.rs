@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod features;
+pub mod metrics;
 pub mod model_admin;
 pub mod oip;
 pub mod prediction;

@@ -57,7 +57,8 @@ pub fn running_addresses(line: &str) -> (String, String) {
         let rest = line.split(marker).nth(1).unwrap_or_else(|| panic!("no {marker:?} in {line:?}"));
         rest.split(end).next().unwrap_or_default().to_owned()
     };
-    (after("terminals on ", ','), after("gRPC on ", ';'))
+    let grpc = after("gRPC on ", ';');
+    (after("terminals on ", ','), grpc.split(',').next().unwrap_or_default().to_owned())
 }
 
 /// A loopback port nothing listens on right now.
@@ -216,5 +217,48 @@ impl InfluxServer {
         wait_until("influxd", Duration::from_secs(30), || {
             http_status(port, "GET /ping HTTP/1.0\r\n\r\n") == Some(204)
         });
+    }
+}
+
+/// A Prometheus server of the test's own, scraping the given targets every second.
+pub struct PrometheusServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    _process: Running,
+}
+
+impl PrometheusServer {
+    /// Starts one on a free port scraping `targets` (`host:port`, path `/metrics`) every second,
+    /// and waits until it is ready.
+    pub fn start(targets: &[String]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let list = targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mtml\n    static_configs:\n      - targets: [{list}]\n"
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), config).expect("writing prometheus.yml");
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
+        let child = Command::new(binary("MTML_TEST_PROMETHEUS", "prometheus"))
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting prometheus");
+        let process = Running(child);
+        wait_until("prometheus", Duration::from_secs(60), || http_status(port, "GET /-/ready HTTP/1.0\r\n\r\n") == Some(200));
+        Self { port, dir, _process: process }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The folder of its data and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 }

@@ -1,0 +1,119 @@
+//! The metrics and health endpoints of an instance: what `mtml_metrics` serves, gathered at
+//! each scrape from the pipeline (between two ticks), the bridge's counters, the stores and the
+//! chain log.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use mtml_bridge::BridgeStats;
+use mtml_core::{ChainLog, LatencyBuckets};
+use mtml_decision::TradingState;
+use mtml_metrics::{Endpoints, Exposition, HistogramSample, LATENCY_BUCKETS_SECONDS};
+use mtml_pipeline::{PipelineHandle, PipelineSnapshot};
+
+use crate::stores::{StoresReport, StoresWatch};
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub struct Sources {
+    /// The running pipeline.
+    pub pipeline: PipelineHandle,
+    /// The bridge's counters.
+    pub bridge: Arc<BridgeStats>,
+    /// The stores' counters.
+    pub stores: StoresWatch,
+    /// Spans and latencies of every chain.
+    pub chain_log: Arc<ChainLog>,
+}
+
+fn histogram(buckets: &LatencyBuckets) -> HistogramSample {
+    HistogramSample {
+        buckets: buckets.at_most.iter().map(|(ns, count)| (*ns as f64 / 1e9, *count)).collect(),
+        count: buckets.count,
+        sum: buckets.sum_ns / 1e9,
+    }
+}
+
+/// The exposition of this moment.
+pub fn exposition(snapshot: &PipelineSnapshot, bridge: &BridgeStats, stores: &StoresReport, chain_log: &ChainLog) -> String {
+    let mut e = Exposition::new();
+    let c = &snapshot.counters;
+    e.sample("mtml_ticks_ingested_total", &[], c.ticks_ingested as f64);
+    for (reason, n) in &c.ticks_rejected {
+        e.sample("mtml_ticks_refused_total", &[("reason", reason)], *n as f64);
+    }
+    e.sample("mtml_bars_total", &[], c.bars as f64);
+    e.sample("mtml_feature_vectors_total", &[], c.feature_vectors as f64);
+    e.sample("mtml_predictions_total", &[("role", "champion")], c.predictions as f64);
+    e.sample("mtml_predictions_total", &[("role", "challenger")], c.challenger_predictions as f64);
+    e.sample("mtml_inference_errors_total", &[], (c.inference_errors + c.challenger_errors) as f64);
+    e.sample("mtml_target_changes_total", &[], c.target_changes as f64);
+    for (reason, n) in &c.risk_rejections {
+        e.sample("mtml_risk_refusals_total", &[("reason", reason)], *n as f64);
+    }
+    let x = &snapshot.execution;
+    for (event, n) in [("sent", x.orders_sent), ("acked", x.acks), ("filled", x.fills), ("rejected", x.rejects), ("outcome_unknown", x.outcome_unknown)] {
+        e.sample("mtml_orders_total", &[("event", event)], n as f64);
+    }
+    e.sample("mtml_filled_lots_total", &[], x.filled_lots);
+    e.sample("mtml_reconciliation_differences_total", &[], x.reconciliation_differences as f64);
+    e.sample("mtml_orders_in_flight", &[], snapshot.orders_in_flight as f64);
+    for state in [TradingState::Active, TradingState::Reducing, TradingState::Halted] {
+        e.sample("mtml_trading_state", &[("state", state.name())], f64::from(u8::from(snapshot.trading_state == state)));
+    }
+    e.sample("mtml_equity", &[], snapshot.equity);
+    e.sample("mtml_realized_pnl", &[], snapshot.realized_pnl);
+    let mut positions: Vec<_> = snapshot.positions.iter().collect();
+    positions.sort_by(|a, b| a.0.cmp(b.0));
+    for (symbol, position) in positions {
+        e.sample("mtml_position_lots", &[("symbol", symbol.as_str())], position.lots);
+    }
+    e.sample("mtml_terminal_connections_total", &[], bridge.connections.load(Relaxed) as f64);
+    e.sample("mtml_terminal_ticks_total", &[], bridge.ticks.load(Relaxed) as f64);
+    e.sample("mtml_sequence_gaps_total", &[], bridge.sequence_gaps.load(Relaxed) as f64);
+    e.sample("mtml_ticks_dropped_total", &[], bridge.ticks_dropped.load(Relaxed) as f64);
+    e.sample("mtml_protocol_errors_total", &[], bridge.protocol_errors.load(Relaxed) as f64);
+    e.sample("mtml_store_write_failures_total", &[("store", "online")], stores.online_write_failures as f64);
+    e.sample("mtml_store_down", &[("store", "online")], f64::from(u8::from(stores.online_down_at_end)));
+    if stores.history.is_some() {
+        e.sample("mtml_store_write_failures_total", &[("store", "history")], stores.history_write_failures as f64);
+        e.sample("mtml_store_down", &[("store", "history")], f64::from(u8::from(stores.history_down_at_end)));
+        e.sample("mtml_history_backlog_points", &[], stores.history_backlog as f64);
+    }
+    let bounds: Vec<u64> = LATENCY_BUCKETS_SECONDS.iter().map(|s| (s * 1e9).round() as u64).collect();
+    for (stage, buckets) in chain_log.stage_buckets(&bounds) {
+        e.histogram("mtml_stage_latency_seconds", &[("stage", stage.name())], &histogram(&buckets));
+    }
+    e.histogram("mtml_tick_to_order_seconds", &[], &histogram(&chain_log.tick_to_order_buckets(&bounds)));
+    e.text()
+}
+
+/// The endpoints over `sources`: ready while the pipeline answers and no store is down.
+pub fn endpoints(sources: Sources) -> Endpoints {
+    let gather_sources = sources.clone();
+    Endpoints {
+        gather: Arc::new(move || {
+            let s = gather_sources.clone();
+            Box::pin(async move {
+                match s.pipeline.snapshot().await {
+                    Ok(snapshot) => exposition(&snapshot, &s.bridge, &s.stores.report(), &s.chain_log),
+                    Err(stopped) => format!("# {stopped}\n"),
+                }
+            })
+        }),
+        ready: Arc::new(move || {
+            let s = sources.clone();
+            Box::pin(async move {
+                s.pipeline.snapshot().await.map_err(|stopped| stopped.to_string())?;
+                let stores = s.stores.report();
+                if stores.online_down_at_end {
+                    return Err(format!("the online feature store {} is down", stores.online));
+                }
+                if stores.history_down_at_end {
+                    return Err(format!("the history store {} is down", stores.history.unwrap_or_default()));
+                }
+                Ok(())
+            })
+        }),
+    }
+}
