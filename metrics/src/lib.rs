@@ -69,6 +69,7 @@ pub const FAMILIES: &[Family] = &[
     family("mtml_equity", Kind::Gauge, "Equity: starting equity plus realised and unrealised PnL, quote currency."),
     family("mtml_realized_pnl", Kind::Gauge, "Realised PnL over every symbol, quote currency."),
     family("mtml_position_lots", Kind::Gauge, "Net position by symbol, signed lots."),
+    family("mtml_terminals_connected", Kind::Gauge, "Terminals streaming to the bridge now."),
     family("mtml_terminal_connections_total", Kind::Counter, "Terminal connections accepted by the bridge."),
     family("mtml_terminal_ticks_total", Kind::Counter, "Ticks the bridge received from terminals."),
     family("mtml_sequence_gaps_total", Kind::Counter, "Sequence gaps in terminals' messages."),

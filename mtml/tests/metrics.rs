@@ -1,7 +1,9 @@
 //! The metrics a real Prometheus scrapes: `mtml run` serves `/metrics`, a Prometheus server of
 //! the test's own scrapes it every second while a terminal streams the recorded sample, and the
 //! counts read back through Prometheus's query API are the run's; `promtool` accepts the
-//! exposition; `/healthz` and `/readyz` answer.
+//! exposition and the alerting rules; every query of the shipped Grafana dashboard and every
+//! shipped alerting rule evaluates on that Prometheus and names only metrics mtml exports;
+//! `/healthz` and `/readyz` answer.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::{BufRead, BufReader};
@@ -41,6 +43,23 @@ async fn prometheus_value(client: &reqwest::Client, prometheus: &str, query: &st
     panic!("{query}: Prometheus did not reach {expected}; last answer {last}");
 }
 
+/// `promtool`, beside the Prometheus the tests use.
+fn promtool_path() -> String {
+    std::env::var("MTML_TEST_PROMETHEUS").map_or_else(|_| "promtool".into(), |p| p.replace("prometheus", "promtool"))
+}
+
+/// The `mtml_...` names an expression refers to.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("mtml_") {
+        let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        rest = &rest[at + name.len()..];
+        names.push(name);
+    }
+    names
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_the_counts_of_a_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,7 +89,9 @@ async fn a_real_prometheus_scrapes_the_counts_of_a_run() {
     }
     assert!(line.contains(&format!("metrics on http://{metrics_addr}/metrics")), "{line}");
     let (bridge_addr, _) = mtml_test_support::running_addresses(&line);
-    let prometheus = PrometheusServer::start(std::slice::from_ref(&metrics_addr));
+    let monitoring = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/monitoring");
+    let rules = monitoring.join("alerts.yml");
+    let prometheus = PrometheusServer::start_with_rules(std::slice::from_ref(&metrics_addr), Some(&rules));
     let client = reqwest::Client::new();
 
     let sample = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/eurusd_fxcm_ticks_2014-05-05_0600-1200.csv.gz");
@@ -113,8 +134,7 @@ async fn a_real_prometheus_scrapes_the_counts_of_a_run() {
     assert_eq!(value("mtml_stage_latency_seconds_count{stage=\"inference\"}"), predictions, "one inference span per prediction");
 
     // promtool, Prometheus's own linter, accepts the exposition (names, types, help, units).
-    let promtool = std::env::var("MTML_TEST_PROMETHEUS").map_or_else(|_| "promtool".into(), |p| p.replace("prometheus", "promtool"));
-    let mut check = Command::new(promtool).args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut check = Command::new(promtool_path()).args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     std::io::Write::write_all(check.stdin.as_mut().unwrap(), exposition.as_bytes()).unwrap();
     let checked = check.wait_with_output().unwrap();
     assert!(checked.status.success(), "promtool check metrics: {}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
@@ -125,6 +145,42 @@ async fn a_real_prometheus_scrapes_the_counts_of_a_run() {
     prometheus_value(&client, &url, "mtml_orders_total{event=\"sent\"}", orders).await;
     prometheus_value(&client, &url, "sum(mtml_stage_latency_seconds_count{stage=\"inference\"})", predictions).await;
     prometheus_value(&client, &url, "up{job=\"mtml\"}", 1.0).await;
+
+    // The shipped dashboard and alerting rules: only metrics mtml exports, and each evaluates.
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(monitoring.join("grafana-dashboard.json")).unwrap()).unwrap();
+    let queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_owned()))
+        .collect();
+    let rules_text = std::fs::read_to_string(&rules).unwrap();
+    let alert_exprs: Vec<String> = rules_text.lines().filter_map(|l| l.trim().strip_prefix("expr: ")).map(str::to_owned).collect();
+    assert!(queries.len() >= 20 && alert_exprs.len() >= 8, "{} queries, {} rules", queries.len(), alert_exprs.len());
+    for expr in queries.iter().chain(&alert_exprs) {
+        for name in metric_names(expr) {
+            let family = ["_bucket", "_sum", "_count"].iter().fold(name.as_str(), |n, suffix| n.strip_suffix(suffix).unwrap_or(n));
+            assert!(mtml_metrics::FAMILIES.iter().any(|f| f.name == family), "{expr}: {name} is not a metric mtml exports");
+        }
+        let answer = client.get(format!("{url}/api/v1/query")).query(&[("query", expr.as_str())]).send().await.unwrap();
+        let status = answer.status();
+        let body = answer.text().await.unwrap();
+        assert!(status.is_success() && body.contains("\"status\":\"success\""), "{expr}: {body}");
+    }
+    let checked = Command::new(promtool_path()).args(["check", "rules"]).arg(&rules).output().unwrap();
+    assert!(checked.status.success(), "promtool check rules: {}", String::from_utf8_lossy(&checked.stdout));
+    // Prometheus evaluated every rule without error (a rule's health turns "ok" once evaluated).
+    let start = Instant::now();
+    loop {
+        let body = client.get(format!("{url}/api/v1/rules")).send().await.unwrap().text().await.unwrap();
+        let rules_seen = body.matches("\"health\":").count();
+        if rules_seen == alert_exprs.len() && body.matches("\"health\":\"ok\"").count() == rules_seen {
+            break;
+        }
+        assert!(!body.contains("\"health\":\"err\""), "a rule failed to evaluate: {body}");
+        assert!(start.elapsed() < Duration::from_secs(30), "rules not all evaluated: {body}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     assert_eq!(client.get(format!("http://{metrics_addr}/healthz")).send().await.unwrap().status(), 200);
     let ready = client.get(format!("http://{metrics_addr}/readyz")).send().await.unwrap();

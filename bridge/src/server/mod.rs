@@ -106,6 +106,8 @@ impl Default for BridgeConfig {
 /// Counters of the bridge, readable while it runs.
 #[derive(Debug, Default)]
 pub struct BridgeStats {
+    /// Terminals streaming right now.
+    pub connected: AtomicU64,
     /// Connections accepted.
     pub connections: AtomicU64,
     /// Connections refused in the hello (bad version or token).

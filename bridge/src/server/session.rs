@@ -50,6 +50,7 @@ impl Bridge {
     /// Records where the streams stopped, and marks the session's unsettled orders as having an
     /// unknown outcome: the next snapshot of the account settles them.
     pub(super) fn end_session(&self, state: Session) {
+        self.stats.connected.fetch_sub(1, Ordering::Relaxed);
         let unknown = self.accounts.with(&state.account, |account| {
             if account.session.as_ref().is_some_and(|(id, _)| *id == state.id) {
                 account.session = None;
@@ -93,6 +94,7 @@ impl Bridge {
             orders: orders_tx,
         });
         info!(account = %state.account, symbols = state.specs.len(), "terminal streaming");
+        self.stats.connected.fetch_add(1, Ordering::Relaxed);
         // The first heartbeat is one period away, not immediate: the handshake just spoke.
         let period = self.config.heartbeat_interval;
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);

@@ -68,6 +68,7 @@ pub fn exposition(snapshot: &PipelineSnapshot, bridge: &BridgeStats, stores: &St
     for (symbol, position) in positions {
         e.sample("mtml_position_lots", &[("symbol", symbol.as_str())], position.lots);
     }
+    e.sample("mtml_terminals_connected", &[], bridge.connected.load(Relaxed) as f64);
     e.sample("mtml_terminal_connections_total", &[], bridge.connections.load(Relaxed) as f64);
     e.sample("mtml_terminal_ticks_total", &[], bridge.ticks.load(Relaxed) as f64);
     e.sample("mtml_sequence_gaps_total", &[], bridge.sequence_gaps.load(Relaxed) as f64);

@@ -231,11 +231,17 @@ impl PrometheusServer {
     /// Starts one on a free port scraping `targets` (`host:port`, path `/metrics`) every second,
     /// and waits until it is ready.
     pub fn start(targets: &[String]) -> Self {
+        Self::start_with_rules(targets, None)
+    }
+
+    /// The same, evaluating the alerting and recording rules of `rules` every second.
+    pub fn start_with_rules(targets: &[String], rules: Option<&Path>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let list = targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+        let rule_files = rules.map_or_else(String::new, |path| format!("rule_files: ['{}']\n", path.display()));
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mtml\n    static_configs:\n      - targets: [{list}]\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: mtml\n    static_configs:\n      - targets: [{list}]\n"
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).expect("writing prometheus.yml");
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
