@@ -161,7 +161,7 @@ impl App {
                     ticks: ticks.ingestion.clone(),
                     bridge: bridge.service,
                 };
-                let router = step("grpc").in_scope(|| services::router(parts));
+                let router = services::router(parts).instrument(step("grpc")).await;
                 let incoming = services::grpc_incoming(listener);
                 let serve = router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
                 (follower, Some(spawn_named("grpc_server", serve)))

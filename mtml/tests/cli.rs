@@ -109,6 +109,15 @@ async fn run_serves_terminals_and_predictions_until_terminated() {
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
     assert!(unknown.message().contains("no features for symbol \"XAGEUR\""), "{}", unknown.message());
+    // The standard gRPC health service: the server and each service serving, others unknown.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}")).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = |service: &str| tonic_health::pb::HealthCheckRequest { service: service.into() };
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    assert_eq!(health.check(status("")).await.unwrap().into_inner().status, serving);
+    assert_eq!(health.check(status("mtml.v1.Prediction")).await.unwrap().into_inner().status, serving);
+    assert_eq!(health.check(status("inference.GRPCInferenceService")).await.unwrap().into_inner().status, serving);
+    assert_eq!(health.check(status("mtml.v1.Nothing")).await.unwrap_err().code(), tonic::Code::NotFound);
     // This instance does not follow the registry: models commands say how to make it.
     let models = mtml().args(["models", "list", "--server", &format!("http://{grpc_addr}")]).output().unwrap();
     let models_error = String::from_utf8_lossy(&models.stderr);

@@ -57,7 +57,7 @@ pub struct ServiceParts<'a> {
 }
 
 /// Every service of an instance on one gRPC server.
-pub fn router(parts: ServiceParts<'_>) -> Router {
+pub async fn router(parts: ServiceParts<'_>) -> Router {
     let config = parts.config;
     let managed = parts.registry.is_some().then(|| config.model.name.clone());
     let model_admin = parts.registry.map(|registry| {
@@ -66,14 +66,41 @@ pub fn router(parts: ServiceParts<'_>) -> Router {
     });
     let prediction =
         prediction::PredictionService::live(Arc::clone(&parts.stores.online), Arc::clone(&parts.models), config.model.name.clone());
+    let ingestion = IngestionService::new(parts.ticks).into_server();
+    let prediction = prediction.into_server();
+    let features = features::FeaturesService::new(parts.stores, config.symbols()).into_server();
+    let admin = admin::AdminService::new(parts.pipeline).into_server();
+    let oip = oip::OipService::new(parts.models).with_managed(managed).into_server();
+    let model_admin = model_admin.map(model_admin::ModelAdminService::into_server);
+    let bridge = parts.bridge.map(BridgeService::into_server);
+    // The standard health service (grpc.health.v1): the server and every service it serves.
+    let mut serving = vec![
+        name_of(&ingestion),
+        name_of(&prediction),
+        name_of(&features),
+        name_of(&admin),
+        name_of(&oip),
+    ];
+    serving.extend(model_admin.as_ref().map(name_of));
+    serving.extend(bridge.as_ref().map(name_of));
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for service in serving {
+        reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
+    }
     tonic::transport::Server::builder()
-        .add_service(IngestionService::new(parts.ticks).into_server())
-        .add_service(prediction.into_server())
-        .add_service(features::FeaturesService::new(parts.stores, config.symbols()).into_server())
-        .add_service(admin::AdminService::new(parts.pipeline).into_server())
-        .add_service(oip::OipService::new(parts.models).with_managed(managed).into_server())
-        .add_optional_service(model_admin.map(model_admin::ModelAdminService::into_server))
-        .add_optional_service(parts.bridge.map(BridgeService::into_server))
+        .add_service(health)
+        .add_service(ingestion)
+        .add_service(prediction)
+        .add_service(features)
+        .add_service(admin)
+        .add_service(oip)
+        .add_optional_service(model_admin)
+        .add_optional_service(bridge)
+}
+
+/// A served gRPC service's full name (`mtml.v1.Prediction`).
+fn name_of<S: tonic::server::NamedService>(_: &S) -> &'static str {
+    S::NAME
 }
 
 /// The connections a gRPC server accepts, with Nagle's algorithm off: small request and answer
