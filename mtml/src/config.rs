@@ -245,10 +245,14 @@ impl std::error::Error for ConfigError {}
 /// The variable naming the configuration file of commands given no `--config`.
 pub const CONFIG_ENV: &str = "MTML_CONFIG";
 
-/// `MTML_*` variables that are not settings: the configuration file, the log filter and the
-/// crash point of crash-recovery tests (`mtml_core::crash_point`). Variables starting
+/// The variable choosing the log format: `text` (the default; colour only on a terminal) or
+/// `json` (one object per line).
+pub const LOG_FORMAT_ENV: &str = "MTML_LOG_FORMAT";
+
+/// `MTML_*` variables that are not settings: the configuration file, the log filter and format,
+/// and the crash point of crash-recovery tests (`mtml_core::crash_point`). Variables starting
 /// `MTML_TEST_` belong to the test harness and are not settings either.
-const RESERVED_ENV: [&str; 3] = [CONFIG_ENV, "MTML_LOG", mtml_core::crash_point::CRASH_AT_VAR];
+const RESERVED_ENV: [&str; 4] = [CONFIG_ENV, "MTML_LOG", LOG_FORMAT_ENV, mtml_core::crash_point::CRASH_AT_VAR];
 
 const SECTIONS: [&str; 11] =
     ["bridge", "grpc", "metrics", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime"];

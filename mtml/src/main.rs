@@ -196,11 +196,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         eprintln!("MTML_LOG is not a log filter ({error}); logging warn,mtml=info");
         tracing_subscriber::EnvFilter::new("warn,mtml=info")
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match std::env::var(mtml::config::LOG_FORMAT_ENV).as_deref() {
+        // One JSON object per line, for a log shipper (Loki, Elasticsearch, Datadog...).
+        Ok("json") => logs.json().with_current_span(true).init(),
+        Ok("text") | Err(_) => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        Ok(other) => {
+            logs.with_ansi(false).init();
+            tracing::warn!("{} {other:?} is neither \"text\" nor \"json\"; logging text", mtml::config::LOG_FORMAT_ENV);
+        }
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         match cli.command {

@@ -586,3 +586,20 @@ fn an_instance_following_an_empty_registry_says_so_in_whole_sentences() {
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("the configured model serves until a version is promoted (mtml models promote NAME:VERSION)"), "{stderr}");
 }
+
+#[test]
+fn logs_are_json_lines_when_asked_and_plain_text_without_colour_in_a_pipe() {
+    let run = |format: &str| {
+        let output = mtml().args(["replay", "--ticks"]).arg(sample()).env("MTML_LOG", "info").env("MTML_LOG_FORMAT", format).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stderr).unwrap()
+    };
+    let json = run("json");
+    let lines: Vec<serde_json::Value> = json.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect();
+    assert!(lines.len() >= 3, "{json}");
+    assert!(lines.iter().all(|l| l["level"].is_string() && l["fields"]["message"].is_string()), "{json}");
+    let started = lines.iter().find(|l| l["fields"]["message"] == "mtml started").expect("the start is logged");
+    assert_eq!(started["fields"]["transport"], "in-process");
+    let text = run("text");
+    assert!(text.contains("mtml started") && !text.contains('\u{1b}'), "no colour codes in a pipe: {text}");
+}
