@@ -252,6 +252,8 @@ struct ChainLogInner {
     tick_to_order: Histogram<u64>,
     /// Chains that went all the way to a fill, oldest first (bounded like `order`).
     filled: VecDeque<ChainId>,
+    /// Chains with a fill not yet handed to [`ChainLog::take_filled`] (bounded like `order`).
+    to_export: VecDeque<ChainId>,
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -272,6 +274,7 @@ impl ChainLog {
                 stages: HashMap::new(),
                 tick_to_order: new_histogram(),
                 filled: VecDeque::new(),
+                to_export: VecDeque::new(),
             }),
         }
     }
@@ -303,7 +306,21 @@ impl ChainLog {
                 inner.filled.pop_front();
             }
             inner.filled.push_back(chain);
+            if inner.to_export.len() >= inner.capacity {
+                inner.to_export.pop_front();
+            }
+            inner.to_export.push_back(chain);
         }
+    }
+
+    /// The chains that reached a fill since the last call, each once with all its spans so far
+    /// (a later partial fill hands the chain out again, whole).
+    pub fn take_filled(&self) -> Vec<(ChainId, Vec<StageSpan>)> {
+        let mut inner = self.inner.lock();
+        let mut ids: Vec<ChainId> = inner.to_export.drain(..).collect();
+        let mut seen = std::collections::HashSet::new();
+        ids.retain(|id| seen.insert(*id));
+        ids.into_iter().filter_map(|id| inner.chains.get(&id).map(|spans| (id, spans.clone()))).collect()
     }
 
     /// Records the time from the bridge reading a tick to the bridge writing the order it caused.
@@ -396,6 +413,22 @@ fn summarize(histogram: &Histogram<u64>) -> LatencySummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filled_chains_are_handed_out_once_each_whole() {
+        let log = ChainLog::default();
+        let ids = ChainIdGenerator::with_prefix(2);
+        let (a, b) = (ids.next_id(), ids.next_id());
+        log.record(a, Stage::Ingest, 0, 5);
+        log.record(b, Stage::Ingest, 0, 5);
+        log.record(a, Stage::Fill, 10, 5);
+        log.record(a, Stage::Fill, 20, 5);
+        let taken = log.take_filled();
+        assert_eq!(taken.len(), 1, "b has no fill; a once though filled twice");
+        assert_eq!(taken[0].0, a);
+        assert_eq!(taken[0].1.len(), 3);
+        assert!(log.take_filled().is_empty(), "nothing new");
+    }
 
     #[test]
     fn latencies_come_out_as_cumulative_buckets() {

@@ -137,6 +137,17 @@ pub enum Record {
         /// Why.
         reason: String,
     },
+    /// A chain that led to an order, whole: its spans in the order they were recorded, as
+    /// (stage, offset from the chain's first span, duration), in nanoseconds. Written again
+    /// when the chain grows (a later partial fill), replacing the earlier copy.
+    Chain {
+        /// The chain id, hex.
+        chain_id: String,
+        /// (stage, offset ns, duration ns).
+        spans: Vec<(String, i64, i64)>,
+        /// When it was written, UTC epoch ms.
+        recorded_ms: i64,
+    },
 }
 
 /// A position as the journal has it.
@@ -253,6 +264,14 @@ impl Journal {
                             .execute(&mut *tx).await?;
                     }
                 }
+                Record::Chain { chain_id, spans, recorded_ms } => {
+                    sqlx::query("DELETE FROM chain_spans WHERE chain_id = $1").bind(chain_id).execute(&mut *tx).await?;
+                    for (seq, (stage, offset_ns, duration_ns)) in spans.iter().enumerate() {
+                        sqlx::query("INSERT INTO chain_spans (chain_id, seq, stage, offset_ns, duration_ns, recorded_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+                            .bind(chain_id).bind(seq as i64).bind(stage).bind(offset_ns).bind(duration_ns).bind(recorded_ms)
+                            .execute(&mut *tx).await?;
+                    }
+                }
                 Record::StateChange { at_ms, from, to, reason } => {
                     sqlx::query("INSERT INTO state_changes (at_ms, from_state, to_state, reason) VALUES ($1, $2, $3, $4)")
                         .bind(at_ms).bind(from).bind(to).bind(reason)
@@ -324,6 +343,53 @@ impl Journal {
     pub async fn decision_count(&self) -> Result<i64, JournalError> {
         Ok(sqlx::query("SELECT COUNT(*) FROM decisions").fetch_one(&self.pool).await?.try_get(0)?)
     }
+
+    /// The spans of a chain in the order they were recorded: (stage, offset ns, duration ns);
+    /// empty if the history does not have it.
+    pub async fn chain(&self, chain_id: &str) -> Result<Vec<(String, i64, i64)>, JournalError> {
+        let rows = sqlx::query("SELECT stage, offset_ns, duration_ns FROM chain_spans WHERE chain_id = $1 ORDER BY seq")
+            .bind(chain_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    }
+
+    /// Chains recorded at or after `since_ms`, the latest first or (`slowest`) the longest
+    /// first: (chain id, recorded ms, span of the whole chain in ns, spans).
+    pub async fn chains(&self, since_ms: i64, slowest: bool, limit: i64) -> Result<Vec<ChainRow>, JournalError> {
+        let order = if slowest { "total_ns DESC" } else { "recorded_ms DESC" };
+        let statement = format!(
+            "SELECT chain_id, MAX(recorded_ms) AS recorded_ms, MAX(offset_ns + duration_ns) AS total_ns, COUNT(*) AS spans \
+             FROM chain_spans WHERE recorded_ms >= $1 GROUP BY chain_id ORDER BY {order}, chain_id LIMIT $2"
+        );
+        let rows = sqlx::query(&statement).bind(since_ms).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok(ChainRow { chain_id: r.try_get(0)?, recorded_ms: r.try_get(1)?, total_ns: r.try_get(2)?, spans: r.try_get(3)? }))
+            .collect()
+    }
+
+    /// Every span recorded at or after `since_ms`, as (chain id, stage, duration ns), for
+    /// latency statistics.
+    pub async fn spans_since(&self, since_ms: i64) -> Result<Vec<(String, String, i64)>, JournalError> {
+        let rows = sqlx::query("SELECT chain_id, stage, duration_ns FROM chain_spans WHERE recorded_ms >= $1 ORDER BY chain_id, seq")
+            .bind(since_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    }
+}
+
+/// A chain in the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainRow {
+    /// Chain id, hex.
+    pub chain_id: String,
+    /// When it was written, UTC epoch ms.
+    pub recorded_ms: i64,
+    /// From its first span's start to its last span's end, ns.
+    pub total_ns: i64,
+    /// Spans kept.
+    pub spans: i64,
 }
 
 /// A crash point (see `mtml_core::crash_point`): the process dies with a fill applied in memory
@@ -497,6 +563,24 @@ pub mod conformance {
         assert_eq!(journal.decision_count().await.expect("decisions"), 1);
     }
 
+    /// Chains are kept whole, replaced when they grow, listed latest or slowest first.
+    pub async fn chains_are_kept_whole_and_listed(journal: &Journal) {
+        let span = |stage: &str, offset: i64, duration: i64| (stage.to_owned(), offset, duration);
+        let chain = |id: &str, spans: Vec<(String, i64, i64)>, recorded_ms| Record::Chain { chain_id: id.into(), spans, recorded_ms };
+        journal.write(&[chain("a", vec![span("ingest", 0, 10), span("fill", 50, 100)], 1_000)]).await.expect("chain a");
+        journal.write(&[chain("b", vec![span("ingest", 0, 10)], 2_000)]).await.expect("chain b");
+        // a grows (a second partial fill): written again, whole.
+        journal.write(&[chain("a", vec![span("ingest", 0, 10), span("fill", 50, 100), span("fill", 300, 50)], 3_000)]).await.expect("a again");
+        assert_eq!(journal.chain("a").await.expect("a"), [span("ingest", 0, 10), span("fill", 50, 100), span("fill", 300, 50)]);
+        assert!(journal.chain("zz").await.expect("none").is_empty());
+        let latest: Vec<String> = journal.chains(0, false, 10).await.expect("latest").into_iter().map(|c| c.chain_id).collect();
+        assert_eq!(latest, ["a", "b"], "latest first");
+        let slowest = journal.chains(0, true, 1).await.expect("slowest");
+        assert_eq!((slowest[0].chain_id.as_str(), slowest[0].total_ns, slowest[0].spans), ("a", 350, 3));
+        assert_eq!(journal.chains(2_500, false, 10).await.expect("since").len(), 1);
+        assert_eq!(journal.spans_since(0).await.expect("spans").len(), 4);
+    }
+
     /// A terminal's deal history: a known order is left as it is, an unknown one is recorded
     /// filled, once however often the history repeats it.
     pub async fn a_deal_history_records_an_unknown_order_once(journal: &Journal) {
@@ -539,6 +623,7 @@ macro_rules! journal_conformance {
             the_latest_position_wins,
             realized_pnl_sums_the_fills_since_a_time,
             decisions_are_counted,
+            chains_are_kept_whole_and_listed,
             a_deal_history_records_an_unknown_order_once);
     };
 }

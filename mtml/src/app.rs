@@ -58,6 +58,8 @@ pub struct App {
     journal_task: JoinHandle<u64>,
     follower_task: Option<JoinHandle<()>>,
     metrics_task: Option<JoinHandle<()>>,
+    chains_stop: CancellationToken,
+    chains_task: JoinHandle<()>,
     handle: PipelineHandle,
     pipeline: std::thread::JoinHandle<PipelineOutcome>,
 }
@@ -126,6 +128,8 @@ impl App {
         let (journal, execution) = recover_from_journal(config).instrument(step("journal")).await?;
         let (journal_tx, journal_rx) = mpsc::unbounded_channel();
         let journal_task = mtml_journal::spawn_writer(journal, journal_rx);
+        let chains_stop = CancellationToken::new();
+        let chains_task = spawn_named("chain_history", record_chains(Arc::clone(&chain_log), journal_tx.clone(), chains_stop.clone()));
 
         let (handle, commands) = PipelineHandle::new();
         let StartingModels { models, serving, registry_champion } = starting;
@@ -225,6 +229,8 @@ impl App {
             grpc_addr,
             metrics_addr,
             metrics_task,
+            chains_stop,
+            chains_task,
             chain_log,
             progress,
             bridge_stats,
@@ -282,6 +288,9 @@ impl App {
         if let Some(task) = self.order_forwarder_task {
             task.await.context("order forwarder task")?;
         }
+        // Every span is in: the chain history writes its last chains and lets go of the journal.
+        self.chains_stop.cancel();
+        self.chains_task.await.context("chain history task")?;
         // The pipeline has gone, and with it the journal's sender: the writer drains and ends.
         let written = self.journal_task.await.context("journal writer task")?;
         tracing::info!(records = written, "journal flushed");
@@ -405,6 +414,30 @@ fn start_bridge(
             Ok(BridgeParts { bridge, orders, events: events_rx, service: Some(service), order_forwarder: Some(order_forwarder) })
         }
     }
+}
+
+/// Chain history: every 500 ms (and once more when stopped), the chains that reached a fill go
+/// to the journal whole, as one group each; the tick path never waits for it.
+async fn record_chains(chain_log: Arc<ChainLog>, journal: mpsc::UnboundedSender<Vec<mtml_journal::Record>>, stop: CancellationToken) {
+    let write = || {
+        let recorded_ms = mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock);
+        for (chain_id, spans) in chain_log.take_filled() {
+            let first = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
+            let spans = spans
+                .iter()
+                .map(|s| (s.stage.name().to_owned(), s.start_ns.saturating_sub(first) as i64, s.duration_ns as i64))
+                .collect();
+            let _ = journal.send(vec![mtml_journal::Record::Chain { chain_id: chain_id.to_string(), spans, recorded_ms }]);
+        }
+    };
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = every.tick() => write(),
+        }
+    }
+    write();
 }
 
 /// Opens the journal and recovers from it: positions come back, and orders it has open go back

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use mtml::client::ServerUrl;
 use mtml::{out, outln};
-use mtml::commands::{ea_install, export, journal, models, replay, trading_state};
+use mtml::commands::{chains, ea_install, export, journal, models, replay, trading_state};
 use mtml::{App, Config, Listeners, ReplayOptions, Transport};
 use tokio::net::TcpListener;
 
@@ -90,6 +90,11 @@ enum Command {
         #[command(subcommand)]
         command: models::ModelsCommand,
     },
+    /// The chain history: every chain that led to an order, stage by stage.
+    Chain {
+        #[command(subcommand)]
+        command: ChainCommand,
+    },
     /// The MetaTrader 5 expert advisor.
     Ea {
         #[command(subcommand)]
@@ -108,6 +113,42 @@ struct StateArgs {
     /// TOML configuration.
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ChainCommand {
+    /// One chain as a waterfall: each stage's offset, duration and place on the time line.
+    Show {
+        /// The chain id (32 hex digits, as reports, orders and logs print it).
+        chain_id: String,
+        /// TOML configuration (for `journal.url`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Recent chains, latest first, or the slowest.
+    Recent {
+        /// The N slowest instead of the latest.
+        #[arg(long, value_name = "N")]
+        slowest: Option<i64>,
+        /// How many (without --slowest).
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Only chains recorded this long ago or since (30m, 1h, 2d).
+        #[arg(long)]
+        since: Option<String>,
+        /// TOML configuration (for `journal.url`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Per-stage latency (p50, p99, max) and the bottleneck of the slowest chains.
+    Health {
+        /// Only chains recorded this long ago or since (30m, 1h, 2d).
+        #[arg(long)]
+        since: Option<String>,
+        /// TOML configuration (for `journal.url`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -273,6 +314,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         ""
                     };
                     anyhow::bail!("{refused} of {} ticks were refused: {}{hint}", result.run.ticks_read, result.rejections_text());
+                }
+                Ok(())
+            }
+            Command::Chain { command } => {
+                let since_ms = |since: Option<String>| -> anyhow::Result<i64> {
+                    let now = mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock);
+                    since.map_or(Ok(0), |text| Ok(now - chains::parse_since(&text)?))
+                };
+                match command {
+                    ChainCommand::Show { chain_id, config } => out!("{}", chains::show(&open_journal(config.as_deref()).await?, &chain_id).await?),
+                    ChainCommand::Recent { slowest, limit, since, config } => {
+                        let journal = open_journal(config.as_deref()).await?;
+                        let rows = journal.chains(since_ms(since)?, slowest.is_some(), slowest.unwrap_or(limit)).await?;
+                        out!("{}", chains::chain_list(&rows));
+                    }
+                    ChainCommand::Health { since, config } => {
+                        let journal = open_journal(config.as_deref()).await?;
+                        out!("{}", chains::health(&journal.spans_since(since_ms(since)?).await?));
+                    }
                 }
                 Ok(())
             }

@@ -603,3 +603,48 @@ fn logs_are_json_lines_when_asked_and_plain_text_without_colour_in_a_pipe() {
     let text = run("text");
     assert!(text.contains("mtml started") && !text.contains('\u{1b}'), "no colour codes in a pipe: {text}");
 }
+
+#[test]
+fn the_chains_of_a_replay_are_read_back_from_history_stage_by_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mtml.toml");
+    std::fs::write(&config, format!("[journal]\nurl = \"sqlite://{}?mode=rwc\"\n", dir.path().join("journal.db").display())).unwrap();
+    let report = dir.path().join("report.json");
+    let output = mtml().args(["replay", "--ticks"]).arg(sample()).arg("--config").arg(&config).arg("--report").arg(&report).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let fills = json["fills"].as_u64().unwrap();
+    let cli = |args: &[&str]| {
+        let output = mtml().args(args).arg("--config").arg(&config).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let recent = cli(&["chain", "recent", "--limit", "1000"]);
+    assert!(recent.ends_with(&format!("{fills} chains\n")), "every filled order's chain is kept: {recent}");
+    let slowest = cli(&["chain", "recent", "--slowest", "3"]);
+    let ids: Vec<&str> = slowest.lines().skip(1).take(3).map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "{slowest}");
+    let totals: Vec<f64> = slowest.lines().skip(1).take(3).map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap()).collect();
+    assert!(totals.windows(2).all(|w| w[0] >= w[1]), "slowest first: {slowest}");
+
+    // One chain, whole: every stage of the path in order, each inside the chain's time.
+    let shown = cli(&["chain", "show", ids[0]]);
+    let stages: Vec<&str> = shown.lines().skip(2).map(|l| l.split_whitespace().next().unwrap()).collect();
+    let expected = ["bridge_receive", "ingest", "features", "inference", "decision", "risk", "execution", "bridge_send", "fill"];
+    let mut at = 0;
+    for stage in expected {
+        let found = stages[at..].iter().position(|s| *s == stage).unwrap_or_else(|| panic!("{stage} missing or out of order: {shown}"));
+        at += found + 1;
+    }
+    let total: f64 = shown.lines().next().unwrap().split_whitespace().nth(5).unwrap().parse().unwrap();
+    for line in shown.lines().skip(2) {
+        let fields: Vec<f64> = line.split_whitespace().skip(1).take(2).map(|f| f.parse().unwrap()).collect();
+        assert!(fields[0] + fields[1] <= total + 0.01, "a span inside the chain: {line} of {total}");
+    }
+    let missing = mtml().args(["chain", "show", "00000000000000000000000000000001", "--config"]).arg(&config).output().unwrap();
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("is not in the history"));
+
+    let health = cli(&["chain", "health", "--since", "1h"]);
+    assert!(health.starts_with(&format!("{fills} chains, ")), "{health}");
+    assert!(health.contains("  inference") && health.contains("bottleneck: "), "{health}");
+}

@@ -1,6 +1,7 @@
 //! The commands of the `mtml` binary that do more than start an instance; `main.rs` parses
 //! arguments and calls these.
 //!
+//! - [`chains`]: `mtml chain show | recent | health`, the chain history.
 //! - [`replay`] and [`report`]: `mtml replay`, the whole pipeline on recorded ticks.
 //! - [`export`]: `mtml features export | describe`.
 //! - [`journal`]: `mtml positions | orders | pnl`, reading the journal.
@@ -8,6 +9,7 @@
 //! - [`models`]: `mtml models ...`, the model registry directly or through a running instance.
 //! - [`ea_install`]: `mtml ea install`, the expert advisor into MetaTrader data folders.
 
+pub mod chains;
 pub mod ea_install;
 pub mod export;
 pub mod journal;
