@@ -324,6 +324,14 @@ async fn shutdown_signal() {
     }
 }
 
+/// The metrics listener of a configuration (`metrics.listen`), if it serves metrics.
+pub async fn bind_metrics(config: &Config) -> anyhow::Result<Option<TcpListener>> {
+    match config.metrics.listen {
+        Some(addr) => Ok(Some(TcpListener::bind(addr).await.with_context(|| format!("binding metrics to {addr}"))?)),
+        None => Ok(None),
+    }
+}
+
 /// The model registry of a configuration (`registry.url`).
 pub async fn open_registry(config: &Config, access: Access) -> anyhow::Result<Registry> {
     let url = &config.registry.url;

@@ -262,10 +262,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if config.bridge.token.is_empty() {
                     tracing::warn!("bridge.token is empty: any terminal that can connect is served");
                 }
-                let metrics = match config.metrics.listen {
-                    Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding metrics to {addr}"))?),
-                    None => None,
-                };
+                let metrics = mtml::app::bind_metrics(&config).await?;
                 let app = App::start(&config, &onnx, Listeners { bridge, grpc: Some(grpc), metrics }).await?;
                 let grpc = app.grpc_addr.map_or_else(|| "nothing".to_owned(), |addr| addr.to_string());
                 let metrics = app.metrics_addr.map_or_else(String::new, |addr| format!(", metrics on http://{addr}/metrics"));

@@ -1,25 +1,22 @@
 //! The `mtml` binary as a user runs it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use mtml_simulator::{SimSymbol, SimTick, SimulatorConfig, run_simulator};
-use mtml_ingestion::TickFileReader;
 use mtml_proto::v1::PredictSymbolRequest;
 use mtml_proto::v1::prediction_client::PredictionClient;
-use tokio_util::sync::CancellationToken;
 
 /// The binary, each run in a folder of its own (see `command_in_own_dir`).
 fn mtml() -> Command {
     mtml_test_support::command_in_own_dir(env!("CARGO_BIN_EXE_mtml"))
 }
 
-fn sample() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/eurusd_fxcm_ticks_2014-05-05_0600-1200.csv.gz")
-}
+use common::sample;
 
 #[test]
 fn replay_prints_a_summary_and_writes_the_report() {
@@ -84,23 +81,7 @@ async fn run_serves_terminals_and_predictions_until_terminated() {
     stderr.read_line(&mut line).unwrap();
     let (bridge_addr, grpc_addr) = mtml_test_support::running_addresses(&line);
 
-    let ticks: Vec<SimTick> = TickFileReader::open(sample())
-        .unwrap()
-        .map(|row| {
-            let row = row.unwrap();
-            SimTick { symbol: "EURUSDm".into(), time_msc: row.time_msc, bid: row.bid, ask: row.ask }
-        })
-        .collect();
-    let sent = ticks.len();
-    let last_time = ticks.last().unwrap().time_msc;
-    let sim_config = SimulatorConfig {
-        token: "tok".into(),
-        symbols: vec![SimSymbol { name: "EURUSDm".into(), digits: 5 }],
-        ..SimulatorConfig::default()
-    };
-    let stop = CancellationToken::new();
-    let stream = tokio::net::TcpStream::connect(&bridge_addr).await.unwrap();
-    let sim = tokio::spawn(run_simulator(stream, sim_config, ticks, stop.clone()));
+    let common::Streaming { terminal: sim, stop, sent, last_time } = common::stream_sample(&bridge_addr, "tok").await;
 
     let mut client = PredictionClient::connect(format!("http://{grpc_addr}")).await.unwrap();
     let unknown = client

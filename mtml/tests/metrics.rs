@@ -6,14 +6,13 @@
 //! `/healthz` and `/readyz` answer.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mtml_ingestion::TickFileReader;
-use mtml_simulator::{SimSymbol, SimTick, SimulatorConfig, run_simulator};
 use mtml_test_support::{PrometheusServer, free_port};
-use tokio_util::sync::CancellationToken;
 
 struct KillOnDrop(Child);
 
@@ -94,23 +93,7 @@ async fn a_real_prometheus_scrapes_the_counts_of_a_run() {
     let prometheus = PrometheusServer::start_with_rules(std::slice::from_ref(&metrics_addr), Some(&rules));
     let client = reqwest::Client::new();
 
-    let sample = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/eurusd_fxcm_ticks_2014-05-05_0600-1200.csv.gz");
-    let ticks: Vec<SimTick> = TickFileReader::open(sample)
-        .unwrap()
-        .map(|row| {
-            let row = row.unwrap();
-            SimTick { symbol: "EURUSDm".into(), time_msc: row.time_msc, bid: row.bid, ask: row.ask }
-        })
-        .collect();
-    let sent = ticks.len();
-    let sim_config = SimulatorConfig {
-        token: "tok".into(),
-        symbols: vec![SimSymbol { name: "EURUSDm".into(), digits: 5 }],
-        ..SimulatorConfig::default()
-    };
-    let stop = CancellationToken::new();
-    let stream = tokio::net::TcpStream::connect(&bridge_addr).await.unwrap();
-    let sim = tokio::spawn(run_simulator(stream, sim_config, ticks, stop.clone()));
+    let common::Streaming { terminal: sim, stop, sent, .. } = common::stream_sample(&bridge_addr, "tok").await;
 
     // Wait until mtml itself says every tick is in, then read what it exposes.
     let metrics_url = format!("http://{metrics_addr}/metrics");

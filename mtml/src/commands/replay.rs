@@ -194,10 +194,7 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
         Transport::InProcess => None,
     };
     // Metrics only when the configuration asks for them (a replay is usually a one-off).
-    let metrics = match config.metrics.listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| format!("binding metrics to {addr}"))?),
-        None => None,
-    };
+    let metrics = crate::app::bind_metrics(&config).await?;
     let app = App::start(&config, &runtime, Listeners { bridge, grpc, metrics }).await?;
 
     let stream = TcpStream::connect(app.bridge_addr).await.context("connecting the simulator")?;

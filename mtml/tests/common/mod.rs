@@ -1,0 +1,48 @@
+//! What several of the binary's tests do: a simulated terminal streaming the recorded sample to a
+//! running `mtml run`.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use mtml_ingestion::TickFileReader;
+use mtml_simulator::{SimSymbol, SimTick, SimulatorConfig, SimulatorError, SimulatorReport, run_simulator};
+use tokio_util::sync::CancellationToken;
+
+/// The recorded sample (18 967 EURUSD ticks).
+pub fn sample() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/eurusd_fxcm_ticks_2014-05-05_0600-1200.csv.gz")
+}
+
+/// A terminal streaming the sample as `EURUSDm`.
+pub struct Streaming {
+    /// The simulator; ends once `stop` is cancelled.
+    pub terminal: tokio::task::JoinHandle<Result<SimulatorReport, SimulatorError>>,
+    /// Ends the terminal's connection.
+    pub stop: CancellationToken,
+    /// Ticks it sends.
+    pub sent: usize,
+    /// Time of the last one, UTC epoch ms.
+    pub last_time: i64,
+}
+
+/// Connects a simulated terminal presenting `token` to the bridge at `bridge_addr` and streams
+/// the sample.
+pub async fn stream_sample(bridge_addr: &str, token: &str) -> Streaming {
+    let ticks: Vec<SimTick> = TickFileReader::open(sample())
+        .unwrap()
+        .map(|row| {
+            let row = row.unwrap();
+            SimTick { symbol: "EURUSDm".into(), time_msc: row.time_msc, bid: row.bid, ask: row.ask }
+        })
+        .collect();
+    let (sent, last_time) = (ticks.len(), ticks.last().unwrap().time_msc);
+    let config = SimulatorConfig {
+        token: token.into(),
+        symbols: vec![SimSymbol { name: "EURUSDm".into(), digits: 5 }],
+        ..SimulatorConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let stream = tokio::net::TcpStream::connect(bridge_addr).await.unwrap();
+    let terminal = tokio::spawn(run_simulator(stream, config, ticks, stop.clone()));
+    Streaming { terminal, stop, sent, last_time }
+}
