@@ -212,7 +212,31 @@ impl fmt::Display for Stage {
     }
 }
 
-/// One stage's work on a chain: when it started (monotonic ns) and how long it took.
+/// How a stage's work on a chain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Outcome {
+    /// It did its work and the chain went on (or ended as it should).
+    #[default]
+    Ok,
+    /// It refused the chain, for a named reason (`wide_spread`, `max_drawdown`...).
+    Rejected(&'static str),
+    /// It failed (`inference_error`...).
+    Error(&'static str),
+}
+
+impl Outcome {
+    /// `ok`, `rejected: REASON` or `error: WHAT`, as the history stores it.
+    pub fn text(self) -> String {
+        match self {
+            Outcome::Ok => "ok".to_owned(),
+            Outcome::Rejected(reason) => format!("rejected: {reason}"),
+            Outcome::Error(what) => format!("error: {what}"),
+        }
+    }
+}
+
+/// One stage's work on a chain: when it started (monotonic ns), how long it took, and how it
+/// ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageSpan {
     /// Which hop.
@@ -221,6 +245,9 @@ pub struct StageSpan {
     pub start_ns: u64,
     /// Duration in nanoseconds.
     pub duration_ns: u64,
+    /// How it ended.
+    #[serde(skip)]
+    pub outcome: Outcome,
 }
 
 /// Latency summary of one stage.
@@ -252,7 +279,7 @@ struct ChainLogInner {
     tick_to_order: Histogram<u64>,
     /// Chains that went all the way to a fill, oldest first (bounded like `order`).
     filled: VecDeque<ChainId>,
-    /// Chains with a fill not yet handed to [`ChainLog::take_filled`] (bounded like `order`).
+    /// Chains finished (a fill, a rejection, an error) not yet handed to [`ChainLog::take_finished`] (bounded like `order`).
     to_export: VecDeque<ChainId>,
 }
 
@@ -279,8 +306,14 @@ impl ChainLog {
         }
     }
 
-    /// Records that `stage` worked on `chain` from `start_ns` for `duration_ns`.
+    /// Records that `stage` worked on `chain` from `start_ns` for `duration_ns`, and went on.
     pub fn record(&self, chain: ChainId, stage: Stage, start_ns: u64, duration_ns: u64) {
+        self.record_outcome(chain, stage, start_ns, duration_ns, Outcome::Ok);
+    }
+
+    /// Records a stage's work with how it ended; a chain a stage rejected or failed is handed to
+    /// [`ChainLog::take_finished`] like one that reached a fill.
+    pub fn record_outcome(&self, chain: ChainId, stage: Stage, start_ns: u64, duration_ns: u64, outcome: Outcome) {
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
         inner
@@ -288,7 +321,7 @@ impl ChainLog {
             .entry(stage)
             .or_insert_with(new_histogram)
             .saturating_record(duration_ns.max(1));
-        let span = StageSpan { stage, start_ns, duration_ns };
+        let span = StageSpan { stage, start_ns, duration_ns, outcome };
         match inner.chains.get_mut(&chain) {
             Some(spans) => spans.push(span),
             None => {
@@ -306,6 +339,8 @@ impl ChainLog {
                 inner.filled.pop_front();
             }
             inner.filled.push_back(chain);
+        }
+        if stage == Stage::Fill || outcome != Outcome::Ok {
             if inner.to_export.len() >= inner.capacity {
                 inner.to_export.pop_front();
             }
@@ -313,9 +348,10 @@ impl ChainLog {
         }
     }
 
-    /// The chains that reached a fill since the last call, each once with all its spans so far
-    /// (a later partial fill hands the chain out again, whole).
-    pub fn take_filled(&self) -> Vec<(ChainId, Vec<StageSpan>)> {
+    /// The chains that reached a fill, or that a stage rejected or failed, since the last call,
+    /// each once with all its spans so far (a later partial fill hands the chain out again,
+    /// whole).
+    pub fn take_finished(&self) -> Vec<(ChainId, Vec<StageSpan>)> {
         let mut inner = self.inner.lock();
         let mut ids: Vec<ChainId> = inner.to_export.drain(..).collect();
         let mut seen = std::collections::HashSet::new();
@@ -423,11 +459,15 @@ mod tests {
         log.record(b, Stage::Ingest, 0, 5);
         log.record(a, Stage::Fill, 10, 5);
         log.record(a, Stage::Fill, 20, 5);
-        let taken = log.take_filled();
+        let taken = log.take_finished();
         assert_eq!(taken.len(), 1, "b has no fill; a once though filled twice");
         assert_eq!(taken[0].0, a);
         assert_eq!(taken[0].1.len(), 3);
-        assert!(log.take_filled().is_empty(), "nothing new");
+        assert!(log.take_finished().is_empty(), "nothing new");
+        let c = ids.next_id();
+        log.record_outcome(c, Stage::Risk, 0, 5, Outcome::Rejected("max_drawdown"));
+        let taken = log.take_finished();
+        assert_eq!((taken.len(), taken[0].1[0].outcome.text()), (1, "rejected: max_drawdown".to_owned()), "a rejected chain is kept too");
     }
 
     #[test]

@@ -137,14 +137,14 @@ pub enum Record {
         /// Why.
         reason: String,
     },
-    /// A chain that led to an order, whole: its spans in the order they were recorded, as
-    /// (stage, offset from the chain's first span, duration), in nanoseconds. Written again
-    /// when the chain grows (a later partial fill), replacing the earlier copy.
+    /// A chain that led to an order, a rejection or an error, whole: its spans in the order they
+    /// were recorded. Written again when the chain grows (a later partial fill), replacing the
+    /// earlier copy.
     Chain {
         /// The chain id, hex.
         chain_id: String,
-        /// (stage, offset ns, duration ns).
-        spans: Vec<(String, i64, i64)>,
+        /// The spans.
+        spans: Vec<SpanRow>,
         /// When it was written, UTC epoch ms.
         recorded_ms: i64,
     },
@@ -266,9 +266,9 @@ impl Journal {
                 }
                 Record::Chain { chain_id, spans, recorded_ms } => {
                     sqlx::query("DELETE FROM chain_spans WHERE chain_id = $1").bind(chain_id).execute(&mut *tx).await?;
-                    for (seq, (stage, offset_ns, duration_ns)) in spans.iter().enumerate() {
-                        sqlx::query("INSERT INTO chain_spans (chain_id, seq, stage, offset_ns, duration_ns, recorded_ms) VALUES ($1, $2, $3, $4, $5, $6)")
-                            .bind(chain_id).bind(seq as i64).bind(stage).bind(offset_ns).bind(duration_ns).bind(recorded_ms)
+                    for (seq, span) in spans.iter().enumerate() {
+                        sqlx::query("INSERT INTO chain_spans (chain_id, seq, stage, offset_ns, duration_ns, outcome, recorded_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                            .bind(chain_id).bind(seq as i64).bind(&span.stage).bind(span.offset_ns).bind(span.duration_ns).bind(&span.outcome).bind(recorded_ms)
                             .execute(&mut *tx).await?;
                     }
                 }
@@ -344,39 +344,62 @@ impl Journal {
         Ok(sqlx::query("SELECT COUNT(*) FROM decisions").fetch_one(&self.pool).await?.try_get(0)?)
     }
 
-    /// The spans of a chain in the order they were recorded: (stage, offset ns, duration ns);
-    /// empty if the history does not have it.
-    pub async fn chain(&self, chain_id: &str) -> Result<Vec<(String, i64, i64)>, JournalError> {
-        let rows = sqlx::query("SELECT stage, offset_ns, duration_ns FROM chain_spans WHERE chain_id = $1 ORDER BY seq")
+    /// The spans of a chain in the order they were recorded; empty if the history does not
+    /// have it.
+    pub async fn chain(&self, chain_id: &str) -> Result<Vec<SpanRow>, JournalError> {
+        let rows = sqlx::query("SELECT stage, offset_ns, duration_ns, outcome FROM chain_spans WHERE chain_id = $1 ORDER BY seq")
             .bind(chain_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+        rows.iter()
+            .map(|r| Ok(SpanRow { stage: r.try_get(0)?, offset_ns: r.try_get(1)?, duration_ns: r.try_get(2)?, outcome: r.try_get(3)? }))
+            .collect()
     }
 
     /// Chains recorded at or after `since_ms`, the latest first or (`slowest`) the longest
-    /// first: (chain id, recorded ms, span of the whole chain in ns, spans).
-    pub async fn chains(&self, since_ms: i64, slowest: bool, limit: i64) -> Result<Vec<ChainRow>, JournalError> {
+    /// first; with `outcome`, only chains with a span whose outcome starts so (`rejected`,
+    /// `error`).
+    pub async fn chains(&self, since_ms: i64, slowest: bool, limit: i64, outcome: Option<&str>) -> Result<Vec<ChainRow>, JournalError> {
         let order = if slowest { "total_ns DESC" } else { "recorded_ms DESC" };
         let statement = format!(
             "SELECT chain_id, MAX(recorded_ms) AS recorded_ms, MAX(offset_ns + duration_ns) AS total_ns, COUNT(*) AS spans \
-             FROM chain_spans WHERE recorded_ms >= $1 GROUP BY chain_id ORDER BY {order}, chain_id LIMIT $2"
+             FROM chain_spans WHERE recorded_ms >= $1 GROUP BY chain_id \
+             HAVING SUM(CASE WHEN outcome LIKE $3 THEN 1 ELSE 0 END) > 0 ORDER BY {order}, chain_id LIMIT $2"
         );
-        let rows = sqlx::query(&statement).bind(since_ms).bind(limit).fetch_all(&self.pool).await?;
+        let pattern = outcome.map_or_else(|| "%".to_owned(), |prefix| format!("{prefix}%"));
+        let rows = sqlx::query(&statement).bind(since_ms).bind(limit).bind(pattern).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| Ok(ChainRow { chain_id: r.try_get(0)?, recorded_ms: r.try_get(1)?, total_ns: r.try_get(2)?, spans: r.try_get(3)? }))
             .collect()
     }
 
-    /// Every span recorded at or after `since_ms`, as (chain id, stage, duration ns), for
-    /// latency statistics.
-    pub async fn spans_since(&self, since_ms: i64) -> Result<Vec<(String, String, i64)>, JournalError> {
-        let rows = sqlx::query("SELECT chain_id, stage, duration_ns FROM chain_spans WHERE recorded_ms >= $1 ORDER BY chain_id, seq")
+    /// Every span recorded at or after `since_ms`, with its chain id, for latency and outcome
+    /// statistics.
+    pub async fn spans_since(&self, since_ms: i64) -> Result<Vec<(String, SpanRow)>, JournalError> {
+        let rows = sqlx::query("SELECT chain_id, stage, offset_ns, duration_ns, outcome FROM chain_spans WHERE recorded_ms >= $1 ORDER BY chain_id, seq")
             .bind(since_ms)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+        rows.iter()
+            .map(|r| {
+                let span = SpanRow { stage: r.try_get(1)?, offset_ns: r.try_get(2)?, duration_ns: r.try_get(3)?, outcome: r.try_get(4)? };
+                Ok((r.try_get(0)?, span))
+            })
+            .collect()
     }
+}
+
+/// One span of a chain in the history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanRow {
+    /// The stage (`ingest`, `inference`...).
+    pub stage: String,
+    /// From the chain's first span, ns.
+    pub offset_ns: i64,
+    /// Duration, ns.
+    pub duration_ns: i64,
+    /// `ok`, `rejected: REASON` or `error: WHAT`.
+    pub outcome: String,
 }
 
 /// A chain in the history.
@@ -565,20 +588,29 @@ pub mod conformance {
 
     /// Chains are kept whole, replaced when they grow, listed latest or slowest first.
     pub async fn chains_are_kept_whole_and_listed(journal: &Journal) {
-        let span = |stage: &str, offset: i64, duration: i64| (stage.to_owned(), offset, duration);
-        let chain = |id: &str, spans: Vec<(String, i64, i64)>, recorded_ms| Record::Chain { chain_id: id.into(), spans, recorded_ms };
-        journal.write(&[chain("a", vec![span("ingest", 0, 10), span("fill", 50, 100)], 1_000)]).await.expect("chain a");
-        journal.write(&[chain("b", vec![span("ingest", 0, 10)], 2_000)]).await.expect("chain b");
+        let span = |stage: &str, offset_ns: i64, duration_ns: i64, outcome: &str| SpanRow {
+            stage: stage.to_owned(),
+            offset_ns,
+            duration_ns,
+            outcome: outcome.to_owned(),
+        };
+        let chain = |id: &str, spans: Vec<SpanRow>, recorded_ms| Record::Chain { chain_id: id.into(), spans, recorded_ms };
+        journal.write(&[chain("a", vec![span("ingest", 0, 10, "ok"), span("fill", 50, 100, "ok")], 1_000)]).await.expect("chain a");
+        journal.write(&[chain("b", vec![span("ingest", 0, 10, "ok"), span("risk", 10, 5, "rejected: max_drawdown")], 2_000)]).await.expect("chain b");
         // a grows (a second partial fill): written again, whole.
-        journal.write(&[chain("a", vec![span("ingest", 0, 10), span("fill", 50, 100), span("fill", 300, 50)], 3_000)]).await.expect("a again");
-        assert_eq!(journal.chain("a").await.expect("a"), [span("ingest", 0, 10), span("fill", 50, 100), span("fill", 300, 50)]);
+        let grown = vec![span("ingest", 0, 10, "ok"), span("fill", 50, 100, "ok"), span("fill", 300, 50, "ok")];
+        journal.write(&[chain("a", grown.clone(), 3_000)]).await.expect("a again");
+        assert_eq!(journal.chain("a").await.expect("a"), grown);
         assert!(journal.chain("zz").await.expect("none").is_empty());
-        let latest: Vec<String> = journal.chains(0, false, 10).await.expect("latest").into_iter().map(|c| c.chain_id).collect();
+        let latest: Vec<String> = journal.chains(0, false, 10, None).await.expect("latest").into_iter().map(|c| c.chain_id).collect();
         assert_eq!(latest, ["a", "b"], "latest first");
-        let slowest = journal.chains(0, true, 1).await.expect("slowest");
+        let slowest = journal.chains(0, true, 1, None).await.expect("slowest");
         assert_eq!((slowest[0].chain_id.as_str(), slowest[0].total_ns, slowest[0].spans), ("a", 350, 3));
-        assert_eq!(journal.chains(2_500, false, 10).await.expect("since").len(), 1);
-        assert_eq!(journal.spans_since(0).await.expect("spans").len(), 4);
+        let rejected: Vec<String> = journal.chains(0, false, 10, Some("rejected")).await.expect("rejected").into_iter().map(|c| c.chain_id).collect();
+        assert_eq!(rejected, ["b"]);
+        assert!(journal.chains(0, false, 10, Some("error")).await.expect("errors").is_empty());
+        assert_eq!(journal.chains(2_500, false, 10, None).await.expect("since").len(), 1);
+        assert_eq!(journal.spans_since(0).await.expect("spans").len(), 5);
     }
 
     /// A terminal's deal history: a known order is left as it is, an unknown one is recorded

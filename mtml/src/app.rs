@@ -424,16 +424,22 @@ fn start_bridge(
     }
 }
 
-/// Chain history: every 500 ms (and once more when stopped), the chains that reached a fill go
-/// to the journal whole, as one group each; the tick path never waits for it.
+/// Chain history: every 500 ms (and once more when stopped), the chains that reached a fill, a
+/// rejection or an error go to the journal whole, as one group each; the tick path never waits
+/// for it.
 async fn record_chains(chain_log: Arc<ChainLog>, journal: mpsc::UnboundedSender<Vec<mtml_journal::Record>>, stop: CancellationToken) {
     let write = || {
         let recorded_ms = mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock);
-        for (chain_id, spans) in chain_log.take_filled() {
+        for (chain_id, spans) in chain_log.take_finished() {
             let first = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
             let spans = spans
                 .iter()
-                .map(|s| (s.stage.name().to_owned(), s.start_ns.saturating_sub(first) as i64, s.duration_ns as i64))
+                .map(|s| mtml_journal::SpanRow {
+                    stage: s.stage.name().to_owned(),
+                    offset_ns: s.start_ns.saturating_sub(first) as i64,
+                    duration_ns: s.duration_ns as i64,
+                    outcome: s.outcome.text(),
+                })
                 .collect();
             let _ = journal.send(vec![mtml_journal::Record::Chain { chain_id: chain_id.to_string(), spans, recorded_ms }]);
         }

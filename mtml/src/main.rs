@@ -130,6 +130,12 @@ enum ChainCommand {
         /// The N slowest instead of the latest.
         #[arg(long, value_name = "N")]
         slowest: Option<i64>,
+        /// Only chains a stage refused (risk, ingestion).
+        #[arg(long, conflicts_with = "errors")]
+        rejected: bool,
+        /// Only chains a stage failed.
+        #[arg(long)]
+        errors: bool,
         /// How many (without --slowest).
         #[arg(long, default_value_t = 20)]
         limit: i64,
@@ -321,9 +327,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 match command {
                     ChainCommand::Show { chain_id, config } => out!("{}", chains::show(&open_journal(config.as_deref()).await?, &chain_id).await?),
-                    ChainCommand::Recent { slowest, limit, since, config } => {
+                    ChainCommand::Recent { slowest, rejected, errors, limit, since, config } => {
                         let journal = open_journal(config.as_deref()).await?;
-                        let rows = journal.chains(since_ms(since)?, slowest.is_some(), slowest.unwrap_or(limit)).await?;
+                        let outcome = (rejected.then_some("rejected")).or(errors.then_some("error"));
+                        let rows = journal.chains(since_ms(since)?, slowest.is_some(), slowest.unwrap_or(limit), outcome).await?;
                         out!("{}", chains::chain_list(&rows));
                     }
                     ChainCommand::Health { since, config } => {

@@ -628,4 +628,21 @@ fn the_chains_of_a_replay_are_read_back_from_history_stage_by_stage() {
     let health = cli(&["chain", "health", "--since", "1h"]);
     assert!(health.starts_with(&format!("{fills} chains, ")), "{health}");
     assert!(health.contains("  inference") && health.contains("bottleneck: "), "{health}");
+
+    // Chains risk refused are kept whole too, findable, and counted where they stopped.
+    std::fs::write(&config, format!("[journal]\nurl = \"sqlite://{}?mode=rwc\"\n[risk]\nmax_order_lots = 0.05\n", dir.path().join("refused.db").display())).unwrap();
+    let output = mtml().args(["replay", "--ticks"]).arg(sample()).arg("--config").arg(&config).arg("--report").arg(&report).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let refused = json["pipeline"]["risk_rejections"]["max_order_size"].as_u64().or_else(|| json["risk_rejections"]["max_order_size"].as_u64()).unwrap();
+    assert!(refused > 0, "{json:#}");
+    let rejected = cli(&["chain", "recent", "--rejected", "--limit", "1000"]);
+    assert!(rejected.ends_with(&format!("{refused} chains\n")), "{rejected}");
+    assert!(cli(&["chain", "recent", "--errors"]).ends_with("0 chains\n"));
+    let id = rejected.lines().nth(1).unwrap().split_whitespace().next().unwrap();
+    let shown = cli(&["chain", "show", id]);
+    assert!(shown.lines().last().unwrap().starts_with("  risk") && shown.ends_with("rejected: max_order_size\n"), "the chain stops at risk: {shown}");
+    let health = cli(&["chain", "health"]);
+    assert!(health.contains(&format!("went wrong: {refused} chain(s) at risk: rejected: max_order_size")), "{health}");
+    assert!(health.lines().any(|l| l.starts_with("  risk") && l.contains("100.0%")), "{health}");
 }

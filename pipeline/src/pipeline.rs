@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use mtml_core::clock::monotonic_ns;
+use mtml_core::Outcome;
 use mtml_core::{ChainLog, ExecutionEvent, OrderSink, Stage, Tick};
 use mtml_decision::{Applied, Checked, Desk, Proposal, RiskRejection, StateChange};
 use mtml_feature_store::{FeatureVector, HistoryPoint, HistoryWriter, OnlineWriter};
@@ -228,16 +229,17 @@ impl Pipeline {
         };
         let start = monotonic_ns();
         let ingested = self.featurizer.ingest(tick);
-        let t = span(Stage::Ingest, start);
         let ingested = match ingested {
             Ok(ingested) => ingested,
             Err(reason) => {
+                log.record_outcome(chain, Stage::Ingest, start, monotonic_ns() - start, Outcome::Rejected(reason.name()));
                 *self.counters.ticks_rejected.entry(reason.name()).or_default() += 1;
                 tracing::debug!(chain_id = %chain, symbol = %tick.symbol, %reason, "tick rejected");
                 self.tick_done();
                 return;
             }
         };
+        let t = span(Stage::Ingest, start);
         self.counters.ticks_ingested += 1;
         self.now_ms = tick.time_msc;
         let changes = self.desk.on_quote(&tick.symbol, tick.mid(), tick.time_msc);
@@ -277,7 +279,10 @@ impl Pipeline {
 
     /// Inference, decision, risk and execution on a feature vector.
     fn decide(&mut self, tick: &Tick, vector: &FeatureVector, t: u64, span: impl Fn(Stage, u64) -> u64) {
-        let Some(predicted) = self.predict(tick, vector) else { return };
+        let Some(predicted) = self.predict(tick, vector) else {
+            self.chain_log.record_outcome(tick.chain_id, Stage::Inference, t, monotonic_ns() - t, Outcome::Error("inference_error"));
+            return;
+        };
         let t = span(Stage::Inference, t);
         let decided = self.desk.decide(&tick.symbol, predicted.acted, tick.mid(), vector.values[ATR_FEATURE], tick.time_msc);
         self.counters.target_changes += u64::from(decided.changed);
@@ -296,7 +301,7 @@ impl Pipeline {
         let approved = match self.desk.check(proposal) {
             Checked::Hold => return,
             Checked::Refused(rejection) => {
-                span(Stage::Risk, t);
+                self.chain_log.record_outcome(tick.chain_id, Stage::Risk, t, monotonic_ns() - t, Outcome::Rejected(rejection.name()));
                 *self.counters.risk_rejections.entry(rejection.name()).or_default() += 1;
                 self.counters.stale_model_flags += u64::from(matches!(rejection, RiskRejection::StaleModel { .. }));
                 tracing::info!(chain_id = %tick.chain_id, %rejection, "order refused by risk");

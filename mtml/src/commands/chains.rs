@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use mtml_journal::{ChainRow, Journal};
+use mtml_journal::{ChainRow, Journal, SpanRow};
 
 /// Width of a waterfall bar, characters.
 const BAR: usize = 40;
@@ -24,18 +24,25 @@ pub fn parse_since(text: &str) -> anyhow::Result<i64> {
     Ok(n.saturating_mul(unit_ms))
 }
 
-/// One chain as a waterfall: a line per span with its offset, duration and a bar placed on the
-/// chain's time line.
-pub fn waterfall(chain_id: &str, spans: &[(String, i64, i64)]) -> String {
+/// One chain as a waterfall: a line per span with its offset, duration, a bar placed on the
+/// chain's time line, and how it ended when not `ok`.
+pub fn waterfall(chain_id: &str, spans: &[SpanRow]) -> String {
     let mut out = String::new();
-    let total = spans.iter().map(|(_, offset, duration)| offset + duration).max().unwrap_or(0).max(1);
+    let total = spans.iter().map(|s| s.offset_ns + s.duration_ns).max().unwrap_or(0).max(1);
     let _ = writeln!(out, "chain {chain_id}: {} spans over {:.2} µs", spans.len(), total as f64 / 1e3);
     let _ = writeln!(out, "  {:<16} {:>12} {:>12}  timeline", "stage", "offset µs", "duration µs");
-    for (stage, offset, duration) in spans {
-        let start = (*offset as f64 / total as f64 * BAR as f64).floor() as usize;
-        let width = ((*duration as f64 / total as f64 * BAR as f64).round() as usize).max(1).min(BAR - start.min(BAR - 1));
+    for span in spans {
+        let start = (span.offset_ns as f64 / total as f64 * BAR as f64).floor() as usize;
+        let width = ((span.duration_ns as f64 / total as f64 * BAR as f64).round() as usize).max(1).min(BAR - start.min(BAR - 1));
         let bar = format!("{}{}", " ".repeat(start.min(BAR - 1)), "█".repeat(width));
-        let _ = writeln!(out, "  {stage:<16} {:>12.2} {:>12.2}  |{bar:<BAR$}|", *offset as f64 / 1e3, *duration as f64 / 1e3);
+        let outcome = if span.outcome == "ok" { String::new() } else { format!("  {}", span.outcome) };
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>12.2} {:>12.2}  |{bar:<BAR$}|{outcome}",
+            span.stage,
+            span.offset_ns as f64 / 1e3,
+            span.duration_ns as f64 / 1e3
+        );
     }
     out
 }
@@ -66,14 +73,26 @@ fn quantile(sorted: &[i64], q: f64) -> i64 {
     sorted[rank - 1]
 }
 
-/// Per-stage latency (p50, p99, max) over `spans` (chain id, stage, duration ns), and the
-/// bottleneck: the stage that takes the most time in the slowest 1% of chains.
-pub fn health(spans: &[(String, String, i64)]) -> String {
+/// Per-stage latency (p50, p99, max) and refusal and error rates over `spans`, the bottleneck
+/// (the stage that takes the most time in the slowest 1% of chains), and where chains that
+/// went wrong went wrong.
+pub fn health(spans: &[(String, SpanRow)]) -> String {
     let mut by_stage: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut by_chain: BTreeMap<&str, Vec<(&str, i64)>> = BTreeMap::new();
-    for (chain, stage, duration) in spans {
-        by_stage.entry(stage).or_default().push(*duration);
-        by_chain.entry(chain).or_default().push((stage, *duration));
+    let mut outcomes: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut went_wrong: BTreeMap<String, u64> = BTreeMap::new();
+    for (chain, span) in spans {
+        by_stage.entry(&span.stage).or_default().push(span.duration_ns);
+        by_chain.entry(chain).or_default().push((&span.stage, span.duration_ns));
+        let (rejected, errors) = outcomes.entry(&span.stage).or_default();
+        if span.outcome.starts_with("rejected") {
+            *rejected += 1;
+        } else if span.outcome.starts_with("error") {
+            *errors += 1;
+        }
+        if span.outcome != "ok" {
+            *went_wrong.entry(format!("{}: {}", span.stage, span.outcome)).or_default() += 1;
+        }
     }
     let mut out = String::new();
     if spans.is_empty() {
@@ -81,7 +100,7 @@ pub fn health(spans: &[(String, String, i64)]) -> String {
         return out;
     }
     let _ = writeln!(out, "{} chains, {} spans", by_chain.len(), spans.len());
-    let _ = writeln!(out, "  {:<16} {:>8} {:>12} {:>12} {:>12}", "stage", "count", "p50 µs", "p99 µs", "max µs");
+    let _ = writeln!(out, "  {:<16} {:>8} {:>12} {:>12} {:>12} {:>9} {:>7}", "stage", "count", "p50 µs", "p99 µs", "max µs", "refused", "errors");
     // In the order of the path, not of the alphabet.
     let position = |stage: &str| mtml_core::Stage::ALL.iter().position(|s| s.name() == stage).unwrap_or(usize::MAX);
     let mut stages: Vec<(&str, Vec<i64>)> = std::mem::take(&mut by_stage).into_iter().collect();
@@ -89,14 +108,22 @@ pub fn health(spans: &[(String, String, i64)]) -> String {
     for (stage, durations) in &mut stages {
         durations.sort_unstable();
         let us = |ns: i64| ns as f64 / 1e3;
+        let (rejected, errors) = outcomes.get(stage).copied().unwrap_or_default();
+        let rate = |n: u64| format!("{:.1}%", n as f64 / durations.len() as f64 * 100.0);
         let _ = writeln!(
             out,
-            "  {stage:<16} {:>8} {:>12.2} {:>12.2} {:>12.2}",
+            "  {stage:<16} {:>8} {:>12.2} {:>12.2} {:>12.2} {:>9} {:>7}",
             durations.len(),
             us(quantile(durations, 0.5)),
             us(quantile(durations, 0.99)),
-            us(*durations.last().unwrap_or(&0))
+            us(*durations.last().unwrap_or(&0)),
+            rate(rejected),
+            rate(errors)
         );
+    }
+    // A chain stops where a stage refuses or fails it: that stage is where it went wrong.
+    for (place, chains) in &went_wrong {
+        let _ = writeln!(out, "went wrong: {chains} chain(s) at {place}");
     }
     // The slowest 1% of chains (at least one), by the sum of their spans.
     let mut chains: Vec<(&str, i64)> = by_chain.iter().map(|(id, s)| (*id, s.iter().map(|(_, d)| d).sum())).collect();
@@ -134,26 +161,31 @@ mod tests {
 
     #[test]
     fn a_waterfall_places_each_span_on_the_chains_time_line() {
-        let spans = [("ingest".to_owned(), 0, 1_000), ("inference".to_owned(), 1_000, 2_000), ("fill".to_owned(), 3_000, 1_000)];
+        let span = |stage: &str, offset_ns, duration_ns, outcome: &str| SpanRow { stage: stage.into(), offset_ns, duration_ns, outcome: outcome.into() };
+        let spans = [span("ingest", 0, 1_000, "ok"), span("inference", 1_000, 2_000, "ok"), span("risk", 3_000, 1_000, "rejected: max_drawdown")];
         let text = waterfall("abc", &spans);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "chain abc: 3 spans over 4.00 µs");
         assert!(lines[2].starts_with("  ingest") && lines[2].contains("|██████████ "), "{text}");
         assert!(lines[3].contains(&format!("|{}{}", " ".repeat(10), "█".repeat(20))), "{text}");
-        assert!(lines[4].ends_with(&format!("{}|", "█".repeat(10))), "{text}");
+        assert!(lines[4].ends_with(&format!("{}|  rejected: max_drawdown", "█".repeat(10))), "{text}");
     }
 
     #[test]
     fn health_gives_percentiles_and_names_the_bottleneck() {
+        let span = |stage: &str, duration_ns, outcome: &str| SpanRow { stage: stage.into(), offset_ns: 0, duration_ns, outcome: outcome.into() };
         let mut spans = Vec::new();
         for i in 0..200 {
-            spans.push((format!("c{i:03}"), "ingest".to_owned(), 1_000));
-            spans.push((format!("c{i:03}"), "inference".to_owned(), if (7..10).contains(&i) { 900_000 } else { 5_000 }));
+            spans.push((format!("c{i:03}"), span("ingest", 1_000, "ok")));
+            spans.push((format!("c{i:03}"), span("inference", if (7..10).contains(&i) { 900_000 } else { 5_000 }, "ok")));
         }
+        spans.push(("c999".to_owned(), span("ingest", 1_000, "rejected: wide_spread")));
         let text = health(&spans);
-        assert!(text.starts_with("200 chains, 400 spans\n"), "{text}");
-        assert!(text.contains("  inference             200         5.00       900.00       900.00"), "{text}");
-        assert!(text.contains("bottleneck: inference takes 100% of the time of the slowest 2 chain(s)") || text.contains("bottleneck: inference takes 99%"), "{text}");
+        assert!(text.starts_with("201 chains, 401 spans\n"), "{text}");
+        assert!(text.contains("  inference             200         5.00       900.00       900.00      0.0%    0.0%"), "{text}");
+        assert!(text.contains("  ingest                201         1.00         1.00         1.00      0.5%    0.0%"), "{text}");
+        assert!(text.contains("went wrong: 1 chain(s) at ingest: rejected: wide_spread"), "{text}");
+        assert!(text.contains("bottleneck: inference takes 100% of the time of the slowest 3 chain(s)"), "{text}");
         assert_eq!(health(&[]), "no chains in the history for this period\n");
     }
 
