@@ -138,7 +138,7 @@ pub enum Record {
         reason: String,
     },
     /// A chain that led to an order, a rejection or an error, whole: its spans in the order they
-    /// were recorded. Written again when the chain grows (a later partial fill), replacing the
+    /// started. Written again when the chain grows (a later partial fill), replacing the
     /// earlier copy.
     Chain {
         /// The chain id, hex.
@@ -344,7 +344,7 @@ impl Journal {
         Ok(sqlx::query("SELECT COUNT(*) FROM decisions").fetch_one(&self.pool).await?.try_get(0)?)
     }
 
-    /// The spans of a chain in the order they were recorded; empty if the history does not
+    /// The spans of a chain in the order they started; empty if the history does not
     /// have it.
     pub async fn chain(&self, chain_id: &str) -> Result<Vec<SpanRow>, JournalError> {
         let rows = sqlx::query("SELECT stage, offset_ns, duration_ns, outcome FROM chain_spans WHERE chain_id = $1 ORDER BY seq")
@@ -371,6 +371,11 @@ impl Journal {
         rows.iter()
             .map(|r| Ok(ChainRow { chain_id: r.try_get(0)?, recorded_ms: r.try_get(1)?, total_ns: r.try_get(2)?, spans: r.try_get(3)? }))
             .collect()
+    }
+
+    /// Forgets the chains recorded before `before_ms`; returns how many spans left.
+    pub async fn forget_chains_before(&self, before_ms: i64) -> Result<u64, JournalError> {
+        Ok(sqlx::query("DELETE FROM chain_spans WHERE recorded_ms < $1").bind(before_ms).execute(&self.pool).await?.rows_affected())
     }
 
     /// Every span recorded at or after `since_ms`, with its chain id, for latency and outcome
@@ -611,6 +616,11 @@ pub mod conformance {
         assert!(journal.chains(0, false, 10, Some("error")).await.expect("errors").is_empty());
         assert_eq!(journal.chains(2_500, false, 10, None).await.expect("since").len(), 1);
         assert_eq!(journal.spans_since(0).await.expect("spans").len(), 5);
+        // Retention: b (recorded at 2 000) goes, a (rewritten at 3 000) stays whole.
+        assert_eq!(journal.forget_chains_before(2_500).await.expect("forget"), 2);
+        let kept: Vec<String> = journal.chains(0, false, 10, None).await.expect("kept").into_iter().map(|c| c.chain_id).collect();
+        assert_eq!(kept, ["a"]);
+        assert_eq!(journal.chain("a").await.expect("a").len(), 3);
     }
 
     /// A terminal's deal history: a known order is left as it is, an unknown one is recorded

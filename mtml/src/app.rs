@@ -130,6 +130,12 @@ impl App {
         let journal_task = mtml_journal::spawn_writer(journal, journal_rx);
         let chains_stop = CancellationToken::new();
         let chains_task = spawn_named("chain_history", record_chains(Arc::clone(&chain_log), journal_tx.clone(), chains_stop.clone()));
+        if config.journal.chain_retention_days > 0 && !config.journal.url.contains(":memory:") {
+            let keep_ms = i64::try_from(config.journal.chain_retention_days).unwrap_or(i64::MAX / 86_400_000) * 86_400_000;
+            let journal = open_journal(config, Access::ReadWrite).await?;
+            forget_old_chains_once(&journal, keep_ms).instrument(step("chain_retention")).await;
+            spawn_named("chain_retention", forget_old_chains(journal, keep_ms, shutdown.clone()));
+        }
 
         let (handle, commands) = PipelineHandle::new();
         let StartingModels { models, serving, registry_champion } = starting;
@@ -430,8 +436,11 @@ fn start_bridge(
 async fn record_chains(chain_log: Arc<ChainLog>, journal: mpsc::UnboundedSender<Vec<mtml_journal::Record>>, stop: CancellationToken) {
     let write = || {
         let recorded_ms = mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock);
-        for (chain_id, spans) in chain_log.take_finished() {
-            let first = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
+        for (chain_id, mut spans) in chain_log.take_finished() {
+            // In the order they started: stages in other tasks record when they finish, not in
+            // chain order (the bridge records a tick's receipt after handing it on).
+            spans.sort_by_key(|s| s.start_ns);
+            let first = spans.first().map_or(0, |s| s.start_ns);
             let spans = spans
                 .iter()
                 .map(|s| mtml_journal::SpanRow {
@@ -452,6 +461,29 @@ async fn record_chains(chain_log: Arc<ChainLog>, journal: mpsc::UnboundedSender<
         }
     }
     write();
+}
+
+/// Chain history retention: chains recorded longer than `keep_ms` ago leave the history.
+async fn forget_old_chains_once(journal: &Journal, keep_ms: i64) {
+    let before = mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock) - keep_ms;
+    match journal.forget_chains_before(before).await {
+        Ok(0) => {}
+        Ok(spans) => tracing::info!(spans, "chain history older than the retention forgotten"),
+        Err(error) => tracing::warn!(%error, "chain history retention failed; tried again in an hour"),
+    }
+}
+
+/// The same every hour until `stop`.
+async fn forget_old_chains(journal: Journal, keep_ms: i64, stop: CancellationToken) {
+    let hour = std::time::Duration::from_secs(3_600);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + hour, hour);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = every.tick() => forget_old_chains_once(&journal, keep_ms).await,
+        }
+    }
+    journal.close().await;
 }
 
 /// Opens the journal and recovers from it: positions come back, and orders it has open go back

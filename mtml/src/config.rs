@@ -96,6 +96,9 @@ pub struct JournalSettings {
     /// `postgres://user@host/db`, or `sqlite://path?mode=rwc` (the default, a file in the current
     /// folder), or `sqlite::memory:`.
     pub url: String,
+    /// Chains older than this many days leave the chain history (checked at start and hourly);
+    /// 0 keeps them all.
+    pub chain_retention_days: u64,
 }
 
 /// `[bridge]`.
@@ -430,7 +433,10 @@ impl Config {
                 },
                 starting_equity: x.float("risk", "starting_equity", 10_000.0),
             },
-            journal: JournalSettings { url: x.string("journal", "url", "sqlite://mtml-journal.db?mode=rwc") },
+            journal: JournalSettings {
+                url: x.string("journal", "url", "sqlite://mtml-journal.db?mode=rwc"),
+                chain_retention_days: x.non_negative("journal", "chain_retention_days", 7),
+            },
             registry: RegistrySettings { url: x.string("registry", "url", "sqlite://mtml-registry.db?mode=rwc") },
             features: FeatureSettings {
                 online: x.string("features", "online", "memory"),

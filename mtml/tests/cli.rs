@@ -589,12 +589,22 @@ fn logs_are_json_lines_when_asked_and_plain_text_without_colour_in_a_pipe() {
 fn the_chains_of_a_replay_are_read_back_from_history_stage_by_stage() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mtml.toml");
-    std::fs::write(&config, format!("[journal]\nurl = \"sqlite://{}?mode=rwc\"\n", dir.path().join("journal.db").display())).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("journal.db").display());
+    std::fs::write(&config, format!("[journal]\nurl = \"{url}\"\nchain_retention_days = 7\n")).unwrap();
+    // A chain recorded long ago: the retention forgets it when the next run starts.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let journal = mtml_journal::Journal::open(&url).await.unwrap();
+        let span = mtml_journal::SpanRow { stage: "ingest".into(), offset_ns: 0, duration_ns: 5, outcome: "ok".into() };
+        journal.write(&[mtml_journal::Record::Chain { chain_id: "0123456789abcdef0123456789abcdef".into(), spans: vec![span], recorded_ms: 1_000 }]).await.unwrap();
+        journal.close().await;
+    });
     let report = dir.path().join("report.json");
     let output = mtml().args(["replay", "--ticks"]).arg(sample()).arg("--config").arg(&config).arg("--report").arg(&report).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let fills = json["fills"].as_u64().unwrap();
+    let old = mtml().args(["chain", "show", "0123456789abcdef0123456789abcdef", "--config"]).arg(&config).output().unwrap();
+    assert!(String::from_utf8_lossy(&old.stderr).contains("is not in the history"), "the old chain outlived the retention");
     let cli = |args: &[&str]| {
         let output = mtml().args(args).arg("--config").arg(&config).output().unwrap();
         assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
