@@ -21,12 +21,10 @@ pub enum JournalError {
     /// The database refused or is unreachable.
     #[error("journal database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// The database could not be reached, or its schema brought up to date.
+    /// The database could not be reached, its schema brought up to date, or (for a reader)
+    /// there is none.
     #[error("{0}")]
     Open(mtml_database::OpenError),
-    /// A reader found no store where it looked.
-    #[error("{0}")]
-    Missing(mtml_database::OpenError),
 }
 
 /// One thing to remember.
@@ -199,26 +197,26 @@ pub struct Journal {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+impl From<mtml_database::OpenError> for JournalError {
+    fn from(error: mtml_database::OpenError) -> Self {
+        match error {
+            mtml_database::OpenError::Database(e) => Self::Database(e),
+            other => Self::Open(other),
+        }
+    }
+}
+
 impl Journal {
     /// Connects to `url` (`postgres://...` or `sqlite://path?mode=rwc`, `sqlite::memory:`) and
     /// brings the schema up to date.
     pub async fn open(url: &str) -> Result<Self, JournalError> {
-        Self::from_pool(mtml_database::open(url, "journal", &MIGRATOR).await)
+        Ok(Self { pool: mtml_database::open(url, "journal", &MIGRATOR).await? })
     }
 
-    /// Opens an existing journal for reading: where there is none, [`JournalError::Missing`], and
-    /// nothing is created.
+    /// Opens an existing journal for reading: where there is none, a [`JournalError::Open`] error
+    /// saying so ([`mtml_database::OpenError::Missing`]), and nothing is created.
     pub async fn open_existing(url: &str) -> Result<Self, JournalError> {
-        Self::from_pool(mtml_database::open_existing(url, "journal", &MIGRATOR).await)
-    }
-
-    fn from_pool(pool: Result<sqlx::AnyPool, mtml_database::OpenError>) -> Result<Self, JournalError> {
-        match pool {
-            Ok(pool) => Ok(Self { pool }),
-            Err(mtml_database::OpenError::Database(e)) => Err(JournalError::Database(e)),
-            Err(missing @ mtml_database::OpenError::Missing { .. }) => Err(JournalError::Missing(missing)),
-            Err(schema) => Err(JournalError::Open(schema)),
-        }
+        Ok(Self { pool: mtml_database::open_existing(url, "journal", &MIGRATOR).await? })
     }
 
     /// Writes records in one transaction.

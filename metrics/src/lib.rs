@@ -131,9 +131,10 @@ impl Exposition {
         Self::default()
     }
 
-    fn family(&mut self, name: &str, kind: Kind) -> Option<&mut String> {
-        let Some(index) = FAMILIES.iter().position(|f| f.name == name && f.kind == kind) else {
-            tracing::error!(metric = name, "not a {} of mtml_metrics::FAMILIES; sample dropped", kind.name());
+    /// The lines of family `name`, if it is one of [`FAMILIES`] and one of `kinds`.
+    fn family(&mut self, name: &str, kinds: &[Kind]) -> Option<&mut String> {
+        let Some(index) = FAMILIES.iter().position(|f| f.name == name && kinds.contains(&f.kind)) else {
+            tracing::error!(metric = name, ?kinds, "not such a family of mtml_metrics::FAMILIES; sample dropped");
             return None;
         };
         Some(self.lines.entry(index).or_default())
@@ -141,12 +142,7 @@ impl Exposition {
 
     /// A counter or gauge sample of family `name`.
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
-        let kind = FAMILIES.iter().find(|f| f.name == name).map_or(Kind::Gauge, |f| f.kind);
-        if kind == Kind::Histogram {
-            tracing::error!(metric = name, "a histogram takes observations, not a sample");
-            return self;
-        }
-        if let Some(lines) = self.family(name, kind) {
+        if let Some(lines) = self.family(name, &[Kind::Counter, Kind::Gauge]) {
             let _ = writeln!(lines, "{name}{} {}", labels_text(labels, None), number(value));
         }
         self
@@ -154,7 +150,7 @@ impl Exposition {
 
     /// The observations of histogram family `name`.
     pub fn histogram(&mut self, name: &str, labels: &[(&str, &str)], sample: &HistogramSample) -> &mut Self {
-        if let Some(lines) = self.family(name, Kind::Histogram) {
+        if let Some(lines) = self.family(name, &[Kind::Histogram]) {
             for (bound, count) in &sample.buckets {
                 let _ = writeln!(lines, "{name}_bucket{} {count}", labels_text(labels, Some(("le", number(*bound)))));
             }

@@ -25,12 +25,10 @@ pub enum RegistryError {
     /// The database refused or is unreachable.
     #[error("registry database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// The database could not be reached, or its schema brought up to date.
+    /// The database could not be reached, its schema brought up to date, or (for a reader)
+    /// there is none.
     #[error("{0}")]
     Open(mtml_database::OpenError),
-    /// A reader found no store where it looked.
-    #[error("{0}")]
-    Missing(mtml_database::OpenError),
     /// The same bytes are already registered under this name.
     #[error("model {name} already has these bytes as version {version} (sha256 {sha256})")]
     Duplicate {
@@ -141,26 +139,26 @@ pub struct Registry {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+impl From<mtml_database::OpenError> for RegistryError {
+    fn from(error: mtml_database::OpenError) -> Self {
+        match error {
+            mtml_database::OpenError::Database(e) => Self::Database(e),
+            other => Self::Open(other),
+        }
+    }
+}
+
 impl Registry {
     /// Connects to `url` (`postgres://...`, `sqlite://path?mode=rwc`, `sqlite::memory:`) and
     /// brings the schema up to date.
     pub async fn open(url: &str) -> Result<Self, RegistryError> {
-        Self::from_pool(mtml_database::open(url, "registry", &MIGRATOR).await)
+        Ok(Self { pool: mtml_database::open(url, "registry", &MIGRATOR).await? })
     }
 
-    /// Opens an existing registry for reading: where there is none, [`RegistryError::Missing`], and
-    /// nothing is created.
+    /// Opens an existing registry for reading: where there is none, a [`RegistryError::Open`] error
+    /// saying so ([`mtml_database::OpenError::Missing`]), and nothing is created.
     pub async fn open_existing(url: &str) -> Result<Self, RegistryError> {
-        Self::from_pool(mtml_database::open_existing(url, "registry", &MIGRATOR).await)
-    }
-
-    fn from_pool(pool: Result<sqlx::AnyPool, mtml_database::OpenError>) -> Result<Self, RegistryError> {
-        match pool {
-            Ok(pool) => Ok(Self { pool }),
-            Err(mtml_database::OpenError::Database(e)) => Err(RegistryError::Database(e)),
-            Err(missing @ mtml_database::OpenError::Missing { .. }) => Err(RegistryError::Missing(missing)),
-            Err(schema) => Err(RegistryError::Open(schema)),
-        }
+        Ok(Self { pool: mtml_database::open_existing(url, "registry", &MIGRATOR).await? })
     }
 
     /// Registers a new version of `new.name`, numbered one past the last; refuses bytes the

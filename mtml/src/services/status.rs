@@ -53,7 +53,7 @@ impl IntoStatus for RegistryError {
             RegistryError::Refused(_) => Status::failed_precondition(message),
             RegistryError::Conflict(_) => Status::aborted(message),
             RegistryError::Corrupt { .. } => Status::data_loss(message),
-            RegistryError::Database(_) | RegistryError::Open(_) | RegistryError::Missing(_) => Status::unavailable(message),
+            RegistryError::Database(_) | RegistryError::Open(_) => Status::unavailable(message),
         }
     }
 }
