@@ -47,6 +47,22 @@ impl ChainId {
     }
 }
 
+impl ChainId {
+    /// Whether the chain falls in a sample of `basis_points` in 10 000, stable across runs and
+    /// processes, and independent of [`ChainId::bucket_percent`] (so sampled chains are not
+    /// all on one side of a canary split).
+    pub fn sampled(self, basis_points: u16) -> bool {
+        if basis_points == 0 {
+            return false;
+        }
+        let folded = u64::from_le_bytes(self.0[8..].try_into().unwrap_or_default())
+            .rotate_left(17)
+            ^ u64::from_le_bytes(self.0[..8].try_into().unwrap_or_default());
+        let mixed = folded.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        (mixed >> 32) % 10_000 < u64::from(basis_points)
+    }
+}
+
 impl fmt::Display for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for byte in self.0 {
@@ -279,8 +295,11 @@ struct ChainLogInner {
     tick_to_order: Histogram<u64>,
     /// Chains that went all the way to a fill, oldest first (bounded like `order`).
     filled: VecDeque<ChainId>,
-    /// Chains finished (a fill, a rejection, an error) not yet handed to [`ChainLog::take_finished`] (bounded like `order`).
+    /// Chains finished (an order, a fill, a rejection, an error) not yet handed to [`ChainLog::take_finished`] (bounded like `order`).
     to_export: VecDeque<ChainId>,
+    /// Of the ordinary chains (no order, no refusal, no error), the share in 1/10 000 handed out
+    /// too, chosen by chain id ([`ChainId::sampled`]) so that every process keeps the same ones.
+    sample_basis_points: u16,
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -302,7 +321,27 @@ impl ChainLog {
                 tick_to_order: new_histogram(),
                 filled: VecDeque::new(),
                 to_export: VecDeque::new(),
+                sample_basis_points: 0,
             }),
+        }
+    }
+
+    /// Also hands out this share of ordinary chains (in 1/10 000: 100 is 1%) when a process is
+    /// done with them ([`ChainLog::end`]).
+    pub fn with_sample(self, basis_points: u16) -> Self {
+        self.inner.lock().sample_basis_points = basis_points.min(10_000);
+        self
+    }
+
+    /// This process is done with the chain's tick: a sampled chain is handed to
+    /// [`ChainLog::take_finished`] with the spans it has so far.
+    pub fn end(&self, chain: ChainId) {
+        let mut inner = self.inner.lock();
+        if chain.sampled(inner.sample_basis_points) && inner.chains.contains_key(&chain) {
+            if inner.to_export.len() >= inner.capacity {
+                inner.to_export.pop_front();
+            }
+            inner.to_export.push_back(chain);
         }
     }
 
@@ -340,7 +379,9 @@ impl ChainLog {
             }
             inner.filled.push_back(chain);
         }
-        if stage == Stage::Fill || outcome != Outcome::Ok {
+        // An order made (execution), sent (bridge send) or filled: in a split deployment each
+        // process sees only some of these, and each keeps its part of the chain.
+        if matches!(stage, Stage::Execution | Stage::BridgeSend | Stage::Fill) || outcome != Outcome::Ok {
             if inner.to_export.len() >= inner.capacity {
                 inner.to_export.pop_front();
             }
@@ -348,7 +389,8 @@ impl ChainLog {
         }
     }
 
-    /// The chains that reached a fill, or that a stage rejected or failed, since the last call,
+    /// The chains that led to an order (made, sent or filled), or that a stage rejected or failed,
+    /// or that were sampled, since the last call,
     /// each once with all its spans so far (a later partial fill hands the chain out again,
     /// whole).
     pub fn take_finished(&self) -> Vec<(ChainId, Vec<StageSpan>)> {
@@ -460,7 +502,7 @@ mod tests {
         log.record(a, Stage::Fill, 10, 5);
         log.record(a, Stage::Fill, 20, 5);
         let taken = log.take_finished();
-        assert_eq!(taken.len(), 1, "b has no fill; a once though filled twice");
+        assert_eq!(taken.len(), 1, "b has no order; a once though filled twice");
         assert_eq!(taken[0].0, a);
         assert_eq!(taken[0].1.len(), 3);
         assert!(log.take_finished().is_empty(), "nothing new");
@@ -482,6 +524,40 @@ mod tests {
         assert_eq!(ingest.at_most, [(1_000, 1), (10_000, 3), (100_000, 4)]);
         assert_eq!(ingest.count, 4);
         assert!((ingest.sum_ns - 54_500.0).abs() / 54_500.0 < 0.01, "{}", ingest.sum_ns);
+    }
+
+    #[test]
+    fn a_sample_of_ordinary_chains_is_handed_out_the_same_in_every_process() {
+        let ids = ChainIdGenerator::with_prefix(7);
+        let chains: Vec<ChainId> = (0..20_000).map(|_| ids.next_id()).collect();
+        let kept = |basis_points| {
+            let log = ChainLog::new(100_000).with_sample(basis_points);
+            for chain in &chains {
+                log.record(*chain, Stage::Ingest, 0, 5);
+                log.end(*chain);
+            }
+            log.take_finished().into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+        };
+        assert!(kept(0).is_empty(), "no sample: ordinary chains are not kept");
+        let one_percent = kept(100);
+        assert!((150..=250).contains(&one_percent.len()), "about 1% of 20 000: {}", one_percent.len());
+        assert_eq!(one_percent, kept(100), "the same chains in another process");
+        assert_eq!(kept(10_000).len(), chains.len(), "everything at 100%");
+        // Independent of the canary split: the sample is not all on one side of it.
+        let challenger = one_percent.iter().filter(|c| c.bucket_percent() < 50).count();
+        assert!((50..=150).contains(&challenger), "{challenger} of {} sampled chains under a 50% canary", one_percent.len());
+        let log = ChainLog::default().with_sample(10_000);
+        log.end(chains[0]);
+        assert!(log.take_finished().is_empty(), "a chain with no spans here is not handed out");
+    }
+
+    #[test]
+    fn spans_line_up_on_the_wall_clock() {
+        let a = crate::clock::monotonic_ns();
+        let b = a + 1_000;
+        assert_eq!(crate::clock::unix_ns(b) - crate::clock::unix_ns(a), 1_000);
+        let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        assert!((crate::clock::unix_ns(crate::clock::monotonic_ns()) / 1_000_000 - now_ms).abs() < 1_000);
     }
     use proptest::prelude::*;
 

@@ -8,15 +8,26 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-fn process_epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+/// The process's monotonic epoch and the wall-clock time (UTC epoch ns) it was taken at.
+fn process_epoch() -> (Instant, i64) {
+    static EPOCH: OnceLock<(Instant, i64)> = OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        (Instant::now(), i64::try_from(wall.as_nanos()).unwrap_or(i64::MAX))
+    })
 }
 
 /// Nanoseconds on this process's monotonic clock. Never zero, so zero can mean "not stamped".
 pub fn monotonic_ns() -> u64 {
-    let elapsed = process_epoch().elapsed().as_nanos();
+    let elapsed = process_epoch().0.elapsed().as_nanos();
     u64::try_from(elapsed).unwrap_or(u64::MAX).max(1)
+}
+
+/// A stamp of [`monotonic_ns`] on the wall clock (UTC epoch ns), as of the process's start: how
+/// spans recorded by different processes (a bridge and a pipeline on two hosts) line up in one
+/// chain. As good as the hosts' clock synchronisation, like every distributed trace.
+pub fn unix_ns(monotonic: u64) -> i64 {
+    process_epoch().1.saturating_add(i64::try_from(monotonic).unwrap_or(i64::MAX))
 }
 
 /// Wall-clock time as the business logic sees it, in UTC epoch milliseconds.

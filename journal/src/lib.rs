@@ -141,6 +141,8 @@ pub enum Record {
     Chain {
         /// The chain id, hex.
         chain_id: String,
+        /// The process that recorded these spans; its earlier record of the chain is replaced.
+        service: String,
         /// The spans.
         spans: Vec<SpanRow>,
         /// When it was written, UTC epoch ms.
@@ -262,11 +264,13 @@ impl Journal {
                             .execute(&mut *tx).await?;
                     }
                 }
-                Record::Chain { chain_id, spans, recorded_ms } => {
-                    sqlx::query("DELETE FROM chain_spans WHERE chain_id = $1").bind(chain_id).execute(&mut *tx).await?;
+                Record::Chain { chain_id, service, spans, recorded_ms } => {
+                    // A process writes its part of a chain whole each time it grows; other
+                    // processes' parts stay.
+                    sqlx::query("DELETE FROM chain_spans WHERE chain_id = $1 AND service = $2").bind(chain_id).bind(service).execute(&mut *tx).await?;
                     for (seq, span) in spans.iter().enumerate() {
-                        sqlx::query("INSERT INTO chain_spans (chain_id, seq, stage, offset_ns, duration_ns, outcome, recorded_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                            .bind(chain_id).bind(seq as i64).bind(&span.stage).bind(span.offset_ns).bind(span.duration_ns).bind(&span.outcome).bind(recorded_ms)
+                        sqlx::query("INSERT INTO chain_spans (chain_id, service, seq, stage, start_unix_ns, duration_ns, outcome, recorded_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                            .bind(chain_id).bind(service).bind(seq as i64).bind(&span.stage).bind(span.start_unix_ns).bind(span.duration_ns).bind(&span.outcome).bind(recorded_ms)
                             .execute(&mut *tx).await?;
                     }
                 }
@@ -345,13 +349,9 @@ impl Journal {
     /// The spans of a chain in the order they started; empty if the history does not
     /// have it.
     pub async fn chain(&self, chain_id: &str) -> Result<Vec<SpanRow>, JournalError> {
-        let rows = sqlx::query("SELECT stage, offset_ns, duration_ns, outcome FROM chain_spans WHERE chain_id = $1 ORDER BY seq")
-            .bind(chain_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok(SpanRow { stage: r.try_get(0)?, offset_ns: r.try_get(1)?, duration_ns: r.try_get(2)?, outcome: r.try_get(3)? }))
-            .collect()
+        let statement = format!("SELECT {SPAN_COLUMNS} FROM chain_spans WHERE chain_id = $1 ORDER BY start_unix_ns, service, seq");
+        let rows = sqlx::query(&statement).bind(chain_id).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| span_row(r, 0)).collect()
     }
 
     /// Chains recorded at or after `since_ms`, the latest first or (`slowest`) the longest
@@ -360,7 +360,7 @@ impl Journal {
     pub async fn chains(&self, since_ms: i64, slowest: bool, limit: i64, outcome: Option<&str>) -> Result<Vec<ChainRow>, JournalError> {
         let order = if slowest { "total_ns DESC" } else { "recorded_ms DESC" };
         let statement = format!(
-            "SELECT chain_id, MAX(recorded_ms) AS recorded_ms, MAX(offset_ns + duration_ns) AS total_ns, COUNT(*) AS spans \
+            "SELECT chain_id, MAX(recorded_ms) AS recorded_ms, MAX(start_unix_ns + duration_ns) - MIN(start_unix_ns) AS total_ns, COUNT(*) AS spans \
              FROM chain_spans WHERE recorded_ms >= $1 GROUP BY chain_id \
              HAVING SUM(CASE WHEN outcome LIKE $3 THEN 1 ELSE 0 END) > 0 ORDER BY {order}, chain_id LIMIT $2"
         );
@@ -379,17 +379,23 @@ impl Journal {
     /// Every span recorded at or after `since_ms`, with its chain id, for latency and outcome
     /// statistics.
     pub async fn spans_since(&self, since_ms: i64) -> Result<Vec<(String, SpanRow)>, JournalError> {
-        let rows = sqlx::query("SELECT chain_id, stage, offset_ns, duration_ns, outcome FROM chain_spans WHERE recorded_ms >= $1 ORDER BY chain_id, seq")
-            .bind(since_ms)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let span = SpanRow { stage: r.try_get(1)?, offset_ns: r.try_get(2)?, duration_ns: r.try_get(3)?, outcome: r.try_get(4)? };
-                Ok((r.try_get(0)?, span))
-            })
-            .collect()
+        let statement = format!("SELECT chain_id, {SPAN_COLUMNS} FROM chain_spans WHERE recorded_ms >= $1 ORDER BY chain_id, start_unix_ns, service, seq");
+        let rows = sqlx::query(&statement).bind(since_ms).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, span_row(r, 1)?))).collect()
     }
+}
+
+const SPAN_COLUMNS: &str = "stage, service, start_unix_ns, duration_ns, outcome";
+
+/// A [`SpanRow`] from the [`SPAN_COLUMNS`] of a row, starting at column `first`.
+fn span_row(row: &sqlx::any::AnyRow, first: usize) -> Result<SpanRow, JournalError> {
+    Ok(SpanRow {
+        stage: row.try_get(first)?,
+        service: row.try_get(first + 1)?,
+        start_unix_ns: row.try_get(first + 2)?,
+        duration_ns: row.try_get(first + 3)?,
+        outcome: row.try_get(first + 4)?,
+    })
 }
 
 /// One span of a chain in the history.
@@ -397,8 +403,10 @@ impl Journal {
 pub struct SpanRow {
     /// The stage (`ingest`, `inference`...).
     pub stage: String,
-    /// From the chain's first span, ns.
-    pub offset_ns: i64,
+    /// The process that recorded it (`mtml`, `bridge`, `pipeline`).
+    pub service: String,
+    /// Start on the wall clock, UTC epoch ns.
+    pub start_unix_ns: i64,
     /// Duration, ns.
     pub duration_ns: i64,
     /// `ok`, `rejected: REASON` or `error: WHAT`.
@@ -591,18 +599,31 @@ pub mod conformance {
 
     /// Chains are kept whole, replaced when they grow, listed latest or slowest first.
     pub async fn chains_are_kept_whole_and_listed(journal: &Journal) {
-        let span = |stage: &str, offset_ns: i64, duration_ns: i64, outcome: &str| SpanRow {
+        const T0: i64 = 1_700_000_000_000_000_000;
+        let span_of = |service: &str, stage: &str, offset_ns: i64, duration_ns: i64, outcome: &str| SpanRow {
             stage: stage.to_owned(),
-            offset_ns,
+            service: service.to_owned(),
+            start_unix_ns: T0 + offset_ns,
             duration_ns,
             outcome: outcome.to_owned(),
         };
-        let chain = |id: &str, spans: Vec<SpanRow>, recorded_ms| Record::Chain { chain_id: id.into(), spans, recorded_ms };
+        let span = |stage: &str, offset_ns: i64, duration_ns: i64, outcome: &str| span_of("pipeline", stage, offset_ns, duration_ns, outcome);
+        let part = |service: &str, id: &str, spans: Vec<SpanRow>, recorded_ms| Record::Chain { chain_id: id.into(), service: service.into(), spans, recorded_ms };
+        let chain = |id: &str, spans: Vec<SpanRow>, recorded_ms| part("pipeline", id, spans, recorded_ms);
         journal.write(&[chain("a", vec![span("ingest", 0, 10, "ok"), span("fill", 50, 100, "ok")], 1_000)]).await.expect("chain a");
         journal.write(&[chain("b", vec![span("ingest", 0, 10, "ok"), span("risk", 10, 5, "rejected: max_drawdown")], 2_000)]).await.expect("chain b");
         // a grows (a second partial fill): written again, whole.
         let grown = vec![span("ingest", 0, 10, "ok"), span("fill", 50, 100, "ok"), span("fill", 300, 50, "ok")];
         journal.write(&[chain("a", grown.clone(), 3_000)]).await.expect("a again");
+        assert_eq!(journal.chain("a").await.expect("a"), grown);
+        // Another process's part of chain a (the bridge, which read the tick before ingestion)
+        // joins it in start order, and leaves the pipeline's part as it is.
+        let received = span_of("bridge", "bridge_receive", -20, 15, "ok");
+        journal.write(&[part("bridge", "a", vec![received.clone()], 3_000)]).await.expect("bridge part");
+        let whole = journal.chain("a").await.expect("whole a");
+        assert_eq!(whole[0], received);
+        assert_eq!(whole[1..], grown[..]);
+        journal.write(&[part("bridge", "a", vec![], 3_000)]).await.expect("bridge part gone");
         assert_eq!(journal.chain("a").await.expect("a"), grown);
         assert!(journal.chain("zz").await.expect("none").is_empty());
         let latest: Vec<String> = journal.chains(0, false, 10, None).await.expect("latest").into_iter().map(|c| c.chain_id).collect();

@@ -3,7 +3,8 @@
 //! endpoints by [`serve`]:
 //! - `GET /metrics`: the exposition, gathered when asked (nothing is kept between scrapes);
 //! - `GET /healthz`: 200 while the process serves at all;
-//! - `GET /readyz`: 200 when ready, 503 with the reason otherwise.
+//! - `GET /readyz`: 200 when ready, with what it found (a degraded part named), 503 with the
+//!   reason otherwise.
 //!
 //! What the numbers are is the composition crate's business (it reads the pipeline, the bridge,
 //! the stores and the chain log); this crate knows names, units, types and the format.
@@ -177,7 +178,7 @@ impl Exposition {
 /// A future of the exposition text.
 pub type Gather = Pin<Box<dyn Future<Output = String> + Send>>;
 /// A future of readiness: `Ok(())`, or why not.
-pub type Ready = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+pub type Ready = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
 
 /// What the endpoints answer from, provided by whoever composes the process.
 #[derive(Clone)]
@@ -209,7 +210,7 @@ pub async fn serve(listener: tokio::net::TcpListener, endpoints: Endpoints, shut
                 let ready = Arc::clone(&ready);
                 async move {
                     match ready().await {
-                        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+                        Ok(found) => (StatusCode::OK, format!("ready\n{found}")),
                         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
                     }
                 }
@@ -274,7 +275,7 @@ mtml_tick_to_order_seconds_count 5
             ready: Arc::new(move || {
                 let flag = Arc::clone(&flag);
                 Box::pin(async move {
-                    if flag.load(std::sync::atomic::Ordering::Relaxed) { Ok(()) } else { Err("no model loaded".into()) }
+                    if flag.load(std::sync::atomic::Ordering::Relaxed) { Ok("terminals: 1 connected\n".into()) } else { Err("no model loaded".into()) }
                 })
             }),
         };
@@ -291,7 +292,9 @@ mtml_tick_to_order_seconds_count 5
         assert_eq!(not_ready.status(), 503);
         assert_eq!(not_ready.text().await.unwrap(), "not ready: no model loaded\n");
         ready.store(true, std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(client.get(format!("http://{addr}/readyz")).send().await.unwrap().status(), 200);
+        let ready = client.get(format!("http://{addr}/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 200);
+        assert_eq!(ready.text().await.unwrap(), "ready\nterminals: 1 connected\n");
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
     }

@@ -34,8 +34,8 @@ use crate::stores::Stores;
 
 /// A running mtml.
 pub struct App {
-    /// Where terminals connect.
-    pub bridge_addr: SocketAddr,
+    /// Where terminals connect, when the bridge runs in this process.
+    pub bridge_addr: Option<SocketAddr>,
     /// Where the gRPC API listens, if it runs.
     pub grpc_addr: Option<SocketAddr>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served, if they are.
@@ -44,14 +44,14 @@ pub struct App {
     pub chain_log: Arc<ChainLog>,
     /// Pipeline progress.
     pub progress: Arc<PipelineProgress>,
-    /// Bridge counters.
-    pub bridge_stats: Arc<BridgeStats>,
+    /// Bridge counters, when the bridge runs in this process.
+    pub bridge_stats: Option<Arc<BridgeStats>>,
     /// The feature stores and their writers.
     pub stores: Stores,
     /// Follows the registry's rollout of the model, with `model.from_registry`.
     pub follower: Option<Arc<RolloutFollower>>,
     shutdown: CancellationToken,
-    bridge_task: JoinHandle<()>,
+    bridge_task: Option<JoinHandle<()>>,
     grpc_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     forwarder_task: Option<JoinHandle<()>>,
     order_forwarder_task: Option<JoinHandle<()>>,
@@ -60,14 +60,16 @@ pub struct App {
     metrics_task: Option<JoinHandle<()>>,
     chains_stop: CancellationToken,
     chains_task: JoinHandle<()>,
+    otlp_task: Option<JoinHandle<()>>,
     handle: PipelineHandle,
     pipeline: std::thread::JoinHandle<PipelineOutcome>,
 }
 
 /// What to listen on.
 pub struct Listeners {
-    /// Terminals.
-    pub bridge: TcpListener,
+    /// Terminals; `None` runs the pipeline alone (`mtml pipeline`): ticks come in through the
+    /// Ingestion service and orders go to the bridge named by `pipeline.bridge`.
+    pub bridge: Option<TcpListener>,
     /// The gRPC API; required when the transport is gRPC.
     pub grpc: Option<TcpListener>,
     /// The metrics and health endpoints over HTTP, if served.
@@ -88,7 +90,8 @@ struct TickTransport {
 
 /// The bridge and the way orders and execution events travel between it and the pipeline.
 struct BridgeParts {
-    bridge: Bridge,
+    /// `None` when the bridge is another process.
+    bridge: Option<Bridge>,
     orders: Box<dyn mtml_core::OrderSink>,
     events: mpsc::Receiver<ExecutionEvent>,
     service: Option<BridgeService>,
@@ -115,21 +118,24 @@ impl App {
         let starting = starting_models(runtime, config, registry.as_ref()).instrument(step("models")).await?;
         let stores = Stores::open(config).instrument(step("stores")).await?;
         let shutdown = CancellationToken::new();
-        let chain_log = Arc::new(ChainLog::default());
+        let chain_log = Arc::new(ChainLog::default().with_sample(config.journal.chain_sample_basis_points));
         let progress = Arc::new(PipelineProgress::default());
-        let bridge_addr = listeners.bridge.local_addr()?;
+        let bridge_addr = listeners.bridge.as_ref().map(TcpListener::local_addr).transpose()?;
         let grpc_addr = listeners.grpc.as_ref().map(TcpListener::local_addr).transpose()?;
         let loopback = grpc_addr.map(|addr| format!("http://{addr}"));
 
-        let ticks = step("transport").in_scope(|| tick_transport(config, loopback.as_deref()))?;
+        let here = listeners.bridge.is_some();
+        let ticks = step("transport").in_scope(|| tick_transport(config, here, loopback.as_deref()))?;
         let bridge = step("bridge").in_scope(|| {
-            start_bridge(config, ticks.bridge.clone(), Arc::clone(&chain_log), loopback.as_deref(), &shutdown)
+            start_bridge(config, here, ticks.bridge.clone(), Arc::clone(&chain_log), loopback.as_deref(), &shutdown)
         })?;
         let (journal, execution) = recover_from_journal(config).instrument(step("journal")).await?;
         let (journal_tx, journal_rx) = mpsc::unbounded_channel();
         let journal_task = mtml_journal::spawn_writer(journal, journal_rx);
         let chains_stop = CancellationToken::new();
-        let chains_task = spawn_named("chain_history", record_chains(Arc::clone(&chain_log), journal_tx.clone(), chains_stop.clone()));
+        let service = if here { "mtml" } else { "pipeline" };
+        let (otlp, otlp_task) = otlp_exporter(config, service)?.unzip();
+        let chains_task = spawn_named("chain_history", record_chains(Arc::clone(&chain_log), service, journal_tx.clone(), otlp, chains_stop.clone()));
         if config.journal.chain_retention_days > 0 && !config.journal.url.contains(":memory:") {
             let keep_ms = i64::try_from(config.journal.chain_retention_days).unwrap_or(i64::MAX / 86_400_000) * 86_400_000;
             let journal = open_journal(config, Access::ReadWrite).await?;
@@ -202,21 +208,20 @@ impl App {
         })?;
 
         #[cfg(windows)]
-        if let Some(name) = config.bridge.pipe_name.clone() {
-            let (pipe_bridge, shutdown) = (bridge.bridge.clone(), shutdown.clone());
+        if let (Some(name), Some(pipe_bridge)) = (config.bridge.pipe_name.clone(), bridge.bridge.clone()) {
+            let shutdown = shutdown.clone();
             spawn_named("named_pipe_server", async move {
                 if let Err(error) = mtml_bridge::pipe::run_pipe(pipe_bridge, &name, shutdown).await {
                     tracing::error!(%error, pipe = %name, "named-pipe server failed");
                 }
             });
         }
-        let bridge_stats = bridge.bridge.stats();
+        let bridge_stats = bridge.bridge.as_ref().map(Bridge::stats);
         let metrics_addr = listeners.metrics.as_ref().map(TcpListener::local_addr).transpose()?;
         let metrics_task = listeners.metrics.map(|listener| {
             let sources = services::metrics::Sources {
-                pipeline: handle.clone(),
-                bridge: Arc::clone(&bridge_stats),
-                stores: stores.watch(),
+                pipeline: Some((handle.clone(), stores.watch())),
+                bridge: bridge_stats.clone(),
                 chain_log: Arc::clone(&chain_log),
             };
             let stop = shutdown.clone().cancelled_owned();
@@ -226,10 +231,13 @@ impl App {
                 }
             })
         });
-        let bridge_task = spawn_named("bridge", bridge.bridge.run(listeners.bridge, shutdown.clone()));
-        let grpc = grpc_addr.map_or_else(|| "none".to_owned(), |addr| addr.to_string());
-        let metrics = metrics_addr.map_or_else(|| "none".to_owned(), |addr| addr.to_string());
-        tracing::info!(%bridge_addr, %grpc, %metrics, transport = config.pipeline.transport.name(), "mtml started");
+        let bridge_task = match (bridge.bridge, listeners.bridge) {
+            (Some(bridge), Some(listener)) => Some(spawn_named("bridge", bridge.run(listener, shutdown.clone()))),
+            _ => None,
+        };
+        let shown = |addr: Option<SocketAddr>| addr.map_or_else(|| "none".to_owned(), |addr| addr.to_string());
+        let (terminals, grpc, metrics) = (shown(bridge_addr), shown(grpc_addr), shown(metrics_addr));
+        tracing::info!(%terminals, %grpc, %metrics, transport = config.pipeline.transport.name(), "mtml started");
         Ok(Self {
             bridge_addr,
             grpc_addr,
@@ -237,6 +245,7 @@ impl App {
             metrics_task,
             chains_stop,
             chains_task,
+            otlp_task,
             chain_log,
             progress,
             bridge_stats,
@@ -280,7 +289,9 @@ impl App {
         if let Some(task) = self.metrics_task {
             task.await.context("metrics server task")?;
         }
-        self.bridge_task.await.context("bridge task")?;
+        if let Some(task) = self.bridge_task {
+            task.await.context("bridge task")?;
+        }
         if let Some(task) = self.forwarder_task {
             task.await.context("tick forwarder task")?;
         }
@@ -297,6 +308,9 @@ impl App {
         // Every span is in: the chain history writes its last chains and lets go of the journal.
         self.chains_stop.cancel();
         self.chains_task.await.context("chain history task")?;
+        if let Some(task) = self.otlp_task {
+            task.await.context("OTLP exporter task")?;
+        }
         // The pipeline has gone, and with it the journal's sender: the writer drains and ends.
         let written = self.journal_task.await.context("journal writer task")?;
         tracing::info!(records = written, "journal flushed");
@@ -312,7 +326,7 @@ impl App {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -367,33 +381,34 @@ pub enum Access {
     ReadOnly,
 }
 
-fn tick_transport(config: &Config, loopback: Option<&str>) -> anyhow::Result<TickTransport> {
+fn tick_transport(config: &Config, bridge_here: bool, loopback: Option<&str>) -> anyhow::Result<TickTransport> {
     let (ingestion, pipeline) = mpsc::channel(config.pipeline.channel_capacity);
     match config.pipeline.transport {
+        // Without a bridge here, ticks come only through the Ingestion service.
+        _ if !bridge_here => Ok(TickTransport { bridge: ingestion.clone(), ingestion, pipeline, forwarder: None }),
         Transport::InProcess => Ok(TickTransport { bridge: ingestion.clone(), ingestion, pipeline, forwarder: None }),
         Transport::Grpc => {
             let endpoint = loopback.context("the grpc transport needs a gRPC listener")?.to_owned();
             let (bridge, from_bridge) = mpsc::channel(config.pipeline.channel_capacity);
-            let forwarder = spawn_named("tick_forwarder", async move {
-                match forward_ticks(endpoint, from_bridge).await {
-                    Ok(stats) => tracing::info!(?stats, "tick forwarder finished"),
-                    Err(error) => tracing::error!(%error, "tick forwarder failed"),
-                }
-            });
+            let forwarder = spawn_forwarder(endpoint, from_bridge);
             Ok(TickTransport { bridge, ingestion, pipeline, forwarder: Some(forwarder) })
         }
     }
 }
 
-fn start_bridge(
-    config: &Config,
-    ticks: mpsc::Sender<Tick>,
-    chain_log: Arc<ChainLog>,
-    loopback: Option<&str>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<BridgeParts> {
-    let (bridge_events, bridge_events_rx) = mpsc::channel(4096);
-    let bridge_config = BridgeConfig {
+/// Forwards the bridge's ticks to the Ingestion service at `endpoint`.
+pub(crate) fn spawn_forwarder(endpoint: String, ticks: mpsc::Receiver<Tick>) -> JoinHandle<()> {
+    spawn_named("tick_forwarder", async move {
+        match forward_ticks(endpoint, ticks).await {
+            Ok(stats) => tracing::info!(?stats, "tick forwarder finished"),
+            Err(error) => tracing::error!(%error, "tick forwarder failed"),
+        }
+    })
+}
+
+/// The bridge's configuration.
+pub(crate) fn bridge_config(config: &Config) -> BridgeConfig {
+    BridgeConfig {
         token: config.bridge.token.clone(),
         symbols: SymbolMapper::new(config.pipeline.symbols.clone(), config.bridge.symbol_map.clone().into_iter().collect()),
         heartbeat_interval: config.bridge.heartbeat,
@@ -403,29 +418,51 @@ fn start_bridge(
         backpressure: config.bridge.backpressure,
         chain_prefix: config.bridge.chain_prefix,
         ..BridgeConfig::default()
-    };
-    let bridge = Bridge::new(bridge_config, BridgeOutputs { ticks, events: bridge_events }, chain_log);
+    }
+}
+
+/// Orders to the `mtml.v1.Bridge` service at `endpoint`, and its execution events back.
+fn orders_over_grpc(endpoint: String) -> (Box<dyn mtml_core::OrderSink>, mpsc::Receiver<ExecutionEvent>, JoinHandle<()>) {
+    let (orders_tx, orders_rx) = mpsc::unbounded_channel::<OrderRequest>();
+    let (events_tx, events_rx) = mpsc::channel(4096);
+    let order_forwarder = spawn_named("order_forwarder", async move {
+        if let Err(error) = forward_orders(endpoint, orders_rx, events_tx).await {
+            tracing::error!(%error, "order forwarder failed");
+        }
+    });
+    let orders = Box::new(move |order: OrderRequest| {
+        if let Err(error) = orders_tx.send(order) {
+            tracing::error!(chain_id = %error.0.chain_id, "order channel to the bridge closed; order not sent");
+        }
+    });
+    (orders, events_rx, order_forwarder)
+}
+
+fn start_bridge(
+    config: &Config,
+    here: bool,
+    ticks: mpsc::Sender<Tick>,
+    chain_log: Arc<ChainLog>,
+    loopback: Option<&str>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<BridgeParts> {
+    if !here {
+        let remote = config.pipeline.bridge.as_ref().context("a pipeline without a bridge needs pipeline.bridge, the bridge's gRPC URL")?;
+        let (orders, events, order_forwarder) = orders_over_grpc(remote.as_str().to_owned());
+        return Ok(BridgeParts { bridge: None, orders, events, service: None, order_forwarder: Some(order_forwarder) });
+    }
+    let (bridge_events, bridge_events_rx) = mpsc::channel(4096);
+    let bridge = Bridge::new(bridge_config(config), BridgeOutputs { ticks, events: bridge_events }, chain_log);
     match config.pipeline.transport {
         Transport::InProcess => {
             let orders = Box::new(bridge.router());
-            Ok(BridgeParts { bridge, orders, events: bridge_events_rx, service: None, order_forwarder: None })
+            Ok(BridgeParts { bridge: Some(bridge), orders, events: bridge_events_rx, service: None, order_forwarder: None })
         }
         Transport::Grpc => {
             let endpoint = loopback.context("the grpc transport needs a gRPC listener")?.to_owned();
-            let (orders_tx, orders_rx) = mpsc::unbounded_channel::<OrderRequest>();
-            let (events_tx, events_rx) = mpsc::channel(4096);
-            let order_forwarder = spawn_named("order_forwarder", async move {
-                if let Err(error) = forward_orders(endpoint, orders_rx, events_tx).await {
-                    tracing::error!(%error, "order forwarder failed");
-                }
-            });
+            let (orders, events, order_forwarder) = orders_over_grpc(endpoint);
             let service = BridgeService::new(bridge.router(), bridge_events_rx, shutdown.clone());
-            let orders = Box::new(move |order: OrderRequest| {
-                if let Err(error) = orders_tx.send(order) {
-                    tracing::error!(chain_id = %error.0.chain_id, "order channel to the bridge closed; order not sent");
-                }
-            });
-            Ok(BridgeParts { bridge, orders, events: events_rx, service: Some(service), order_forwarder: Some(order_forwarder) })
+            Ok(BridgeParts { bridge: Some(bridge), orders, events, service: Some(service), order_forwarder: Some(order_forwarder) })
         }
     }
 }
@@ -433,24 +470,30 @@ fn start_bridge(
 /// Chain history: every 500 ms (and once more when stopped), the chains that reached a fill, a
 /// rejection or an error go to the journal whole, as one group each; the tick path never waits
 /// for it.
-async fn record_chains(chain_log: Arc<ChainLog>, journal: mpsc::UnboundedSender<Vec<mtml_journal::Record>>, stop: CancellationToken) {
+pub(crate) async fn record_chains(
+    chain_log: Arc<ChainLog>,
+    service: &'static str,
+    journal: mpsc::UnboundedSender<Vec<mtml_journal::Record>>,
+    otlp: Option<mtml_telemetry::Exporter>,
+    stop: CancellationToken,
+) {
     let write = || {
         let recorded_ms = mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock);
-        for (chain_id, mut spans) in chain_log.take_finished() {
-            // In the order they started: stages in other tasks record when they finish, not in
-            // chain order (the bridge records a tick's receipt after handing it on).
-            spans.sort_by_key(|s| s.start_ns);
-            let first = spans.first().map_or(0, |s| s.start_ns);
-            let spans = spans
+        for (chain_id, spans) in chain_log.take_finished() {
+            let rows = spans
                 .iter()
                 .map(|s| mtml_journal::SpanRow {
                     stage: s.stage.name().to_owned(),
-                    offset_ns: s.start_ns.saturating_sub(first) as i64,
+                    service: service.to_owned(),
+                    start_unix_ns: mtml_core::clock::unix_ns(s.start_ns),
                     duration_ns: s.duration_ns as i64,
                     outcome: s.outcome.text(),
                 })
                 .collect();
-            let _ = journal.send(vec![mtml_journal::Record::Chain { chain_id: chain_id.to_string(), spans, recorded_ms }]);
+            let _ = journal.send(vec![mtml_journal::Record::Chain { chain_id: chain_id.to_string(), service: service.to_owned(), spans: rows, recorded_ms }]);
+            if let Some(otlp) = &otlp {
+                otlp.offer(chain_id, spans);
+            }
         }
     };
     let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
@@ -461,6 +504,14 @@ async fn record_chains(chain_log: Arc<ChainLog>, journal: mpsc::UnboundedSender<
         }
     }
     write();
+}
+
+/// The OTLP exporter of `[otlp]`, if configured, exporting as `service`.
+pub(crate) fn otlp_exporter(config: &Config, service: &str) -> anyhow::Result<Option<(mtml_telemetry::Exporter, JoinHandle<()>)>> {
+    let Some(endpoint) = &config.otlp.endpoint else { return Ok(None) };
+    let exporter = mtml_telemetry::Exporter::spawn(endpoint.as_str(), service).with_context(|| format!("otlp.endpoint {}", endpoint.as_str()))?;
+    tracing::info!(endpoint = endpoint.as_str(), service, "exporting chains over OTLP");
+    Ok(Some(exporter))
 }
 
 /// Chain history retention: chains recorded longer than `keep_ms` ago leave the history.

@@ -40,6 +40,8 @@ pub struct Config {
     pub grpc: GrpcSettings,
     /// The metrics and health endpoints.
     pub metrics: MetricsSettings,
+    /// `[otlp]`.
+    pub otlp: OtlpSettings,
     /// The tick pipeline.
     pub pipeline: PipelineSettings,
     /// The model.
@@ -99,6 +101,9 @@ pub struct JournalSettings {
     /// Chains older than this many days leave the chain history (checked at start and hourly);
     /// 0 keeps them all.
     pub chain_retention_days: u64,
+    /// The share of ordinary chains (no order, refusal or error: those are all kept) the chain
+    /// history keeps too, in 1/10 000 (`chain_sample = 0.01` in the file is 100, 1%).
+    pub chain_sample_basis_points: u16,
 }
 
 /// `[bridge]`.
@@ -106,6 +111,9 @@ pub struct JournalSettings {
 pub struct BridgeSettings {
     /// Where terminals connect.
     pub listen: SocketAddr,
+    /// Where a bridge run on its own (`mtml bridge`) sends ticks: the gRPC API of the pipeline
+    /// (`mtml pipeline`).
+    pub pipeline: Option<crate::client::ServerUrl>,
     /// Token every EA must present.
     pub token: String,
     /// Heartbeat period.
@@ -142,6 +150,14 @@ pub struct MetricsSettings {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[otlp]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSettings {
+    /// An OpenTelemetry collector's OTLP/gRPC endpoint (`http://collector:4317`) the chains are
+    /// exported to as traces; `None` (the default) exports nothing.
+    pub endpoint: Option<crate::client::ServerUrl>,
+}
+
 /// `[pipeline]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineSettings {
@@ -149,6 +165,9 @@ pub struct PipelineSettings {
     pub symbols: Vec<String>,
     /// Bridge to ingestion transport.
     pub transport: Transport,
+    /// Where a pipeline run on its own (`mtml pipeline`) sends orders: the gRPC API of the
+    /// bridge (`mtml bridge`).
+    pub bridge: Option<crate::client::ServerUrl>,
     /// Capacity of the tick channel between bridge and pipeline: when full, the bridge stops
     /// reading terminals (backpressure), it never drops.
     pub channel_capacity: usize,
@@ -333,6 +352,7 @@ impl Config {
         let config = Config {
             bridge: BridgeSettings {
                 listen: x.addr("bridge", "listen", "127.0.0.1:5555"),
+                pipeline: x.server("bridge", "pipeline"),
                 token: x.string("bridge", "token", ""),
                 heartbeat: Duration::from_secs(x.positive("bridge", "heartbeat_secs", 5)),
                 silence_timeout: Duration::from_secs(x.positive("bridge", "silence_timeout_secs", 30)),
@@ -352,6 +372,7 @@ impl Config {
             },
             grpc: GrpcSettings { listen: x.addr("grpc", "listen", "127.0.0.1:50051") },
             metrics: MetricsSettings { listen: x.optional_addr("metrics", "listen") },
+            otlp: OtlpSettings { endpoint: x.server("otlp", "endpoint") },
             pipeline: PipelineSettings {
                 symbols: x.strings("pipeline", "symbols", &["EURUSD"]),
                 transport: match x.string("pipeline", "transport", "in-process").as_str() {
@@ -362,6 +383,7 @@ impl Config {
                         Transport::InProcess
                     }
                 },
+                bridge: x.server("pipeline", "bridge"),
                 channel_capacity: x.positive("pipeline", "channel_capacity", 4096) as usize,
                 backwards_tolerance_ms: x.positive("pipeline", "backwards_tolerance_ms", 1000) as i64,
                 stale_features_ms: x.positive("pipeline", "stale_features_ms", 5000) as i64,
@@ -436,6 +458,7 @@ impl Config {
             journal: JournalSettings {
                 url: x.string("journal", "url", "sqlite://mtml-journal.db?mode=rwc"),
                 chain_retention_days: x.non_negative("journal", "chain_retention_days", 7),
+                chain_sample_basis_points: (x.fraction("journal", "chain_sample", 0.01) * 10_000.0).round() as u16,
             },
             registry: RegistrySettings { url: x.string("registry", "url", "sqlite://mtml-registry.db?mode=rwc") },
             features: FeatureSettings {
@@ -596,6 +619,12 @@ impl Extract<'_> {
         })
     }
 
+    fn fraction(&mut self, section: &str, key: &str, default: f64) -> f64 {
+        self.typed(section, key, default, "a number from 0 to 1 (0.01 is 1%)", |v| {
+            v.as_float().or_else(|| v.as_integer().map(|i| i as f64)).filter(|f| (0.0..=1.0).contains(f))
+        })
+    }
+
     fn positive(&mut self, section: &str, key: &str, default: u64) -> u64 {
         self.typed(section, key, default, "a positive integer", |v| {
             v.as_integer().and_then(|i| u64::try_from(i).ok()).filter(|&i| i > 0)
@@ -604,6 +633,17 @@ impl Extract<'_> {
 
     fn non_negative(&mut self, section: &str, key: &str, default: u64) -> u64 {
         self.typed(section, key, default, "an integer, 0 or more", |v| v.as_integer().and_then(|i| u64::try_from(i).ok()))
+    }
+
+    /// Another process's gRPC API (`http://host:port`); `None` when not given or empty.
+    fn server(&mut self, section: &str, key: &str) -> Option<crate::client::ServerUrl> {
+        let given = self.string(section, key, "");
+        if given.is_empty() {
+            return None;
+        }
+        crate::client::ServerUrl::parse(&given)
+            .map_err(|_| self.problem(format!("{section}.{key}: {given:?} is not a URL like http://127.0.0.1:50051")))
+            .ok()
     }
 
     fn strings(&mut self, section: &str, key: &str, default: &[&str]) -> Vec<String> {

@@ -6,7 +6,9 @@
 //! - [`config`]: typed settings from defaults, TOML and `MTML_*` variables, all problems at once.
 //! - [`runtime`]: ONNX Runtime and the models a configuration serves.
 //! - [`stores`]: the feature stores of `[features]` and their writers.
-//! - [`app`]: starts bridge, tick transport, pipeline and gRPC API in one process, step by step.
+//! - [`app`]: starts bridge, tick transport, pipeline and gRPC API in one process, step by step
+//!   (or the pipeline alone, `mtml pipeline`).
+//! - [`bridge_app`]: a bridge on its own (`mtml bridge`), its pipeline in another process.
 //! - [`services`]: the gRPC services and the one place errors become `tonic::Status`.
 //! - [`remote`]: execution reaching a bridge over gRPC.
 //! - [`client`]: naming a running instance on the command line (`--server URL`), with timeouts.
@@ -14,6 +16,7 @@
 //! - [`commands`]: replay, export, the journal, the trading state, models, the EA installer.
 
 pub mod app;
+pub mod bridge_app;
 pub mod client;
 pub mod commands;
 pub mod config;

@@ -29,6 +29,20 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run the bridge alone, next to its terminals: ticks go to the pipeline named by
+    /// bridge.pipeline, orders come in on this process's gRPC API.
+    Bridge {
+        /// TOML configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run everything but the bridge: ticks come in on the gRPC API, orders go to the bridge
+    /// named by pipeline.bridge.
+    Pipeline {
+        /// TOML configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Replay recorded ticks through the whole pipeline and a simulated terminal over TCP.
     Replay {
         /// CSV (optionally gzipped) or MetaTrader 5 tick export.
@@ -210,6 +224,36 @@ async fn open_journal(config: Option<&std::path::Path>) -> anyhow::Result<mtml_j
     mtml::app::open_journal(&Config::load(config)?, mtml::app::Access::ReadOnly).await
 }
 
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}"))
+}
+
+fn warn_on_empty_token(config: &Config) {
+    if config.bridge.token.is_empty() {
+        tracing::warn!("bridge.token is empty: any terminal that can connect is served");
+    }
+}
+
+/// "gRPC on ADDR, metrics on http://ADDR/metrics", as the running line prints them.
+fn listening(grpc: Option<std::net::SocketAddr>, metrics: Option<std::net::SocketAddr>) -> String {
+    let grpc = grpc.map_or_else(|| "nothing".to_owned(), |addr| addr.to_string());
+    let metrics = metrics.map_or_else(String::new, |addr| format!(", metrics on http://{addr}/metrics"));
+    format!("gRPC on {grpc}{metrics}")
+}
+
+/// What a stopped pipeline did, on one line.
+fn stopped(outcome: mtml_pipeline::PipelineOutcome) {
+    let execution = &outcome.execution;
+    eprintln!(
+        "stopped after {} ticks: {} orders sent, {} fills, {} unknown outcomes settled, {} reconciliation differences",
+        outcome.counters.ticks_seen,
+        execution.orders_sent,
+        execution.fills,
+        execution.unknown_settled,
+        execution.reconciliation_differences
+    );
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum TransportArg {
     InProcess,
@@ -259,31 +303,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Run { config } => {
                 let config = Config::load(config.as_deref())?;
                 let onnx = mtml::runtime::load_runtime(&config)?;
-                let bridge = TcpListener::bind(config.bridge.listen)
-                    .await
-                    .with_context(|| format!("binding the bridge to {}", config.bridge.listen))?;
-                let grpc = TcpListener::bind(config.grpc.listen)
-                    .await
-                    .with_context(|| format!("binding gRPC to {}", config.grpc.listen))?;
-                if config.bridge.token.is_empty() {
-                    tracing::warn!("bridge.token is empty: any terminal that can connect is served");
-                }
-                let metrics = mtml::app::bind_metrics(&config).await?;
-                let app = App::start(&config, &onnx, Listeners { bridge, grpc: Some(grpc), metrics }).await?;
-                let grpc = app.grpc_addr.map_or_else(|| "nothing".to_owned(), |addr| addr.to_string());
-                let metrics = app.metrics_addr.map_or_else(String::new, |addr| format!(", metrics on http://{addr}/metrics"));
-                eprintln!("mtml running: terminals on {}, gRPC on {grpc}{metrics}; ctrl-c stops", app.bridge_addr);
-                let outcome = app.run_until_signal().await?;
-                let execution = &outcome.execution;
-                eprintln!(
-                    "stopped after {} ticks: {} orders sent, {} fills, {} unknown outcomes settled, {} reconciliation differences",
-                    outcome.counters.ticks_seen,
-                    execution.orders_sent,
-                    execution.fills,
-                    execution.unknown_settled,
-                    execution.reconciliation_differences
-                );
+                let bridge = bind(config.bridge.listen, "the bridge").await?;
+                warn_on_empty_token(&config);
+                let (grpc, metrics) = (bind(config.grpc.listen, "gRPC").await?, mtml::app::bind_metrics(&config).await?);
+                let app = App::start(&config, &onnx, Listeners { bridge: Some(bridge), grpc: Some(grpc), metrics }).await?;
+                let terminals = app.bridge_addr.map_or_else(String::new, |addr| addr.to_string());
+                eprintln!("mtml running: terminals on {terminals}, {}; ctrl-c stops", listening(app.grpc_addr, app.metrics_addr));
+                stopped(app.run_until_signal().await?);
                 Ok(())
+            }
+            Command::Pipeline { config } => {
+                let config = Config::load(config.as_deref())?;
+                let onnx = mtml::runtime::load_runtime(&config)?;
+                let (grpc, metrics) = (bind(config.grpc.listen, "gRPC").await?, mtml::app::bind_metrics(&config).await?);
+                let app = App::start(&config, &onnx, Listeners { bridge: None, grpc: Some(grpc), metrics }).await?;
+                let bridge = config.pipeline.bridge.as_ref().map_or("", |url| url.as_str());
+                eprintln!("mtml pipeline running: {}; orders to {bridge}; ctrl-c stops", listening(app.grpc_addr, app.metrics_addr));
+                stopped(app.run_until_signal().await?);
+                Ok(())
+            }
+            Command::Bridge { config } => {
+                let config = Config::load(config.as_deref())?;
+                let bridge = bind(config.bridge.listen, "the bridge").await?;
+                warn_on_empty_token(&config);
+                let (grpc, metrics) = (bind(config.grpc.listen, "gRPC").await?, mtml::app::bind_metrics(&config).await?);
+                let app = mtml::bridge_app::BridgeApp::start(&config, bridge, grpc, metrics).await?;
+                let pipeline = config.bridge.pipeline.as_ref().map_or("", |url| url.as_str());
+                eprintln!(
+                    "mtml bridge running: terminals on {}, {}; ticks to {pipeline}; ctrl-c stops",
+                    app.bridge_addr,
+                    listening(Some(app.grpc_addr), app.metrics_addr)
+                );
+                app.run_until_signal().await
             }
             Command::Replay { ticks, symbol, report, config, transport, max_ahead } => {
                 // A report path that cannot be written is found now, not after the replay.

@@ -590,12 +590,13 @@ fn the_chains_of_a_replay_are_read_back_from_history_stage_by_stage() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mtml.toml");
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("journal.db").display());
-    std::fs::write(&config, format!("[journal]\nurl = \"{url}\"\nchain_retention_days = 7\n")).unwrap();
+    // No sample of ordinary chains: the history holds exactly the chains that led to an order.
+    std::fs::write(&config, format!("[journal]\nurl = \"{url}\"\nchain_retention_days = 7\nchain_sample = 0\n")).unwrap();
     // A chain recorded long ago: the retention forgets it when the next run starts.
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let journal = mtml_journal::Journal::open(&url).await.unwrap();
-        let span = mtml_journal::SpanRow { stage: "ingest".into(), offset_ns: 0, duration_ns: 5, outcome: "ok".into() };
-        journal.write(&[mtml_journal::Record::Chain { chain_id: "0123456789abcdef0123456789abcdef".into(), spans: vec![span], recorded_ms: 1_000 }]).await.unwrap();
+        let span = mtml_journal::SpanRow { stage: "ingest".into(), service: "mtml".into(), start_unix_ns: 0, duration_ns: 5, outcome: "ok".into() };
+        journal.write(&[mtml_journal::Record::Chain { chain_id: "0123456789abcdef0123456789abcdef".into(), service: "mtml".into(), spans: vec![span], recorded_ms: 1_000 }]).await.unwrap();
         journal.close().await;
     });
     let report = dir.path().join("report.json");
@@ -629,7 +630,7 @@ fn the_chains_of_a_replay_are_read_back_from_history_stage_by_stage() {
     }
     let total: f64 = shown.lines().next().unwrap().split_whitespace().nth(5).unwrap().parse().unwrap();
     for line in shown.lines().skip(2) {
-        let fields: Vec<f64> = line.split_whitespace().skip(1).take(2).map(|f| f.parse().unwrap()).collect();
+        let fields: Vec<f64> = line.split_whitespace().skip(2).take(2).map(|f| f.parse().unwrap()).collect();
         assert!(fields[0] + fields[1] <= total + 0.01, "a span inside the chain: {line} of {total}");
     }
     let missing = mtml().args(["chain", "show", "00000000000000000000000000000001", "--config"]).arg(&config).output().unwrap();
@@ -640,7 +641,12 @@ fn the_chains_of_a_replay_are_read_back_from_history_stage_by_stage() {
     assert!(health.contains("  inference") && health.contains("bottleneck: "), "{health}");
 
     // Chains risk refused are kept whole too, findable, and counted where they stopped.
-    std::fs::write(&config, format!("[journal]\nurl = \"sqlite://{}?mode=rwc\"\n[risk]\nmax_order_lots = 0.05\n", dir.path().join("refused.db").display())).unwrap();
+    // And 5% of the ordinary ones (no order, no refusal) as a sample.
+    std::fs::write(
+        &config,
+        format!("[journal]\nurl = \"sqlite://{}?mode=rwc\"\nchain_sample = 0.05\n[risk]\nmax_order_lots = 0.05\n", dir.path().join("refused.db").display()),
+    )
+    .unwrap();
     let output = mtml().args(["replay", "--ticks"]).arg(sample()).arg("--config").arg(&config).arg("--report").arg(&report).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
@@ -655,4 +661,9 @@ fn the_chains_of_a_replay_are_read_back_from_history_stage_by_stage() {
     let health = cli(&["chain", "health"]);
     assert!(health.contains(&format!("went wrong: {refused} chain(s) at risk: rejected: max_order_size")), "{health}");
     assert!(health.lines().any(|l| l.starts_with("  risk") && l.contains("100.0%")), "{health}");
+    let all = cli(&["chain", "recent", "--limit", "1000000"]);
+    let kept: u64 = all.lines().last().unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let ticks = json["ticks_read"].as_u64().unwrap();
+    let sampled = kept - refused;
+    assert!(sampled * 100 > ticks * 3 && sampled * 100 < ticks * 7, "about 5% of {ticks} ordinary chains sampled: {sampled}");
 }

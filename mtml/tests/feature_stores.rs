@@ -77,7 +77,7 @@ async fn a_day_through_redis_and_influxdb_with_an_outage_reads_back_equal_to_the
     let runtime = mtml::runtime::load_runtime(&config).unwrap();
     let bridge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = App::start(&config, &runtime, Listeners { bridge, grpc: Some(grpc), metrics: None }).await.unwrap();
+    let app = App::start(&config, &runtime, Listeners { bridge: Some(bridge), grpc: Some(grpc), metrics: None }).await.unwrap();
     let mut client = FeaturesClient::connect(format!("http://{}", app.grpc_addr.unwrap()))
         .await
         .unwrap()
@@ -97,7 +97,7 @@ async fn a_day_through_redis_and_influxdb_with_an_outage_reads_back_equal_to_the
         pacing: Some(Pacing { processed: Arc::clone(&app.progress.ticks_seen), advanced: Arc::clone(&app.progress.advanced), max_ahead: 8 }),
         ..SimulatorConfig::default()
     };
-    let stream = tokio::net::TcpStream::connect(app.bridge_addr).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(app.bridge_addr.unwrap()).await.unwrap();
     let stop = CancellationToken::new();
     let simulator = tokio::spawn(run_simulator(stream, sim_config, ticks, stop.clone()));
 

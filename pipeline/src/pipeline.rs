@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 
 use mtml_core::clock::monotonic_ns;
 use mtml_core::Outcome;
-use mtml_core::{ChainLog, ExecutionEvent, OrderSink, Stage, Tick};
+use mtml_core::{ChainId, ChainLog, ExecutionEvent, OrderSink, Stage, Tick};
 use mtml_decision::{Applied, Checked, Desk, Proposal, RiskRejection, StateChange};
 use mtml_feature_store::{FeatureVector, HistoryPoint, HistoryWriter, OnlineWriter};
 use mtml_ingestion::QuoteState;
@@ -212,7 +212,8 @@ impl Pipeline {
         }
     }
 
-    fn tick_done(&self) {
+    fn tick_done(&self, chain: ChainId) {
+        self.chain_log.end(chain);
         self.progress.ticks_seen.fetch_add(1, Ordering::Release);
         self.progress.advanced.notify_waiters();
     }
@@ -235,7 +236,7 @@ impl Pipeline {
                 log.record_outcome(chain, Stage::Ingest, start, monotonic_ns() - start, Outcome::Rejected(reason.name()));
                 *self.counters.ticks_rejected.entry(reason.name()).or_default() += 1;
                 tracing::debug!(chain_id = %chain, symbol = %tick.symbol, %reason, "tick rejected");
-                self.tick_done();
+                self.tick_done(chain);
                 return;
             }
         };
@@ -274,7 +275,7 @@ impl Pipeline {
             self.counters.feature_vectors += 1;
             self.decide(tick, &vector, t, span);
         }
-        self.tick_done();
+        self.tick_done(chain);
     }
 
     /// Inference, decision, risk and execution on a feature vector.

@@ -161,7 +161,7 @@ async fn start(url: &str) -> (App, String) {
     let runtime = mtml::runtime::load_runtime(&config).unwrap();
     let bridge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = App::start(&config, &runtime, Listeners { bridge, grpc: Some(grpc), metrics: None }).await.unwrap();
+    let app = App::start(&config, &runtime, Listeners { bridge: Some(bridge), grpc: Some(grpc), metrics: None }).await.unwrap();
     let endpoint = format!("http://{}", app.grpc_addr.unwrap());
     (app, endpoint)
 }

@@ -330,6 +330,9 @@ impl Bridge {
         self.stats.ticks.fetch_add(1, Ordering::Relaxed);
         let now = monotonic_ns();
         self.chain_log.record(chain_id, Stage::BridgeReceive, received_ns, now - received_ns);
+        // The bridge's part of the tick is done: a sampled chain keeps its receipt even when the
+        // pipeline is another process.
+        self.chain_log.end(chain_id);
         Ok(())
     }
 

@@ -140,8 +140,9 @@ impl RunningReplay {
             anyhow::bail!("the bridge refused the simulated terminal: {refused}");
         }
         let chain_log = Arc::clone(&app.chain_log);
-        let orders_sent = app.bridge_stats.orders_sent.load(std::sync::atomic::Ordering::Relaxed);
-        let bridge = BridgeReport::from_stats(&app.bridge_stats);
+        let bridge_stats = app.bridge_stats.clone().context("a replay runs its bridge in process")?;
+        let orders_sent = bridge_stats.orders_sent.load(std::sync::atomic::Ordering::Relaxed);
+        let bridge = BridgeReport::from_stats(&bridge_stats);
         let stores = app.stores.watch();
         let mut outcome = app.stop().await?;
         if refused_before_sending > 0 {
@@ -195,9 +196,9 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
     };
     // Metrics only when the configuration asks for them (a replay is usually a one-off).
     let metrics = crate::app::bind_metrics(&config).await?;
-    let app = App::start(&config, &runtime, Listeners { bridge, grpc, metrics }).await?;
-
-    let stream = TcpStream::connect(app.bridge_addr).await.context("connecting the simulator")?;
+    let app = App::start(&config, &runtime, Listeners { bridge: Some(bridge), grpc, metrics }).await?;
+    let bridge_addr = app.bridge_addr.context("a replay runs its bridge in process")?;
+    let stream = TcpStream::connect(bridge_addr).await.context("connecting the simulator")?;
     stream.set_nodelay(true)?;
     let sim_config = SimulatorConfig {
         token: config.bridge.token.clone(),

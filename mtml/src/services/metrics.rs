@@ -13,15 +13,14 @@ use mtml_pipeline::{PipelineHandle, PipelineSnapshot};
 
 use crate::stores::{StoresReport, StoresWatch};
 
-/// What the endpoints read.
+/// What the endpoints read: the parts this process runs (`mtml run` all of them, `mtml
+/// bridge` the bridge, `mtml pipeline` the pipeline).
 #[derive(Clone)]
 pub struct Sources {
-    /// The running pipeline.
-    pub pipeline: PipelineHandle,
+    /// The running pipeline and its stores.
+    pub pipeline: Option<(PipelineHandle, StoresWatch)>,
     /// The bridge's counters.
-    pub bridge: Arc<BridgeStats>,
-    /// The stores' counters.
-    pub stores: StoresWatch,
+    pub bridge: Option<Arc<BridgeStats>>,
     /// Spans and latencies of every chain.
     pub chain_log: Arc<ChainLog>,
 }
@@ -34,9 +33,8 @@ fn histogram(buckets: &LatencyBuckets) -> HistogramSample {
     }
 }
 
-/// The exposition of this moment.
-pub fn exposition(snapshot: &PipelineSnapshot, bridge: &BridgeStats, stores: &StoresReport, chain_log: &ChainLog) -> String {
-    let mut e = Exposition::new();
+/// The pipeline's and its stores' samples.
+pub fn pipeline_samples(e: &mut Exposition, snapshot: &PipelineSnapshot, stores: &StoresReport) {
     let c = &snapshot.counters;
     e.sample("mtml_ticks_ingested_total", &[], c.ticks_ingested as f64);
     for (reason, n) in &c.ticks_rejected {
@@ -68,12 +66,6 @@ pub fn exposition(snapshot: &PipelineSnapshot, bridge: &BridgeStats, stores: &St
     for (symbol, position) in positions {
         e.sample("mtml_position_lots", &[("symbol", symbol.as_str())], position.lots);
     }
-    e.sample("mtml_terminals_connected", &[], bridge.connected.load(Relaxed) as f64);
-    e.sample("mtml_terminal_connections_total", &[], bridge.connections.load(Relaxed) as f64);
-    e.sample("mtml_terminal_ticks_total", &[], bridge.ticks.load(Relaxed) as f64);
-    e.sample("mtml_sequence_gaps_total", &[], bridge.sequence_gaps.load(Relaxed) as f64);
-    e.sample("mtml_ticks_dropped_total", &[], bridge.ticks_dropped.load(Relaxed) as f64);
-    e.sample("mtml_protocol_errors_total", &[], bridge.protocol_errors.load(Relaxed) as f64);
     e.sample("mtml_store_write_failures_total", &[("store", "online")], stores.online_write_failures as f64);
     e.sample("mtml_store_down", &[("store", "online")], f64::from(u8::from(stores.online_down_at_end)));
     if stores.history.is_some() {
@@ -81,39 +73,72 @@ pub fn exposition(snapshot: &PipelineSnapshot, bridge: &BridgeStats, stores: &St
         e.sample("mtml_store_down", &[("store", "history")], f64::from(u8::from(stores.history_down_at_end)));
         e.sample("mtml_history_backlog_points", &[], stores.history_backlog as f64);
     }
+}
+
+/// The bridge's samples.
+pub fn bridge_samples(e: &mut Exposition, bridge: &BridgeStats) {
+    e.sample("mtml_terminals_connected", &[], bridge.connected.load(Relaxed) as f64);
+    e.sample("mtml_terminal_connections_total", &[], bridge.connections.load(Relaxed) as f64);
+    e.sample("mtml_terminal_ticks_total", &[], bridge.ticks.load(Relaxed) as f64);
+    e.sample("mtml_sequence_gaps_total", &[], bridge.sequence_gaps.load(Relaxed) as f64);
+    e.sample("mtml_ticks_dropped_total", &[], bridge.ticks_dropped.load(Relaxed) as f64);
+    e.sample("mtml_protocol_errors_total", &[], bridge.protocol_errors.load(Relaxed) as f64);
+}
+
+/// The chain log's latency histograms.
+pub fn chain_samples(e: &mut Exposition, chain_log: &ChainLog) {
     let bounds: Vec<u64> = LATENCY_BUCKETS_SECONDS.iter().map(|s| (s * 1e9).round() as u64).collect();
     for (stage, buckets) in chain_log.stage_buckets(&bounds) {
         e.histogram("mtml_stage_latency_seconds", &[("stage", stage.name())], &histogram(&buckets));
     }
     e.histogram("mtml_tick_to_order_seconds", &[], &histogram(&chain_log.tick_to_order_buckets(&bounds)));
-    e.text()
 }
 
-/// The endpoints over `sources`: ready while the pipeline answers and no store is down.
+/// The endpoints over `sources`: ready while the pipeline answers and no store is down; the
+/// answer says how many terminals are connected to a bridge in this process.
 pub fn endpoints(sources: Sources) -> Endpoints {
     let gather_sources = sources.clone();
     Endpoints {
         gather: Arc::new(move || {
             let s = gather_sources.clone();
             Box::pin(async move {
-                match s.pipeline.snapshot().await {
-                    Ok(snapshot) => exposition(&snapshot, &s.bridge, &s.stores.report(), &s.chain_log),
-                    Err(stopped) => format!("# {stopped}\n"),
+                let mut e = Exposition::new();
+                if let Some((pipeline, stores)) = &s.pipeline {
+                    match pipeline.snapshot().await {
+                        Ok(snapshot) => pipeline_samples(&mut e, &snapshot, &stores.report()),
+                        Err(stopped) => return format!("# {stopped}\n"),
+                    }
                 }
+                if let Some(bridge) = &s.bridge {
+                    bridge_samples(&mut e, bridge);
+                }
+                chain_samples(&mut e, &s.chain_log);
+                e.text()
             })
         }),
         ready: Arc::new(move || {
             let s = sources.clone();
             Box::pin(async move {
-                s.pipeline.snapshot().await.map_err(|stopped| stopped.to_string())?;
-                let stores = s.stores.report();
-                if stores.online_down_at_end {
-                    return Err(format!("the online feature store {} is down", stores.online));
+                let mut found = String::new();
+                if let Some((pipeline, stores)) = &s.pipeline {
+                    pipeline.snapshot().await.map_err(|stopped| stopped.to_string())?;
+                    let stores = stores.report();
+                    if stores.online_down_at_end {
+                        return Err(format!("the online feature store {} is down", stores.online));
+                    }
+                    if stores.history_down_at_end {
+                        return Err(format!("the history store {} is down", stores.history.unwrap_or_default()));
+                    }
+                    found.push_str("pipeline: answering, model loaded, stores up\n");
                 }
-                if stores.history_down_at_end {
-                    return Err(format!("the history store {} is down", stores.history.unwrap_or_default()));
+                if let Some(bridge) = &s.bridge {
+                    // A bridge with no terminal serves (one may connect any moment), and says so.
+                    match bridge.connected.load(Relaxed) {
+                        0 => found.push_str("terminals: none connected\n"),
+                        n => found.push_str(&format!("terminals: {n} connected\n")),
+                    }
                 }
-                Ok(())
+                Ok(found)
             })
         }),
     }

@@ -83,12 +83,8 @@ pub async fn router(parts: ServiceParts<'_>) -> Router {
     ];
     serving.extend(model_admin.as_ref().map(name_of));
     serving.extend(bridge.as_ref().map(name_of));
-    let (reporter, health) = tonic_health::server::health_reporter();
-    for service in serving {
-        reporter.set_service_status(service, tonic_health::ServingStatus::Serving).await;
-    }
     tonic::transport::Server::builder()
-        .add_service(health)
+        .add_service(health(&serving).await)
         .add_service(ingestion)
         .add_service(prediction)
         .add_service(features)
@@ -96,6 +92,21 @@ pub async fn router(parts: ServiceParts<'_>) -> Router {
         .add_service(oip)
         .add_optional_service(model_admin)
         .add_optional_service(bridge)
+}
+
+/// The gRPC server of a bridge run on its own (`mtml bridge`): `mtml.v1.Bridge` and health.
+pub async fn bridge_router(bridge: BridgeService) -> Router {
+    let bridge = bridge.into_server();
+    tonic::transport::Server::builder().add_service(health(&[name_of(&bridge)]).await).add_service(bridge)
+}
+
+/// The standard health service (`grpc.health.v1`), the server and each of `serving` SERVING.
+async fn health(serving: &[&'static str]) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for service in serving {
+        reporter.set_service_status(*service, tonic_health::ServingStatus::Serving).await;
+    }
+    health
 }
 
 /// A served gRPC service's full name (`mtml.v1.Prediction`).

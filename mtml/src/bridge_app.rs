@@ -1,0 +1,109 @@
+//! A bridge run on its own (`mtml bridge`), next to its terminals, while the pipeline runs in
+//! another process (`mtml pipeline`): ticks go to the pipeline's `mtml.v1.Ingestion` service
+//! (`bridge.pipeline`), orders come in on this process's `mtml.v1.Bridge` service. Its spans
+//! (a tick's receipt, an order's sending and fill) go to the chain history as the `bridge`
+//! process's part of each chain, beside the pipeline's.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use mtml_bridge::grpc::BridgeService;
+use mtml_bridge::{Bridge, BridgeOutputs, BridgeStats};
+use mtml_core::ChainLog;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{Access, bridge_config, open_journal, otlp_exporter, record_chains, spawn_forwarder, spawn_named};
+use crate::config::Config;
+use crate::services;
+
+/// A running bridge on its own.
+pub struct BridgeApp {
+    /// Where terminals connect.
+    pub bridge_addr: SocketAddr,
+    /// Where `mtml.v1.Bridge` is served.
+    pub grpc_addr: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if they are.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The bridge's counters.
+    pub stats: Arc<BridgeStats>,
+    shutdown: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    chains_stop: CancellationToken,
+    chains_task: JoinHandle<()>,
+    otlp_task: Option<JoinHandle<()>>,
+    journal_task: JoinHandle<u64>,
+}
+
+impl BridgeApp {
+    /// Starts the bridge on `bridge`, `mtml.v1.Bridge` on `grpc`, and the metrics on `metrics`.
+    pub async fn start(config: &Config, bridge: TcpListener, grpc: TcpListener, metrics: Option<TcpListener>) -> anyhow::Result<Self> {
+        let pipeline = config.bridge.pipeline.as_ref().context("a bridge on its own needs bridge.pipeline, the pipeline's gRPC URL")?;
+        let shutdown = CancellationToken::new();
+        let chain_log = Arc::new(ChainLog::default().with_sample(config.journal.chain_sample_basis_points));
+        let (journal_tx, journal_rx) = mpsc::unbounded_channel();
+        let journal_task = mtml_journal::spawn_writer(open_journal(config, Access::ReadWrite).await?, journal_rx);
+        let chains_stop = CancellationToken::new();
+        let (otlp, otlp_task) = otlp_exporter(config, "bridge")?.unzip();
+        let chains_task = spawn_named("chain_history", record_chains(Arc::clone(&chain_log), "bridge", journal_tx, otlp, chains_stop.clone()));
+
+        let (ticks, to_pipeline) = mpsc::channel(config.pipeline.channel_capacity);
+        let (events, events_rx) = mpsc::channel(4096);
+        let bridge_server = Bridge::new(bridge_config(config), BridgeOutputs { ticks, events }, Arc::clone(&chain_log));
+        let stats = bridge_server.stats();
+        let service = BridgeService::new(bridge_server.router(), events_rx, shutdown.clone());
+        let (bridge_addr, grpc_addr) = (bridge.local_addr()?, grpc.local_addr()?);
+        let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+
+        let router = services::bridge_router(service).await;
+        let grpc_task = spawn_named(
+            "grpc_server",
+            router.serve_with_incoming_shutdown(services::grpc_incoming(grpc), shutdown.clone().cancelled_owned()),
+        );
+        let mut tasks = vec![("tick forwarder", spawn_forwarder(pipeline.as_str().to_owned(), to_pipeline))];
+        if let Some(listener) = metrics {
+            let sources = services::metrics::Sources { pipeline: None, bridge: Some(Arc::clone(&stats)), chain_log: Arc::clone(&chain_log) };
+            let stop = shutdown.clone().cancelled_owned();
+            tasks.push((
+                "metrics server",
+                spawn_named("metrics_server", async move {
+                    if let Err(error) = mtml_metrics::serve(listener, services::metrics::endpoints(sources), stop).await {
+                        tracing::error!(%error, "metrics server failed");
+                    }
+                }),
+            ));
+        }
+        tasks.insert(0, ("bridge", spawn_named("bridge", bridge_server.run(bridge, shutdown.clone()))));
+        tracing::info!(%bridge_addr, %grpc_addr, pipeline = pipeline.as_str(), "mtml bridge started");
+        Ok(Self { bridge_addr, grpc_addr, metrics_addr, stats, shutdown, tasks, grpc_task, chains_stop, chains_task, otlp_task, journal_task })
+    }
+
+    /// Stops: the bridge (no new ticks), the forwarder once it has handed on what it holds,
+    /// the gRPC service, then the chain history.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        for (name, task) in self.tasks {
+            task.await.with_context(|| format!("{name} task"))?;
+        }
+        self.grpc_task.await.context("gRPC task")?.context("gRPC server")?;
+        self.chains_stop.cancel();
+        self.chains_task.await.context("chain history task")?;
+        if let Some(task) = self.otlp_task {
+            task.await.context("OTLP exporter task")?;
+        }
+        let written = self.journal_task.await.context("journal writer task")?;
+        tracing::info!(records = written, "journal flushed");
+        Ok(())
+    }
+
+    /// Waits for ctrl-c (or SIGTERM), then stops.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        crate::app::shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.stop().await
+    }
+}

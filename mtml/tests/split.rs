@@ -1,0 +1,144 @@
+//! A split deployment: the bridge (`mtml bridge`) and the pipeline (`mtml pipeline`) as separate
+//! processes over gRPC, sharing one chain history in PostgreSQL. One chain spans both processes
+//! under one trace id, its stages in the order a tick meets them.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use mtml_proto::v1::PredictSymbolRequest;
+use mtml_proto::v1::prediction_client::PredictionClient;
+
+fn mtml() -> Command {
+    mtml_test_support::command_in_own_dir(env!("CARGO_BIN_EXE_mtml"))
+}
+
+/// A running `mtml` process, killed if the test fails before it stops it.
+struct Running {
+    child: Child,
+    stderr: BufReader<std::process::ChildStderr>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `mtml COMMAND --config CONFIG` and waits for its running line.
+fn start(command: &str, config: &std::path::Path) -> (Running, String) {
+    let mut child = mtml().args([command, "--config"]).arg(config).env("MTML_LOG", "warn").stderr(Stdio::piped()).spawn().unwrap();
+    let mut running = Running { stderr: BufReader::new(child.stderr.take().unwrap()), child };
+    // Warnings may come first (the pipeline retries a bridge not yet up).
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(running.stderr.read_line(&mut line).unwrap() > 0, "mtml {command} did not start: {seen}");
+        if line.contains("running") {
+            return (running, line);
+        }
+        seen.push_str(&line);
+    }
+}
+
+/// SIGTERM, then everything it wrote after its running line.
+fn terminate(mut running: Running) -> String {
+    assert!(Command::new("kill").args(["-TERM", &running.child.id().to_string()]).status().unwrap().success());
+    let mut rest = String::new();
+    running.stderr.read_to_string(&mut rest).unwrap();
+    assert!(running.child.wait().unwrap().success(), "{rest}");
+    rest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_chain_spans_the_bridge_and_the_pipeline_processes() {
+    let database = mtml_test_support::postgres::FreshDatabase::create("split").await;
+    let dir = tempfile::tempdir().unwrap();
+    let [pipeline_grpc, bridge_grpc, terminals] = [(); 3].map(|()| mtml_test_support::free_port());
+    let pipeline_config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline_config,
+        format!(
+            "[grpc]\nlisten = \"127.0.0.1:{pipeline_grpc}\"\n[pipeline]\nbridge = \"http://127.0.0.1:{bridge_grpc}\"\n[journal]\nurl = \"{}\"\n",
+            database.url
+        ),
+    )
+    .unwrap();
+    let bridge_config = dir.path().join("bridge.toml");
+    std::fs::write(
+        &bridge_config,
+        format!(
+            "[bridge]\nlisten = \"127.0.0.1:{terminals}\"\ntoken = \"tok\"\npipeline = \"http://127.0.0.1:{pipeline_grpc}\"\n\
+             [grpc]\nlisten = \"127.0.0.1:{bridge_grpc}\"\n[journal]\nurl = \"{}\"\n",
+            database.url
+        ),
+    )
+    .unwrap();
+    let (pipeline, line) = start("pipeline", &pipeline_config);
+    assert!(line.contains(&format!("orders to http://127.0.0.1:{bridge_grpc}")), "{line}");
+    let (bridge, line) = start("bridge", &bridge_config);
+    assert!(line.contains(&format!("ticks to http://127.0.0.1:{pipeline_grpc}")), "{line}");
+
+    let common::Streaming { terminal, stop, sent, last_time } = common::stream_sample(&format!("127.0.0.1:{terminals}"), "tok").await;
+    // Every tick has crossed to the pipeline once the features of the last one are served there.
+    let mut client = PredictionClient::connect(format!("http://127.0.0.1:{pipeline_grpc}")).await.unwrap();
+    loop {
+        match client.predict_symbol(PredictSymbolRequest { symbol: "EURUSD".into(), model: String::new() }).await {
+            Ok(response) if response.get_ref().feature_time_ms == last_time => break,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(status) if status.code() == tonic::Code::NotFound => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(status) => panic!("{status}"),
+        }
+    }
+    // The fills of the last orders come back through the bridge's process.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    assert_eq!(terminal.await.unwrap().unwrap().ticks_sent as usize, sent);
+    terminate(bridge);
+    let rest = terminate(pipeline);
+    assert!(rest.contains(&format!("stopped after {sent} ticks")), "{rest}");
+
+    // A chain that led to a fill, read back from the shared history: both processes' parts.
+    let journal = mtml_journal::Journal::open_existing(&database.url).await.unwrap();
+    let chains = journal.chains(0, false, 1_000, None).await.unwrap();
+    let mut whole = None;
+    for chain in &chains {
+        let spans = journal.chain(&chain.chain_id).await.unwrap();
+        if spans.iter().any(|s| s.stage == "fill") && spans.iter().any(|s| s.service == "pipeline") {
+            whole = Some((chain.chain_id.clone(), spans));
+            break;
+        }
+    }
+    let (chain_id, spans) = whole.unwrap_or_else(|| panic!("no filled chain with both parts among {} chains", chains.len()));
+    let stages: Vec<(&str, &str)> = spans.iter().map(|s| (s.stage.as_str(), s.service.as_str())).collect();
+    assert_eq!(
+        stages[..8],
+        [
+            ("bridge_receive", "bridge"),
+            ("ingest", "pipeline"),
+            ("features", "pipeline"),
+            ("inference", "pipeline"),
+            ("decision", "pipeline"),
+            ("risk", "pipeline"),
+            ("execution", "pipeline"),
+            ("bridge_send", "bridge"),
+        ],
+        "{stages:?}"
+    );
+    assert!(stages[8..].iter().all(|s| *s == ("fill", "bridge")), "{stages:?}");
+    let total = spans.last().map(|s| s.start_unix_ns + s.duration_ns).unwrap() - spans[0].start_unix_ns;
+    assert!(spans.iter().all(|s| s.duration_ns >= 0 && s.duration_ns <= total), "{spans:?}");
+    journal.close().await;
+
+    // `mtml chain show` draws it as one waterfall over both processes.
+    let shown = mtml().args(["chain", "show", &chain_id, "--config"]).arg(&pipeline_config).output().unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    assert!(text.lines().next().unwrap().ends_with("in 2 processes"), "{text}");
+    assert!(text.contains("  bridge_receive   bridge") && text.contains("  inference        pipeline"), "{text}");
+    database.drop_database().await;
+}
