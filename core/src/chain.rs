@@ -78,6 +78,44 @@ impl fmt::Debug for ChainId {
     }
 }
 
+/// A W3C `traceparent` (`00-TRACEID-PARENTID-FLAGS`): how a chain crosses a gRPC or HTTP call.
+/// The trace id is the chain id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    /// The chain (trace) the call belongs to.
+    pub chain: ChainId,
+    /// The caller's span, 8 bytes, never all zero.
+    pub parent: [u8; 8],
+    /// The caller sampled the trace (flag 01).
+    pub sampled: bool,
+}
+
+impl TraceParent {
+    /// Parses the header; `None` for anything W3C says to ignore (wrong length, version `ff`,
+    /// non-hex, an all-zero id), so a bad header starts a new chain rather than failing a call.
+    pub fn parse(header: &str) -> Option<Self> {
+        let mut parts = header.trim().split('-');
+        let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |text: &str| text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if version.len() != 2 || version == "ff" || !hex(version) || (version == "00" && parts.next().is_some()) {
+            return None;
+        }
+        if parent.len() != 16 || flags.len() != 2 || !hex(parent) || !hex(flags) {
+            return None;
+        }
+        let chain: ChainId = trace.parse().ok()?;
+        let parent = u64::from_str_radix(parent, 16).ok().filter(|p| *p != 0)?.to_be_bytes();
+        let sampled = u8::from_str_radix(flags, 16).ok()? & 1 == 1;
+        Some(Self { chain, parent, sampled })
+    }
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{}-{:016x}-{:02x}", self.chain, u64::from_be_bytes(self.parent), u8::from(self.sampled))
+    }
+}
+
 /// Why a text is not a chain id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainIdParseError {
@@ -549,6 +587,30 @@ mod tests {
         let log = ChainLog::default().with_sample(10_000);
         log.end(chains[0]);
         assert!(log.take_finished().is_empty(), "a chain with no spans here is not handed out");
+    }
+
+    #[test]
+    fn a_traceparent_carries_the_chain_and_bad_ones_are_ignored() {
+        let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parsed = TraceParent::parse(header).unwrap();
+        assert_eq!(parsed.chain.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parsed.parent, [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+        assert!(parsed.sampled);
+        assert_eq!(parsed.to_string(), header);
+        for bad in [
+            "",
+            "garbage",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad:?}");
+        }
+        // A later version may add fields; its first four are read.
+        assert!(TraceParent::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more").is_some());
     }
 
     #[test]

@@ -20,6 +20,6 @@ pub mod order;
 pub mod reconcile;
 pub mod text;
 
-pub use chain::{ChainId, ChainIdGenerator, ChainLog, LatencyBuckets, Outcome, Stage, StageSpan};
+pub use chain::{ChainId, ChainIdGenerator, ChainLog, LatencyBuckets, Outcome, Stage, StageSpan, TraceParent};
 pub use market::{Bar, Ohlc, Symbol, Tick, MINUTE_MS};
 pub use order::{ExecutedOrder, ExecutionEvent, Fill, OrderRequest, OrderSink, OrderType, RecoveredOrder, Side};

@@ -276,8 +276,8 @@ pub const LOG_FORMAT_ENV: &str = "MTML_LOG_FORMAT";
 /// `MTML_TEST_` belong to the test harness and are not settings either.
 const RESERVED_ENV: [&str; 4] = [CONFIG_ENV, "MTML_LOG", LOG_FORMAT_ENV, mtml_core::crash_point::CRASH_AT_VAR];
 
-const SECTIONS: [&str; 11] =
-    ["bridge", "grpc", "metrics", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime"];
+const SECTIONS: [&str; 12] =
+    ["bridge", "grpc", "metrics", "otlp", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime"];
 
 impl Config {
     /// Loads from a file (the one given, else the one `MTML_CONFIG` names, else none) plus the

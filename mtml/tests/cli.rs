@@ -119,6 +119,20 @@ async fn run_serves_terminals_and_predictions_until_terminated() {
     assert!((0.0..=1.0).contains(&prediction.probability_up));
     assert!(prediction.stale, "2014 features are stale by the live clock");
     assert_eq!(prediction.chain_id.unwrap().trace_id.len(), 16);
+    // A caller's W3C traceparent names the chain the prediction joins, and comes back with it;
+    // a malformed one is ignored (a new chain), as W3C asks.
+    let traced = |header: &str| {
+        let mut request = tonic::Request::new(PredictSymbolRequest { symbol: "EURUSD".into(), model: String::new() });
+        request.metadata_mut().insert("traceparent", header.parse().unwrap());
+        request
+    };
+    let response = client.predict_symbol(traced("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")).await.unwrap();
+    let back = response.metadata().get("traceparent").unwrap().to_str().unwrap().to_owned();
+    assert!(back.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && !back.contains("00f067aa0ba902b7"), "{back}");
+    let chain = response.into_inner().chain_id.unwrap().trace_id;
+    assert_eq!(mtml_core::ChainId::from_slice(&chain).unwrap().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    let fresh = client.predict_symbol(traced("00-zz-00f067aa0ba902b7-01")).await.unwrap().into_inner().chain_id.unwrap().trace_id;
+    assert_ne!(fresh, chain);
 
     // The same endpoint speaks the Open Inference Protocol, with the live model loaded.
     let mut oip = mtml_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient::connect(format!("http://{grpc_addr}"))

@@ -1,6 +1,7 @@
 //! A split deployment: the bridge (`mtml bridge`) and the pipeline (`mtml pipeline`) as separate
-//! processes over gRPC, sharing one chain history in PostgreSQL. One chain spans both processes
-//! under one trace id, its stages in the order a tick meets them.
+//! processes over gRPC, sharing one chain history in PostgreSQL and exporting to one OTLP
+//! receiver (the OpenTelemetry collector's gRPC service, run by the test). One chain spans both
+//! processes under one trace id, its stages in the order a tick meets them, under one root.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -9,11 +10,37 @@ use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use mtml_proto::v1::PredictSymbolRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use mtml_proto::v1::prediction_client::PredictionClient;
 
 fn mtml() -> Command {
     mtml_test_support::command_in_own_dir(env!("CARGO_BIN_EXE_mtml"))
+}
+
+/// An OTLP trace receiver, as a collector runs it: every span with its resource's service.name.
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<(String, Span)>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(&self, request: tonic::Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            let service = resource.resource.iter().flat_map(|r| &r.attributes).find(|a| a.key == "service.name");
+            let service = format!("{:?}", service.and_then(|a| a.value.clone()).and_then(|v| v.value));
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans.into_iter().map(|span| (service.clone(), span)));
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
 }
 
 /// A running `mtml` process, killed if the test fails before it stops it.
@@ -59,11 +86,20 @@ async fn one_chain_spans_the_bridge_and_the_pipeline_processes() {
     let database = mtml_test_support::postgres::FreshDatabase::create("split").await;
     let dir = tempfile::tempdir().unwrap();
     let [pipeline_grpc, bridge_grpc, terminals] = [(); 3].map(|()| mtml_test_support::free_port());
+    let receiver = Receiver::default();
+    let otlp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp_port = otlp.local_addr().unwrap().port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(receiver.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(otlp)),
+    );
+    let otlp = format!("[otlp]\nendpoint = \"http://127.0.0.1:{otlp_port}\"\n");
     let pipeline_config = dir.path().join("pipeline.toml");
     std::fs::write(
         &pipeline_config,
         format!(
-            "[grpc]\nlisten = \"127.0.0.1:{pipeline_grpc}\"\n[pipeline]\nbridge = \"http://127.0.0.1:{bridge_grpc}\"\n[journal]\nurl = \"{}\"\n",
+            "[grpc]\nlisten = \"127.0.0.1:{pipeline_grpc}\"\n[pipeline]\nbridge = \"http://127.0.0.1:{bridge_grpc}\"\n[journal]\nurl = \"{}\"\n{otlp}",
             database.url
         ),
     )
@@ -73,7 +109,7 @@ async fn one_chain_spans_the_bridge_and_the_pipeline_processes() {
         &bridge_config,
         format!(
             "[bridge]\nlisten = \"127.0.0.1:{terminals}\"\ntoken = \"tok\"\npipeline = \"http://127.0.0.1:{pipeline_grpc}\"\n\
-             [grpc]\nlisten = \"127.0.0.1:{bridge_grpc}\"\n[journal]\nurl = \"{}\"\n",
+             [grpc]\nlisten = \"127.0.0.1:{bridge_grpc}\"\n[journal]\nurl = \"{}\"\n{otlp}",
             database.url
         ),
     )
@@ -141,4 +177,43 @@ async fn one_chain_spans_the_bridge_and_the_pipeline_processes() {
     assert!(text.lines().next().unwrap().ends_with("in 2 processes"), "{text}");
     assert!(text.contains("  bridge_receive   bridge") && text.contains("  inference        pipeline"), "{text}");
     database.drop_database().await;
+
+    // The same chain as one OpenTelemetry trace: its id the chain id, one root from the bridge
+    // (which read the tick), every stage of both processes under it, each process named.
+    let exported = receiver.spans.lock().unwrap().clone();
+    let trace: Vec<&(String, Span)> = exported.iter().filter(|(_, span)| hex(&span.trace_id) == chain_id).collect();
+    let roots: Vec<&Span> = trace.iter().map(|(_, s)| s).filter(|s| s.parent_span_id.is_empty()).collect();
+    assert_eq!(roots.len(), 1, "one root: {trace:#?}");
+    assert_eq!(roots[0].name, "tick");
+    let mut children: Vec<(&str, &str, u64)> = trace
+        .iter()
+        .filter(|(_, s)| !s.parent_span_id.is_empty())
+        .map(|(service, s)| {
+            assert_eq!(s.parent_span_id, roots[0].span_id, "{s:?}");
+            assert!(s.attributes.iter().any(|a| a.key == "mtml.stage"), "{s:?}");
+            assert!(s.end_time_unix_nano >= s.start_time_unix_nano);
+            (s.name.as_str(), service.as_str(), s.start_time_unix_nano)
+        })
+        .collect();
+    children.sort_by_key(|c| c.2);
+    let named: Vec<(&str, bool)> = children.iter().map(|(stage, service, _)| (*stage, service.contains("bridge"))).collect();
+    assert_eq!(
+        named[..8],
+        [
+            ("bridge_receive", true),
+            ("ingest", false),
+            ("features", false),
+            ("inference", false),
+            ("decision", false),
+            ("risk", false),
+            ("execution", false),
+            ("bridge_send", true),
+        ],
+        "{named:?}"
+    );
+    assert_eq!(children.len(), spans.len(), "every span of the history exported once");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

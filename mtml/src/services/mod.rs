@@ -109,6 +109,25 @@ async fn health(serving: &[&'static str]) -> tonic_health::pb::health_server::He
     health
 }
 
+/// The chain a call belongs to: the trace id of its W3C `traceparent` metadata (a malformed one
+/// is ignored, as W3C asks), else a new chain.
+pub(crate) fn call_chain<T>(request: &tonic::Request<T>, ids: &mtml_core::ChainIdGenerator) -> mtml_core::ChainId {
+    let given = request.metadata().get("traceparent").and_then(|v| v.to_str().ok()).and_then(mtml_core::TraceParent::parse);
+    given.map_or_else(|| ids.next_id(), |parent| parent.chain)
+}
+
+/// `answer` with `traceparent` metadata naming its chain and this server's inference span, so a
+/// caller's tracer joins it to the chain.
+pub(crate) fn traced<T>(answer: T, chain: mtml_core::ChainId) -> tonic::Response<T> {
+    let mut response = tonic::Response::new(answer);
+    let parent = mtml_telemetry::span_id(chain, Some(mtml_core::Stage::Inference), 0);
+    let header = mtml_core::TraceParent { chain, parent, sampled: true }.to_string();
+    if let Ok(value) = header.parse() {
+        response.metadata_mut().insert("traceparent", value);
+    }
+    response
+}
+
 /// A served gRPC service's full name (`mtml.v1.Prediction`).
 fn name_of<S: tonic::server::NamedService>(_: &S) -> &'static str {
     S::NAME

@@ -3,8 +3,9 @@
 //!
 //! The protocol's tensors are checked against the model's signature here, at the service edge,
 //! and every refusal says what was expected; the models themselves run on the model server's
-//! worker threads, never on the async runtime. A request without an `id` gets a fresh chain id
-//! there, so its answer can be traced like a tick's.
+//! worker threads, never on the async runtime. A request without an `id` gets the chain of its
+//! W3C `traceparent` (or a fresh one) as its id, and the answer carries `traceparent` back, so it
+//! can be traced like a tick's.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -179,6 +180,7 @@ impl GrpcInferenceService for OipService {
     }
 
     async fn model_infer(&self, request: Request<oip::ModelInferRequest>) -> Result<Response<oip::ModelInferResponse>, Status> {
+        let chain = crate::services::call_chain(&request, &self.chain_ids);
         let request = request.into_inner();
         let model = self.server.get(&request.model_name, &request.model_version).map_err(IntoStatus::into_status)?;
         let probabilities = model.signature().probabilities.clone();
@@ -192,7 +194,7 @@ impl GrpcInferenceService for OipService {
         let features = features(&model, &request)?;
         let batch = features.batch;
         let values = model.infer(features.values, batch).await.map_err(IntoStatus::into_status)?;
-        let id = if request.id.is_empty() { self.chain_ids.next_id().to_string() } else { request.id };
+        let id = if request.id.is_empty() { chain.to_string() } else { request.id };
         let mut output = oip::model_infer_response::InferOutputTensor {
             name: probabilities,
             datatype: "FP32".into(),
@@ -207,14 +209,14 @@ impl GrpcInferenceService for OipService {
         } else {
             output.contents = Some(oip::InferTensorContents { fp32_contents: values, ..Default::default() });
         }
-        Ok(Response::new(oip::ModelInferResponse {
+        Ok(crate::services::traced(oip::ModelInferResponse {
             model_name: model.name().to_owned(),
             model_version: model.version().to_owned(),
             id,
             parameters: Default::default(),
             outputs: vec![output],
             raw_output_contents,
-        }))
+        }, chain))
     }
 
     async fn model_statistics(

@@ -48,6 +48,7 @@ impl Prediction for PredictionService {
         &self,
         request: Request<PredictSymbolRequest>,
     ) -> Result<Response<PredictSymbolResponse>, Status> {
+        let chain = crate::services::call_chain(&request, &self.chain_ids);
         let request = request.into_inner();
         let symbol = Symbol::new(&request.symbol);
         let name = if request.model.is_empty() { &self.default_model } else { &request.model };
@@ -66,8 +67,8 @@ impl Prediction for PredictionService {
             .zip(latest.vector.values)
             .map(|(name, value)| FeatureValue { name: name.to_owned(), value })
             .collect();
-        Ok(Response::new(PredictSymbolResponse {
-            chain_id: Some(self.chain_ids.next_id().into()),
+        Ok(crate::services::traced(PredictSymbolResponse {
+            chain_id: Some(chain.into()),
             model: model.name().to_owned(),
             model_version: model.version().to_owned(),
             probability_up: probabilities[1],
@@ -76,6 +77,6 @@ impl Prediction for PredictionService {
             feature_set: FEATURE_SET.id(),
             stale: latest.stale,
             feature_time_ms: latest.vector.time_msc,
-        }))
+        }, chain))
     }
 }
