@@ -225,6 +225,17 @@ impl Desk {
         self.equity
     }
 
+    /// How far equity is below its high, quote currency (0 at a new high).
+    pub fn drawdown(&self) -> f64 {
+        self.risk.equity_high().map_or(0.0, |high| (high - self.equity).max(0.0))
+    }
+
+    /// PnL of the open positions marked at the last mids.
+    pub fn unrealized_pnl(&self) -> f64 {
+        let marked = |(symbol, position): (&Symbol, &Position)| self.last_mid.get(symbol).map_or(0.0, |mid| position.unrealized_pnl(*mid));
+        self.positions().iter().map(marked).sum()
+    }
+
     /// The account the margin check uses: the one reported, or with several the one with the
     /// least free margin (the desk does not know which account an order will route to, so it
     /// checks against the tightest).

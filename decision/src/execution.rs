@@ -300,7 +300,7 @@ impl Execution {
             }
             Err(error) => {
                 self.stats.invalid_transitions += 1;
-                tracing::warn!(%client_order_id, %error, "execution event ignored");
+                tracing::warn!(chain_id = %order.chain_id, %client_order_id, %error, "execution event ignored");
                 None
             }
         }
@@ -422,7 +422,7 @@ impl Execution {
             state: "filled",
         };
         let Some(order) = self.in_flight.get_mut(&fill.client_order_id) else {
-            tracing::warn!(client_order_id = %fill.client_order_id, "fill for an order not in flight");
+            tracing::warn!(chain_id = %fill.chain_id, client_order_id = %fill.client_order_id, "fill for an order not in flight");
             return applied;
         };
         applied.slippage = (fill.price - order.decision_price) * fill.side.sign();

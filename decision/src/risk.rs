@@ -335,6 +335,11 @@ impl RiskEngine {
         self.state
     }
 
+    /// The highest equity seen (the drawdown limit's reference); none before the first quote.
+    pub fn equity_high(&self) -> Option<f64> {
+        self.equity_high.is_finite().then_some(self.equity_high)
+    }
+
     /// State changes since the last call, to announce.
     pub fn take_changes(&mut self) -> Vec<StateChange> {
         std::mem::take(&mut self.changes)

@@ -135,6 +135,7 @@ impl App {
         let chains_stop = CancellationToken::new();
         let service = if here { "mtml" } else { "pipeline" };
         let (otlp, otlp_task) = otlp_exporter(config, service)?.unzip();
+        let otlp_stats = otlp.as_ref().map(mtml_telemetry::Exporter::stats);
         let chains_task = spawn_named("chain_history", record_chains(Arc::clone(&chain_log), service, journal_tx.clone(), otlp, chains_stop.clone()));
         if config.journal.chain_retention_days > 0 && !config.journal.url.contains(":memory:") {
             let keep_ms = i64::try_from(config.journal.chain_retention_days).unwrap_or(i64::MAX / 86_400_000) * 86_400_000;
@@ -223,6 +224,7 @@ impl App {
                 pipeline: Some((handle.clone(), stores.watch())),
                 bridge: bridge_stats.clone(),
                 chain_log: Arc::clone(&chain_log),
+                otlp: otlp_stats.clone(),
             };
             let stop = shutdown.clone().cancelled_owned();
             spawn_named("metrics_server", async move {

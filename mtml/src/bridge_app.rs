@@ -49,6 +49,7 @@ impl BridgeApp {
         let journal_task = mtml_journal::spawn_writer(open_journal(config, Access::ReadWrite).await?, journal_rx);
         let chains_stop = CancellationToken::new();
         let (otlp, otlp_task) = otlp_exporter(config, "bridge")?.unzip();
+        let otlp_stats = otlp.as_ref().map(mtml_telemetry::Exporter::stats);
         let chains_task = spawn_named("chain_history", record_chains(Arc::clone(&chain_log), "bridge", journal_tx, otlp, chains_stop.clone()));
 
         let (ticks, to_pipeline) = mpsc::channel(config.pipeline.channel_capacity);
@@ -66,7 +67,7 @@ impl BridgeApp {
         );
         let mut tasks = vec![("tick forwarder", spawn_forwarder(pipeline.as_str().to_owned(), to_pipeline))];
         if let Some(listener) = metrics {
-            let sources = services::metrics::Sources { pipeline: None, bridge: Some(Arc::clone(&stats)), chain_log: Arc::clone(&chain_log) };
+            let sources = services::metrics::Sources { pipeline: None, bridge: Some(Arc::clone(&stats)), chain_log: Arc::clone(&chain_log), otlp: otlp_stats };
             let stop = shutdown.clone().cancelled_owned();
             tasks.push((
                 "metrics server",

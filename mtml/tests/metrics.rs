@@ -3,7 +3,8 @@
 //! counts read back through Prometheus's query API are the run's; `promtool` accepts the
 //! exposition and the alerting rules; every query of the shipped Grafana dashboard and every
 //! shipped alerting rule evaluates on that Prometheus and names only metrics mtml exports;
-//! `/healthz` and `/readyz` answer.
+//! `/healthz` and `/readyz` answer. A fault injected at the broker shows in the metrics, in the
+//! chain history and in `mtml chain health`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -59,6 +60,45 @@ fn metric_names(expr: &str) -> Vec<String> {
     names
 }
 
+/// Starts `mtml run` on `config`; returns it, its stderr and its running line.
+fn start_run(config: &std::path::Path) -> (KillOnDrop, BufReader<std::process::ChildStderr>, String) {
+    let mut child = KillOnDrop(
+        mtml_test_support::command_in_own_dir(env!("CARGO_BIN_EXE_mtml"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("MTML_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("mtml running") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "mtml run stopped before it was running");
+    }
+    (child, stderr, line)
+}
+
+/// The value of the sample `name` (with its labels) in an exposition.
+fn sample_value(exposition: &str, name: &str) -> f64 {
+    let line = exposition.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).unwrap_or_else(|| panic!("no {name} in {exposition}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// The exposition once mtml has ingested `sent` ticks.
+async fn exposition_after(client: &reqwest::Client, metrics_addr: &str, sent: usize) -> String {
+    let start = Instant::now();
+    loop {
+        let text = client.get(format!("http://{metrics_addr}/metrics")).send().await.unwrap().text().await.unwrap();
+        if text.contains(&format!("mtml_ticks_ingested_total {sent}\n")) {
+            return text;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "not every tick ingested: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_the_counts_of_a_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,21 +111,7 @@ async fn a_real_prometheus_scrapes_the_counts_of_a_run() {
         ),
     )
     .unwrap();
-    let mut child = KillOnDrop(
-        mtml_test_support::command_in_own_dir(env!("CARGO_BIN_EXE_mtml"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("MTML_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.starts_with("mtml running") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "mtml run stopped before it was running");
-    }
+    let (_child, _stderr, line) = start_run(&config);
     assert!(line.contains(&format!("metrics on http://{metrics_addr}/metrics")), "{line}");
     let (bridge_addr, _) = mtml_test_support::running_addresses(&line);
     let monitoring = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/monitoring");
@@ -96,25 +122,23 @@ async fn a_real_prometheus_scrapes_the_counts_of_a_run() {
     let common::Streaming { terminal: sim, stop, sent, .. } = common::stream_sample(&bridge_addr, "tok").await;
 
     // Wait until mtml itself says every tick is in, then read what it exposes.
-    let metrics_url = format!("http://{metrics_addr}/metrics");
-    let start = Instant::now();
-    let exposition = loop {
-        let text = client.get(&metrics_url).send().await.unwrap().text().await.unwrap();
-        if text.contains(&format!("mtml_ticks_ingested_total {sent}\n")) {
-            break text;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "not every tick ingested: {text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let value = |name: &str| -> f64 {
-        let line = exposition.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).unwrap_or_else(|| panic!("no {name} in {exposition}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
+    let exposition = exposition_after(&client, &metrics_addr, sent).await;
+    let value = |name: &str| sample_value(&exposition, name);
     let orders = value("mtml_orders_total{event=\"sent\"}");
     let predictions = value("mtml_predictions_total{role=\"champion\"}");
     assert!(orders > 0.0 && predictions > 0.0, "{exposition}");
     assert_eq!(value("mtml_trading_state{state=\"ACTIVE\"}"), 1.0);
     assert_eq!(value("mtml_stage_latency_seconds_count{stage=\"inference\"}"), predictions, "one inference span per prediction");
+    // Per model version: the embedded model made every prediction, in measurable time.
+    let model = exposition.lines().find(|l| l.starts_with("mtml_model_predictions_total{model=\"fx-direction:")).unwrap_or_else(|| panic!("{exposition}"));
+    assert_eq!(model.rsplit(' ').next().unwrap().parse::<f64>().unwrap(), predictions, "{model}");
+    let seconds = exposition.lines().find(|l| l.starts_with("mtml_model_inference_seconds_total{")).unwrap();
+    assert!(seconds.rsplit(' ').next().unwrap().parse::<f64>().unwrap() > 0.0, "{seconds}");
+    // Money: equity is the start plus realised and unrealised PnL; drawdown is never negative.
+    let start_equity = value("mtml_equity") - value("mtml_realized_pnl") - value("mtml_unrealized_pnl");
+    assert!((start_equity - 10_000.0).abs() < 1e-6, "{start_equity}: {exposition}");
+    assert!(value("mtml_drawdown") >= 0.0);
+    assert!(value("mtml_inbox_depth") >= 0.0);
 
     // promtool, Prometheus's own linter, accepts the exposition (names, types, help, units).
     let mut check = Command::new(promtool_path()).args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -167,7 +191,67 @@ async fn a_real_prometheus_scrapes_the_counts_of_a_run() {
 
     assert_eq!(client.get(format!("http://{metrics_addr}/healthz")).send().await.unwrap().status(), 200);
     let ready = client.get(format!("http://{metrics_addr}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), "ready\npipeline: answering, model loaded, stores up\nterminals: 1 connected\n");
     stop.cancel();
     sim.await.unwrap().unwrap();
+}
+
+/// A broker that rejects every order (a fault injected into the simulated terminal): the
+/// rejections are counted in the metrics, each chain ends failed at the fill in the history,
+/// and `mtml chain health` says where chains went wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_broker_fault_shows_in_the_chain_the_health_and_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("mtml.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"{metrics_addr}\"\n\
+             [journal]\nurl = \"sqlite://{}?mode=rwc\"\nchain_sample = 0\n[features]\nhistory = \"none\"\n",
+            dir.path().join("journal.db").display()
+        ),
+    )
+    .unwrap();
+    let (mut child, mut stderr, line) = start_run(&config);
+    let (bridge_addr, _) = mtml_test_support::running_addresses(&line);
+    let client = reqwest::Client::new();
+    let common::Streaming { terminal, stop, sent, .. } =
+        common::stream_sample_with_fault(&bridge_addr, "tok", mtml_simulator::Fault::RejectOrders).await;
+    let exposition = exposition_after(&client, &metrics_addr, sent).await;
+    // The last rejection may still be on its way back: wait for sent == rejected.
+    let start = Instant::now();
+    let (sent_orders, rejected) = loop {
+        let text = client.get(format!("http://{metrics_addr}/metrics")).send().await.unwrap().text().await.unwrap();
+        let (s, r) = (sample_value(&text, "mtml_orders_total{event=\"sent\"}"), sample_value(&text, "mtml_orders_total{event=\"rejected\"}"));
+        if s == r || start.elapsed() > Duration::from_secs(30) {
+            break (s, r);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(sent_orders > 0.0 && rejected == sent_orders, "every order rejected: {sent_orders} sent, {rejected} rejected; {exposition}");
+    assert_eq!(sample_value(&exposition, "mtml_orders_total{event=\"filled\"}"), 0.0);
+    stop.cancel();
+    terminal.await.unwrap().unwrap();
+    assert!(Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap().success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(child.0.wait().unwrap().success(), "{rest}");
+
+    let cli = |args: &[&str]| {
+        let output = mtml_test_support::command_in_own_dir(env!("CARGO_BIN_EXE_mtml")).args(args).arg("--config").arg(&config).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let errors = cli(&["chain", "recent", "--errors", "--limit", "100000"]);
+    assert!(errors.ends_with(&format!("{rejected} chains\n")), "one failed chain per rejected order: {errors}");
+    let id = errors.lines().nth(1).unwrap().split_whitespace().next().unwrap();
+    let shown = cli(&["chain", "show", id]);
+    let last = shown.lines().last().unwrap();
+    assert!(last.starts_with("  fill") && last.ends_with("error: broker_rejected"), "the chain fails at the fill: {shown}");
+    assert!(shown.contains("  bridge_send"), "the order went out before the broker refused it: {shown}");
+    let health = cli(&["chain", "health"]);
+    assert!(health.contains(&format!("went wrong: {rejected} chain(s) at fill: error: broker_rejected")), "{health}");
+    assert!(health.lines().any(|l| l.starts_with("  fill") && l.ends_with("100.0%")), "every fill span an error: {health}");
 }

@@ -143,6 +143,7 @@ impl PipelineBuilder {
             desk: self.desk,
             orders: self.orders,
             chain_log: self.chain_log,
+            inbox_depth: 0,
             progress: self.progress,
             journal: self.journal,
             now_ms: 0,

@@ -22,6 +22,30 @@ pub struct PipelineProgress {
     pub orders_in_flight: AtomicU64,
 }
 
+/// One model version's inference in the pipeline.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ModelCounters {
+    /// Predictions made.
+    pub predictions: u64,
+    /// Predictions that failed.
+    pub errors: u64,
+    /// Time spent predicting, ns.
+    pub inference_ns: u64,
+}
+
+impl PipelineCounters {
+    /// Counts a model's prediction (`ok` or not) that took `ns`.
+    pub(crate) fn model_ran(&mut self, label: &str, ok: bool, ns: u64) {
+        let model = match self.by_model.get_mut(label) {
+            Some(model) => model,
+            None => self.by_model.entry(label.to_owned()).or_default(),
+        };
+        model.predictions += u64::from(ok);
+        model.errors += u64::from(!ok);
+        model.inference_ns += ns;
+    }
+}
+
 /// Counters of the pipeline, by stage.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PipelineCounters {
@@ -51,6 +75,8 @@ pub struct PipelineCounters {
     pub challenger_acted: u64,
     /// Challenger predictions that failed (the champion's was used).
     pub challenger_errors: u64,
+    /// Inference by model version (`name:version`).
+    pub by_model: BTreeMap<String, ModelCounters>,
     /// Model sets swapped in while running (promote, rollout, rollback).
     pub model_swaps: u64,
     /// Orders refused because the model acted on was flagged stale.
@@ -76,6 +102,14 @@ pub struct PipelineSnapshot {
     pub equity: f64,
     /// Realised PnL over every symbol.
     pub realized_pnl: f64,
+    /// Open positions marked at the last mids.
+    pub unrealized_pnl: f64,
+    /// Equity below its high.
+    pub drawdown: f64,
+    /// Ticks waiting in the pipeline's inbox.
+    pub inbox_depth: usize,
+    /// Champion against challenger, during a rollout.
+    pub comparison: Option<ComparisonReport>,
     /// Positions by symbol.
     pub positions: HashMap<Symbol, Position>,
     /// Orders awaiting their outcome.

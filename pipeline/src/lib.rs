@@ -18,6 +18,6 @@ mod records;
 
 pub use builder::PipelineBuilder;
 pub use command::{PipelineCommand, PipelineHandle, PipelineStopped};
-pub use counters::{PipelineCounters, PipelineOutcome, PipelineProgress, PipelineSnapshot, StateChangeReport};
+pub use counters::{ModelCounters, PipelineCounters, PipelineOutcome, PipelineProgress, PipelineSnapshot, StateChangeReport};
 pub use featurize::{Featurizer, Ingested};
 pub use pipeline::Pipeline;

@@ -42,6 +42,8 @@ pub struct Pipeline {
     pub(crate) desk: Desk,
     pub(crate) orders: Box<dyn OrderSink>,
     pub(crate) chain_log: Arc<ChainLog>,
+    /// Ticks waiting in the inbox when the last command came (for snapshots).
+    pub(crate) inbox_depth: usize,
     pub(crate) progress: Arc<PipelineProgress>,
     pub(crate) journal: Option<mpsc::UnboundedSender<Vec<Record>>>,
     /// Market time of the last tick, for records of events that carry none.
@@ -75,7 +77,10 @@ impl Pipeline {
                     tokio::select! {
                         biased;
                         Some(event) = events.recv() => self.on_event(&event),
-                        Some(command) = commands.recv() => self.on_command(command),
+                        Some(command) = commands.recv() => {
+                            self.inbox_depth = ticks.len();
+                            self.on_command(command);
+                        }
                         tick = ticks.recv() => match tick {
                             Some(tick) => self.on_tick(&tick),
                             None => break,
@@ -160,6 +165,10 @@ impl Pipeline {
                     trading_state: self.desk.trading_state(),
                     equity: self.desk.equity(),
                     realized_pnl: positions.values().map(|p| p.realized_pnl).sum(),
+                    unrealized_pnl: self.desk.unrealized_pnl(),
+                    drawdown: self.desk.drawdown(),
+                    inbox_depth: self.inbox_depth,
+                    comparison: self.comparison.as_ref().map(Comparison::report),
                     positions,
                     orders_in_flight: self.desk.execution().in_flight_count(),
                 }));
@@ -334,6 +343,7 @@ impl Pipeline {
         let started = monotonic_ns();
         let champion = self.models.champion.model.predict(&x);
         let champion_ns = monotonic_ns().saturating_sub(started);
+        counters.model_ran(&self.models.champion.label, champion.is_ok(), champion_ns);
         let Some(challenger) = self.models.challenger.as_mut() else {
             return match champion {
                 Ok(p) => {
@@ -350,6 +360,7 @@ impl Pipeline {
         let started = monotonic_ns();
         let trial = challenger.slot.model.predict(&x);
         let challenger_ns = monotonic_ns().saturating_sub(started);
+        counters.model_ran(&challenger.slot.label, trial.is_ok(), challenger_ns);
         let wants = challenger.role.challenger_acts(tick.chain_id, &tick.symbol);
         match (&champion, &trial) {
             (Ok(a), Ok(b)) => {

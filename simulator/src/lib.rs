@@ -138,6 +138,9 @@ pub enum Fault {
     /// Number the tick after this many ticks on the connection but do not send it (as a buggy
     /// or overloaded sender might): the bridge sees a gap and asks for it with RESEND.
     WithholdTick(u64),
+    /// Reject every order with TRADE_RETCODE_REJECT (10006), as a broker refusing the account's
+    /// trades does.
+    RejectOrders,
 }
 
 /// One quote to stream.
@@ -236,6 +239,23 @@ where
 {
     let mut terminal = TerminalSimulator::new(config, ticks);
     terminal.connect(stream, Fault::None, &stop).await?;
+    Ok(terminal.into_report())
+}
+
+/// [`run_simulator`] with a fault injected into its connection.
+pub async fn run_simulator_with_fault<S, I>(
+    stream: S,
+    config: SimulatorConfig,
+    ticks: I,
+    fault: Fault,
+    stop: CancellationToken,
+) -> Result<SimulatorReport, SimulatorError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    I: IntoIterator<Item = SimTick>,
+{
+    let mut terminal = TerminalSimulator::new(config, ticks);
+    terminal.connect(stream, fault, &stop).await?;
     Ok(terminal.into_report())
 }
 
@@ -673,6 +693,12 @@ impl TerminalSimulator {
         if let Some(&ticket) = self.executed.get(&order.client_order_id) {
             self.report.duplicate_orders += 1;
             link.send(Message::Ack { client_order_id: order.client_order_id, ticket }).await?;
+            link.conn.flush().await?;
+            return Ok(None);
+        }
+        if link.fault == Fault::RejectOrders {
+            let reply = Message::Reject { client_order_id: order.client_order_id, retcode: 10006, reason: "request rejected (fault injected)".into() };
+            link.send(reply).await?;
             link.conn.flush().await?;
             return Ok(None);
         }

@@ -248,6 +248,9 @@ impl Bridge {
                 match order {
                     Some(order) => {
                         let chain_id = order.chain_id;
+                        // The chain ends here, failed: the broker refused the order.
+                        let now = monotonic_ns();
+                        self.chain_log.record_outcome(chain_id, Stage::Fill, order.sent_ns, now.saturating_sub(order.sent_ns), mtml_core::Outcome::Error("broker_rejected"));
                         let event = ExecutionEvent::Rejected { chain_id, client_order_id, retcode, reason };
                         self.emit(event).await?;
                     }

@@ -23,6 +23,8 @@ pub struct Sources {
     pub bridge: Option<Arc<BridgeStats>>,
     /// Spans and latencies of every chain.
     pub chain_log: Arc<ChainLog>,
+    /// The OTLP exporter's counters, when chains are exported.
+    pub otlp: Option<Arc<mtml_telemetry::ExportStats>>,
 }
 
 fn histogram(buckets: &LatencyBuckets) -> HistogramSample {
@@ -45,6 +47,22 @@ pub fn pipeline_samples(e: &mut Exposition, snapshot: &PipelineSnapshot, stores:
     e.sample("mtml_predictions_total", &[("role", "champion")], c.predictions as f64);
     e.sample("mtml_predictions_total", &[("role", "challenger")], c.challenger_predictions as f64);
     e.sample("mtml_inference_errors_total", &[], (c.inference_errors + c.challenger_errors) as f64);
+    for (model, m) in &c.by_model {
+        e.sample("mtml_model_predictions_total", &[("model", model)], m.predictions as f64);
+        e.sample("mtml_model_inference_errors_total", &[("model", model)], m.errors as f64);
+        e.sample("mtml_model_inference_seconds_total", &[("model", model)], m.inference_ns as f64 / 1e9);
+    }
+    if let Some(comparison) = &snapshot.comparison {
+        e.sample("mtml_rollout_agreement", &[("what", "class")], comparison.class_agreement);
+        e.sample("mtml_rollout_agreement", &[("what", "signal")], comparison.signal_agreement);
+        e.sample("mtml_rollout_probability_psi", &[], comparison.probability_psi);
+        for side in [&comparison.champion, &comparison.challenger] {
+            if let Some(hit_rate) = side.hit_rate {
+                e.sample("mtml_model_hit_rate", &[("model", &side.model)], hit_rate);
+            }
+        }
+    }
+    e.sample("mtml_inbox_depth", &[], snapshot.inbox_depth as f64);
     e.sample("mtml_target_changes_total", &[], c.target_changes as f64);
     for (reason, n) in &c.risk_rejections {
         e.sample("mtml_risk_refusals_total", &[("reason", reason)], *n as f64);
@@ -61,6 +79,8 @@ pub fn pipeline_samples(e: &mut Exposition, snapshot: &PipelineSnapshot, stores:
     }
     e.sample("mtml_equity", &[], snapshot.equity);
     e.sample("mtml_realized_pnl", &[], snapshot.realized_pnl);
+    e.sample("mtml_unrealized_pnl", &[], snapshot.unrealized_pnl);
+    e.sample("mtml_drawdown", &[], snapshot.drawdown);
     let mut positions: Vec<_> = snapshot.positions.iter().collect();
     positions.sort_by(|a, b| a.0.cmp(b.0));
     for (symbol, position) in positions {
@@ -113,6 +133,11 @@ pub fn endpoints(sources: Sources) -> Endpoints {
                     bridge_samples(&mut e, bridge);
                 }
                 chain_samples(&mut e, &s.chain_log);
+                if let Some(otlp) = &s.otlp {
+                    e.sample("mtml_otlp_spans_exported_total", &[], otlp.spans_exported.load(Relaxed) as f64);
+                    e.sample("mtml_otlp_spans_dropped_total", &[], otlp.spans_dropped.load(Relaxed) as f64);
+                    e.sample("mtml_otlp_export_failures_total", &[], otlp.export_failures.load(Relaxed) as f64);
+                }
                 e.text()
             })
         }),

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use mtml_ingestion::TickFileReader;
-use mtml_simulator::{SimSymbol, SimTick, SimulatorConfig, SimulatorError, SimulatorReport, run_simulator};
+use mtml_simulator::{Fault, SimSymbol, SimTick, SimulatorConfig, SimulatorError, SimulatorReport, run_simulator_with_fault};
 use tokio_util::sync::CancellationToken;
 
 /// The recorded sample (18 967 EURUSD ticks).
@@ -28,6 +28,11 @@ pub struct Streaming {
 /// Connects a simulated terminal presenting `token` to the bridge at `bridge_addr` and streams
 /// the sample.
 pub async fn stream_sample(bridge_addr: &str, token: &str) -> Streaming {
+    stream_sample_with_fault(bridge_addr, token, Fault::None).await
+}
+
+/// [`stream_sample`] from a terminal with `fault` injected.
+pub async fn stream_sample_with_fault(bridge_addr: &str, token: &str, fault: Fault) -> Streaming {
     let ticks: Vec<SimTick> = TickFileReader::open(sample())
         .unwrap()
         .map(|row| {
@@ -43,6 +48,6 @@ pub async fn stream_sample(bridge_addr: &str, token: &str) -> Streaming {
     };
     let stop = CancellationToken::new();
     let stream = tokio::net::TcpStream::connect(bridge_addr).await.unwrap();
-    let terminal = tokio::spawn(run_simulator(stream, config, ticks, stop.clone()));
+    let terminal = tokio::spawn(run_simulator_with_fault(stream, config, ticks, fault, stop.clone()));
     Streaming { terminal, stop, sent, last_time }
 }
