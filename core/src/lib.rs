@@ -5,6 +5,7 @@
 //! - [`Tick`], [`Bar`], [`Symbol`]: market data as the pipeline sees it.
 //! - [`order`]: orders, fills and execution events between execution and the bridge.
 //! - [`reconcile`]: a terminal's books against mtml's orders and positions (pure).
+//! - [`stats`]: the population stability index (model comparison, feature drift).
 //! - [`text`]: quoting user input in errors without echoing all of it.
 //! - [`clock`]: the bridge-local monotonic clock and the injected wall clock.
 //! - [`crash_point`]: named points where crash-recovery tests abort the process.
@@ -18,6 +19,7 @@ pub mod crash_point;
 mod market;
 pub mod order;
 pub mod reconcile;
+pub mod stats;
 pub mod text;
 
 pub use chain::{ChainId, ChainIdGenerator, ChainLog, LatencyBuckets, Outcome, Stage, StageSpan, TraceParent};

@@ -9,6 +9,7 @@
 //!   [`HistoryWriter`] that holds points through an outage.
 
 pub mod definitions;
+pub mod drift;
 pub mod engine;
 pub mod history;
 pub mod incremental;
@@ -16,6 +17,7 @@ pub mod redis_store;
 pub mod store;
 
 pub use definitions::{FEATURE_SET, FEATURE_COUNT, FeatureDef, FeatureSet, WARMUP_BARS};
+pub use drift::{DistributionError, DriftMonitor, FeatureDistribution};
 pub use engine::{FeatureEngine, FeatureVector};
 pub use history::writer::{HistoryWriter, WriterSettings, WriterSnapshot};
 pub use history::{HistoryPoint, HistoryStore, TimeRange};

@@ -66,6 +66,8 @@ pub const FAMILIES: &[Family] = &[
     family("mtml_rollout_agreement", Kind::Gauge, "During a rollout: share of predictions where champion and challenger agree, by what (class, signal)."),
     family("mtml_rollout_probability_psi", Kind::Gauge, "During a rollout: population stability index of the challenger's probabilities against the champion's."),
     family("mtml_model_hit_rate", Kind::Gauge, "During a rollout: share of resolved signals the mid followed, by model version."),
+    family("mtml_feature_psi", Kind::Gauge, "Population stability index of a live feature against the model's training distribution, by feature."),
+    family("mtml_feature_drift_alerts_total", Kind::Counter, "Times a feature's PSI went above the drift threshold."),
     family("mtml_inbox_depth", Kind::Gauge, "Ticks waiting in the pipeline's inbox."),
     family("mtml_target_changes_total", Kind::Counter, "Decisions that changed a symbol's target position."),
     family("mtml_risk_refusals_total", Kind::Counter, "Orders risk refused, by reason."),

@@ -189,8 +189,9 @@ impl App {
         drop(ticks.ingestion);
         let follower_task = follower.clone().map(|f| f.spawn(config.model.registry_poll, shutdown.clone()));
 
+        let drift = step("drift").in_scope(|| drift_monitor(config))?;
         let pipeline = step("pipeline").in_scope(|| {
-            PipelineBuilder::new(config.symbols(), models, desk(config, execution), bridge.orders)
+            let builder = PipelineBuilder::new(config.symbols(), models, desk(config, execution), bridge.orders)
                 .backwards_tolerance_ms(config.pipeline.backwards_tolerance_ms)
                 .quote_band(config.pipeline.quote_band)
                 .wider_bars(config.wider_bar_widths_ms())
@@ -203,7 +204,12 @@ impl App {
                     sell_below: config.decision.sell_below,
                 })
                 .chain_log(Arc::clone(&chain_log))
-                .progress(Arc::clone(&progress))
+                .progress(Arc::clone(&progress));
+            let builder = match drift {
+                Some(monitor) => builder.drift(monitor, config.model.drift_threshold),
+                None => builder,
+            };
+            builder
                 .build()
                 .spawn(ticks.pipeline, bridge.events, commands)
         })?;
@@ -344,6 +350,15 @@ pub(crate) async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The drift monitor of `model.feature_distribution`, if one is configured.
+fn drift_monitor(config: &Config) -> anyhow::Result<Option<mtml_feature_store::DriftMonitor>> {
+    let Some(path) = &config.model.feature_distribution else { return Ok(None) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("model.feature_distribution: reading {}", path.display()))?;
+    let distribution = mtml_feature_store::FeatureDistribution::from_json(&text)
+        .with_context(|| format!("model.feature_distribution: {}", path.display()))?;
+    Ok(Some(mtml_feature_store::DriftMonitor::new(distribution, config.model.drift_window)))
 }
 
 /// The metrics listener of a configuration (`metrics.listen`), if it serves metrics.

@@ -207,6 +207,14 @@ pub struct ModelSettings {
     pub max_age_days: u64,
     /// The automatic promotion and rollback gate of a rollout, if on (`gate = true`).
     pub gate: Option<mtml_rollout::Gate>,
+    /// The distribution of the model's training features (`mtml features export
+    /// --distribution`), against which live feature drift is measured; `None` measures none.
+    pub feature_distribution: Option<PathBuf>,
+    /// Feature vectors (one per tick) the drift is measured over, a sliding window; alerts wait
+    /// until it is full. Ticks are highly autocorrelated: the window should span hours.
+    pub drift_window: usize,
+    /// PSI above which a feature's drift raises an alert.
+    pub drift_threshold: f64,
 }
 
 /// `[decision]`.
@@ -406,6 +414,9 @@ impl Config {
                 registry_poll: Duration::from_millis(x.positive("model", "registry_poll_ms", 1000)),
                 compare_horizon_ms: i64::try_from(x.positive("model", "compare_horizon_secs", 60)).unwrap_or(60) * 1000,
                 max_age_days: x.non_negative("model", "max_age_days", 0),
+                feature_distribution: x.path("model", "feature_distribution"),
+                drift_window: usize::try_from(x.positive("model", "drift_window", 50_000)).unwrap_or(50_000),
+                drift_threshold: x.positive_fraction("model", "drift_threshold", 0.25),
                 gate: {
                     let on = x.boolean("model", "gate", false);
                     let gate = mtml_rollout::Gate {

@@ -201,6 +201,10 @@ enum FeaturesCommand {
         /// Symbol of a file without a symbol column.
         #[arg(long)]
         symbol: Option<String>,
+        /// Also write the rows' feature distribution (JSON) here, for model.feature_distribution:
+        /// the reference live feature drift is measured against.
+        #[arg(long)]
+        distribution: Option<PathBuf>,
     },
     /// The feature set this build computes (the one models must declare): its id, then one
     /// line per feature in input order; JSON with --json.
@@ -417,8 +421,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Models { command } => models::run(command).await,
-            Command::Features { command: FeaturesCommand::Export { ticks, out, symbol } } => {
-                let rows = export::export_features(&ticks, symbol.as_deref(), &out)?;
+            Command::Features { command: FeaturesCommand::Export { ticks, out, symbol, distribution } } => {
+                let rows = export::export_features(&ticks, symbol.as_deref(), &out, distribution.as_deref())?;
                 if rows == 0 {
                     anyhow::bail!("{}: no training rows (no tick made a feature vector; see the log for refused ticks); {} holds only a header", ticks.display(), out.display());
                 }

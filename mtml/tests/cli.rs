@@ -681,3 +681,59 @@ fn the_chains_of_a_replay_are_read_back_from_history_stage_by_stage() {
     let sampled = kept - refused;
     assert!(sampled * 100 > ticks * 3 && sampled * 100 < ticks * 7, "about 5% of {ticks} ordinary chains sampled: {sampled}");
 }
+
+/// Feature drift: the distribution `features export --distribution` writes is the reference; a
+/// replay of the same ticks does not drift from it, while against a distribution whose values
+/// all lie elsewhere every feature drifts, alerts are raised, and the report says so.
+#[test]
+fn live_features_are_measured_against_the_training_distribution() {
+    let dir = tempfile::tempdir().unwrap();
+    let distribution = dir.path().join("distribution.json");
+    let output = mtml()
+        .args(["features", "export", "--ticks"])
+        .arg(sample())
+        .arg("--out")
+        .arg(dir.path().join("rows.csv"))
+        .arg("--distribution")
+        .arg(&distribution)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let replay_psi = |distribution: &std::path::Path, window: u64| {
+        let config = dir.path().join("drift.toml");
+        std::fs::write(&config, format!("[model]\nfeature_distribution = \"{}\"\ndrift_window = {window}\n", distribution.display())).unwrap();
+        let report = dir.path().join("report.json");
+        let output = mtml().args(["replay", "--ticks"]).arg(sample()).arg("--config").arg(&config).arg("--report").arg(&report).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let psi: Vec<f64> = json["feature_psi"].as_object().unwrap_or_else(|| panic!("{json:#}")).values().map(|v| v.as_f64().unwrap()).collect();
+        (psi, json["drift_alerts"].as_u64().unwrap(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    // A window longer than the session: at the end it holds exactly the exported rows.
+    let (psi, alerts, _) = replay_psi(&distribution, 100_000);
+    assert_eq!(psi.len(), mtml_feature_store::FEATURE_COUNT);
+    assert_eq!(alerts, 0, "{psi:?}");
+    assert!(psi.iter().all(|p| *p < 0.01), "the same features do not drift: {psi:?}");
+
+    // Training values all far above the live ones: every live value falls in the first bin.
+    let mut shifted: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&distribution).unwrap()).unwrap();
+    for feature in shifted["features"].as_array_mut().unwrap() {
+        for edge in feature["edges"].as_array_mut().unwrap() {
+            *edge = serde_json::json!(edge.as_f64().unwrap() + 1e6);
+        }
+    }
+    let elsewhere = dir.path().join("elsewhere.json");
+    std::fs::write(&elsewhere, shifted.to_string()).unwrap();
+    let (psi, alerts, log) = replay_psi(&elsewhere, 2_000);
+    assert!(psi.iter().all(|p| *p > 1.0), "{psi:?}");
+    assert_eq!(alerts, mtml_feature_store::FEATURE_COUNT as u64, "one alert per feature until it comes back: {psi:?}");
+    assert!(log.contains("feature drift"), "{log}");
+
+    // A file that is not a distribution is refused by name.
+    std::fs::write(&elsewhere, "{\"rows\": 1}").unwrap();
+    let config = dir.path().join("drift.toml");
+    std::fs::write(&config, format!("[model]\nfeature_distribution = \"{}\"\n", elsewhere.display())).unwrap();
+    let output = mtml().args(["replay", "--ticks"]).arg(sample()).arg("--config").arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("model.feature_distribution") && stderr.contains("not a feature distribution"), "{stderr}");
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mtml_core::clock::{Clock, SystemClock};
 use mtml_core::{ChainLog, OrderSink, Symbol};
 use mtml_decision::Desk;
-use mtml_feature_store::{HistoryWriter, OnlineWriter};
+use mtml_feature_store::{DriftMonitor, HistoryWriter, OnlineWriter};
 use mtml_ingestion::QuoteBand;
 use mtml_journal::Record;
 use mtml_rollout::{CompareSettings, Comparison, Models};
@@ -33,6 +33,7 @@ pub struct PipelineBuilder {
     chain_log: Arc<ChainLog>,
     progress: Arc<PipelineProgress>,
     clock: Arc<dyn Clock>,
+    drift: Option<(DriftMonitor, f64)>,
 }
 
 impl PipelineBuilder {
@@ -54,7 +55,16 @@ impl PipelineBuilder {
             chain_log: Arc::new(ChainLog::default()),
             progress: Arc::new(PipelineProgress::default()),
             clock: Arc::new(SystemClock),
+            drift: None,
         }
+    }
+
+    /// Watches the live features' drift from the training distribution in `monitor`; a feature
+    /// whose PSI goes above `threshold` raises a drift alert (logged and counted).
+    #[must_use]
+    pub fn drift(mut self, monitor: DriftMonitor, threshold: f64) -> Self {
+        self.drift = Some((monitor, threshold));
+        self
     }
 
     /// How far back in time a tick may go before ingestion refuses it (default 1 s).
@@ -149,6 +159,7 @@ impl PipelineBuilder {
             now_ms: 0,
             clock: self.clock,
             counters: PipelineCounters::default(),
+            drift: self.drift.map(|(monitor, threshold)| crate::pipeline::Drift { monitor, threshold, drifted: Vec::new() }),
         }
     }
 }

@@ -77,6 +77,11 @@ pub struct PipelineCounters {
     pub challenger_errors: u64,
     /// Inference by model version (`name:version`).
     pub by_model: BTreeMap<String, ModelCounters>,
+    /// Each feature's PSI against the training distribution (when one is configured), at the
+    /// last check.
+    pub feature_psi: BTreeMap<String, f64>,
+    /// Times a feature's PSI went above the drift threshold.
+    pub drift_alerts: u64,
     /// Model sets swapped in while running (promote, rollout, rollback).
     pub model_swaps: u64,
     /// Orders refused because the model acted on was flagged stale.

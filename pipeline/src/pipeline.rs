@@ -16,7 +16,7 @@ use mtml_core::clock::monotonic_ns;
 use mtml_core::Outcome;
 use mtml_core::{ChainId, ChainLog, ExecutionEvent, OrderSink, Stage, Tick};
 use mtml_decision::{Applied, Checked, Desk, Proposal, RiskRejection, StateChange};
-use mtml_feature_store::{FeatureVector, HistoryPoint, HistoryWriter, OnlineWriter};
+use mtml_feature_store::{DriftMonitor, FeatureVector, HistoryPoint, HistoryWriter, OnlineWriter};
 use mtml_ingestion::QuoteState;
 use mtml_journal::Record;
 use mtml_rollout::{CompareSettings, Comparison, Models, Predicted};
@@ -44,6 +44,8 @@ pub struct Pipeline {
     pub(crate) chain_log: Arc<ChainLog>,
     /// Ticks waiting in the inbox when the last command came (for snapshots).
     pub(crate) inbox_depth: usize,
+    /// The live features against the training distribution, when one is known.
+    pub(crate) drift: Option<Drift>,
     pub(crate) progress: Arc<PipelineProgress>,
     pub(crate) journal: Option<mpsc::UnboundedSender<Vec<Record>>>,
     /// Market time of the last tick, for records of events that carry none.
@@ -56,6 +58,37 @@ pub struct Pipeline {
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline").field("models", &self.models.describe()).field("counters", &self.counters).finish_non_exhaustive()
+    }
+}
+
+/// Feature drift watch: the monitor, the alert threshold, and the features above it now.
+pub(crate) struct Drift {
+    pub(crate) monitor: DriftMonitor,
+    pub(crate) threshold: f64,
+    pub(crate) drifted: Vec<String>,
+}
+
+/// Vectors between two drift checks.
+const DRIFT_CHECK_EVERY: u64 = 256;
+
+impl Drift {
+    /// Each feature's PSI now; a feature newly above the threshold (once the window is full: a
+    /// part of it would be compared with the whole of the training data) raises an alert, once
+    /// until it comes back under.
+    fn check(&mut self, counters: &mut PipelineCounters, window: usize) {
+        let ready = self.monitor.observed() >= window;
+        let mut drifted = Vec::new();
+        for (feature, psi) in self.monitor.psi() {
+            counters.feature_psi.insert(feature.to_owned(), psi);
+            if ready && psi > self.threshold {
+                if !self.drifted.iter().any(|f| f == feature) {
+                    counters.drift_alerts += 1;
+                    tracing::warn!(feature, psi, threshold = self.threshold, "feature drift: live values have moved from the training distribution");
+                }
+                drifted.push(feature.to_owned());
+            }
+        }
+        self.drifted = drifted;
     }
 }
 
@@ -98,6 +131,10 @@ impl Pipeline {
 
     /// Closes the bars still open and reports everything the pipeline knew.
     pub fn finish(mut self) -> PipelineOutcome {
+        if let Some(drift) = &mut self.drift {
+            let window = drift.monitor.window();
+            drift.check(&mut self.counters, window);
+        }
         PipelineOutcome {
             execution: self.desk.execution().stats().clone(),
             positions: self.desk.positions().clone(),
@@ -282,6 +319,13 @@ impl Pipeline {
         let t = span(Stage::Features, t);
         if let Some(vector) = features {
             self.counters.feature_vectors += 1;
+            if let Some(drift) = &mut self.drift {
+                drift.monitor.observe(&vector);
+                if self.counters.feature_vectors.is_multiple_of(DRIFT_CHECK_EVERY) {
+                    let window = drift.monitor.window();
+                    drift.check(&mut self.counters, window);
+                }
+            }
             self.decide(tick, &vector, t, span);
         }
         self.tick_done(chain);

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use hdrhistogram::Histogram;
 use mtml_core::Symbol;
+use mtml_core::stats::psi;
 use serde::Serialize;
 
 use crate::models::{Models, Role};
@@ -309,24 +310,6 @@ impl Comparison {
     }
 }
 
-/// Population stability index of `actual` against `expected` (counts per bin), with empty bins
-/// smoothed so that the index stays finite.
-pub fn psi(expected: &[u64], actual: &[u64]) -> f64 {
-    let (te, ta) = (expected.iter().sum::<u64>() as f64, actual.iter().sum::<u64>() as f64);
-    if te == 0.0 || ta == 0.0 {
-        return 0.0;
-    }
-    expected
-        .iter()
-        .zip(actual)
-        .map(|(&e, &a)| {
-            let pe = (e as f64 / te).max(1e-4);
-            let pa = (a as f64 / ta).max(1e-4);
-            (pa - pe) * (pa / pe).ln()
-        })
-        .sum()
-}
-
 impl ComparisonReport {
     /// The report in words, as `mtml models compare` prints it.
     pub fn text(&self) -> String {
@@ -433,14 +416,5 @@ mod tests {
         // 0.1 lots of 100 000 over 10 points: +10 for the buy, -10 for the sell.
         assert!((r.champion.fill_pnl - 10.0).abs() < 1e-6, "{}", r.champion.fill_pnl);
         assert!((r.challenger.fill_pnl + 10.0).abs() < 1e-6, "{}", r.challenger.fill_pnl);
-    }
-
-    #[test]
-    fn psi_is_zero_for_equal_distributions_and_grows_with_shift() {
-        let a = [10, 20, 30, 40];
-        assert!(psi(&a, &a).abs() < 1e-12);
-        let small = psi(&a, &[12, 20, 28, 40]);
-        let large = psi(&a, &[40, 30, 20, 10]);
-        assert!(small > 0.0 && small < 0.05 && large > 0.25, "{small} {large}");
     }
 }

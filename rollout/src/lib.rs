@@ -18,7 +18,7 @@ pub mod gate;
 pub mod models;
 pub mod validate;
 
-pub use comparison::{CompareSettings, Comparison, ComparisonReport, SideReport, psi};
+pub use comparison::{CompareSettings, Comparison, ComparisonReport, SideReport};
 pub use error::RolloutError;
 pub use follower::{ModelSetTarget, RolloutFollower, Serving};
 pub use gate::{Gate, Verdict};

@@ -81,8 +81,14 @@ pub fn training_rows(ticks: &Path, symbol: Option<&str>) -> anyhow::Result<Vec<T
 /// Writes the training rows of `ticks` to `out`: Parquet if it ends in `.parquet`, else CSV
 /// (`time_msc,symbol,<features>,mid,future_return_bps,label_up`, an empty field for a missing
 /// label). Returns the number of rows.
-pub fn export_features(ticks: &Path, symbol: Option<&str>, out: &Path) -> anyhow::Result<u64> {
+pub fn export_features(ticks: &Path, symbol: Option<&str>, out: &Path, distribution: Option<&Path>) -> anyhow::Result<u64> {
     let rows = training_rows(ticks, symbol)?;
+    if let Some(path) = distribution {
+        // What the model is trained on, for measuring the live features' drift from it.
+        let values: Vec<_> = rows.iter().map(|row| row.vector.values).collect();
+        let json = mtml_feature_store::FeatureDistribution::from_rows(&values).to_json();
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     if out.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
         write_parquet(file, &rows).with_context(|| format!("writing {}", out.display()))?;

@@ -62,6 +62,10 @@ pub fn pipeline_samples(e: &mut Exposition, snapshot: &PipelineSnapshot, stores:
             }
         }
     }
+    for (feature, psi) in &c.feature_psi {
+        e.sample("mtml_feature_psi", &[("feature", feature)], *psi);
+    }
+    e.sample("mtml_feature_drift_alerts_total", &[], c.drift_alerts as f64);
     e.sample("mtml_inbox_depth", &[], snapshot.inbox_depth as f64);
     e.sample("mtml_target_changes_total", &[], c.target_changes as f64);
     for (reason, n) in &c.risk_rejections {
