@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/mtml/v1/features.proto",
         "proto/mtml/v1/models.proto",
         "proto/mtml/v1/admin.proto",
+        "proto/mtml/v1/chains.proto",
         "proto/inference/grpc_service.proto",
     ];
     tonic_prost_build::configure().compile_with_config(config, &protos, &["proto"])?;

@@ -131,7 +131,7 @@ impl App {
         })?;
         let (journal, execution) = recover_from_journal(config).instrument(step("journal")).await?;
         let (journal_tx, journal_rx) = mpsc::unbounded_channel();
-        let journal_task = mtml_journal::spawn_writer(journal, journal_rx);
+        let journal_task = mtml_journal::spawn_writer(journal.clone(), journal_rx);
         let chains_stop = CancellationToken::new();
         let service = if here { "mtml" } else { "pipeline" };
         let (otlp, otlp_task) = otlp_exporter(config, service)?.unzip();
@@ -177,6 +177,7 @@ impl App {
                     stores: &stores,
                     ticks: ticks.ingestion.clone(),
                     bridge: bridge.service,
+                    journal: journal.clone(),
                 };
                 let router = services::router(parts).instrument(step("grpc")).await;
                 let incoming = services::grpc_incoming(listener);

@@ -132,6 +132,41 @@ async fn one_chain_spans_the_bridge_and_the_pipeline_processes() {
     }
     // The fills of the last orders come back through the bridge's process.
     tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // While both run, the pipeline's mtml.v1.Chains serves the history, both processes' parts.
+    let mut chains = mtml_proto::v1::chains_client::ChainsClient::connect(format!("http://127.0.0.1:{pipeline_grpc}")).await.unwrap();
+    let start = std::time::Instant::now();
+    let served = loop {
+        let recent = chains
+            .recent_chains(mtml_proto::v1::RecentChainsRequest { limit: 1000, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+            .chains;
+        let mut found = None;
+        for summary in recent.iter().filter(|c| c.spans >= 9) {
+            let chain = chains.get_chain(mtml_proto::v1::GetChainRequest { chain_id: summary.chain_id.clone() }).await.unwrap().into_inner();
+            if chain.spans.iter().any(|s| s.service == "bridge") && chain.spans.iter().any(|s| s.service == "pipeline") {
+                found = Some(chain);
+                break;
+            }
+        }
+        if let Some(chain) = found {
+            break chain;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no chain with both parts served: {recent:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(served.spans[0].stage, "bridge_receive");
+    assert!(served.spans.windows(2).all(|w| w[0].start_unix_ns <= w[1].start_unix_ns), "{served:?}");
+    let health = chains.chain_health(mtml_proto::v1::ChainHealthRequest::default()).await.unwrap().into_inner().text;
+    assert!(health.contains("bottleneck: "), "{health}");
+    let bad = chains.get_chain(mtml_proto::v1::GetChainRequest { chain_id: "not-a-chain".into() }).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad}");
+    let unknown = chains.get_chain(mtml_proto::v1::GetChainRequest { chain_id: "00000000000000000000000000000001".into() }).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown}");
+    let outcome = mtml_proto::v1::RecentChainsRequest { outcome: "weird".into(), ..Default::default() };
+    assert_eq!(chains.recent_chains(outcome).await.unwrap_err().code(), tonic::Code::InvalidArgument);
     stop.cancel();
     assert_eq!(terminal.await.unwrap().unwrap().ticks_sent as usize, sent);
     terminate(bridge);

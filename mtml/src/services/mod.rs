@@ -2,6 +2,7 @@
 //! error boundary ([`status`]) where their errors become `tonic::Status`.
 //!
 //! - [`admin`]: `mtml.v1.Admin`, the trading state.
+//! - [`chains`]: `mtml.v1.Chains`, the chain history.
 //! - [`features`]: `mtml.v1.Features`, the feature stores.
 //! - [`prediction`]: `mtml.v1.Prediction`, a prediction from the latest stored features.
 //! - [`oip`]: the Open Inference Protocol (`inference.GRPCInferenceService`, KServe v2).
@@ -11,6 +12,7 @@
 //! own their streams; [`router`] mounts them beside these.
 
 pub mod admin;
+pub mod chains;
 pub mod features;
 pub mod metrics;
 pub mod model_admin;
@@ -54,6 +56,8 @@ pub struct ServiceParts<'a> {
     pub ticks: mpsc::Sender<Tick>,
     /// `mtml.v1.Bridge`, when execution reaches the bridge over gRPC.
     pub bridge: Option<BridgeService>,
+    /// The journal, whose chain history `mtml.v1.Chains` serves.
+    pub journal: mtml_journal::Journal,
 }
 
 /// Every service of an instance on one gRPC server.
@@ -70,6 +74,7 @@ pub async fn router(parts: ServiceParts<'_>) -> Router {
     let prediction = prediction.into_server();
     let features = features::FeaturesService::new(parts.stores, config.symbols()).into_server();
     let admin = admin::AdminService::new(parts.pipeline).into_server();
+    let chains = chains::ChainsService::new(parts.journal).into_server();
     let oip = oip::OipService::new(parts.models).with_managed(managed).into_server();
     let model_admin = model_admin.map(model_admin::ModelAdminService::into_server);
     let bridge = parts.bridge.map(BridgeService::into_server);
@@ -79,6 +84,7 @@ pub async fn router(parts: ServiceParts<'_>) -> Router {
         name_of(&prediction),
         name_of(&features),
         name_of(&admin),
+        name_of(&chains),
         name_of(&oip),
     ];
     serving.extend(model_admin.as_ref().map(name_of));
@@ -89,6 +95,7 @@ pub async fn router(parts: ServiceParts<'_>) -> Router {
         .add_service(prediction)
         .add_service(features)
         .add_service(admin)
+        .add_service(chains)
         .add_service(oip)
         .add_optional_service(model_admin)
         .add_optional_service(bridge)

@@ -105,3 +105,10 @@ mod tests {
         assert!(refused.message().contains("kill switch"), "{}", refused.message());
     }
 }
+
+impl IntoStatus for mtml_journal::JournalError {
+    fn into_status(self) -> Status {
+        // The journal's database is down or unreachable: a caller may retry.
+        Status::unavailable(self.to_string())
+    }
+}
