@@ -12,6 +12,8 @@
 //!   backend by [`journal_conformance!`] (behind the `conformance` feature).
 
 
+pub mod chain_report;
+
 use sqlx::{AnyPool, Row};
 use tokio::sync::mpsc;
 

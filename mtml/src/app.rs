@@ -55,12 +55,9 @@ pub struct App {
     grpc_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     forwarder_task: Option<JoinHandle<()>>,
     order_forwarder_task: Option<JoinHandle<()>>,
-    journal_task: JoinHandle<u64>,
     follower_task: Option<JoinHandle<()>>,
     metrics_task: Option<JoinHandle<()>>,
-    chains_stop: CancellationToken,
-    chains_task: JoinHandle<()>,
-    otlp_task: Option<JoinHandle<()>>,
+    history: ChainHistory,
     handle: PipelineHandle,
     pipeline: std::thread::JoinHandle<PipelineOutcome>,
 }
@@ -130,13 +127,8 @@ impl App {
             start_bridge(config, here, ticks.bridge.clone(), Arc::clone(&chain_log), loopback.as_deref(), &shutdown)
         })?;
         let (journal, execution) = recover_from_journal(config).instrument(step("journal")).await?;
-        let (journal_tx, journal_rx) = mpsc::unbounded_channel();
-        let journal_task = mtml_journal::spawn_writer(journal.clone(), journal_rx);
-        let chains_stop = CancellationToken::new();
         let service = if here { "mtml" } else { "pipeline" };
-        let (otlp, otlp_task) = otlp_exporter(config, service)?.unzip();
-        let otlp_stats = otlp.as_ref().map(mtml_telemetry::Exporter::stats);
-        let chains_task = spawn_named("chain_history", record_chains(Arc::clone(&chain_log), service, journal_tx.clone(), otlp, chains_stop.clone()));
+        let (history, journal_tx) = ChainHistory::start(config, Arc::clone(&chain_log), service, journal.clone())?;
         if config.journal.chain_retention_days > 0 && !config.journal.url.contains(":memory:") {
             let keep_ms = i64::try_from(config.journal.chain_retention_days).unwrap_or(i64::MAX / 86_400_000) * 86_400_000;
             let journal = open_journal(config, Access::ReadWrite).await?;
@@ -231,7 +223,7 @@ impl App {
                 pipeline: Some((handle.clone(), stores.watch())),
                 bridge: bridge_stats.clone(),
                 chain_log: Arc::clone(&chain_log),
-                otlp: otlp_stats.clone(),
+                otlp: history.otlp_stats.clone(),
             };
             let stop = shutdown.clone().cancelled_owned();
             spawn_named("metrics_server", async move {
@@ -252,9 +244,7 @@ impl App {
             grpc_addr,
             metrics_addr,
             metrics_task,
-            chains_stop,
-            chains_task,
-            otlp_task,
+            history,
             chain_log,
             progress,
             bridge_stats,
@@ -265,7 +255,6 @@ impl App {
             grpc_task,
             forwarder_task: ticks.forwarder,
             order_forwarder_task: bridge.order_forwarder,
-            journal_task,
             follower_task,
             handle,
             pipeline,
@@ -314,15 +303,9 @@ impl App {
         if let Some(task) = self.order_forwarder_task {
             task.await.context("order forwarder task")?;
         }
-        // Every span is in: the chain history writes its last chains and lets go of the journal.
-        self.chains_stop.cancel();
-        self.chains_task.await.context("chain history task")?;
-        if let Some(task) = self.otlp_task {
-            task.await.context("OTLP exporter task")?;
-        }
-        // The pipeline has gone, and with it the journal's sender: the writer drains and ends.
-        let written = self.journal_task.await.context("journal writer task")?;
-        tracing::info!(records = written, "journal flushed");
+        // Every span is in, and the pipeline has gone with its journal sender: the chain history
+        // writes its last chains and the journal writer drains and ends.
+        self.history.finish().await?;
         self.stores.close().await;
         Ok(outcome)
     }
@@ -488,7 +471,7 @@ fn start_bridge(
 /// Chain history: every 500 ms (and once more when stopped), the chains that reached a fill, a
 /// rejection or an error go to the journal whole, as one group each; the tick path never waits
 /// for it.
-pub(crate) async fn record_chains(
+async fn record_chains(
     chain_log: Arc<ChainLog>,
     service: &'static str,
     journal: mpsc::UnboundedSender<Vec<mtml_journal::Record>>,
@@ -525,11 +508,54 @@ pub(crate) async fn record_chains(
 }
 
 /// The OTLP exporter of `[otlp]`, if configured, exporting as `service`.
-pub(crate) fn otlp_exporter(config: &Config, service: &str) -> anyhow::Result<Option<(mtml_telemetry::Exporter, JoinHandle<()>)>> {
+fn otlp_exporter(config: &Config, service: &str) -> anyhow::Result<Option<(mtml_telemetry::Exporter, JoinHandle<()>)>> {
     let Some(endpoint) = &config.otlp.endpoint else { return Ok(None) };
     let exporter = mtml_telemetry::Exporter::spawn(endpoint.as_str(), service).with_context(|| format!("otlp.endpoint {}", endpoint.as_str()))?;
     tracing::info!(endpoint = endpoint.as_str(), service, "exporting chains over OTLP");
     Ok(Some(exporter))
+}
+
+/// The chain history of a process: its journal writer, the task that hands it finished chains
+/// (and the OTLP exporter, when configured); started the same way by every kind of process.
+pub(crate) struct ChainHistory {
+    /// The OTLP exporter's counters, when chains are exported.
+    pub(crate) otlp_stats: Option<Arc<mtml_telemetry::ExportStats>>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    otlp_task: Option<JoinHandle<()>>,
+    journal_task: JoinHandle<u64>,
+}
+
+impl ChainHistory {
+    /// Starts writing `journal` (what the returned sender carries, and `chain_log`'s finished
+    /// chains as the process `service`).
+    pub(crate) fn start(
+        config: &Config,
+        chain_log: Arc<ChainLog>,
+        service: &'static str,
+        journal: Journal,
+    ) -> anyhow::Result<(Self, mpsc::UnboundedSender<Vec<mtml_journal::Record>>)> {
+        let (journal_tx, journal_rx) = mpsc::unbounded_channel();
+        let journal_task = mtml_journal::spawn_writer(journal, journal_rx);
+        let (otlp, otlp_task) = otlp_exporter(config, service)?.unzip();
+        let otlp_stats = otlp.as_ref().map(mtml_telemetry::Exporter::stats);
+        let stop = CancellationToken::new();
+        let task = spawn_named("chain_history", record_chains(chain_log, service, journal_tx.clone(), otlp, stop.clone()));
+        Ok((Self { otlp_stats, stop, task, otlp_task, journal_task }, journal_tx))
+    }
+
+    /// Once every span is in: writes the last chains, exports what it can, and lets go of the
+    /// journal once every other sender has too.
+    pub(crate) async fn finish(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await.context("chain history task")?;
+        if let Some(task) = self.otlp_task {
+            task.await.context("OTLP exporter task")?;
+        }
+        let written = self.journal_task.await.context("journal writer task")?;
+        tracing::info!(records = written, "journal flushed");
+        Ok(())
+    }
 }
 
 /// Chain history retention: chains recorded longer than `keep_ms` ago leave the history.

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{Access, bridge_config, open_journal, otlp_exporter, record_chains, spawn_forwarder, spawn_named};
+use crate::app::{Access, ChainHistory, bridge_config, open_journal, spawn_forwarder, spawn_named};
 use crate::config::Config;
 use crate::services;
 
@@ -33,10 +33,7 @@ pub struct BridgeApp {
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
-    chains_stop: CancellationToken,
-    chains_task: JoinHandle<()>,
-    otlp_task: Option<JoinHandle<()>>,
-    journal_task: JoinHandle<u64>,
+    history: ChainHistory,
 }
 
 impl BridgeApp {
@@ -45,12 +42,8 @@ impl BridgeApp {
         let pipeline = config.bridge.pipeline.as_ref().context("a bridge on its own needs bridge.pipeline, the pipeline's gRPC URL")?;
         let shutdown = CancellationToken::new();
         let chain_log = Arc::new(ChainLog::default().with_sample(config.journal.chain_sample_basis_points));
-        let (journal_tx, journal_rx) = mpsc::unbounded_channel();
-        let journal_task = mtml_journal::spawn_writer(open_journal(config, Access::ReadWrite).await?, journal_rx);
-        let chains_stop = CancellationToken::new();
-        let (otlp, otlp_task) = otlp_exporter(config, "bridge")?.unzip();
-        let otlp_stats = otlp.as_ref().map(mtml_telemetry::Exporter::stats);
-        let chains_task = spawn_named("chain_history", record_chains(Arc::clone(&chain_log), "bridge", journal_tx, otlp, chains_stop.clone()));
+        let journal = open_journal(config, Access::ReadWrite).await?;
+        let (history, _) = ChainHistory::start(config, Arc::clone(&chain_log), "bridge", journal)?;
 
         let (ticks, to_pipeline) = mpsc::channel(config.pipeline.channel_capacity);
         let (events, events_rx) = mpsc::channel(4096);
@@ -67,7 +60,7 @@ impl BridgeApp {
         );
         let mut tasks = vec![("tick forwarder", spawn_forwarder(pipeline.as_str().to_owned(), to_pipeline))];
         if let Some(listener) = metrics {
-            let sources = services::metrics::Sources { pipeline: None, bridge: Some(Arc::clone(&stats)), chain_log: Arc::clone(&chain_log), otlp: otlp_stats };
+            let sources = services::metrics::Sources { pipeline: None, bridge: Some(Arc::clone(&stats)), chain_log: Arc::clone(&chain_log), otlp: history.otlp_stats.clone() };
             let stop = shutdown.clone().cancelled_owned();
             tasks.push((
                 "metrics server",
@@ -80,7 +73,7 @@ impl BridgeApp {
         }
         tasks.insert(0, ("bridge", spawn_named("bridge", bridge_server.run(bridge, shutdown.clone()))));
         tracing::info!(%bridge_addr, %grpc_addr, pipeline = pipeline.as_str(), "mtml bridge started");
-        Ok(Self { bridge_addr, grpc_addr, metrics_addr, stats, shutdown, tasks, grpc_task, chains_stop, chains_task, otlp_task, journal_task })
+        Ok(Self { bridge_addr, grpc_addr, metrics_addr, stats, shutdown, tasks, grpc_task, history })
     }
 
     /// Stops: the bridge (no new ticks), the forwarder once it has handed on what it holds,
@@ -91,14 +84,7 @@ impl BridgeApp {
             task.await.with_context(|| format!("{name} task"))?;
         }
         self.grpc_task.await.context("gRPC task")?.context("gRPC server")?;
-        self.chains_stop.cancel();
-        self.chains_task.await.context("chain history task")?;
-        if let Some(task) = self.otlp_task {
-            task.await.context("OTLP exporter task")?;
-        }
-        let written = self.journal_task.await.context("journal writer task")?;
-        tracing::info!(records = written, "journal flushed");
-        Ok(())
+        self.history.finish().await
     }
 
     /// Waits for ctrl-c (or SIGTERM), then stops.

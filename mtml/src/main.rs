@@ -386,11 +386,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         let journal = open_journal(config.as_deref()).await?;
                         let outcome = (rejected.then_some("rejected")).or(errors.then_some("error"));
                         let rows = journal.chains(since_ms(since)?, slowest.is_some(), slowest.unwrap_or(limit), outcome).await?;
-                        out!("{}", chains::chain_list(&rows));
+                        out!("{}", mtml_journal::chain_report::chain_list(&rows));
                     }
                     ChainCommand::Health { since, config } => {
                         let journal = open_journal(config.as_deref()).await?;
-                        out!("{}", chains::health(&journal.spans_since(since_ms(since)?).await?));
+                        out!("{}", mtml_journal::chain_report::health(&journal.spans_since(since_ms(since)?).await?));
                     }
                 }
                 Ok(())

@@ -237,9 +237,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     I: IntoIterator<Item = SimTick>,
 {
-    let mut terminal = TerminalSimulator::new(config, ticks);
-    terminal.connect(stream, Fault::None, &stop).await?;
-    Ok(terminal.into_report())
+    run_simulator_with_fault(stream, config, ticks, Fault::None, stop).await
 }
 
 /// [`run_simulator`] with a fault injected into its connection.

@@ -7,7 +7,7 @@ use mtml_proto::v1;
 use mtml_proto::v1::chains_server::{Chains, ChainsServer};
 use tonic::{Request, Response, Status};
 
-use crate::commands::chains::health;
+use mtml_journal::chain_report::health;
 use crate::services::status::IntoStatus;
 
 /// Reads the chain history of `journal`.

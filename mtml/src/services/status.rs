@@ -82,6 +82,13 @@ impl IntoStatus for StateCommandRefused {
     }
 }
 
+impl IntoStatus for mtml_journal::JournalError {
+    fn into_status(self) -> Status {
+        // The journal's database is down or unreachable: a caller may retry.
+        Status::unavailable(self.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tonic::Code;
@@ -103,12 +110,5 @@ mod tests {
         let refused = StateCommandRefused::KillSwitch.into_status();
         assert_eq!(refused.code(), Code::FailedPrecondition);
         assert!(refused.message().contains("kill switch"), "{}", refused.message());
-    }
-}
-
-impl IntoStatus for mtml_journal::JournalError {
-    fn into_status(self) -> Status {
-        // The journal's database is down or unreachable: a caller may retry.
-        Status::unavailable(self.to_string())
     }
 }
