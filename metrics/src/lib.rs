@@ -73,6 +73,7 @@ pub const FAMILIES: &[Family] = &[
     family("mtml_risk_refusals_total", Kind::Counter, "Orders risk refused, by reason."),
     family("mtml_orders_total", Kind::Counter, "Order events seen by execution, by event (sent, acked, filled, rejected, outcome_unknown)."),
     family("mtml_filled_lots_total", Kind::Counter, "Lots filled."),
+    family("mtml_average_slippage", Kind::Gauge, "Average slippage of fills against the decision price, by symbol, in price units; positive is worse than decided."),
     family("mtml_reconciliation_differences_total", Kind::Counter, "Positions found different from a terminal's and corrected."),
     family("mtml_orders_in_flight", Kind::Gauge, "Orders awaiting their outcome."),
     family("mtml_trading_state", Kind::Gauge, "1 for the trading state in force (ACTIVE, REDUCING, HALTED), 0 for the others."),

@@ -138,6 +138,7 @@ async fn a_real_prometheus_scrapes_the_counts_of_a_run() {
     let start_equity = value("mtml_equity") - value("mtml_realized_pnl") - value("mtml_unrealized_pnl");
     assert!((start_equity - 10_000.0).abs() < 1e-6, "{start_equity}: {exposition}");
     assert!(value("mtml_drawdown") >= 0.0);
+    assert!(value("mtml_average_slippage{symbol=\"EURUSD\"}").abs() < 0.01, "slippage in price units: {exposition}");
     assert!(value("mtml_inbox_depth") >= 0.0);
 
     // promtool, Prometheus's own linter, accepts the exposition (names, types, help, units).

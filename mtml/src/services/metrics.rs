@@ -76,6 +76,11 @@ pub fn pipeline_samples(e: &mut Exposition, snapshot: &PipelineSnapshot, stores:
         e.sample("mtml_orders_total", &[("event", event)], n as f64);
     }
     e.sample("mtml_filled_lots_total", &[], x.filled_lots);
+    for (symbol, (price_lots, lots)) in &x.slippage_by_symbol {
+        if *lots > 0.0 {
+            e.sample("mtml_average_slippage", &[("symbol", symbol.as_str())], price_lots / lots);
+        }
+    }
     e.sample("mtml_reconciliation_differences_total", &[], x.reconciliation_differences as f64);
     e.sample("mtml_orders_in_flight", &[], snapshot.orders_in_flight as f64);
     for state in [TradingState::Active, TradingState::Reducing, TradingState::Halted] {
