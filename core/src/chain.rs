@@ -371,6 +371,24 @@ impl ChainLog {
         self
     }
 
+    /// Another process kept this chain (refused or failed it there): this process hands out its
+    /// own part too, unless it keeps the chain by itself anyway (an order, a refusal or an error
+    /// here, or the sample).
+    pub fn keep(&self, chain: ChainId) {
+        let mut inner = self.inner.lock();
+        let kept_anyway = |spans: &Vec<StageSpan>| {
+            spans.iter().any(|s| matches!(s.stage, Stage::Execution | Stage::BridgeSend | Stage::Fill) || s.outcome != Outcome::Ok)
+        };
+        let Some(spans) = inner.chains.get(&chain) else { return };
+        if kept_anyway(spans) || chain.sampled(inner.sample_basis_points) {
+            return;
+        }
+        if inner.to_export.len() >= inner.capacity {
+            inner.to_export.pop_front();
+        }
+        inner.to_export.push_back(chain);
+    }
+
     /// This process is done with the chain's tick: a sampled chain is handed to
     /// [`ChainLog::take_finished`] with the spans it has so far.
     pub fn end(&self, chain: ChainId) {
@@ -611,6 +629,23 @@ mod tests {
         }
         // A later version may add fields; its first four are read.
         assert!(TraceParent::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more").is_some());
+    }
+
+    #[test]
+    fn a_chain_kept_elsewhere_is_handed_out_here_once_unless_kept_anyway() {
+        let log = ChainLog::default();
+        let ids = ChainIdGenerator::with_prefix(9);
+        let (refused_there, ordered_here, unknown) = (ids.next_id(), ids.next_id(), ids.next_id());
+        log.record(refused_there, Stage::BridgeReceive, 0, 5);
+        log.record(ordered_here, Stage::BridgeReceive, 0, 5);
+        log.record(ordered_here, Stage::BridgeSend, 10, 5);
+        assert_eq!(log.take_finished().len(), 1, "the order's chain");
+        for chain in [refused_there, ordered_here, unknown] {
+            log.keep(chain);
+        }
+        let taken = log.take_finished();
+        assert_eq!(taken.len(), 1, "only the chain this process would not have kept");
+        assert_eq!((taken[0].0, taken[0].1[0].stage), (refused_there, Stage::BridgeReceive));
     }
 
     #[test]

@@ -373,6 +373,17 @@ impl Journal {
             .collect()
     }
 
+    /// The chains other processes than `service` recorded after `after_ms`, with when they last
+    /// did (so a bridge can add its part to the chains a pipeline kept).
+    pub async fn chains_recorded_by_others(&self, after_ms: i64, service: &str) -> Result<Vec<(String, i64)>, JournalError> {
+        let rows = sqlx::query("SELECT chain_id, MAX(recorded_ms) FROM chain_spans WHERE recorded_ms > $1 AND service <> $2 GROUP BY chain_id")
+            .bind(after_ms)
+            .bind(service)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
     /// Forgets the chains recorded before `before_ms`; returns how many spans left.
     pub async fn forget_chains_before(&self, before_ms: i64) -> Result<u64, JournalError> {
         Ok(sqlx::query("DELETE FROM chain_spans WHERE recorded_ms < $1").bind(before_ms).execute(&self.pool).await?.rows_affected())
@@ -625,6 +636,8 @@ pub mod conformance {
         let whole = journal.chain("a").await.expect("whole a");
         assert_eq!(whole[0], received);
         assert_eq!(whole[1..], grown[..]);
+        let others = journal.chains_recorded_by_others(2_500, "bridge").await.expect("others");
+        assert_eq!(others, [("a".to_owned(), 3_000)], "the pipeline's chains recorded after 2 500");
         journal.write(&[part("bridge", "a", vec![], 3_000)]).await.expect("bridge part gone");
         assert_eq!(journal.chain("a").await.expect("a"), grown);
         assert!(journal.chain("zz").await.expect("none").is_empty());

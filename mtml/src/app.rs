@@ -476,6 +476,7 @@ async fn record_chains(
     service: &'static str,
     journal: mpsc::UnboundedSender<Vec<mtml_journal::Record>>,
     otlp: Option<mtml_telemetry::Exporter>,
+    others: Option<Journal>,
     stop: CancellationToken,
 ) {
     let write = || {
@@ -498,13 +499,41 @@ async fn record_chains(
         }
     };
     let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+    let mut seen_ms = mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock);
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
-            _ = every.tick() => write(),
+            _ = every.tick() => {
+                if let Some(history) = &others {
+                    seen_ms = keep_what_others_kept(history, service, &chain_log, seen_ms).await;
+                }
+                write();
+            }
         }
     }
+    if let Some(history) = &others {
+        keep_what_others_kept(history, service, &chain_log, seen_ms).await;
+    }
     write();
+}
+
+/// A bridge in its own process cannot know which of its ticks the pipeline refused or failed:
+/// it adds its part to the chains other processes wrote since `after_ms`; returns the new mark.
+async fn keep_what_others_kept(history: &Journal, service: &str, chain_log: &ChainLog, after_ms: i64) -> i64 {
+    match history.chains_recorded_by_others(after_ms, service).await {
+        Ok(chains) => {
+            for (id, _) in &chains {
+                if let Ok(chain) = id.parse() {
+                    chain_log.keep(chain);
+                }
+            }
+            chains.iter().map(|(_, recorded_ms)| *recorded_ms).max().unwrap_or(after_ms).max(after_ms)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "reading the chains other processes kept; retrying");
+            after_ms
+        }
+    }
 }
 
 /// The OTLP exporter of `[otlp]`, if configured, exporting as `service`.
@@ -536,11 +565,13 @@ impl ChainHistory {
         journal: Journal,
     ) -> anyhow::Result<(Self, mpsc::UnboundedSender<Vec<mtml_journal::Record>>)> {
         let (journal_tx, journal_rx) = mpsc::unbounded_channel();
+        // Only a bridge on its own completes the chains its pipeline kept.
+        let others = (service == "bridge").then(|| journal.clone());
         let journal_task = mtml_journal::spawn_writer(journal, journal_rx);
         let (otlp, otlp_task) = otlp_exporter(config, service)?.unzip();
         let otlp_stats = otlp.as_ref().map(mtml_telemetry::Exporter::stats);
         let stop = CancellationToken::new();
-        let task = spawn_named("chain_history", record_chains(chain_log, service, journal_tx.clone(), otlp, stop.clone()));
+        let task = spawn_named("chain_history", record_chains(chain_log, service, journal_tx.clone(), otlp, others, stop.clone()));
         Ok((Self { otlp_stats, stop, task, otlp_task, journal_task }, journal_tx))
     }
 

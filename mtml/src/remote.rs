@@ -62,6 +62,8 @@ async fn stream_orders(
                 // No more orders: the request stream ends, and the bridge ends its answers.
                 _ => commands = None,
             },
+            // The pipeline has stopped: nobody takes what the bridge would still report.
+            () = events.closed() => return Ok(()),
             reply = replies.message() => match reply? {
                 Some(reply) => match ExecutionEvent::try_from(reply) {
                     Ok(event) => {

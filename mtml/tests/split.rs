@@ -252,3 +252,64 @@ async fn one_chain_spans_the_bridge_and_the_pipeline_processes() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A chain the pipeline refuses (risk, in its process) is kept whole all the same: the bridge,
+/// which cannot know it was refused, adds its receipt once the pipeline has written its part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_refused_in_the_pipeline_keeps_the_bridges_part() {
+    let database = mtml_test_support::postgres::FreshDatabase::create("split_refused").await;
+    let dir = tempfile::tempdir().unwrap();
+    let [pipeline_grpc, bridge_grpc, terminals] = [(); 3].map(|()| mtml_test_support::free_port());
+    let pipeline_config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline_config,
+        format!(
+            "[grpc]\nlisten = \"127.0.0.1:{pipeline_grpc}\"\n[pipeline]\nbridge = \"http://127.0.0.1:{bridge_grpc}\"\n\
+             [journal]\nurl = \"{}\"\nchain_sample = 0\n[risk]\nmax_order_lots = 0.05\n",
+            database.url
+        ),
+    )
+    .unwrap();
+    let bridge_config = dir.path().join("bridge.toml");
+    std::fs::write(
+        &bridge_config,
+        format!(
+            "[bridge]\nlisten = \"127.0.0.1:{terminals}\"\ntoken = \"tok\"\npipeline = \"http://127.0.0.1:{pipeline_grpc}\"\n\
+             [grpc]\nlisten = \"127.0.0.1:{bridge_grpc}\"\n[journal]\nurl = \"{}\"\nchain_sample = 0\n",
+            database.url
+        ),
+    )
+    .unwrap();
+    let (pipeline, _) = start("pipeline", &pipeline_config);
+    let (bridge, _) = start("bridge", &bridge_config);
+    let common::Streaming { terminal, stop, sent, last_time } = common::stream_sample(&format!("127.0.0.1:{terminals}"), "tok").await;
+    let mut client = PredictionClient::connect(format!("http://127.0.0.1:{pipeline_grpc}")).await.unwrap();
+    loop {
+        match client.predict_symbol(PredictSymbolRequest { symbol: "EURUSD".into(), model: String::new() }).await {
+            Ok(response) if response.get_ref().feature_time_ms == last_time => break,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    stop.cancel();
+    assert_eq!(terminal.await.unwrap().unwrap().ticks_sent as usize, sent);
+    // The pipeline writes the refused chains every 500 ms; the bridge, stopping after that, adds
+    // its part to each. (A pipeline stops after the bridges streaming to it: their streams hold
+    // its gRPC server open.)
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    terminate(bridge);
+    terminate(pipeline);
+
+    let journal = mtml_journal::Journal::open_existing(&database.url).await.unwrap();
+    let refused = journal.chains(0, false, 100_000, Some("rejected")).await.unwrap();
+    assert!(!refused.is_empty(), "risk refused every order");
+    for chain in &refused {
+        let spans = journal.chain(&chain.chain_id).await.unwrap();
+        let stages: Vec<(&str, &str)> = spans.iter().map(|s| (s.stage.as_str(), s.service.as_str())).collect();
+        assert_eq!(stages.first(), Some(&("bridge_receive", "bridge")), "{}: {stages:?}", chain.chain_id);
+        assert_eq!(stages.last().map(|s| s.0), Some("risk"), "{stages:?}");
+    }
+    // Nothing else of the bridge's: no sample, no order went out.
+    assert_eq!(journal.chains(0, false, 100_000, None).await.unwrap().len(), refused.len());
+    journal.close().await;
+    database.drop_database().await;
+}
