@@ -81,6 +81,28 @@ fn terminate(mut running: Running) -> String {
     rest
 }
 
+/// The two configurations of a split deployment on `ports` (pipeline gRPC, bridge gRPC,
+/// terminals) sharing the journal at `journal`, each with `extra` settings appended.
+fn split_configs(dir: &std::path::Path, ports: [u16; 3], journal: &str, pipeline_extra: &str, bridge_extra: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let [pipeline_grpc, bridge_grpc, terminals] = ports;
+    let pipeline = dir.join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        format!("[grpc]\nlisten = \"127.0.0.1:{pipeline_grpc}\"\n[pipeline]\nbridge = \"http://127.0.0.1:{bridge_grpc}\"\n[journal]\nurl = \"{journal}\"\n{pipeline_extra}"),
+    )
+    .unwrap();
+    let bridge = dir.join("bridge.toml");
+    std::fs::write(
+        &bridge,
+        format!(
+            "[bridge]\nlisten = \"127.0.0.1:{terminals}\"\ntoken = \"tok\"\npipeline = \"http://127.0.0.1:{pipeline_grpc}\"\n\
+             [grpc]\nlisten = \"127.0.0.1:{bridge_grpc}\"\n[journal]\nurl = \"{journal}\"\n{bridge_extra}"
+        ),
+    )
+    .unwrap();
+    (pipeline, bridge)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_chain_spans_the_bridge_and_the_pipeline_processes() {
     let database = mtml_test_support::postgres::FreshDatabase::create("split").await;
@@ -95,25 +117,8 @@ async fn one_chain_spans_the_bridge_and_the_pipeline_processes() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(otlp)),
     );
     let otlp = format!("[otlp]\nendpoint = \"http://127.0.0.1:{otlp_port}\"\n");
-    let pipeline_config = dir.path().join("pipeline.toml");
-    std::fs::write(
-        &pipeline_config,
-        format!(
-            "[grpc]\nlisten = \"127.0.0.1:{pipeline_grpc}\"\n[pipeline]\nbridge = \"http://127.0.0.1:{bridge_grpc}\"\n[journal]\nurl = \"{}\"\n{otlp}",
-            database.url
-        ),
-    )
-    .unwrap();
-    let bridge_config = dir.path().join("bridge.toml");
-    std::fs::write(
-        &bridge_config,
-        format!(
-            "[bridge]\nlisten = \"127.0.0.1:{terminals}\"\ntoken = \"tok\"\npipeline = \"http://127.0.0.1:{pipeline_grpc}\"\n\
-             [grpc]\nlisten = \"127.0.0.1:{bridge_grpc}\"\n[journal]\nurl = \"{}\"\n{otlp}",
-            database.url
-        ),
-    )
-    .unwrap();
+    let (pipeline_config, bridge_config) =
+        split_configs(dir.path(), [pipeline_grpc, bridge_grpc, terminals], &database.url, &otlp, &otlp);
     let (pipeline, line) = start("pipeline", &pipeline_config);
     assert!(line.contains(&format!("orders to http://127.0.0.1:{bridge_grpc}")), "{line}");
     let (bridge, line) = start("bridge", &bridge_config);
@@ -260,26 +265,13 @@ async fn a_chain_refused_in_the_pipeline_keeps_the_bridges_part() {
     let database = mtml_test_support::postgres::FreshDatabase::create("split_refused").await;
     let dir = tempfile::tempdir().unwrap();
     let [pipeline_grpc, bridge_grpc, terminals] = [(); 3].map(|()| mtml_test_support::free_port());
-    let pipeline_config = dir.path().join("pipeline.toml");
-    std::fs::write(
-        &pipeline_config,
-        format!(
-            "[grpc]\nlisten = \"127.0.0.1:{pipeline_grpc}\"\n[pipeline]\nbridge = \"http://127.0.0.1:{bridge_grpc}\"\n\
-             [journal]\nurl = \"{}\"\nchain_sample = 0\n[risk]\nmax_order_lots = 0.05\n",
-            database.url
-        ),
-    )
-    .unwrap();
-    let bridge_config = dir.path().join("bridge.toml");
-    std::fs::write(
-        &bridge_config,
-        format!(
-            "[bridge]\nlisten = \"127.0.0.1:{terminals}\"\ntoken = \"tok\"\npipeline = \"http://127.0.0.1:{pipeline_grpc}\"\n\
-             [grpc]\nlisten = \"127.0.0.1:{bridge_grpc}\"\n[journal]\nurl = \"{}\"\nchain_sample = 0\n",
-            database.url
-        ),
-    )
-    .unwrap();
+    let (pipeline_config, bridge_config) = split_configs(
+        dir.path(),
+        [pipeline_grpc, bridge_grpc, terminals],
+        &database.url,
+        "chain_sample = 0\n[risk]\nmax_order_lots = 0.05\n",
+        "chain_sample = 0\n",
+    );
     let (pipeline, _) = start("pipeline", &pipeline_config);
     let (bridge, _) = start("bridge", &bridge_config);
     let common::Streaming { terminal, stop, sent, last_time } = common::stream_sample(&format!("127.0.0.1:{terminals}"), "tok").await;
