@@ -128,7 +128,7 @@ impl App {
         })?;
         let (journal, execution) = recover_from_journal(config).instrument(step("journal")).await?;
         let service = if here { "mtml" } else { "pipeline" };
-        let (history, journal_tx) = ChainHistory::start(config, Arc::clone(&chain_log), service, journal.clone())?;
+        let (history, journal_tx) = ChainHistory::start(config, Arc::clone(&chain_log), service, false, journal.clone())?;
         if config.journal.chain_retention_days > 0 && !config.journal.url.contains(":memory:") {
             let keep_ms = i64::try_from(config.journal.chain_retention_days).unwrap_or(i64::MAX / 86_400_000) * 86_400_000;
             let journal = open_journal(config, Access::ReadWrite).await?;
@@ -557,16 +557,17 @@ pub(crate) struct ChainHistory {
 
 impl ChainHistory {
     /// Starts writing `journal` (what the returned sender carries, and `chain_log`'s finished
-    /// chains as the process `service`).
+    /// chains as the process `service`); with `complete_others` (a bridge on its own), also this
+    /// process's part of the chains other processes kept.
     pub(crate) fn start(
         config: &Config,
         chain_log: Arc<ChainLog>,
         service: &'static str,
+        complete_others: bool,
         journal: Journal,
     ) -> anyhow::Result<(Self, mpsc::UnboundedSender<Vec<mtml_journal::Record>>)> {
         let (journal_tx, journal_rx) = mpsc::unbounded_channel();
-        // Only a bridge on its own completes the chains its pipeline kept.
-        let others = (service == "bridge").then(|| journal.clone());
+        let others = complete_others.then(|| journal.clone());
         let journal_task = mtml_journal::spawn_writer(journal, journal_rx);
         let (otlp, otlp_task) = otlp_exporter(config, service)?.unzip();
         let otlp_stats = otlp.as_ref().map(mtml_telemetry::Exporter::stats);

@@ -43,7 +43,7 @@ impl BridgeApp {
         let shutdown = CancellationToken::new();
         let chain_log = Arc::new(ChainLog::default().with_sample(config.journal.chain_sample_basis_points));
         let journal = open_journal(config, Access::ReadWrite).await?;
-        let (history, _) = ChainHistory::start(config, Arc::clone(&chain_log), "bridge", journal)?;
+        let (history, _) = ChainHistory::start(config, Arc::clone(&chain_log), "bridge", true, journal)?;
 
         let (ticks, to_pipeline) = mpsc::channel(config.pipeline.channel_capacity);
         let (events, events_rx) = mpsc::channel(4096);
