@@ -5,6 +5,7 @@
 //! - [`Tick`], [`Bar`], [`Symbol`]: market data as the pipeline sees it.
 //! - [`order`]: orders, fills and execution events between execution and the bridge.
 //! - [`reconcile`]: a terminal's books against mtml's orders and positions (pure).
+//! - [`notice`]: what a person watching should hear about, and where it is emitted.
 //! - [`stats`]: the population stability index (model comparison, feature drift).
 //! - [`text`]: quoting user input in errors without echoing all of it.
 //! - [`clock`]: the bridge-local monotonic clock and the injected wall clock.
@@ -17,6 +18,7 @@ pub mod chain;
 pub mod clock;
 pub mod crash_point;
 mod market;
+pub mod notice;
 pub mod order;
 pub mod reconcile;
 pub mod stats;
@@ -24,4 +26,5 @@ pub mod text;
 
 pub use chain::{ChainId, ChainIdGenerator, ChainLog, LatencyBuckets, Outcome, Stage, StageSpan, TraceParent};
 pub use market::{Bar, Ohlc, Symbol, Tick, MINUTE_MS};
+pub use notice::{Notice, NoticeKind, NoticeSink, Notices, Summary};
 pub use order::{ExecutedOrder, ExecutionEvent, Fill, OrderRequest, OrderSink, OrderType, RecoveredOrder, Side};

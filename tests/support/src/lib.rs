@@ -5,8 +5,10 @@
 //! The binaries come from `MTML_TEST_REDIS_SERVER` and `MTML_TEST_INFLUXD` (which
 //! `cargo xtask test` sets after installing Debian's `redis-server` and `influxdb` packages when
 //! missing), or else from `PATH`. [`postgres::FreshDatabase`] is a database of its own per test
-//! on the PostgreSQL of `MTML_TEST_POSTGRES_URL`.
+//! on the PostgreSQL of `MTML_TEST_POSTGRES_URL`. [`bot_api::BotApi`] stands in for Telegram's
+//! Bot API.
 
+pub mod bot_api;
 pub mod postgres;
 
 /// Stamps out a conformance suite for one backend: a `#[tokio::test]` per check, each on a
