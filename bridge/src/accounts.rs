@@ -71,6 +71,8 @@ pub struct AccountState {
     /// The connection currently serving the account, to close it when the EA reconnects (an EA
     /// reload can leave the old socket half-open).
     pub session: Option<(String, CancellationToken)>,
+    /// When its last connection ended, to tell how long it was gone when it comes back.
+    pub lost_at: Option<std::time::Instant>,
 }
 
 /// Every account's memory, shared by the connection tasks.

@@ -75,6 +75,23 @@ pub enum Checked {
     Approved(Approved),
 }
 
+/// Why a position was not closed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CloseRefused {
+    /// There is nothing to close.
+    #[error("no open position")]
+    NoPosition,
+    /// An order on the symbol awaits its outcome; closing now could double it.
+    #[error("an order on the symbol is in flight; try again when it is settled")]
+    OrderInFlight,
+    /// No quote has been seen to price the order.
+    #[error("no quote yet")]
+    NoQuote,
+    /// Risk refused the order.
+    #[error("refused by risk: {0}")]
+    Risk(RiskRejection),
+}
+
 /// Decision, risk and execution, owned by the pipeline thread.
 #[derive(Debug)]
 pub struct Desk {
@@ -234,6 +251,33 @@ impl Desk {
     pub fn unrealized_pnl(&self) -> f64 {
         let marked = |(symbol, position): (&Symbol, &Position)| self.last_mid.get(symbol).map_or(0.0, |mid| position.unrealized_pnl(*mid));
         self.positions().iter().map(marked).sum()
+    }
+
+    /// An operator's order closing the position in `symbol` at the last mid, checked by risk
+    /// like any order (halted refuses it; reducing lets it through). The decision's target
+    /// counts as acted on, so the model does not reopen the position until its target changes.
+    pub fn close(&mut self, symbol: &Symbol, now_ms: i64) -> Result<Approved, CloseRefused> {
+        let lots = self.execution.position(symbol).lots;
+        if lots.abs() < 0.005 {
+            return Err(CloseRefused::NoPosition);
+        }
+        if self.execution.has_in_flight(symbol) {
+            return Err(CloseRefused::OrderInFlight);
+        }
+        let mid = self.last_mid.get(symbol).copied().ok_or(CloseRefused::NoQuote)?;
+        self.acted_target.insert(symbol.clone(), self.decision.target(symbol));
+        let signed_lots = (-lots * 100.0).round() / 100.0;
+        let facts = Facts {
+            positions: self.execution.positions().iter().map(|(s, p)| (s.clone(), p.lots)).collect(),
+            mids: self.last_mid.clone(),
+            open_orders: self.execution.in_flight_count(),
+            feature_age_ms: 0,
+            model: None,
+            account: self.margin_account(),
+        };
+        let check = OrderCheck { symbol, signed_lots, price: mid, now_ms };
+        self.risk.check(check, &facts).map_err(CloseRefused::Risk)?;
+        Ok(Approved { symbol: symbol.clone(), signed_lots, decision_price: mid, now_ms })
     }
 
     /// The account the margin check uses: the one reported, or with several the one with the

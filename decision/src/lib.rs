@@ -17,7 +17,7 @@ pub mod order_state;
 pub mod risk;
 
 pub use decision::{DecisionConfig, DecisionEngine, Sizing, SizingInputs, Target};
-pub use desk::{Approved, Checked, Desk, Proposal, TargetDecided};
+pub use desk::{Approved, Checked, CloseRefused, Desk, Proposal, TargetDecided};
 pub use execution::{Applied, Difference, Execution, ExecutionStats, FillApplied, LOT_SIZE, Position};
 pub use order_state::{InvalidTransition, OrderEvent, OrderState, transition};
 pub use risk::{

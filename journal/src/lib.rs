@@ -7,12 +7,14 @@
 //! reconnect: positions and deals carry the client order ids.
 //!
 //! - [`Journal`]: open (migrating), write records, read positions, orders and PnL.
-//! - [`Record`]: what gets written.
+//! - [`Record`]: what gets written; [`AuditRow`]: the audit log of operator commands.
+//! - [`performance`]: PnL, hit rate, drawdown, Sharpe and the equity curve of the fills.
 //! - [`conformance`]: the suite every backend passes, one check per behaviour, stamped out per
 //!   backend by [`journal_conformance!`] (behind the `conformance` feature).
 
 
 pub mod chain_report;
+pub mod performance;
 
 use sqlx::{AnyPool, Row};
 use tokio::sync::mpsc;
@@ -193,6 +195,19 @@ pub struct OrderRow {
 pub const FINAL_STATES: [&str; 4] = ["filled", "rejected", "cancelled", "expired"];
 
 
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// When, UTC epoch ms.
+    pub at_ms: i64,
+    /// Who (`telegram:<user id>`).
+    pub actor: String,
+    /// What (`/close EURUSD`).
+    pub action: String,
+    /// How it ended.
+    pub outcome: String,
+}
+
 /// A journal database.
 #[derive(Debug, Clone)]
 pub struct Journal {
@@ -336,6 +351,40 @@ impl Journal {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get(0)?)
+    }
+
+    /// Writes one line of the audit log.
+    pub async fn audit(&self, entry: &AuditRow) -> Result<(), JournalError> {
+        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, outcome) VALUES ($1, $2, $3, $4)")
+            .bind(entry.at_ms)
+            .bind(&entry.actor)
+            .bind(&entry.action)
+            .bind(&entry.outcome)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The audit log from `since_ms`, oldest first.
+    pub async fn audit_since(&self, since_ms: i64) -> Result<Vec<AuditRow>, JournalError> {
+        let rows = sqlx::query("SELECT at_ms, actor, action, outcome FROM audit_log WHERE at_ms >= $1 ORDER BY at_ms")
+            .bind(since_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(AuditRow { at_ms: r.try_get(0)?, actor: r.try_get(1)?, action: r.try_get(2)?, outcome: r.try_get(3)? }))
+            .collect()
+    }
+
+    /// Realised PnL, trades, hit rate, drawdown, Sharpe and the equity curve of the fills at
+    /// or after `since_ms`.
+    pub async fn performance(&self, since_ms: i64, title: String) -> Result<mtml_core::Summary, JournalError> {
+        let rows = sqlx::query("SELECT time_ms, realized_pnl FROM fills WHERE time_ms >= $1 ORDER BY time_ms, client_order_id")
+            .bind(since_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        let fills: Vec<(i64, f64)> = rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, JournalError>>()?;
+        Ok(performance::summary(title, &fills))
     }
 
     /// Closes the pool, waiting for its connections to finish.

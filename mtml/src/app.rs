@@ -58,6 +58,10 @@ pub struct App {
     follower_task: Option<JoinHandle<()>>,
     metrics_task: Option<JoinHandle<()>>,
     history: ChainHistory,
+    telegram: Option<mtml_telegram::Telegram>,
+    journal: Journal,
+    notices: mtml_core::Notices,
+    service: String,
     handle: PipelineHandle,
     pipeline: std::thread::JoinHandle<PipelineOutcome>,
 }
@@ -115,6 +119,15 @@ impl App {
         let starting = starting_models(runtime, config, registry.as_ref()).instrument(step("models")).await?;
         let stores = Stores::open(config).instrument(step("stores")).await?;
         let shutdown = CancellationToken::new();
+        let mut telegram = match crate::telegram::settings(config)? {
+            Some(settings) => Some((mtml_telegram::Telegram::start(&settings)?, settings)),
+            None => None,
+        };
+        let notices = telegram.as_ref().map_or_else(mtml_core::Notices::default, |(bot, _)| bot.notices());
+        let registry = registry.map(|registry| registry.with_notices(notices.clone()));
+        if notices.is_on() {
+            spawn_named("store_notices", stores.watch().tell_outages(notices.clone(), shutdown.clone()));
+        }
         let chain_log = Arc::new(ChainLog::default().with_sample(config.journal.chain_sample_basis_points));
         let progress = Arc::new(PipelineProgress::default());
         let bridge_addr = listeners.bridge.as_ref().map(TcpListener::local_addr).transpose()?;
@@ -124,7 +137,7 @@ impl App {
         let here = listeners.bridge.is_some();
         let ticks = step("transport").in_scope(|| tick_transport(config, here, loopback.as_deref()))?;
         let bridge = step("bridge").in_scope(|| {
-            start_bridge(config, here, ticks.bridge.clone(), Arc::clone(&chain_log), loopback.as_deref(), &shutdown)
+            start_bridge(config, here, ticks.bridge.clone(), Arc::clone(&chain_log), loopback.as_deref(), &shutdown, &notices)
         })?;
         let (journal, execution) = recover_from_journal(config).instrument(step("journal")).await?;
         let service = if here { "mtml" } else { "pipeline" };
@@ -197,7 +210,9 @@ impl App {
                     sell_below: config.decision.sell_below,
                 })
                 .chain_log(Arc::clone(&chain_log))
-                .progress(Arc::clone(&progress));
+                .progress(Arc::clone(&progress))
+                .notices(notices.clone())
+                .slow_order(config.pipeline.slow_order);
             let builder = match drift {
                 Some(monitor) => builder.drift(monitor, config.model.drift_threshold),
                 None => builder,
@@ -239,6 +254,13 @@ impl App {
         let shown = |addr: Option<SocketAddr>| addr.map_or_else(|| "none".to_owned(), |addr| addr.to_string());
         let (terminals, grpc, metrics) = (shown(bridge_addr), shown(grpc_addr), shown(metrics_addr));
         tracing::info!(%terminals, %grpc, %metrics, transport = config.pipeline.transport.name(), "mtml started");
+        if let (Some((bot, settings)), Some(addr)) = (&mut telegram, grpc_addr) {
+            let operations = crate::telegram::Operations { server: crate::client::ServerUrl::of_listener(addr), journal: journal.clone() };
+            bot.console(settings, Arc::new(operations));
+        }
+        let service = format!("mtml {}", if here { "run" } else { "pipeline" });
+        let detail = format!("terminals {terminals}, gRPC {grpc}, metrics {metrics}");
+        notices.emit(|| mtml_core::Notice::Service { service: service.clone(), state: "started".into(), detail });
         Ok(Self {
             bridge_addr,
             grpc_addr,
@@ -258,6 +280,10 @@ impl App {
             follower_task,
             handle,
             pipeline,
+            telegram: telegram.map(|(bot, _)| bot),
+            journal,
+            notices,
+            service,
         })
     }
 
@@ -280,6 +306,15 @@ impl App {
     /// stream ends with the shutdown), then the pipeline once its inbox is empty, then the order
     /// forwarder. Returns what the pipeline knew.
     pub async fn stop(self) -> anyhow::Result<PipelineOutcome> {
+        self.stop_and_summarise(None).await
+    }
+
+    /// Stops like [`App::stop`]; with `summary`, once the journal has every fill, tells the
+    /// run's summary (PnL, trades, hit rate, drawdown, Sharpe, the equity curve) under that
+    /// title before the bot stops (a replay's end).
+    pub async fn stop_and_summarise(self, summary: Option<String>) -> anyhow::Result<PipelineOutcome> {
+        let service = self.service.clone();
+        self.notices.emit(|| mtml_core::Notice::Service { service, state: "stopping".into(), detail: "asked to stop".into() });
         self.shutdown.cancel();
         if let Some(task) = self.follower_task {
             task.await.context("rollout follower task")?;
@@ -307,6 +342,15 @@ impl App {
         // writes its last chains and the journal writer drains and ends.
         self.history.finish().await?;
         self.stores.close().await;
+        if let Some(title) = summary.filter(|_| self.notices.is_on()) {
+            match self.journal.performance(i64::MIN, title).await {
+                Ok(summary) => self.notices.emit(|| mtml_core::Notice::Summary(summary)),
+                Err(error) => tracing::warn!(%error, "run summary could not be made"),
+            }
+        }
+        if let Some(telegram) = self.telegram {
+            telegram.stop().await;
+        }
         Ok(outcome)
     }
 
@@ -318,7 +362,8 @@ impl App {
     }
 }
 
-pub(crate) async fn shutdown_signal() {
+/// Waits for ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -408,8 +453,9 @@ pub(crate) fn spawn_forwarder(endpoint: String, ticks: mpsc::Receiver<Tick>) -> 
 }
 
 /// The bridge's configuration.
-pub(crate) fn bridge_config(config: &Config) -> BridgeConfig {
+pub(crate) fn bridge_config(config: &Config, notices: &mtml_core::Notices) -> BridgeConfig {
     BridgeConfig {
+        notices: notices.clone(),
         token: config.bridge.token.clone(),
         symbols: SymbolMapper::new(config.pipeline.symbols.clone(), config.bridge.symbol_map.clone().into_iter().collect()),
         heartbeat_interval: config.bridge.heartbeat,
@@ -446,6 +492,7 @@ fn start_bridge(
     chain_log: Arc<ChainLog>,
     loopback: Option<&str>,
     shutdown: &CancellationToken,
+    notices: &mtml_core::Notices,
 ) -> anyhow::Result<BridgeParts> {
     if !here {
         let remote = config.pipeline.bridge.as_ref().context("a pipeline without a bridge needs pipeline.bridge, the bridge's gRPC URL")?;
@@ -453,7 +500,7 @@ fn start_bridge(
         return Ok(BridgeParts { bridge: None, orders, events, service: None, order_forwarder: Some(order_forwarder) });
     }
     let (bridge_events, bridge_events_rx) = mpsc::channel(4096);
-    let bridge = Bridge::new(bridge_config(config), BridgeOutputs { ticks, events: bridge_events }, chain_log);
+    let bridge = Bridge::new(bridge_config(config, notices), BridgeOutputs { ticks, events: bridge_events }, chain_log);
     match config.pipeline.transport {
         Transport::InProcess => {
             let orders = Box::new(bridge.router());

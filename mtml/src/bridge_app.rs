@@ -47,7 +47,7 @@ impl BridgeApp {
 
         let (ticks, to_pipeline) = mpsc::channel(config.pipeline.channel_capacity);
         let (events, events_rx) = mpsc::channel(4096);
-        let bridge_server = Bridge::new(bridge_config(config), BridgeOutputs { ticks, events }, Arc::clone(&chain_log));
+        let bridge_server = Bridge::new(bridge_config(config, &mtml_core::Notices::default()), BridgeOutputs { ticks, events }, Arc::clone(&chain_log));
         let stats = bridge_server.stats();
         let service = BridgeService::new(bridge_server.router(), events_rx, shutdown.clone());
         let (bridge_addr, grpc_addr) = (bridge.local_addr()?, grpc.local_addr()?);

@@ -58,6 +58,8 @@ pub struct Config {
     pub features: FeatureSettings,
     /// ONNX Runtime.
     pub runtime: RuntimeSettings,
+    /// `[telegram]`
+    pub telegram: TelegramConfig,
     /// The settings the file or the environment gave (`section.key`); the rest are defaults.
     pub given: std::collections::BTreeSet<String>,
 }
@@ -104,6 +106,36 @@ pub struct JournalSettings {
     /// The share of ordinary chains (no order, refusal or error: those are all kept) the chain
     /// history keeps too, in 1/10 000 (`chain_sample = 0.01` in the file is 100, 1%).
     pub chain_sample_basis_points: u16,
+}
+
+/// `[telegram]`: the bot, on when a token is given (`telegram.token` or `MTML_TELEGRAM_TOKEN`).
+#[derive(Clone, PartialEq)]
+pub struct TelegramConfig {
+    /// The bot token; empty for no bot. Never logged or shown.
+    pub token: String,
+    /// The Bot API's base URL.
+    pub api_url: String,
+    /// Chats that get notices.
+    pub chats: Vec<i64>,
+    /// Users who may read.
+    pub read_users: Vec<u64>,
+    /// Users who may also act.
+    pub act_users: Vec<u64>,
+    /// Notice levels for every chat (`fill = "silent"`), over the defaults.
+    pub notify: BTreeMap<String, String>,
+    /// How long a confirmation button stays valid.
+    pub confirm: Duration,
+    /// Long-polling timeout of getUpdates.
+    pub poll: Duration,
+    /// The daily summary's time, UTC (`"21:00"`), or empty for none.
+    pub daily_summary: Option<(u8, u8)>,
+}
+
+impl std::fmt::Debug for TelegramConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = if self.token.is_empty() { "" } else { "<hidden>" };
+        f.debug_struct("TelegramConfig").field("token", &token).field("api_url", &self.api_url).field("chats", &self.chats).finish_non_exhaustive()
+    }
 }
 
 /// `[bridge]`.
@@ -175,6 +207,8 @@ pub struct PipelineSettings {
     pub backwards_tolerance_ms: i64,
     /// Features older than this are served marked stale.
     pub stale_features_ms: i64,
+    /// Tick arrival to order sent above this is a slow order (counted, and told on Telegram).
+    pub slow_order: Duration,
     /// The band a quote must fall in to be believed (`max_spread`, `outlier_band`).
     pub quote_band: mtml_ingestion::QuoteBand,
 }
@@ -284,8 +318,8 @@ pub const LOG_FORMAT_ENV: &str = "MTML_LOG_FORMAT";
 /// `MTML_TEST_` belong to the test harness and are not settings either.
 const RESERVED_ENV: [&str; 4] = [CONFIG_ENV, "MTML_LOG", LOG_FORMAT_ENV, mtml_core::crash_point::CRASH_AT_VAR];
 
-const SECTIONS: [&str; 12] =
-    ["bridge", "grpc", "metrics", "otlp", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime"];
+const SECTIONS: [&str; 13] =
+    ["bridge", "grpc", "metrics", "otlp", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime", "telegram"];
 
 impl Config {
     /// Loads from a file (the one given, else the one `MTML_CONFIG` names, else none) plus the
@@ -395,6 +429,7 @@ impl Config {
                 channel_capacity: x.positive("pipeline", "channel_capacity", 4096) as usize,
                 backwards_tolerance_ms: x.positive("pipeline", "backwards_tolerance_ms", 1000) as i64,
                 stale_features_ms: x.positive("pipeline", "stale_features_ms", 5000) as i64,
+                slow_order: Duration::from_millis(x.positive("pipeline", "slow_order_ms", 50)),
                 quote_band: {
                     let default = mtml_ingestion::QuoteBand::default();
                     mtml_ingestion::QuoteBand {
@@ -483,6 +518,24 @@ impl Config {
                 timeframes: x.strings("features", "timeframes", &["M5", "M15", "H1"]),
             },
             runtime: RuntimeSettings { onnxruntime_lib: x.path("runtime", "onnxruntime_lib") },
+            telegram: TelegramConfig {
+                token: x.string("telegram", "token", ""),
+                api_url: x.string("telegram", "api_url", "https://api.telegram.org"),
+                chats: x.integers("telegram", "chats"),
+                read_users: x.integers("telegram", "read_users").into_iter().filter_map(|id| u64::try_from(id).ok()).collect(),
+                act_users: x.integers("telegram", "act_users").into_iter().filter_map(|id| u64::try_from(id).ok()).collect(),
+                notify: x.string_map("telegram", "notify"),
+                confirm: Duration::from_secs(x.positive("telegram", "confirm_secs", 60)),
+                poll: Duration::from_secs(x.positive("telegram", "poll_secs", 25)),
+                daily_summary: {
+                    let text = x.string("telegram", "daily_summary", "21:00");
+                    let parsed = text.split_once(':').and_then(|(h, m)| Some((h.parse::<u8>().ok().filter(|h| *h < 24)?, m.parse::<u8>().ok().filter(|m| *m < 60)?)));
+                    if parsed.is_none() && !text.is_empty() {
+                        x.problem(format!("telegram.daily_summary: {text:?} is not a UTC time like \"21:00\" (or \"\" for none)"));
+                    }
+                    parsed
+                },
+            },
             given,
         };
         x.unknown_keys();
@@ -662,6 +715,10 @@ impl Extract<'_> {
         self.typed(section, key, default, "an array of strings", |v| {
             v.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect()
         })
+    }
+
+    fn integers(&mut self, section: &str, key: &str) -> Vec<i64> {
+        self.typed(section, key, Vec::new(), "an array of integers (Telegram ids)", |v| v.as_array()?.iter().map(toml::Value::as_integer).collect())
     }
 
     fn string_map(&mut self, section: &str, key: &str) -> BTreeMap<String, String> {

@@ -25,6 +25,7 @@ pub mod remote;
 pub mod runtime;
 pub mod services;
 pub mod stores;
+pub mod telegram;
 
 pub use app::{App, Listeners};
 pub use commands::replay::{ReplayOptions, replay};

@@ -109,6 +109,11 @@ enum Command {
         #[command(subcommand)]
         command: ChainCommand,
     },
+    /// The Telegram bot (`[telegram]`; the token may come from MTML_TELEGRAM_TOKEN).
+    Telegram {
+        #[command(subcommand)]
+        command: TelegramCommand,
+    },
     /// The MetaTrader 5 expert advisor.
     Ea {
         #[command(subcommand)]
@@ -166,6 +171,26 @@ enum ChainCommand {
         #[arg(long)]
         since: Option<String>,
         /// TOML configuration (for `journal.url`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TelegramCommand {
+    /// Verify the token with getMe and send a test message to every configured chat.
+    Check {
+        /// TOML configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the bot on its own against a running instance: notices of this process only (its
+    /// start and stop), commands answered through the instance's gRPC API and journal.
+    Run {
+        /// The running instance's URL (default: http:// and grpc.listen of the configuration).
+        #[arg(long)]
+        server: Option<ServerUrl>,
+        /// TOML configuration (for `[telegram]` and `journal.url`).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -421,6 +446,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Models { command } => models::run(command).await,
+            Command::Telegram { command: TelegramCommand::Check { config } } => {
+                let config = Config::load(config.as_deref())?;
+                let settings = mtml::telegram::settings(&config)?.context("no bot token: set telegram.token or MTML_TELEGRAM_TOKEN")?;
+                let name = mtml_telegram::check(&settings).await?;
+                outln!("token of @{name} verified; test message sent to {} chat(s)", settings.chats.len());
+                Ok(())
+            }
+            Command::Telegram { command: TelegramCommand::Run { server, config } } => {
+                let config = Config::load(config.as_deref())?;
+                let settings = mtml::telegram::settings(&config)?.context("no bot token: set telegram.token or MTML_TELEGRAM_TOKEN")?;
+                let server = server.unwrap_or_else(|| ServerUrl::of_listener(config.grpc.listen));
+                let journal = mtml::app::open_journal(&config, mtml::app::Access::ReadWrite).await?;
+                let mut bot = mtml_telegram::Telegram::start(&settings)?;
+                bot.console(&settings, std::sync::Arc::new(mtml::telegram::Operations { server, journal }));
+                tracing::info!("telegram bot running");
+                mtml::app::shutdown_signal().await;
+                bot.stop().await;
+                Ok(())
+            }
             Command::Features { command: FeaturesCommand::Export { ticks, out, symbol, distribution } } => {
                 let rows = export::export_features(&ticks, symbol.as_deref(), &out, distribution.as_deref())?;
                 if rows == 0 {

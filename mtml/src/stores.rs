@@ -132,6 +132,41 @@ pub struct StoresWatch {
     history_stats: Option<Arc<mtml_feature_store::history::writer::WriterStats>>,
 }
 
+impl StoresWatch {
+    /// Tells `notices` when a store goes down (its writes failing and held for retry) and when
+    /// it comes back (with how long it was gone and the backlog it drains), checking twice a
+    /// second until `shutdown`.
+    pub async fn tell_outages(self, notices: mtml_core::Notices, shutdown: tokio_util::sync::CancellationToken) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut down_since: [Option<std::time::Instant>; 2] = [None, None];
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            let online = (self.online.clone(), self.online_stats.outage.load(Relaxed), self.online_stats.accepted.load(Relaxed).saturating_sub(self.online_stats.written.load(Relaxed)));
+            let history = self.history.clone().zip(self.history_stats.as_ref()).map(|(name, stats)| {
+                (name, stats.outage.load(Relaxed), stats.in_memory.load(Relaxed) + stats.in_wal.load(Relaxed))
+            });
+            for (slot, (store, outage, backlog)) in [Some(online), history].into_iter().enumerate().filter_map(|(i, s)| Some((i, s?))) {
+                match (down_since[slot], outage) {
+                    (None, true) => {
+                        down_since[slot] = Some(std::time::Instant::now());
+                        notices.emit(|| mtml_core::Notice::StoreDown { store, error: "writes failing; held and retried".into() });
+                    }
+                    (Some(since), false) => {
+                        down_since[slot] = None;
+                        let down_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+                        notices.emit(|| mtml_core::Notice::StoreRecovered { store, down_ms, backlog });
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
 /// How the feature stores fared during a run.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct StoresReport {

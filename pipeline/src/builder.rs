@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use mtml_core::clock::{Clock, SystemClock};
-use mtml_core::{ChainLog, OrderSink, Symbol};
+use mtml_core::{ChainLog, Notices, OrderSink, Symbol};
 use mtml_decision::Desk;
 use mtml_feature_store::{DriftMonitor, HistoryWriter, OnlineWriter};
 use mtml_ingestion::QuoteBand;
@@ -34,6 +34,8 @@ pub struct PipelineBuilder {
     progress: Arc<PipelineProgress>,
     clock: Arc<dyn Clock>,
     drift: Option<(DriftMonitor, f64)>,
+    notices: Notices,
+    slow_order: std::time::Duration,
 }
 
 impl PipelineBuilder {
@@ -56,7 +58,25 @@ impl PipelineBuilder {
             progress: Arc::new(PipelineProgress::default()),
             clock: Arc::new(SystemClock),
             drift: None,
+            notices: Notices::default(),
+            slow_order: std::time::Duration::from_millis(50),
         }
+    }
+
+    /// Where fills, refusals, trading state changes, drift and slow orders are told (nowhere
+    /// by default).
+    #[must_use]
+    pub fn notices(mut self, notices: Notices) -> Self {
+        self.notices = notices;
+        self
+    }
+
+    /// Tick arrival to order sent above `threshold` is a slow order: counted and told
+    /// (default 50 ms).
+    #[must_use]
+    pub fn slow_order(mut self, threshold: std::time::Duration) -> Self {
+        self.slow_order = threshold;
+        self
     }
 
     /// Watches the live features' drift from the training distribution in `monitor`; a feature
@@ -160,6 +180,9 @@ impl PipelineBuilder {
             clock: self.clock,
             counters: PipelineCounters::default(),
             drift: self.drift.map(|(monitor, threshold)| crate::pipeline::Drift { monitor, threshold, drifted: Vec::new() }),
+            notices: self.notices,
+            slow_order_ns: u64::try_from(self.slow_order.as_nanos()).unwrap_or(u64::MAX),
+            close_chains: mtml_core::ChainIdGenerator::new(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Talking to a running pipeline: [`PipelineHandle`] sends [`PipelineCommand`]s to its thread,
 //! which applies them between two ticks and answers.
 
-use mtml_decision::{StateCommandRefused, TradingState};
+use mtml_core::Symbol;
+use mtml_decision::{CloseRefused, StateCommandRefused, TradingState};
 use mtml_rollout::{ComparisonReport, ModelSetTarget, Models, RolloutError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,11 +35,28 @@ pub enum PipelineCommand {
         /// Where the answer goes.
         reply: oneshot::Sender<Option<ComparisonReport>>,
     },
+    /// Close the position of one symbol, or of every symbol (`None`): a market order each,
+    /// checked by risk.
+    Close {
+        /// The symbol, or every one.
+        symbol: Option<Symbol>,
+        /// Where the answer goes: per symbol, the order sent or why not.
+        reply: oneshot::Sender<Vec<Closed>>,
+    },
     /// Report counters, execution, trading state and equity (for metrics).
     Snapshot {
         /// Where the answer goes.
         reply: oneshot::Sender<Box<crate::PipelineSnapshot>>,
     },
+}
+
+/// What closing one symbol's position did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Closed {
+    /// The symbol.
+    pub symbol: Symbol,
+    /// The order sent (its client order id and signed lots), or why none was.
+    pub outcome: Result<(String, f64), CloseRefused>,
 }
 
 /// The pipeline thread is gone (stopped or never started); nothing it was asked was done.
@@ -72,6 +90,11 @@ impl PipelineHandle {
         reason: String,
     ) -> Result<Result<TradingState, StateCommandRefused>, PipelineStopped> {
         self.ask(|reply| PipelineCommand::SetTradingState { state, reason, reply }).await
+    }
+
+    /// Closes the position of `symbol`, or every position.
+    pub async fn close(&self, symbol: Option<Symbol>) -> Result<Vec<Closed>, PipelineStopped> {
+        self.ask(|reply| PipelineCommand::Close { symbol, reply }).await
     }
 
     /// The trading state.

@@ -82,6 +82,8 @@ pub struct PipelineCounters {
     pub feature_psi: BTreeMap<String, f64>,
     /// Times a feature's PSI went above the drift threshold.
     pub drift_alerts: u64,
+    /// Orders sent longer after their tick arrived than the slow-order threshold.
+    pub slow_orders: u64,
     /// Model sets swapped in while running (promote, rollout, rollback).
     pub model_swaps: u64,
     /// Orders refused because the model acted on was flagged stale.
@@ -119,6 +121,8 @@ pub struct PipelineSnapshot {
     pub positions: HashMap<Symbol, Position>,
     /// Orders awaiting their outcome.
     pub orders_in_flight: usize,
+    /// The last mid of each symbol (what unrealised PnL is marked at).
+    pub marks: HashMap<Symbol, f64>,
 }
 
 /// A trading state change as the report shows it.

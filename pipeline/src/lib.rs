@@ -17,7 +17,7 @@ mod pipeline;
 mod records;
 
 pub use builder::PipelineBuilder;
-pub use command::{PipelineCommand, PipelineHandle, PipelineStopped};
+pub use command::{Closed, PipelineCommand, PipelineHandle, PipelineStopped};
 pub use counters::{ModelCounters, PipelineCounters, PipelineOutcome, PipelineProgress, PipelineSnapshot, StateChangeReport};
 pub use featurize::{Featurizer, Ingested};
 pub use pipeline::Pipeline;

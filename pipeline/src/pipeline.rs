@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 
 use mtml_core::clock::monotonic_ns;
 use mtml_core::Outcome;
-use mtml_core::{ChainId, ChainLog, ExecutionEvent, OrderSink, Stage, Tick};
+use mtml_core::{ChainId, ChainLog, ExecutionEvent, Notice, Notices, OrderSink, Stage, Tick};
 use mtml_decision::{Applied, Checked, Desk, Proposal, RiskRejection, StateChange};
 use mtml_feature_store::{DriftMonitor, FeatureVector, HistoryPoint, HistoryWriter, OnlineWriter};
 use mtml_ingestion::QuoteState;
@@ -53,6 +53,12 @@ pub struct Pipeline {
     /// Dates events before the first tick.
     pub(crate) clock: Arc<dyn mtml_core::clock::Clock>,
     pub(crate) counters: PipelineCounters,
+    /// Where fills, refusals, state changes, drift and slow orders are told.
+    pub(crate) notices: Notices,
+    /// Tick arrival to order sent above this is a slow order, ns.
+    pub(crate) slow_order_ns: u64,
+    /// Chain ids of orders an operator asked for (closing positions).
+    pub(crate) close_chains: mtml_core::ChainIdGenerator,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -75,7 +81,7 @@ impl Drift {
     /// Each feature's PSI now; a feature newly above the threshold (once the window is full: a
     /// part of it would be compared with the whole of the training data) raises an alert, once
     /// until it comes back under.
-    fn check(&mut self, counters: &mut PipelineCounters, window: usize) {
+    fn check(&mut self, counters: &mut PipelineCounters, window: usize, notices: &Notices) {
         let ready = self.monitor.observed() >= window;
         let mut drifted = Vec::new();
         for (feature, psi) in self.monitor.psi() {
@@ -84,6 +90,7 @@ impl Drift {
                 if !self.drifted.iter().any(|f| f == feature) {
                     counters.drift_alerts += 1;
                     tracing::warn!(feature, psi, threshold = self.threshold, "feature drift: live values have moved from the training distribution");
+                    notices.emit(|| Notice::Drift { feature: feature.to_owned(), psi, threshold: self.threshold });
                 }
                 drifted.push(feature.to_owned());
             }
@@ -133,7 +140,7 @@ impl Pipeline {
     pub fn finish(mut self) -> PipelineOutcome {
         if let Some(drift) = &mut self.drift {
             let window = drift.monitor.window();
-            drift.check(&mut self.counters, window);
+            drift.check(&mut self.counters, window, &self.notices);
         }
         PipelineOutcome {
             execution: self.desk.execution().stats().clone(),
@@ -168,10 +175,60 @@ impl Pipeline {
         if matches!(applied, Applied::Nothing) {
             return;
         }
+        self.tell(event, &applied);
         self.progress.orders_in_flight.store(self.desk.execution().in_flight_count() as u64, Ordering::Release);
         if self.journal.is_some() {
             let group = records::execution_event(event, &applied, self.desk.execution(), self.event_time_ms());
             self.record_group(group);
+        }
+    }
+
+    /// Closes positions on an operator's command: a market order per symbol, each the first
+    /// span of a chain of its own.
+    fn close(&mut self, symbol: Option<mtml_core::Symbol>) -> Vec<crate::Closed> {
+        let mut symbols: Vec<mtml_core::Symbol> = match symbol {
+            Some(symbol) => vec![symbol],
+            None => self.desk.positions().iter().filter(|(_, p)| p.lots.abs() >= 0.005).map(|(s, _)| s.clone()).collect(),
+        };
+        symbols.sort();
+        let now_ms = self.event_time_ms();
+        let mut closed = Vec::with_capacity(symbols.len());
+        for symbol in symbols {
+            let outcome = self.desk.close(&symbol, now_ms).map(|approved| {
+                let chain = self.close_chains.next_id();
+                let order = self.desk.execute(&approved, chain, monotonic_ns());
+                tracing::info!(chain_id = %chain, client_order_id = %order.client_order_id, lots = approved.signed_lots, %symbol, "closing on an operator's command");
+                self.record(records::order_created(&order, now_ms));
+                let sent = (order.client_order_id.clone(), approved.signed_lots);
+                self.orders.submit(order);
+                sent
+            });
+            closed.push(crate::Closed { symbol, outcome });
+        }
+        self.progress.orders_in_flight.store(self.desk.execution().in_flight_count() as u64, Ordering::Release);
+        closed
+    }
+
+    /// Tells a person watching about a fill or a broker's refusal.
+    fn tell(&self, event: &ExecutionEvent, applied: &Applied) {
+        match (event, applied) {
+            (ExecutionEvent::Filled(fill), Applied::Fill(applied)) => self.notices.emit(|| Notice::Fill {
+                symbol: fill.symbol.clone(),
+                side: fill.side,
+                volume: fill.volume,
+                price: fill.price,
+                slippage: applied.slippage,
+                chain_id: fill.chain_id,
+            }),
+            (ExecutionEvent::Rejected { chain_id, client_order_id, retcode, reason }, _) => {
+                self.notices.emit(|| Notice::BrokerRejected {
+                    client_order_id: client_order_id.clone(),
+                    retcode: *retcode,
+                    text: reason.clone(),
+                    chain_id: *chain_id,
+                });
+            }
+            _ => {}
         }
     }
 
@@ -182,6 +239,9 @@ impl Pipeline {
                 let (result, changes) = self.desk.set_state(state, &reason, self.event_time_ms());
                 self.announce(changes);
                 let _ = reply.send(result);
+            }
+            PipelineCommand::Close { symbol, reply } => {
+                let _ = reply.send(self.close(symbol));
             }
             PipelineCommand::GetTradingState { reply } => {
                 let _ = reply.send(self.desk.trading_state());
@@ -208,6 +268,7 @@ impl Pipeline {
                     comparison: self.comparison.as_ref().map(Comparison::report),
                     positions,
                     orders_in_flight: self.desk.execution().in_flight_count(),
+                    marks: self.desk.last_mids().clone(),
                 }));
             }
         }
@@ -249,6 +310,11 @@ impl Pipeline {
     fn announce(&mut self, changes: Vec<StateChange>) {
         for change in changes {
             self.record(records::state_change(&change));
+            self.notices.emit(|| Notice::TradingState {
+                from: change.from.name().to_owned(),
+                to: change.to.name().to_owned(),
+                reason: change.reason.clone(),
+            });
             self.counters.state_changes.push(StateChangeReport {
                 from: change.from.name().to_owned(),
                 to: change.to.name().to_owned(),
@@ -323,7 +389,7 @@ impl Pipeline {
                 drift.monitor.observe(&vector);
                 if self.counters.feature_vectors.is_multiple_of(DRIFT_CHECK_EVERY) {
                     let window = drift.monitor.window();
-                    drift.check(&mut self.counters, window);
+                    drift.check(&mut self.counters, window, &self.notices);
                 }
             }
             self.decide(tick, &vector, t, span);
@@ -359,6 +425,15 @@ impl Pipeline {
                 *self.counters.risk_rejections.entry(rejection.name()).or_default() += 1;
                 self.counters.stale_model_flags += u64::from(matches!(rejection, RiskRejection::StaleModel { .. }));
                 tracing::info!(chain_id = %tick.chain_id, %rejection, "order refused by risk");
+                self.notices.emit(|| match &rejection {
+                    RiskRejection::StaleModel { .. } => Notice::StaleModel { model: slot.label.clone(), detail: rejection.to_string() },
+                    _ => Notice::RiskRejected {
+                        symbol: tick.symbol.clone(),
+                        reason: rejection.name().to_owned(),
+                        detail: rejection.to_string(),
+                        chain_id: tick.chain_id,
+                    },
+                });
                 self.record(records::decision(tick, predicted.acted, decided.target, format!("risk:{rejection}")));
                 return;
             }
@@ -375,8 +450,27 @@ impl Pipeline {
         if let Some(comparison) = &mut self.comparison {
             comparison.on_order(&order.client_order_id, predicted.by_challenger);
         }
+        let side = order.side;
         self.orders.submit(order);
-        span(Stage::Execution, t);
+        let sent = span(Stage::Execution, t);
+        self.notices.emit(|| Notice::Signal {
+            symbol: tick.symbol.clone(),
+            side,
+            volume: approved.signed_lots.abs(),
+            probability_up: predicted.acted,
+            model: slot.label.clone(),
+            chain_id: tick.chain_id,
+        });
+        let tick_to_order_ns = sent.saturating_sub(tick.received_ns);
+        if tick.received_ns > 0 && tick_to_order_ns > self.slow_order_ns {
+            self.counters.slow_orders += 1;
+            self.notices.emit(|| Notice::SlowOrder {
+                symbol: tick.symbol.clone(),
+                tick_to_order_us: tick_to_order_ns / 1_000,
+                threshold_us: self.slow_order_ns / 1_000,
+                chain_id: tick.chain_id,
+            });
+        }
     }
 
     /// The champion's prediction and, during a rollout, the challenger's on the same vector;

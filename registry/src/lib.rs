@@ -135,6 +135,8 @@ const COLUMNS: &str = "name, version, sha256, size_bytes, input_name, features, 
 #[derive(Debug, Clone)]
 pub struct Registry {
     pool: AnyPool,
+    /// Where rollouts, promotions and rollbacks made through this handle are told.
+    notices: mtml_core::Notices,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -149,16 +151,24 @@ impl From<mtml_database::OpenError> for RegistryError {
 }
 
 impl Registry {
+    /// The same registry, telling `notices` of every rollout, promotion and rollback made
+    /// through it (by an operator's command, Telegram or the gate).
+    #[must_use]
+    pub fn with_notices(mut self, notices: mtml_core::Notices) -> Self {
+        self.notices = notices;
+        self
+    }
+
     /// Connects to `url` (`postgres://...`, `sqlite://path?mode=rwc`, `sqlite::memory:`) and
     /// brings the schema up to date.
     pub async fn open(url: &str) -> Result<Self, RegistryError> {
-        Ok(Self { pool: mtml_database::open(url, "registry", &MIGRATOR).await? })
+        Ok(Self { pool: mtml_database::open(url, "registry", &MIGRATOR).await?, notices: mtml_core::Notices::default() })
     }
 
     /// Opens an existing registry for reading: where there is none, a [`RegistryError::Open`] error
     /// saying so ([`mtml_database::OpenError::Missing`]), and nothing is created.
     pub async fn open_existing(url: &str) -> Result<Self, RegistryError> {
-        Ok(Self { pool: mtml_database::open_existing(url, "registry", &MIGRATOR).await? })
+        Ok(Self { pool: mtml_database::open_existing(url, "registry", &MIGRATOR).await?, notices: mtml_core::Notices::default() })
     }
 
     /// Registers a new version of `new.name`, numbered one past the last; refuses bytes the

@@ -120,29 +120,33 @@ pub async fn check(settings: &TelegramSettings) -> Result<String, TelegramError>
 pub struct Telegram {
     /// The outbox (for metrics and tests).
     pub outbox: Arc<Outbox>,
+    bot: Bot,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Telegram {
-    /// Starts delivery, and with `operations` the console and the daily summary.
-    pub fn start(settings: &TelegramSettings, operations: Option<Arc<dyn Operations>>) -> Result<Self, TelegramError> {
+    /// Starts delivering notices.
+    pub fn start(settings: &TelegramSettings) -> Result<Self, TelegramError> {
         let bot = bot(settings)?;
         let outbox = Outbox::new(settings.chats.iter().cloned());
         let shutdown = CancellationToken::new();
-        let mut tasks = vec![tokio::spawn(delivery::deliver(bot.clone(), Arc::clone(&outbox), shutdown.clone()))];
-        if let Some(operations) = operations {
-            let console = ConsoleSettings {
-                access: settings.access.clone(),
-                confirm_within: settings.confirm_within,
-                poll_timeout: settings.poll_timeout,
-            };
-            tasks.push(tokio::spawn(console::serve(bot, Arc::clone(&operations), Arc::clone(&outbox), console, shutdown.clone())));
-            if let Some(at) = settings.daily_summary_at {
-                tasks.push(tokio::spawn(daily_summaries(operations, Notices::to(outbox.clone()), at, shutdown.clone())));
-            }
+        let tasks = vec![tokio::spawn(delivery::deliver(bot.clone(), Arc::clone(&outbox), shutdown.clone()))];
+        Ok(Self { bot, outbox, shutdown, tasks })
+    }
+
+    /// Starts answering commands against `operations`, and the daily summary.
+    pub fn console(&mut self, settings: &TelegramSettings, operations: Arc<dyn Operations>) {
+        let console = ConsoleSettings {
+            access: settings.access.clone(),
+            confirm_within: settings.confirm_within,
+            poll_timeout: settings.poll_timeout,
+        };
+        let (bot, outbox, shutdown) = (self.bot.clone(), Arc::clone(&self.outbox), self.shutdown.clone());
+        self.tasks.push(tokio::spawn(console::serve(bot, Arc::clone(&operations), outbox, console, shutdown.clone())));
+        if let Some(at) = settings.daily_summary_at {
+            self.tasks.push(tokio::spawn(daily_summaries(operations, self.notices(), at, shutdown)));
         }
-        Ok(Self { outbox, shutdown, tasks })
     }
 
     /// Where the parts of mtml emit notices for this bot.

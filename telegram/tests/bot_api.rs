@@ -3,6 +3,8 @@
 //! The operations behind the commands are a recording stand-in here; `mtml/tests/telegram.rs`
 //! runs the bot against a real replay.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -75,7 +77,7 @@ const WAIT: Duration = Duration::from_secs(20);
 #[tokio::test]
 async fn a_burst_is_grouped_within_telegram_s_limits_and_silent_kinds_make_no_sound() {
     let api = BotApi::start(TOKEN).await;
-    let bot = Telegram::start(&settings(&api, Levels::default()), None).unwrap();
+    let bot = Telegram::start(&settings(&api, Levels::default())).unwrap();
     let notices = bot.notices();
     notices.emit(|| fill(1));
     api.wait_for(WAIT, "the first fill", |sent| !sent.is_empty()).await;
@@ -102,7 +104,7 @@ async fn a_burst_is_grouped_within_telegram_s_limits_and_silent_kinds_make_no_so
 #[tokio::test]
 async fn a_429_storm_and_a_bad_gateway_outage_delay_notices_but_lose_none() {
     let api = BotApi::start(TOKEN).await;
-    let bot = Telegram::start(&settings(&api, Levels::default()), None).unwrap();
+    let bot = Telegram::start(&settings(&api, Levels::default())).unwrap();
     let notices = bot.notices();
     api.set_fault(Fault::TooManyRequests(1));
     notices.emit(|| fill(1));
@@ -132,7 +134,9 @@ async fn a_429_storm_and_a_bad_gateway_outage_delay_notices_but_lose_none() {
 async fn console() -> (BotApi, Telegram, Arc<Recorded>) {
     let api = BotApi::start(TOKEN).await;
     let operations = Arc::new(Recorded::default());
-    let bot = Telegram::start(&settings(&api, Levels::default()), Some(operations.clone() as Arc<dyn Operations>)).unwrap();
+    let settings = settings(&api, Levels::default());
+    let mut bot = Telegram::start(&settings).unwrap();
+    bot.console(&settings, operations.clone());
     (api, bot, operations)
 }
 
@@ -186,7 +190,7 @@ async fn a_destructive_command_runs_only_when_its_user_confirms_in_time() {
     for (n, command) in ["/rollback missing", "/close all", "/promote fx:2"].into_iter().enumerate() {
         api.user_says(ACTOR, CHAT, command);
         let sent = api.wait_for(WAIT, "a confirmation", |sent| sent.iter().filter(|s| !s.buttons.is_empty()).count() == n + 2).await;
-        let ask = sent.into_iter().filter(|s| !s.buttons.is_empty()).next_back().unwrap();
+        let ask = sent.into_iter().rfind(|s| !s.buttons.is_empty()).unwrap();
         match n {
             0 => api.user_presses(ACTOR, CHAT, ask.message_id, &ask.buttons[0]),
             1 => api.user_presses(ACTOR, CHAT, ask.message_id, &ask.buttons[1]),

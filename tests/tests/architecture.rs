@@ -151,6 +151,8 @@ fn crates_depend_only_downwards() {
     // Metrics know names and the format; telemetry knows chains and OTLP: neither names a stage.
     assert_eq!(deps("metrics"), BTreeSet::new());
     assert_eq!(deps("telemetry"), BTreeSet::from(["mtml-core".to_owned()]));
+    // The bot knows notices and Telegram, and reaches a running mtml only through Operations.
+    assert_eq!(deps("telegram"), BTreeSet::from(["mtml-core".to_owned()]));
     // Rollout does not name the pipeline it feeds (the pipeline implements its trait).
     assert!(!deps("rollout").contains("mtml-pipeline"));
     // Only the bridge (and the simulator that speaks to it) know the EA wire format.
@@ -184,7 +186,7 @@ fn lines(dir: &Path) -> usize {
 
 #[test]
 fn the_composition_crate_is_a_small_part_of_the_workspace() {
-    let libraries = ["core", "proto", "bridge", "simulator", "ingestion", "feature-store", "inference", "rollout", "decision", "pipeline", "journal", "registry", "database", "metrics", "telemetry"];
+    let libraries = ["core", "proto", "bridge", "simulator", "ingestion", "feature-store", "inference", "rollout", "decision", "pipeline", "journal", "registry", "database", "metrics", "telemetry", "telegram"];
     let library_lines: usize = libraries.iter().map(|l| lines(&root().join(l).join("src"))).sum();
     let composition = lines(&root().join("mtml/src"));
     let share = composition as f64 / (composition + library_lines) as f64;

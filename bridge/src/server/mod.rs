@@ -84,6 +84,8 @@ pub struct BridgeConfig {
     /// The chain-id prefix; `None` draws a random one. A replay fixes it, so that its chain ids,
     /// and the canary split made from them, are the same every run.
     pub chain_prefix: Option<u64>,
+    /// Where terminals connecting and being lost are told.
+    pub notices: mtml_core::Notices,
 }
 
 impl Default for BridgeConfig {
@@ -99,6 +101,7 @@ impl Default for BridgeConfig {
             reconcile_every: Duration::from_secs(60),
             order_timeout: Duration::from_secs(30),
             chain_prefix: None,
+            notices: mtml_core::Notices::default(),
         }
     }
 }

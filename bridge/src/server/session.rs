@@ -17,6 +17,10 @@ impl Bridge {
         let cancel = shutdown.child_token();
         let mut established = None;
         let result = self.serve_inner(&mut conn, &session, &cancel, &mut established).await;
+        let lost_because = match &result {
+            Ok(()) => "disconnected".to_owned(),
+            Err(error) => error.to_string(),
+        };
         match result {
             Ok(()) if cancel.is_cancelled() && !shutdown.is_cancelled() => {
                 self.stats.taken_over.fetch_add(1, Ordering::Relaxed);
@@ -43,6 +47,11 @@ impl Bridge {
         }
         self.router.unregister(&session);
         if let Some(state) = established {
+            let replaced = cancel.is_cancelled() && !shutdown.is_cancelled();
+            if !replaced {
+                let account = state.account.to_string();
+                self.config.notices.emit(|| mtml_core::Notice::TerminalLost { account, reason: lost_because });
+            }
             self.end_session(state);
         }
     }
@@ -54,6 +63,7 @@ impl Bridge {
         let unknown = self.accounts.with(&state.account, |account| {
             if account.session.as_ref().is_some_and(|(id, _)| *id == state.id) {
                 account.session = None;
+                account.lost_at = Some(std::time::Instant::now());
             }
             mark_unknown(&mut account.in_flight, &state.id)
         });
@@ -94,6 +104,13 @@ impl Bridge {
             orders: orders_tx,
         });
         info!(account = %state.account, symbols = state.specs.len(), "terminal streaming");
+        let gone = self.accounts.with(&state.account, |account| account.lost_at.take().map(|at| at.elapsed()));
+        let resumed = state.resume.lock().len() as u64;
+        self.config.notices.emit(|| mtml_core::Notice::TerminalConnected {
+            account: state.account.to_string(),
+            gone_ms: gone.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            resumed,
+        });
         self.stats.connected.fetch_add(1, Ordering::Relaxed);
         // The first heartbeat is one period away, not immediate: the handshake just spoke.
         let period = self.config.heartbeat_interval;
@@ -523,7 +540,7 @@ pub(super) enum SessionError {
     Protocol(String),
     #[error("pipeline closed")]
     PipelineClosed,
-    #[error("silent")]
+    #[error("silent longer than the silence timeout")]
     Silent,
 }
 

@@ -144,7 +144,7 @@ impl RunningReplay {
         let orders_sent = bridge_stats.orders_sent.load(std::sync::atomic::Ordering::Relaxed);
         let bridge = BridgeReport::from_stats(&bridge_stats);
         let stores = app.stores.watch();
-        let mut outcome = app.stop().await?;
+        let mut outcome = app.stop_and_summarise(Some("replay summary".to_owned())).await?;
         if refused_before_sending > 0 {
             *outcome.counters.ticks_rejected.entry(RejectReason::NonFinitePrice.name()).or_default() +=
                 refused_before_sending;
