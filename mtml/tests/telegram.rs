@@ -41,7 +41,8 @@ async fn reply_containing(api: &BotApi, after: usize, needle: &str) -> Sent {
     sent[after..].iter().find(|s| s.text.contains(needle)).unwrap().clone()
 }
 
-#[tokio::test]
+// Multi-threaded: the Bot API server keeps answering while the test waits for the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bot_tells_a_live_run_s_events_and_answers_and_acts_for_allowed_users() {
     let api = BotApi::start(TOKEN).await;
     let dir = tempfile::tempdir().unwrap();
@@ -117,7 +118,7 @@ async fn the_bot_tells_a_live_run_s_events_and_answers_and_acts_for_allowed_user
     api.user_presses(ACTOR, CHAT, ask.message_id, &ask.buttons[0]);
     reply_containing(&api, seen, "Trading state is now HALTED").await;
     assert_eq!(state(admin.get_trading_state(v1::GetTradingStateRequest {}).await.unwrap().into_inner()), v1::TradingState::Halted);
-    reply_containing(&api, seen, "trading active → halted").await;
+    reply_containing(&api, seen, "trading ACTIVE → HALTED").await;
     // Closing while halted is refused by risk, with the reason; after /reduce it goes through.
     let desk = admin.get_desk(v1::GetDeskRequest {}).await.unwrap().into_inner();
     let open: Vec<&v1::DeskPosition> = desk.positions.iter().filter(|p| p.lots != 0.0).collect();
@@ -128,7 +129,7 @@ async fn the_bot_tells_a_live_run_s_events_and_answers_and_acts_for_allowed_user
     if open.is_empty() {
         reply_containing(&api, seen, "No open positions to close.").await;
     } else {
-        reply_containing(&api, seen, "not closed, refused by risk: trading is halted").await;
+        reply_containing(&api, seen, "not closed, refused by risk: halted").await;
         seen = api.sent().len();
         api.user_says(ACTOR, CHAT, "/reduce");
         reply_containing(&api, seen, "REDUCING").await;
@@ -147,10 +148,12 @@ async fn the_bot_tells_a_live_run_s_events_and_answers_and_acts_for_allowed_user
     reply_containing(&api, seen, "Failed: ").await;
 
     stop.cancel();
-    terminal.await.unwrap().unwrap();
+    let _ = terminal.await.unwrap();
+    drop(admin);
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    assert!(child.wait().unwrap().success());
-    logs.push_str(&log_reader.join().unwrap());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    logs.push_str(&tokio::task::spawn_blocking(move || log_reader.join().unwrap()).await.unwrap());
+    assert!(exit.success(), "{logs}");
     reply_containing(&api, 0, "stopping").await;
     assert_eq!(api.flood_violations(), 0, "never two messages to the chat within a second");
 

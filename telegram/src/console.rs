@@ -159,12 +159,20 @@ impl Console {
                 tokio::time::sleep_until(turn).await;
                 continue;
             }
-            match send().await {
-                Err(RequestError::RetryAfter(wait)) if attempts < 3 => {
+            let result = send().await;
+            match result {
+                Err(RequestError::RetryAfter(wait)) => {
+                    self.outbox.release(chat.0, Instant::now() + wait.duration());
+                    self.outbox.stats.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if attempts == 3 {
+                        return Err(RequestError::RetryAfter(wait));
+                    }
                     attempts += 1;
-                    self.outbox.hold(chat.0, Instant::now() + wait.duration());
                 }
-                result => return result,
+                result => {
+                    self.outbox.release(chat.0, Instant::now() + crate::outbox::PER_CHAT_INTERVAL);
+                    return result;
+                }
             }
         }
     }

@@ -207,6 +207,8 @@ impl Outbox {
                 next = Some(next.map_or(chat.not_before, |n| n.min(chat.not_before)));
                 continue;
             }
+            // The chat's turn is taken until the send's outcome sets the next one.
+            chat.not_before = now + IN_FLIGHT;
             if let Some(retry) = chat.retry.take() {
                 return Ok(retry);
             }
@@ -294,16 +296,17 @@ impl Outbox {
         if found.not_before > now {
             return Err(found.not_before);
         }
-        found.not_before = now + PER_CHAT_INTERVAL;
+        found.not_before = now + IN_FLIGHT;
         Ok(())
     }
 
-    /// Holds `chat` back until `until` (a 429 on a message sent outside the outbox).
-    pub fn hold(&self, chat: i64, until: Instant) {
+    /// Ends a turn taken with [`Outbox::claim`]: the chat's next turn is at `next` (a second
+    /// after the answer came, or a 429's `retry_after`).
+    pub fn release(&self, chat: i64, next: Instant) {
         if let Some(found) = self.chats.lock().iter_mut().find(|c| c.id == chat) {
-            found.not_before = found.not_before.max(until);
+            found.not_before = next;
         }
-        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
     }
 
     /// True when nothing waits.
@@ -336,6 +339,9 @@ pub enum SendOutcome {
     Refused,
 }
 
+/// A chat's turn while a message is on its way (the outcome sets the next turn; this bounds a
+/// send that never answers).
+const IN_FLIGHT: Duration = Duration::from_secs(60);
 /// Telegram's limit per chat: about one message a second.
 pub const PER_CHAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Failures in a row before a message is given up.
