@@ -58,7 +58,7 @@ pub struct App {
     follower_task: Option<JoinHandle<()>>,
     metrics_task: Option<JoinHandle<()>>,
     history: ChainHistory,
-    telegram: Option<mtml_telegram::Telegram>,
+    telegram: Option<(mtml_telegram::Telegram, mtml_telegram::TelegramSettings)>,
     journal: Journal,
     notices: mtml_core::Notices,
     service: String,
@@ -119,7 +119,7 @@ impl App {
         let starting = starting_models(runtime, config, registry.as_ref()).instrument(step("models")).await?;
         let stores = Stores::open(config).instrument(step("stores")).await?;
         let shutdown = CancellationToken::new();
-        let mut telegram = match crate::telegram::settings(config)? {
+        let telegram = match config.telegram_settings()? {
             Some(settings) => Some((mtml_telegram::Telegram::start(&settings)?, settings)),
             None => None,
         };
@@ -254,10 +254,6 @@ impl App {
         let shown = |addr: Option<SocketAddr>| addr.map_or_else(|| "none".to_owned(), |addr| addr.to_string());
         let (terminals, grpc, metrics) = (shown(bridge_addr), shown(grpc_addr), shown(metrics_addr));
         tracing::info!(%terminals, %grpc, %metrics, transport = config.pipeline.transport.name(), "mtml started");
-        if let (Some((bot, settings)), Some(addr)) = (&mut telegram, grpc_addr) {
-            let operations = crate::telegram::Operations { server: crate::client::ServerUrl::of_listener(addr), journal: journal.clone() };
-            bot.console(settings, Arc::new(operations));
-        }
         let service = format!("mtml {}", if here { "run" } else { "pipeline" });
         let detail = format!("terminals {terminals}, gRPC {grpc}, metrics {metrics}");
         notices.emit(|| mtml_core::Notice::Service { service: service.clone(), state: "started".into(), detail });
@@ -280,11 +276,23 @@ impl App {
             follower_task,
             handle,
             pipeline,
-            telegram: telegram.map(|(bot, _)| bot),
+            telegram,
             journal,
             notices,
             service,
         })
+    }
+
+    /// Starts the Telegram console (commands) against `operations`, when a bot is configured.
+    pub fn start_telegram_console(&mut self, operations: Arc<dyn mtml_telegram::Operations>) {
+        if let Some((bot, settings)) = &mut self.telegram {
+            bot.console(settings, operations);
+        }
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// Ticks the pipeline has taken (accepted or refused).
@@ -348,7 +356,7 @@ impl App {
                 Err(error) => tracing::warn!(%error, "run summary could not be made"),
             }
         }
-        if let Some(telegram) = self.telegram {
+        if let Some((telegram, _)) = self.telegram {
             telegram.stop().await;
         }
         Ok(outcome)

@@ -336,6 +336,24 @@ impl Config {
         Self::from_sources(text.as_deref(), std::env::vars())
     }
 
+    /// The Telegram bot's settings, or `None` when no token is configured.
+    pub fn telegram_settings(&self) -> Result<Option<mtml_telegram::TelegramSettings>, ConfigError> {
+        let t = &self.telegram;
+        if t.token.is_empty() {
+            return Ok(None);
+        }
+        let levels = mtml_telegram::Levels::with_overrides(t.notify.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| ConfigError { problems: vec![format!("telegram.notify: {e}")] })?;
+        Ok(Some(mtml_telegram::TelegramSettings {
+            token: t.token.clone(),
+            api_url: t.api_url.clone(),
+            chats: t.chats.iter().map(|chat| (*chat, levels.clone())).collect(),
+            access: mtml_telegram::Access { read: t.read_users.iter().copied().collect(), act: t.act_users.iter().copied().collect() },
+            confirm_within: t.confirm,
+            poll_timeout: t.poll,
+            daily_summary_at: t.daily_summary,
+        }))
+    }
+
     /// Whether the file or the environment set `section.key` (otherwise it is the default).
     pub fn is_given(&self, section: &str, key: &str) -> bool {
         self.given.contains(&format!("{section}.{key}"))

@@ -25,7 +25,6 @@ pub mod remote;
 pub mod runtime;
 pub mod services;
 pub mod stores;
-pub mod telegram;
 
 pub use app::{App, Listeners};
 pub use commands::replay::{ReplayOptions, replay};

@@ -253,6 +253,14 @@ async fn open_journal(config: Option<&std::path::Path>) -> anyhow::Result<mtml_j
     mtml::app::open_journal(&Config::load(config)?, mtml::app::Access::ReadOnly).await
 }
 
+/// The Telegram console of a running instance, answered through its gRPC API and journal.
+fn telegram_console(app: &mut App) {
+    if let Some(addr) = app.grpc_addr {
+        let operations = mtml::commands::telegram::Operations { server: ServerUrl::of_listener(addr), journal: app.journal().clone() };
+        app.start_telegram_console(std::sync::Arc::new(operations));
+    }
+}
+
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}"))
 }
@@ -335,7 +343,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let bridge = bind(config.bridge.listen, "the bridge").await?;
                 warn_on_empty_token(&config);
                 let (grpc, metrics) = (bind(config.grpc.listen, "gRPC").await?, mtml::app::bind_metrics(&config).await?);
-                let app = App::start(&config, &onnx, Listeners { bridge: Some(bridge), grpc: Some(grpc), metrics }).await?;
+                let mut app = App::start(&config, &onnx, Listeners { bridge: Some(bridge), grpc: Some(grpc), metrics }).await?;
+                telegram_console(&mut app);
                 let terminals = app.bridge_addr.map_or_else(String::new, |addr| addr.to_string());
                 eprintln!("mtml running: terminals on {terminals}, {}; ctrl-c stops", listening(app.grpc_addr, app.metrics_addr));
                 stopped(app.run_until_signal().await?);
@@ -345,7 +354,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let config = Config::load(config.as_deref())?;
                 let onnx = mtml::runtime::load_runtime(&config)?;
                 let (grpc, metrics) = (bind(config.grpc.listen, "gRPC").await?, mtml::app::bind_metrics(&config).await?);
-                let app = App::start(&config, &onnx, Listeners { bridge: None, grpc: Some(grpc), metrics }).await?;
+                let mut app = App::start(&config, &onnx, Listeners { bridge: None, grpc: Some(grpc), metrics }).await?;
+                telegram_console(&mut app);
                 let bridge = config.pipeline.bridge.as_ref().map_or("", |url| url.as_str());
                 eprintln!("mtml pipeline running: {}; orders to {bridge}; ctrl-c stops", listening(app.grpc_addr, app.metrics_addr));
                 stopped(app.run_until_signal().await?);
@@ -448,18 +458,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Models { command } => models::run(command).await,
             Command::Telegram { command: TelegramCommand::Check { config } } => {
                 let config = Config::load(config.as_deref())?;
-                let settings = mtml::telegram::settings(&config)?.context("no bot token: set telegram.token or MTML_TELEGRAM_TOKEN")?;
+                let settings = config.telegram_settings()?.context("no bot token: set telegram.token or MTML_TELEGRAM_TOKEN")?;
                 let name = mtml_telegram::check(&settings).await?;
                 outln!("token of @{name} verified; test message sent to {} chat(s)", settings.chats.len());
                 Ok(())
             }
             Command::Telegram { command: TelegramCommand::Run { server, config } } => {
                 let config = Config::load(config.as_deref())?;
-                let settings = mtml::telegram::settings(&config)?.context("no bot token: set telegram.token or MTML_TELEGRAM_TOKEN")?;
+                let settings = config.telegram_settings()?.context("no bot token: set telegram.token or MTML_TELEGRAM_TOKEN")?;
                 let server = server.unwrap_or_else(|| ServerUrl::of_listener(config.grpc.listen));
                 let journal = mtml::app::open_journal(&config, mtml::app::Access::ReadWrite).await?;
                 let mut bot = mtml_telegram::Telegram::start(&settings)?;
-                bot.console(&settings, std::sync::Arc::new(mtml::telegram::Operations { server, journal }));
+                bot.console(&settings, std::sync::Arc::new(mtml::commands::telegram::Operations { server, journal }));
                 tracing::info!("telegram bot running");
                 mtml::app::shutdown_signal().await;
                 bot.stop().await;

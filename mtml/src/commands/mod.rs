@@ -8,6 +8,8 @@
 //! - [`trading_state`]: `mtml halt | reduce | resume` on a running instance.
 //! - [`models`]: `mtml models ...`, the model registry directly or through a running instance.
 //! - [`ea_install`]: `mtml ea install`, the expert advisor into MetaTrader data folders.
+//! - [`telegram`]: the Telegram console's commands on a running instance (`mtml run`, `mtml
+//!   pipeline` and `mtml telegram run`).
 
 pub mod chains;
 pub mod ea_install;
@@ -16,6 +18,7 @@ pub mod journal;
 pub mod models;
 pub mod replay;
 pub mod report;
+pub mod telegram;
 pub mod trading_state;
 
 /// Writes to standard output. When the reader has gone (`mtml models list | head -1`), the

@@ -1,5 +1,4 @@
-//! The Telegram bot over a running mtml: its settings from `[telegram]`, and the console's
-//! commands answered through the instance's gRPC API (trading state, desk, models) and its
+//! The Telegram console's operations on a running mtml: commands answered through the instance's gRPC API (trading state, desk, models) and its
 //! journal (orders, PnL, chains, the audit log), the same calls and tables as the command line.
 //! The bot runs inside `mtml run` and `mtml pipeline`, or on its own against a remote instance
 //! (`mtml telegram run --server`).
@@ -9,29 +8,10 @@ use std::fmt::Write as _;
 use mtml_journal::{AuditRow, Journal};
 use mtml_proto::v1;
 use mtml_proto::v1::admin_client::AdminClient;
-use mtml_telegram::{Access, AuditEntry, Command, Levels, TelegramSettings};
+use mtml_telegram::{AuditEntry, Command};
 
 use crate::client::{ServerUrl, status_error};
 use crate::commands::models::{admin_client, list_table, parse_version_spec, rollout_text};
-use crate::config::Config;
-
-/// The bot's settings, or `None` when no token is configured.
-pub fn settings(config: &Config) -> anyhow::Result<Option<TelegramSettings>> {
-    let t = &config.telegram;
-    if t.token.is_empty() {
-        return Ok(None);
-    }
-    let levels = Levels::with_overrides(t.notify.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| anyhow::anyhow!("telegram.notify: {e}"))?;
-    Ok(Some(TelegramSettings {
-        token: t.token.clone(),
-        api_url: t.api_url.clone(),
-        chats: t.chats.iter().map(|chat| (*chat, levels.clone())).collect(),
-        access: Access { read: t.read_users.iter().copied().collect(), act: t.act_users.iter().copied().collect() },
-        confirm_within: t.confirm,
-        poll_timeout: t.poll,
-        daily_summary_at: t.daily_summary,
-    }))
-}
 
 /// The console's operations on the instance at `server`, with its journal.
 pub struct Operations {
