@@ -17,8 +17,10 @@ use crate::outbox::{Outbox, Outgoing, SendOutcome};
 
 /// Telegram's overall limit: messages a second across every chat.
 const OVERALL_PER_SECOND: usize = 30;
-/// How long, after shutdown is asked, delivery keeps sending what waits (the "stopping" notice).
-const DRAIN_ON_SHUTDOWN: Duration = Duration::from_secs(5);
+/// How long, after shutdown is asked, delivery keeps sending what waits (the "stopping" notice,
+/// a replay's summary). A send still under way then is abandoned; a chat waiting out a 429 or a
+/// backoff beyond it is not waited for: stopping is never held up by Telegram for longer.
+const DRAIN_ON_SHUTDOWN: Duration = Duration::from_secs(3);
 
 /// Sends what the outbox holds until `shutdown`, then for a few seconds more while anything
 /// waits.
@@ -47,10 +49,25 @@ pub async fn deliver(bot: Bot, outbox: Arc<Outbox>, shutdown: CancellationToken)
                     recent.pop_front();
                 }
                 recent.push_back(Instant::now());
-                let outcome = send(&bot, &message).await;
+                let outcome = match deadline {
+                    Some(deadline) => match tokio::time::timeout_at(deadline, send(&bot, &message)).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => {
+                            tracing::warn!(chat = message.chat(), "telegram send abandoned at shutdown");
+                            return;
+                        }
+                    },
+                    None => send(&bot, &message).await,
+                };
                 outbox.sent(message, &outcome, Instant::now());
             }
             Err(next) => {
+                if let (Some(deadline), Some(next)) = (deadline, next)
+                    && next >= deadline
+                {
+                    tracing::warn!("telegram messages left unsent at shutdown: their chat waits out a 429 or a failure");
+                    return;
+                }
                 let wake = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
                 let wake = deadline.map_or(wake, |d| wake.min(d));
                 tokio::select! {
