@@ -19,8 +19,10 @@ async fn main() {
     std::fs::write(&config, format!("[telegram]\ntoken = \"1:storm\"\napi_url = \"{}\"\nchats = [1]\nnotify = {{ signal = \"on\" }}\n", api.url)).unwrap();
     let modes = ["off", "on", "429 storm", "502 outage"];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
-    for _ in 0..runs {
-        for (m, mode) in modes.iter().enumerate() {
+    for run in 0..runs {
+        // Each round starts with another mode, so no mode always follows the same one.
+        for m in (0..modes.len()).map(|i| (i + run) % modes.len()) {
+            let mode = &modes[m];
             match *mode {
                 "429 storm" => api.set_fault(Fault::TooManyRequests(5)),
                 "502 outage" => api.set_fault(Fault::BadGateway),

@@ -49,15 +49,26 @@ pub async fn deliver(bot: Bot, outbox: Arc<Outbox>, shutdown: CancellationToken)
                     recent.pop_front();
                 }
                 recent.push_back(Instant::now());
-                let outcome = match deadline {
-                    Some(deadline) => match tokio::time::timeout_at(deadline, send(&bot, &message)).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => {
-                            tracing::warn!(chat = message.chat(), "telegram send abandoned at shutdown");
-                            return;
+                // A send under way when shutdown is asked gets what is left of the drain.
+                let outcome = {
+                    let sending = send(&bot, &message);
+                    tokio::pin!(sending);
+                    let mut done = None;
+                    if deadline.is_none() {
+                        tokio::select! {
+                            outcome = &mut sending => done = Some(outcome),
+                            () = shutdown.cancelled() => deadline = Some(Instant::now() + DRAIN_ON_SHUTDOWN),
                         }
-                    },
-                    None => send(&bot, &message).await,
+                    }
+                    match (done, deadline) {
+                        (Some(outcome), _) => Some(outcome),
+                        (None, Some(until)) => tokio::time::timeout_at(until, &mut sending).await.ok(),
+                        (None, None) => None,
+                    }
+                };
+                let Some(outcome) = outcome else {
+                    tracing::warn!(chat = message.chat(), "telegram send abandoned at shutdown");
+                    return;
                 };
                 outbox.sent(message, &outcome, Instant::now());
             }
