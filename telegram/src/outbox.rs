@@ -100,6 +100,10 @@ struct Chat {
 }
 
 impl Chat {
+    fn new(id: i64, levels: Levels, now: Instant) -> Self {
+        Self { id, levels, groups: BTreeMap::new(), summaries: VecDeque::new(), retry: None, not_before: now, failures: 0 }
+    }
+
     fn has_waiting(&self) -> bool {
         self.retry.is_some() || !self.groups.is_empty() || !self.summaries.is_empty()
     }
@@ -118,18 +122,7 @@ impl Outbox {
     /// An outbox for `chats`, each with its levels.
     pub fn new(chats: impl IntoIterator<Item = (i64, Levels)>) -> Arc<Self> {
         let now = Instant::now();
-        let chats = chats
-            .into_iter()
-            .map(|(id, levels)| Chat {
-                id,
-                levels,
-                groups: BTreeMap::new(),
-                summaries: VecDeque::new(),
-                retry: None,
-                not_before: now,
-                failures: 0,
-            })
-            .collect();
+        let chats = chats.into_iter().map(|(id, levels)| Chat::new(id, levels, now)).collect();
         Arc::new(Self { chats: Mutex::new(chats), wake: Notify::new(), stats: DeliveryStats::default() })
     }
 
@@ -280,15 +273,7 @@ impl Outbox {
                 for kind in NoticeKind::ALL {
                     levels.set(kind, Level::Off);
                 }
-                chats.push(Chat {
-                    id: chat,
-                    levels,
-                    groups: BTreeMap::new(),
-                    summaries: VecDeque::new(),
-                    retry: None,
-                    not_before: now,
-                    failures: 0,
-                });
+                chats.push(Chat::new(chat, levels, now));
                 let last = chats.len() - 1;
                 &mut chats[last]
             }

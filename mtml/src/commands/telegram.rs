@@ -11,6 +11,7 @@ use mtml_proto::v1::admin_client::AdminClient;
 use mtml_telegram::{AuditEntry, Command};
 
 use crate::client::{ServerUrl, status_error};
+use crate::commands::trading_state::state_name;
 use crate::commands::models::{admin_client, list_table, parse_version_spec, rollout_text};
 
 /// The console's operations on the instance at `server`, with its journal.
@@ -23,10 +24,6 @@ pub struct Operations {
 
 fn now_ms() -> i64 {
     mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock)
-}
-
-fn state_name(state: i32) -> String {
-    v1::TradingState::try_from(state).map_or("UNKNOWN".to_owned(), |s| s.as_str_name().trim_start_matches("TRADING_STATE_").to_owned())
 }
 
 impl Operations {

@@ -11,6 +11,10 @@ pub async fn set_trading_state(server: &ServerUrl, state: v1::TradingState, reas
     let mut client = AdminClient::new(server.connect().await?);
     let request = v1::SetTradingStateRequest { state: state as i32, reason };
     let reply = client.set_trading_state(request).await.map_err(status_error)?;
-    Ok(v1::TradingState::try_from(reply.into_inner().state)
-        .map_or("UNKNOWN".to_owned(), |s| s.as_str_name().trim_start_matches("TRADING_STATE_").to_owned()))
+    Ok(state_name(reply.into_inner().state))
+}
+
+/// A trading state as the protocol carries it, named `HALTED`, `REDUCING` or `ACTIVE`.
+pub fn state_name(state: i32) -> String {
+    v1::TradingState::try_from(state).map_or("UNKNOWN".to_owned(), |s| s.as_str_name().trim_start_matches("TRADING_STATE_").to_owned())
 }
