@@ -156,7 +156,9 @@ impl Console {
         let mut attempts = 0;
         loop {
             if let Err(turn) = self.outbox.claim(chat.0, Instant::now()) {
-                tokio::time::sleep_until(turn).await;
+                // While a notice is on its way the turn is a placeholder a minute out; its outcome
+                // sets the real one, so look again soon.
+                tokio::time::sleep_until(turn.min(Instant::now() + Duration::from_millis(100))).await;
                 continue;
             }
             let result = send().await;
