@@ -283,10 +283,12 @@ impl App {
         })
     }
 
-    /// Starts the Telegram console (commands) against `operations`, when a bot is configured.
-    pub fn start_telegram_console(&mut self, operations: Arc<dyn mtml_telegram::Operations>) {
-        if let Some((bot, settings)) = &mut self.telegram {
-            bot.console(settings, operations);
+    /// Starts the Telegram console (commands) on this instance's gRPC API and journal, when a
+    /// bot is configured and the API listens.
+    pub fn start_telegram_console(&mut self) {
+        if let (Some((bot, settings)), Some(addr)) = (&mut self.telegram, self.grpc_addr) {
+            let operations = crate::commands::telegram::Operations { server: crate::client::ServerUrl::of_listener(addr), journal: self.journal.clone() };
+            bot.console(settings, Arc::new(operations));
         }
     }
 

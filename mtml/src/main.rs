@@ -254,13 +254,6 @@ async fn open_journal(config: Option<&std::path::Path>) -> anyhow::Result<mtml_j
 }
 
 /// The Telegram console of a running instance, answered through its gRPC API and journal.
-fn telegram_console(app: &mut App) {
-    if let Some(addr) = app.grpc_addr {
-        let operations = mtml::commands::telegram::Operations { server: ServerUrl::of_listener(addr), journal: app.journal().clone() };
-        app.start_telegram_console(std::sync::Arc::new(operations));
-    }
-}
-
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}"))
 }
@@ -344,7 +337,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 warn_on_empty_token(&config);
                 let (grpc, metrics) = (bind(config.grpc.listen, "gRPC").await?, mtml::app::bind_metrics(&config).await?);
                 let mut app = App::start(&config, &onnx, Listeners { bridge: Some(bridge), grpc: Some(grpc), metrics }).await?;
-                telegram_console(&mut app);
+                app.start_telegram_console();
                 let terminals = app.bridge_addr.map_or_else(String::new, |addr| addr.to_string());
                 eprintln!("mtml running: terminals on {terminals}, {}; ctrl-c stops", listening(app.grpc_addr, app.metrics_addr));
                 stopped(app.run_until_signal().await?);
@@ -355,7 +348,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let onnx = mtml::runtime::load_runtime(&config)?;
                 let (grpc, metrics) = (bind(config.grpc.listen, "gRPC").await?, mtml::app::bind_metrics(&config).await?);
                 let mut app = App::start(&config, &onnx, Listeners { bridge: None, grpc: Some(grpc), metrics }).await?;
-                telegram_console(&mut app);
+                app.start_telegram_console();
                 let bridge = config.pipeline.bridge.as_ref().map_or("", |url| url.as_str());
                 eprintln!("mtml pipeline running: {}; orders to {bridge}; ctrl-c stops", listening(app.grpc_addr, app.metrics_addr));
                 stopped(app.run_until_signal().await?);

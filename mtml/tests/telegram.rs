@@ -191,3 +191,76 @@ fn a_replay_ends_with_its_summary_and_equity_curve() {
     assert!(all.contains("✅") && all.contains("mtml run started") && all.contains("stopping"), "{all}");
     assert!(!logs.contains("very-secret"), "the token leaked: {logs}");
 }
+
+/// `mtml telegram check` verifies the token (from the environment) and says hello; a wrong token
+/// is named as refused without being shown. `mtml telegram run --server` is the console of an
+/// instance in another process: it reads it and halts it through its gRPC API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_check_and_a_bot_beside_a_remote_instance() {
+    let api = BotApi::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = format!("sqlite://{}?mode=rwc", dir.path().join("journal.db").display());
+    let bot_config = dir.path().join("bot.toml");
+    let section = telegram_section(&api).replace(&format!("token = \"{TOKEN}\"\n"), "");
+    std::fs::write(&bot_config, format!("[journal]\nurl = \"{journal}\"\n{section}")).unwrap();
+
+    let check = async |token: &'static str| {
+        let config = bot_config.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            mtml().args(["telegram", "check", "--config"]).arg(&config).env("MTML_TELEGRAM_TOKEN", token).output().unwrap()
+        });
+        let output = output.await.unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (ok, out, err) = check(TOKEN).await;
+    assert!(ok && out.contains("token of @mtml_test_bot verified; test message sent to 1 chat(s)"), "{out}{err}");
+    assert!(api.requests().iter().any(|r| r.starts_with("getMe")), "{:?}", api.requests());
+    assert!(texts(&api.sent()).iter().any(|t| t.starts_with("mtml: test message")), "{:?}", api.sent());
+    let (ok, _, err) = check("999:WRONG-secret").await;
+    assert!(!ok && err.contains("getMe") && !err.contains("WRONG-secret") && err.lines().count() == 1, "{err}");
+
+    // An instance without a bot, and the bot on its own beside it.
+    let run_config = dir.path().join("run.toml");
+    std::fs::write(&run_config, format!("[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n[journal]\nurl = \"{journal}\"\n")).unwrap();
+    let mut instance = mtml().args(["run", "--config"]).arg(&run_config).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(instance.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("running") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "mtml run stopped before it was running");
+    }
+    let (_, grpc_addr) = mtml_test_support::running_addresses(&line);
+    let mut bot = mtml()
+        .args(["telegram", "run", "--server", &format!("http://{grpc_addr}"), "--config"])
+        .arg(&bot_config)
+        .env("MTML_TELEGRAM_TOKEN", TOKEN)
+        .env("MTML_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bot_logs = bot.stderr.take().unwrap();
+    let bot_logs = std::thread::spawn(move || std::io::read_to_string(bot_logs).unwrap());
+    let seen = api.sent().len();
+    api.user_says(READER, CHAT, "/status");
+    reply_containing(&api, seen, "Trading ACTIVE").await;
+    api.user_says(ACTOR, CHAT, "/halt");
+    let ask = reply_containing(&api, seen, "Confirm /halt?").await;
+    api.user_presses(ACTOR, CHAT, ask.message_id, &ask.buttons[0]);
+    reply_containing(&api, seen, "Trading state is now HALTED").await;
+    let mut admin = v1::admin_client::AdminClient::connect(format!("http://{grpc_addr}")).await.unwrap();
+    let state = admin.get_trading_state(v1::GetTradingStateRequest {}).await.unwrap().into_inner().state;
+    assert_eq!(v1::TradingState::try_from(state).unwrap(), v1::TradingState::Halted);
+    drop(admin);
+
+    for child in [&bot, &instance] {
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    }
+    let (bot_exit, instance_exit) = tokio::task::spawn_blocking(move || (bot.wait().unwrap(), instance.wait().unwrap())).await.unwrap();
+    let logs = tokio::task::spawn_blocking(move || bot_logs.join().unwrap()).await.unwrap();
+    assert!(bot_exit.success() && instance_exit.success(), "{logs}");
+    assert!(logs.contains("telegram command") && !logs.contains("very-secret"), "{logs}");
+    // The bot's commands are in the shared journal's audit log.
+    let journal = mtml_journal::Journal::open(&journal).await.unwrap();
+    let audit: Vec<String> = journal.audit_since(0).await.unwrap().iter().map(|r| format!("{} {} {}", r.actor, r.action, r.outcome)).collect();
+    assert!(audit.contains(&format!("telegram:{ACTOR} /halt done")), "{audit:#?}");
+}

@@ -183,6 +183,7 @@ impl PipelineBuilder {
             notices: self.notices,
             slow_order_ns: u64::try_from(self.slow_order.as_nanos()).unwrap_or(u64::MAX),
             close_chains: mtml_core::ChainIdGenerator::new(),
+            told_stale: Vec::new(),
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct Pipeline {
     pub(crate) slow_order_ns: u64,
     /// Chain ids of orders an operator asked for (closing positions).
     pub(crate) close_chains: mtml_core::ChainIdGenerator,
+    /// Models already told stale (a model only grows older: once each, not once per refusal).
+    pub(crate) told_stale: Vec<String>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -425,15 +427,20 @@ impl Pipeline {
                 *self.counters.risk_rejections.entry(rejection.name()).or_default() += 1;
                 self.counters.stale_model_flags += u64::from(matches!(rejection, RiskRejection::StaleModel { .. }));
                 tracing::info!(chain_id = %tick.chain_id, %rejection, "order refused by risk");
-                self.notices.emit(|| match &rejection {
-                    RiskRejection::StaleModel { .. } => Notice::StaleModel { model: slot.label.clone(), detail: rejection.to_string() },
-                    _ => Notice::RiskRejected {
+                match &rejection {
+                    RiskRejection::StaleModel { .. } => {
+                        if !self.told_stale.contains(&slot.label) {
+                            self.told_stale.push(slot.label.clone());
+                            self.notices.emit(|| Notice::StaleModel { model: slot.label.clone(), detail: rejection.to_string() });
+                        }
+                    }
+                    _ => self.notices.emit(|| Notice::RiskRejected {
                         symbol: tick.symbol.clone(),
                         reason: rejection.name().to_owned(),
                         detail: rejection.to_string(),
                         chain_id: tick.chain_id,
-                    },
-                });
+                    }),
+                }
                 self.record(records::decision(tick, predicted.acted, decided.target, format!("risk:{rejection}")));
                 return;
             }

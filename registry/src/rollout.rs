@@ -350,7 +350,7 @@ impl Registry {
             sqlx::query("UPDATE model_events SET undone = 1 WHERE name = $1 AND seq = $2").bind(name).bind(seq).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        let described = if detail.is_empty() { format!("{name}:{version}") } else { format!("{name}:{version} {detail}") };
+        let described = if detail.is_empty() { format!("{name}:{version}") } else { detail };
         self.notices.emit(|| mtml_core::Notice::Model { action: action.to_owned(), detail: described, by: actor.to_owned() });
         self.rollout_state(name).await
     }
