@@ -91,6 +91,8 @@ async fn the_bot_tells_a_live_run_s_events_and_answers_and_acts_for_allowed_user
         ("/orders", "orders"),
         ("/health", "chains,"),
         ("/latency", "stage"),
+        ("/help", "/compare <name>"),
+        ("/frobnicate", "unknown command /frobnicate, see /help"),
     ] {
         api.user_says(READER, CHAT, command);
         reply_containing(&api, seen, expected).await;
