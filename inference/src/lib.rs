@@ -12,7 +12,7 @@ pub mod runtime;
 pub mod server;
 
 pub use model::{Model, ModelSignature};
-pub use runtime::{OnnxRuntime, library_candidates, locate_library, user_cache_dir};
+pub use runtime::{OnnxRuntime, TELEMETRY_OFF_ENV, library_candidates, locate_library, user_cache_dir};
 pub use server::{LoadedModel, ModelIndexEntry, ModelRepository, ModelServer, ServeError};
 
 /// Why a model cannot load or predict. Messages name the model and what was expected.

@@ -14,6 +14,13 @@ use crate::InferenceError;
 /// The file name of the library version mtml is built against.
 pub const LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
 
+/// The variable that keeps ONNX Runtime from collecting telemetry. The library (1.31, from the
+/// PyPI wheel) queues usage events for upload to Microsoft in
+/// `~/.cache/Microsoft/DeveloperTools/.onnxruntime/` as it starts unless this is set in the
+/// process's environment at that moment; disabling telemetry on the environment afterwards
+/// (`DisableTelemetryEvents`) comes too late for the first event. `mtml` sets it first thing.
+pub const TELEMETRY_OFF_ENV: &str = "ORT_DISABLE_TELEMETRY";
+
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
 static INIT_LOCK: Mutex<()> = Mutex::new(());
 
@@ -42,9 +49,14 @@ impl OnnxRuntime {
         if !library.is_file() {
             return Err(InferenceError::RuntimeMissing(format!("{} is not a file", library.display())));
         }
+        if std::env::var_os(TELEMETRY_OFF_ENV).is_none() {
+            tracing::warn!("{TELEMETRY_OFF_ENV} is not set: ONNX Runtime will queue telemetry events for Microsoft (the mtml binary sets it; set it when embedding the library)");
+        }
         let environment = ort::init_from(library)
             .map_err(|e| InferenceError::Runtime(format!("{}: {e}", library.display())))?
             .with_name("mtml")
+            // ONNX Runtime queues usage events for upload to Microsoft unless told not to.
+            .with_telemetry(false)
             .build()
             .map_err(|e| InferenceError::Runtime(e.to_string()))?;
         let _ = ENVIRONMENT.set(environment.clone());

@@ -293,6 +293,7 @@ enum TransportArg {
 /// Errors are printed as one line of causes, never with a backtrace (whatever `RUST_BACKTRACE`
 /// says): the user gets what went wrong and what to do, and exit status 1.
 fn main() -> std::process::ExitCode {
+    no_onnxruntime_telemetry();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -300,6 +301,15 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Keeps ONNX Runtime from queueing telemetry for Microsoft (see
+/// [`mtml_inference::TELEMETRY_OFF_ENV`]): its variable is set before the library can load.
+#[allow(unsafe_code)]
+fn no_onnxruntime_telemetry() {
+    // SAFETY: the first thing `main` does, while the process has a single thread: nothing else
+    // reads or writes the environment at the same time.
+    unsafe { std::env::set_var(mtml_inference::TELEMETRY_OFF_ENV, "1") };
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

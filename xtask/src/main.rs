@@ -133,6 +133,8 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     setup(root)?;
     let mut command = Command::new(cargo());
     command.args(["test", "--workspace", "--all-targets"]).args(args);
+    // Tests that load ONNX Runtime in their own process (and the Python clients) send it nothing.
+    command.env("ORT_DISABLE_TELEMETRY", "1");
     // A server of our own on a free port, unless the caller points at one.
     let _postgres = match std::env::var("MTML_TEST_POSTGRES_URL") {
         Ok(url) => {
