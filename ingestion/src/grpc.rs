@@ -202,13 +202,15 @@ impl Default for ForwardSettings {
 /// Streams ticks from `ticks` to the ingestion service at `endpoint` until the channel closes
 /// and every batch is acknowledged. A broken connection is re-established and the batches without
 /// an ack are sent again, first and in order.
-pub async fn forward_ticks(endpoint: String, ticks: mpsc::Receiver<Tick>) -> Result<ForwardStats, ForwardError> {
-    forward_ticks_with(endpoint, ticks, ForwardSettings::default()).await
+/// Every stream presents `bearer`, the token of a trade role.
+pub async fn forward_ticks(endpoint: String, bearer: mtml_auth::Bearer, ticks: mpsc::Receiver<Tick>) -> Result<ForwardStats, ForwardError> {
+    forward_ticks_with(endpoint, bearer, ticks, ForwardSettings::default()).await
 }
 
 /// [`forward_ticks`] with explicit reconnection settings.
 pub async fn forward_ticks_with(
     endpoint: String,
+    bearer: mtml_auth::Bearer,
     mut ticks: mpsc::Receiver<Tick>,
     settings: ForwardSettings,
 ) -> Result<ForwardStats, ForwardError> {
@@ -219,7 +221,7 @@ pub async fn forward_ticks_with(
     let mut delay = settings.reconnect_min;
     let mut closed_at: Option<tokio::time::Instant> = None;
     loop {
-        let last_error = match connection(&endpoint, &mut ticks, &mut unacked, &mut next_batch_id, &mut input_closed, &mut stats).await {
+        let last_error = match connection(&endpoint, &bearer, &mut ticks, &mut unacked, &mut next_batch_id, &mut input_closed, &mut stats).await {
             Ok(()) => return Ok(stats),
             Err(error) => error,
         };
@@ -244,6 +246,7 @@ pub async fn forward_ticks_with(
 /// ended and everything is acked; the error text when the connection or stream failed.
 async fn connection(
     endpoint: &str,
+    bearer: &mtml_auth::Bearer,
     ticks: &mut mpsc::Receiver<Tick>,
     unacked: &mut VecDeque<TickBatch>,
     next_batch_id: &mut u64,
@@ -257,7 +260,9 @@ async fn connection(
         stats.resent_batches += 1;
         batches_tx.try_send(batch.clone()).map_err(|e| format!("queueing a resend: {e}"))?;
     }
-    let mut acks = client.stream_ticks(ReceiverStream::new(batches_rx)).await.map_err(|s| format!("open stream: {s}"))?.into_inner();
+    let mut request = tonic::Request::new(ReceiverStream::new(batches_rx));
+    bearer.authorize(&mut request);
+    let mut acks = client.stream_ticks(request).await.map_err(|s| format!("open stream: {s}"))?.into_inner();
     if *input_closed && unacked.is_empty() {
         return Ok(());
     }

@@ -94,6 +94,7 @@ pub const FAMILIES: &[Family] = &[
     family("mtml_otlp_spans_exported_total", Kind::Counter, "Chain spans an OpenTelemetry collector accepted."),
     family("mtml_otlp_spans_dropped_total", Kind::Counter, "Chain spans not exported (queue full, collector unreachable too long)."),
     family("mtml_otlp_export_failures_total", Kind::Counter, "OTLP export requests that failed (retried)."),
+    family("mtml_auth_refusals_total", Kind::Counter, "Calls refused for want of a valid token of the role needed, by reason."),
     family("mtml_stage_latency_seconds", Kind::Histogram, "Time a stage of a tick's chain took, by stage."),
     family("mtml_tick_to_order_seconds", Kind::Histogram, "Time from the bridge reading a tick to writing the order it caused."),
 ];
@@ -202,20 +203,30 @@ pub struct Endpoints {
     pub gather: Arc<dyn Fn() -> Gather + Send + Sync>,
     /// Whether the process is ready to serve.
     pub ready: Arc<dyn Fn() -> Ready + Send + Sync>,
+    /// Who may read `/metrics` (the read role); `/healthz` and `/readyz` are open to probes.
+    pub guard: Arc<mtml_auth::Guard>,
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown` completes.
 pub async fn serve(listener: tokio::net::TcpListener, endpoints: Endpoints, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
+    use axum::response::IntoResponse;
     let gather = Arc::clone(&endpoints.gather);
     let ready = Arc::clone(&endpoints.ready);
+    let guard = Arc::clone(&endpoints.guard);
     let app = axum::Router::new()
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let gather = Arc::clone(&gather);
-                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], gather().await) }
+                let admitted = guard.admit("/metrics", mtml_auth::Role::Read, headers.get(header::AUTHORIZATION));
+                async move {
+                    match admitted {
+                        Ok(_) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], gather().await).into_response(),
+                        Err(refusal) => (refusal.http_status(), format!("{refusal}\n")).into_response(),
+                    }
+                }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
@@ -293,13 +304,27 @@ mtml_tick_to_order_seconds_count 5
                     if flag.load(std::sync::atomic::Ordering::Relaxed) { Ok("terminals: 1 connected\n".into()) } else { Err("no model loaded".into()) }
                 })
             }),
+            guard: {
+                let mut tokens = mtml_auth::Tokens::default();
+                tokens.add(mtml_auth::Role::Read, "prometheus:read-token-0123456789").unwrap();
+                mtml_auth::Guard::new(tokens)
+            },
         };
+        let guard = Arc::clone(&endpoints.guard);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, endpoints, async move {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::new();
-        let metrics = client.get(format!("http://{addr}/metrics")).send().await.unwrap();
+        // /metrics needs the read role; the probes are open.
+        let refused = client.get(format!("http://{addr}/metrics")).send().await.unwrap();
+        assert_eq!(refused.status(), 401);
+        assert!(refused.text().await.unwrap().contains("needs the read role"));
+        let wrong = client.get(format!("http://{addr}/metrics")).bearer_auth("not-a-token").send().await.unwrap();
+        assert_eq!(wrong.status(), 401);
+        let counted: Vec<_> = guard.refusals().snapshot().into_iter().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(counted, [("no_token", 1), ("unknown_token", 1)]);
+        let metrics = client.get(format!("http://{addr}/metrics")).bearer_auth("read-token-0123456789").send().await.unwrap();
         assert_eq!(metrics.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
         assert!(metrics.text().await.unwrap().contains("mtml_bars_total 7\n"));
         assert_eq!(client.get(format!("http://{addr}/healthz")).send().await.unwrap().status(), 200);

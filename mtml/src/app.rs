@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::client::ServerUrl;
 use crate::config::{Config, Transport};
 use crate::remote::forward_orders;
 use crate::runtime::{StartingModels, model_server, starting_models};
@@ -62,6 +63,8 @@ pub struct App {
     journal: Journal,
     notices: mtml_core::Notices,
     service: String,
+    /// This instance's own gRPC API, with its own token (its Telegram console calls it).
+    loopback: Option<ServerUrl>,
     handle: PipelineHandle,
     pipeline: std::thread::JoinHandle<PipelineOutcome>,
 }
@@ -132,12 +135,18 @@ impl App {
         let progress = Arc::new(PipelineProgress::default());
         let bridge_addr = listeners.bridge.as_ref().map(TcpListener::local_addr).transpose()?;
         let grpc_addr = listeners.grpc.as_ref().map(TcpListener::local_addr).transpose()?;
-        let loopback = grpc_addr.map(|addr| format!("http://{addr}"));
+        let metrics_addr = listeners.metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+        // Who may call: the configured tokens, and one of this instance's own for its loopback
+        // streams and its Telegram console.
+        let mut tokens = config.tokens_for(&[("grpc.listen", grpc_addr), ("metrics.listen", metrics_addr)])?;
+        let own_token = if tokens.is_empty() { String::new() } else { tokens.add_internal("internal", mtml_auth::Role::Admin) };
+        let guard = mtml_auth::Guard::new(tokens);
+        let loopback = grpc_addr.map(|addr| ServerUrl::of_listener(addr).with_token(&own_token)).transpose()?;
 
         let here = listeners.bridge.is_some();
-        let ticks = step("transport").in_scope(|| tick_transport(config, here, loopback.as_deref()))?;
+        let ticks = step("transport").in_scope(|| tick_transport(config, here, loopback.as_ref()))?;
         let bridge = step("bridge").in_scope(|| {
-            start_bridge(config, here, ticks.bridge.clone(), Arc::clone(&chain_log), loopback.as_deref(), &shutdown, &notices)
+            start_bridge(config, here, ticks.bridge.clone(), Arc::clone(&chain_log), loopback.as_ref(), &shutdown, &notices)
         })?;
         let (journal, execution) = recover_from_journal(config).instrument(step("journal")).await?;
         let service = if here { "mtml" } else { "pipeline" };
@@ -183,6 +192,7 @@ impl App {
                     ticks: ticks.ingestion.clone(),
                     bridge: bridge.service,
                     journal: journal.clone(),
+                    guard: Arc::clone(&guard),
                 };
                 let router = services::router(parts).instrument(step("grpc")).await;
                 let incoming = services::grpc_incoming(listener);
@@ -232,13 +242,13 @@ impl App {
             });
         }
         let bridge_stats = bridge.bridge.as_ref().map(Bridge::stats);
-        let metrics_addr = listeners.metrics.as_ref().map(TcpListener::local_addr).transpose()?;
         let metrics_task = listeners.metrics.map(|listener| {
             let sources = services::metrics::Sources {
                 pipeline: Some((handle.clone(), stores.watch())),
                 bridge: bridge_stats.clone(),
                 chain_log: Arc::clone(&chain_log),
                 otlp: history.otlp_stats.clone(),
+                guard: Arc::clone(&guard),
             };
             let stop = shutdown.clone().cancelled_owned();
             spawn_named("metrics_server", async move {
@@ -280,16 +290,20 @@ impl App {
             journal,
             notices,
             service,
+            loopback,
         })
     }
 
-    /// Starts the Telegram console (commands) on this instance's gRPC API and journal, when a
-    /// bot is configured and the API listens.
-    pub fn start_telegram_console(&mut self) {
-        if let (Some((bot, settings)), Some(addr)) = (&mut self.telegram, self.grpc_addr) {
-            let operations = crate::commands::telegram::Operations { server: crate::client::ServerUrl::of_listener(addr), journal: self.journal.clone() };
-            bot.console(settings, Arc::new(operations));
+    /// Starts the Telegram console (commands) against `operations`, when a bot is configured.
+    pub fn start_telegram_console(&mut self, operations: Arc<dyn mtml_telegram::Operations>) {
+        if let Some((bot, settings)) = &mut self.telegram {
+            bot.console(settings, operations);
         }
+    }
+
+    /// This instance's own gRPC API, presenting its own token; `None` without a gRPC listener.
+    pub fn loopback(&self) -> Option<&ServerUrl> {
+        self.loopback.as_ref()
     }
 
     /// The journal.
@@ -437,14 +451,14 @@ pub enum Access {
     ReadOnly,
 }
 
-fn tick_transport(config: &Config, bridge_here: bool, loopback: Option<&str>) -> anyhow::Result<TickTransport> {
+fn tick_transport(config: &Config, bridge_here: bool, loopback: Option<&ServerUrl>) -> anyhow::Result<TickTransport> {
     let (ingestion, pipeline) = mpsc::channel(config.pipeline.channel_capacity);
     match config.pipeline.transport {
         // Without a bridge here, ticks come only through the Ingestion service.
         _ if !bridge_here => Ok(TickTransport { bridge: ingestion.clone(), ingestion, pipeline, forwarder: None }),
         Transport::InProcess => Ok(TickTransport { bridge: ingestion.clone(), ingestion, pipeline, forwarder: None }),
         Transport::Grpc => {
-            let endpoint = loopback.context("the grpc transport needs a gRPC listener")?.to_owned();
+            let endpoint = loopback.context("the grpc transport needs a gRPC listener")?.clone();
             let (bridge, from_bridge) = mpsc::channel(config.pipeline.channel_capacity);
             let forwarder = spawn_forwarder(endpoint, from_bridge);
             Ok(TickTransport { bridge, ingestion, pipeline, forwarder: Some(forwarder) })
@@ -452,10 +466,10 @@ fn tick_transport(config: &Config, bridge_here: bool, loopback: Option<&str>) ->
     }
 }
 
-/// Forwards the bridge's ticks to the Ingestion service at `endpoint`.
-pub(crate) fn spawn_forwarder(endpoint: String, ticks: mpsc::Receiver<Tick>) -> JoinHandle<()> {
+/// Forwards the bridge's ticks to the Ingestion service at `endpoint`, presenting its token.
+pub(crate) fn spawn_forwarder(endpoint: ServerUrl, ticks: mpsc::Receiver<Tick>) -> JoinHandle<()> {
     spawn_named("tick_forwarder", async move {
-        match forward_ticks(endpoint, ticks).await {
+        match forward_ticks(endpoint.as_str().to_owned(), endpoint.bearer().clone(), ticks).await {
             Ok(stats) => tracing::info!(?stats, "tick forwarder finished"),
             Err(error) => tracing::error!(%error, "tick forwarder failed"),
         }
@@ -479,11 +493,11 @@ pub(crate) fn bridge_config(config: &Config, notices: &mtml_core::Notices) -> Br
 }
 
 /// Orders to the `mtml.v1.Bridge` service at `endpoint`, and its execution events back.
-fn orders_over_grpc(endpoint: String) -> (Box<dyn mtml_core::OrderSink>, mpsc::Receiver<ExecutionEvent>, JoinHandle<()>) {
+fn orders_over_grpc(endpoint: ServerUrl) -> (Box<dyn mtml_core::OrderSink>, mpsc::Receiver<ExecutionEvent>, JoinHandle<()>) {
     let (orders_tx, orders_rx) = mpsc::unbounded_channel::<OrderRequest>();
     let (events_tx, events_rx) = mpsc::channel(4096);
     let order_forwarder = spawn_named("order_forwarder", async move {
-        if let Err(error) = forward_orders(endpoint, orders_rx, events_tx).await {
+        if let Err(error) = forward_orders(endpoint.as_str().to_owned(), endpoint.bearer().clone(), orders_rx, events_tx).await {
             tracing::error!(%error, "order forwarder failed");
         }
     });
@@ -500,13 +514,13 @@ fn start_bridge(
     here: bool,
     ticks: mpsc::Sender<Tick>,
     chain_log: Arc<ChainLog>,
-    loopback: Option<&str>,
+    loopback: Option<&ServerUrl>,
     shutdown: &CancellationToken,
     notices: &mtml_core::Notices,
 ) -> anyhow::Result<BridgeParts> {
     if !here {
         let remote = config.pipeline.bridge.as_ref().context("a pipeline without a bridge needs pipeline.bridge, the bridge's gRPC URL")?;
-        let (orders, events, order_forwarder) = orders_over_grpc(remote.as_str().to_owned());
+        let (orders, events, order_forwarder) = orders_over_grpc(remote.clone().with_token(&config.client.token)?);
         return Ok(BridgeParts { bridge: None, orders, events, service: None, order_forwarder: Some(order_forwarder) });
     }
     let (bridge_events, bridge_events_rx) = mpsc::channel(4096);
@@ -517,7 +531,7 @@ fn start_bridge(
             Ok(BridgeParts { bridge: Some(bridge), orders, events: bridge_events_rx, service: None, order_forwarder: None })
         }
         Transport::Grpc => {
-            let endpoint = loopback.context("the grpc transport needs a gRPC listener")?.to_owned();
+            let endpoint = loopback.context("the grpc transport needs a gRPC listener")?.clone();
             let (orders, events, order_forwarder) = orders_over_grpc(endpoint);
             let service = BridgeService::new(bridge.router(), bridge_events_rx, shutdown.clone());
             Ok(BridgeParts { bridge: Some(bridge), orders, events, service: Some(service), order_forwarder: Some(order_forwarder) })

@@ -52,15 +52,16 @@ impl BridgeApp {
         let service = BridgeService::new(bridge_server.router(), events_rx, shutdown.clone());
         let (bridge_addr, grpc_addr) = (bridge.local_addr()?, grpc.local_addr()?);
         let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+        let guard = mtml_auth::Guard::new(config.tokens_for(&[("grpc.listen", Some(grpc_addr)), ("metrics.listen", metrics_addr)])?);
 
-        let router = services::bridge_router(service).await;
+        let router = services::bridge_router(service, Arc::clone(&guard)).await;
         let grpc_task = spawn_named(
             "grpc_server",
             router.serve_with_incoming_shutdown(services::grpc_incoming(grpc), shutdown.clone().cancelled_owned()),
         );
-        let mut tasks = vec![("tick forwarder", spawn_forwarder(pipeline.as_str().to_owned(), to_pipeline))];
+        let mut tasks = vec![("tick forwarder", spawn_forwarder(pipeline.clone().with_token(&config.client.token)?, to_pipeline))];
         if let Some(listener) = metrics {
-            let sources = services::metrics::Sources { pipeline: None, bridge: Some(Arc::clone(&stats)), chain_log: Arc::clone(&chain_log), otlp: history.otlp_stats.clone() };
+            let sources = services::metrics::Sources { pipeline: None, bridge: Some(Arc::clone(&stats)), chain_log: Arc::clone(&chain_log), otlp: history.otlp_stats.clone(), guard };
             let stop = shutdown.clone().cancelled_owned();
             tasks.push((
                 "metrics server",

@@ -1,7 +1,8 @@
 //! Naming a running instance on the command line: every command that talks to one takes
 //! `--server URL` (`http://host:port`; `https://` once TLS is served), and every call through
 //! it has a connect and a request timeout, so a server that accepts and never answers costs a
-//! clear error, not a hang.
+//! clear error, not a hang. Every call presents the caller's token: `MTML_CLIENT_TOKEN` from
+//! the environment, unless the process set another ([`ServerUrl::with_token`]).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -27,9 +28,27 @@ pub fn request_timeout() -> Duration {
     TIMEOUT.get().copied().unwrap_or(REQUEST_TIMEOUT)
 }
 
-/// A running instance's gRPC endpoint, as given with `--server`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerUrl(String);
+/// The variable holding the token the command line presents (`[client] token` of a
+/// configuration, for the services that load one).
+pub const CLIENT_TOKEN_ENV: &str = "MTML_CLIENT_TOKEN";
+
+/// A running instance's gRPC endpoint, as given with `--server`, and the token presented to it.
+#[derive(Debug, Clone)]
+pub struct ServerUrl(String, mtml_auth::Bearer);
+
+impl PartialEq for ServerUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for ServerUrl {}
+
+/// The token of the environment, presented by default.
+fn environment_bearer() -> anyhow::Result<mtml_auth::Bearer> {
+    let token = std::env::var(CLIENT_TOKEN_ENV).unwrap_or_default();
+    mtml_auth::Bearer::new(token.trim()).map_err(|e| anyhow::anyhow!("{CLIENT_TOKEN_ENV}: {e}"))
+}
 
 impl ServerUrl {
     /// Parses `http://host:port` (or `https://`); anything else is refused with the form to use.
@@ -37,7 +56,7 @@ impl ServerUrl {
         let url = given.trim_end_matches('/');
         let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
         match rest {
-            Some(authority) if !authority.is_empty() && !authority.contains('/') => Ok(Self(url.to_owned())),
+            Some(authority) if !authority.is_empty() && !authority.contains('/') => Ok(Self(url.to_owned(), environment_bearer()?)),
             _ => anyhow::bail!("--server {given:?}: give the instance's URL, for example http://127.0.0.1:50051"),
         }
     }
@@ -51,7 +70,21 @@ impl ServerUrl {
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
             ip => ip.to_string(),
         };
-        Self(format!("http://{host}:{}", listen.port()))
+        Self(format!("http://{host}:{}", listen.port()), environment_bearer().unwrap_or_default())
+    }
+
+    /// The same server, presenting `token` instead (empty: the environment's).
+    pub fn with_token(self, token: &str) -> anyhow::Result<Self> {
+        if token.is_empty() {
+            return Ok(self);
+        }
+        let bearer = mtml_auth::Bearer::new(token).map_err(anyhow::Error::msg)?;
+        Ok(Self(self.0, bearer))
+    }
+
+    /// The token presented.
+    pub fn bearer(&self) -> &mtml_auth::Bearer {
+        &self.1
     }
 
     /// The URL.
@@ -60,12 +93,13 @@ impl ServerUrl {
     }
 
     /// A connected channel whose calls time out after [`request_timeout`].
-    pub async fn connect(&self) -> anyhow::Result<Channel> {
+    pub async fn connect(&self) -> anyhow::Result<mtml_auth::AuthChannel> {
         let endpoint = Endpoint::from_shared(self.0.clone())
             .with_context(|| format!("{} is not a valid URL", self.0))?
             .connect_timeout(CONNECT_TIMEOUT.min(request_timeout()))
             .timeout(request_timeout());
-        endpoint.connect().await.with_context(|| format!("connecting to mtml at {}", self.0))
+        let channel: Channel = endpoint.connect().await.with_context(|| format!("connecting to mtml at {}", self.0))?;
+        Ok(tonic::service::interceptor::InterceptedService::new(channel, self.1.clone()))
     }
 }
 

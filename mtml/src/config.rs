@@ -60,6 +60,10 @@ pub struct Config {
     pub runtime: RuntimeSettings,
     /// `[telegram]`
     pub telegram: TelegramConfig,
+    /// `[auth]`: who may call this instance.
+    pub auth: AuthSettings,
+    /// `[client]`: how this process calls another mtml.
+    pub client: ClientSettings,
     /// The settings the file or the environment gave (`section.key`); the rest are defaults.
     pub given: std::collections::BTreeSet<String>,
 }
@@ -106,6 +110,71 @@ pub struct JournalSettings {
     /// The share of ordinary chains (no order, refusal or error: those are all kept) the chain
     /// history keeps too, in 1/10 000 (`chain_sample = 0.01` in the file is 100, 1%).
     pub chain_sample_basis_points: u16,
+}
+
+/// `[auth]`: bearer tokens per role (`read`, `trade`, `admin`), each `name:token` or
+/// `name:sha256:<hex>`; with none, every caller is admitted, and the gRPC API and metrics may
+/// listen on loopback only.
+#[derive(Clone, PartialEq, Default)]
+pub struct AuthSettings {
+    /// Tokens of the read role.
+    pub read: Vec<String>,
+    /// Tokens of the trade role.
+    pub trade: Vec<String>,
+    /// Tokens of the admin role.
+    pub admin: Vec<String>,
+    /// Token name → when it expires (`2027-01-31` or an RFC 3339 time).
+    pub expires: BTreeMap<String, String>,
+    /// Names of revoked tokens.
+    pub revoked: Vec<String>,
+}
+
+impl AuthSettings {
+    /// The tokens, checked: an entry's problem names it, never its secret.
+    pub fn tokens(&self) -> Result<mtml_auth::Tokens, String> {
+        let mut tokens = mtml_auth::Tokens::default();
+        for (role, specs) in [(mtml_auth::Role::Read, &self.read), (mtml_auth::Role::Trade, &self.trade), (mtml_auth::Role::Admin, &self.admin)] {
+            for spec in specs {
+                tokens.add(role, spec).map_err(|e| format!("auth.{role}: {e}"))?;
+            }
+        }
+        for (name, at) in &self.expires {
+            let at = mtml_auth::parse_expiry(at).map_err(|e| format!("auth.expires.{name}: {e}"))?;
+            tokens.expire(name, at).map_err(|e| format!("auth.expires: {e}"))?;
+        }
+        for name in &self.revoked {
+            tokens.revoke(name).map_err(|e| format!("auth.revoked: {e}"))?;
+        }
+        Ok(tokens)
+    }
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |specs: &[String]| specs.iter().map(|s| s.split(':').next().unwrap_or_default().to_owned()).collect::<Vec<_>>();
+        f.debug_struct("AuthSettings")
+            .field("read", &names(&self.read))
+            .field("trade", &names(&self.trade))
+            .field("admin", &names(&self.admin))
+            .field("expires", &self.expires)
+            .field("revoked", &self.revoked)
+            .finish()
+    }
+}
+
+/// `[client]`: the token this process presents when it calls another mtml (the command line's
+/// `--server` commands, a bridge streaming to a pipeline, a pipeline sending orders to a bridge,
+/// the Telegram bot beside a remote instance). `MTML_CLIENT_TOKEN` in the environment.
+#[derive(Clone, PartialEq, Default)]
+pub struct ClientSettings {
+    /// The bearer token; empty for none. Never logged or shown.
+    pub token: String,
+}
+
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings").field("token", &if self.token.is_empty() { "" } else { "<hidden>" }).finish()
+    }
 }
 
 /// `[telegram]`: the bot, on when a token is given (`telegram.token` or `MTML_TELEGRAM_TOKEN`).
@@ -318,8 +387,10 @@ pub const LOG_FORMAT_ENV: &str = "MTML_LOG_FORMAT";
 /// `MTML_TEST_` belong to the test harness and are not settings either.
 const RESERVED_ENV: [&str; 4] = [CONFIG_ENV, "MTML_LOG", LOG_FORMAT_ENV, mtml_core::crash_point::CRASH_AT_VAR];
 
-const SECTIONS: [&str; 13] =
-    ["bridge", "grpc", "metrics", "otlp", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime", "telegram"];
+const SECTIONS: [&str; 15] = [
+    "bridge", "grpc", "metrics", "otlp", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime", "telegram", "auth",
+    "client",
+];
 
 impl Config {
     /// Loads from a file (the one given, else the one `MTML_CONFIG` names, else none) plus the
@@ -554,12 +625,34 @@ impl Config {
                     parsed
                 },
             },
+            auth: AuthSettings {
+                read: x.token_specs("auth", "read"),
+                trade: x.token_specs("auth", "trade"),
+                admin: x.token_specs("auth", "admin"),
+                expires: x.string_map("auth", "expires"),
+                revoked: x.strings("auth", "revoked", &[]),
+            },
+            client: ClientSettings { token: x.string("client", "token", "") },
             given,
         };
         x.unknown_keys();
         let mut problems = x.problems;
         config.validate(&mut problems);
         if problems.is_empty() { Ok(config) } else { Err(ConfigError { problems }) }
+    }
+
+    /// The tokens every call to this instance's gRPC API and HTTP endpoints is checked against.
+    /// Without tokens a listener beyond loopback is refused: anyone who could reach it could
+    /// trade, halt and replace models.
+    pub fn tokens_for(&self, listening: &[(&str, Option<SocketAddr>)]) -> anyhow::Result<mtml_auth::Tokens> {
+        let tokens = self.auth.tokens().map_err(anyhow::Error::msg)?;
+        let exposed = listening.iter().find_map(|(what, addr)| Some((what, (*addr)?)).filter(|(_, a)| !a.ip().is_loopback()));
+        if let (true, Some((what, addr))) = (tokens.is_empty(), exposed) {
+            anyhow::bail!(
+                "{what} {addr} listens beyond loopback and no tokens are configured: anyone who can reach it could trade, halt and replace models; set auth.read, auth.trade and auth.admin (see docs/security.md), or listen on 127.0.0.1"
+            );
+        }
+        Ok(tokens)
     }
 
     /// The risk limits in force: `[risk]`, with `pipeline.symbols` as the whitelist and
@@ -581,6 +674,9 @@ impl Config {
     }
 
     fn validate(&self, problems: &mut Vec<String>) {
+        if let Err(problem) = self.auth.tokens() {
+            problems.push(problem);
+        }
         let d = &self.decision;
         for (key, p) in [("buy_above", d.buy_above), ("sell_below", d.sell_below)] {
             if !(0.0..=1.0).contains(&p) {
@@ -732,6 +828,21 @@ impl Extract<'_> {
         let default = default.iter().map(|s| (*s).to_owned()).collect();
         self.typed(section, key, default, "an array of strings", |v| {
             v.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect()
+        })
+    }
+
+    /// Token entries: an array of strings, or one string (as an environment variable gives it).
+    /// The problem never shows the value.
+    fn token_specs(&mut self, section: &str, key: &str) -> Vec<String> {
+        let Some(value) = self.value(section, key).cloned() else { return Vec::new() };
+        let specs = match &value {
+            toml::Value::String(one) => Some(vec![one.clone()]),
+            toml::Value::Array(many) => many.iter().map(|s| s.as_str().map(str::to_owned)).collect(),
+            _ => None,
+        };
+        specs.unwrap_or_else(|| {
+            self.problem(format!("{section}.{key}: expected an array of \"name:token\" strings"));
+            Vec::new()
         })
     }
 

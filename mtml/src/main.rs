@@ -347,7 +347,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 warn_on_empty_token(&config);
                 let (grpc, metrics) = (bind(config.grpc.listen, "gRPC").await?, mtml::app::bind_metrics(&config).await?);
                 let mut app = App::start(&config, &onnx, Listeners { bridge: Some(bridge), grpc: Some(grpc), metrics }).await?;
-                app.start_telegram_console();
+                if let Some(operations) = mtml::commands::telegram::Operations::of(&app) {
+                    app.start_telegram_console(operations);
+                }
                 let terminals = app.bridge_addr.map_or_else(String::new, |addr| addr.to_string());
                 eprintln!("mtml running: terminals on {terminals}, {}; ctrl-c stops", listening(app.grpc_addr, app.metrics_addr));
                 stopped(app.run_until_signal().await?);
@@ -358,7 +360,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let onnx = mtml::runtime::load_runtime(&config)?;
                 let (grpc, metrics) = (bind(config.grpc.listen, "gRPC").await?, mtml::app::bind_metrics(&config).await?);
                 let mut app = App::start(&config, &onnx, Listeners { bridge: None, grpc: Some(grpc), metrics }).await?;
-                app.start_telegram_console();
+                if let Some(operations) = mtml::commands::telegram::Operations::of(&app) {
+                    app.start_telegram_console(operations);
+                }
                 let bridge = config.pipeline.bridge.as_ref().map_or("", |url| url.as_str());
                 eprintln!("mtml pipeline running: {}; orders to {bridge}; ctrl-c stops", listening(app.grpc_addr, app.metrics_addr));
                 stopped(app.run_until_signal().await?);
@@ -469,7 +473,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Telegram { command: TelegramCommand::Run { server, config } } => {
                 let config = Config::load(config.as_deref())?;
                 let settings = config.telegram_settings()?.context("no bot token: set telegram.token or MTML_TELEGRAM_TOKEN")?;
-                let server = server.unwrap_or_else(|| ServerUrl::of_listener(config.grpc.listen));
+                let server = server.unwrap_or_else(|| ServerUrl::of_listener(config.grpc.listen)).with_token(&config.client.token)?;
                 let journal = mtml::app::open_journal(&config, mtml::app::Access::ReadWrite).await?;
                 let mut bot = mtml_telegram::Telegram::start(&settings)?;
                 bot.console(&settings, std::sync::Arc::new(mtml::commands::telegram::Operations { server, journal }));

@@ -16,12 +16,13 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 /// terminal's books).
 pub async fn forward_orders(
     endpoint: String,
+    bearer: mtml_auth::Bearer,
     mut orders: mpsc::UnboundedReceiver<OrderRequest>,
     events: mpsc::Sender<ExecutionEvent>,
 ) -> anyhow::Result<()> {
     let mut delay = RECONNECT_MIN;
     loop {
-        match stream_orders(&endpoint, &mut orders, &events).await {
+        match stream_orders(&endpoint, &bearer, &mut orders, &events).await {
             Ok(()) => return Ok(()),
             // Stopping (no more orders will come) with the bridge gone: nothing to wait for.
             Err(error) if orders.is_closed() || events.is_closed() => {
@@ -48,12 +49,15 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// stream while orders may still come.
 async fn stream_orders(
     endpoint: &str,
+    bearer: &mtml_auth::Bearer,
     orders: &mut mpsc::UnboundedReceiver<OrderRequest>,
     events: &mpsc::Sender<ExecutionEvent>,
 ) -> anyhow::Result<()> {
     let mut client = BridgeClient::connect(endpoint.to_owned()).await?;
     let (commands, to_send) = mpsc::unbounded_channel();
-    let mut replies = client.execute_orders(UnboundedReceiverStream::new(to_send)).await?.into_inner();
+    let mut request = tonic::Request::new(UnboundedReceiverStream::new(to_send));
+    bearer.authorize(&mut request);
+    let mut replies = client.execute_orders(request).await?.into_inner();
     let mut commands = Some(commands);
     loop {
         tokio::select! {

@@ -148,8 +148,11 @@ fn crates_depend_only_downwards() {
     for forbidden in ["mtml-bridge", "mtml-proto", "mtml", "mtml-registry"] {
         assert!(!pipeline.contains(forbidden), "pipeline depends on {forbidden}");
     }
-    // Metrics know names and the format; telemetry knows chains and OTLP: neither names a stage.
-    assert_eq!(deps("metrics"), BTreeSet::new());
+    // Metrics know names and the format, and admit callers through the one guard; telemetry
+    // knows chains and OTLP: neither names a stage.
+    assert_eq!(deps("metrics"), BTreeSet::from(["mtml-auth".to_owned()]));
+    // Access control stands alone: every server and client can use it, and it names none of them.
+    assert_eq!(deps("auth"), BTreeSet::new());
     assert_eq!(deps("telemetry"), BTreeSet::from(["mtml-core".to_owned()]));
     // The bot knows notices and Telegram, and reaches a running mtml only through Operations.
     assert_eq!(deps("telegram"), BTreeSet::from(["mtml-core".to_owned()]));
@@ -186,7 +189,7 @@ fn lines(dir: &Path) -> usize {
 
 #[test]
 fn the_composition_crate_is_a_small_part_of_the_workspace() {
-    let libraries = ["core", "proto", "bridge", "simulator", "ingestion", "feature-store", "inference", "rollout", "decision", "pipeline", "journal", "registry", "database", "metrics", "telemetry", "telegram"];
+    let libraries = ["core", "proto", "bridge", "simulator", "ingestion", "feature-store", "inference", "rollout", "decision", "pipeline", "journal", "registry", "database", "metrics", "telemetry", "telegram", "auth"];
     let library_lines: usize = libraries.iter().map(|l| lines(&root().join(l).join("src"))).sum();
     let composition = lines(&root().join("mtml/src"));
     let share = composition as f64 / (composition + library_lines) as f64;

@@ -125,7 +125,7 @@ async fn faults_and_rollouts_of_a_running_instance_reach_the_chat() {
     let bridge = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut app = App::start(&config, &runtime, Listeners { bridge: Some(bridge), grpc: Some(grpc), metrics: None }).await.unwrap();
-    app.start_telegram_console();
+    app.start_telegram_console(mtml::commands::telegram::Operations::of(&app).unwrap());
     let mut models = ModelAdminClient::connect(format!("http://{}", app.grpc_addr.unwrap())).await.unwrap();
     // A terminal whose broker rejects every order, streaming a long session as a live feed does.
     let stop = CancellationToken::new();

@@ -89,7 +89,7 @@ pub async fn upload_remote(server: &ServerUrl, upload: Upload<'_>, chunk: usize)
 }
 
 /// A `ModelAdmin` client of a running instance.
-pub async fn admin_client(server: &ServerUrl) -> anyhow::Result<ModelAdminClient<tonic::transport::Channel>> {
+pub async fn admin_client(server: &ServerUrl) -> anyhow::Result<ModelAdminClient<mtml_auth::AuthChannel>> {
     Ok(ModelAdminClient::new(server.connect().await?).max_decoding_message_size(8 << 20))
 }
 

@@ -27,7 +27,12 @@ fn now_ms() -> i64 {
 }
 
 impl Operations {
-    async fn admin(&self) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
+    /// The console of `app`, on its own gRPC API and journal; `None` when it serves no gRPC.
+    pub fn of(app: &crate::App) -> Option<std::sync::Arc<Self>> {
+        Some(std::sync::Arc::new(Self { server: app.loopback()?.clone(), journal: app.journal().clone() }))
+    }
+
+    async fn admin(&self) -> anyhow::Result<AdminClient<mtml_auth::AuthChannel>> {
         Ok(AdminClient::new(self.server.connect().await?))
     }
 

@@ -25,6 +25,8 @@ pub struct Sources {
     pub chain_log: Arc<ChainLog>,
     /// The OTLP exporter's counters, when chains are exported.
     pub otlp: Option<Arc<mtml_telemetry::ExportStats>>,
+    /// Who may call, and the refusals so far.
+    pub guard: Arc<mtml_auth::Guard>,
 }
 
 fn histogram(buckets: &LatencyBuckets) -> HistogramSample {
@@ -128,6 +130,7 @@ pub fn chain_samples(e: &mut Exposition, chain_log: &ChainLog) {
 pub fn endpoints(sources: Sources) -> Endpoints {
     let gather_sources = sources.clone();
     Endpoints {
+        guard: Arc::clone(&sources.guard),
         gather: Arc::new(move || {
             let s = gather_sources.clone();
             Box::pin(async move {
@@ -146,6 +149,9 @@ pub fn endpoints(sources: Sources) -> Endpoints {
                     e.sample("mtml_otlp_spans_exported_total", &[], otlp.spans_exported.load(Relaxed) as f64);
                     e.sample("mtml_otlp_spans_dropped_total", &[], otlp.spans_dropped.load(Relaxed) as f64);
                     e.sample("mtml_otlp_export_failures_total", &[], otlp.export_failures.load(Relaxed) as f64);
+                }
+                for (reason, count) in s.guard.refusals().snapshot() {
+                    e.sample("mtml_auth_refusals_total", &[("reason", reason)], count as f64);
                 }
                 e.text()
             })

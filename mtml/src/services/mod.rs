@@ -58,10 +58,12 @@ pub struct ServiceParts<'a> {
     pub bridge: Option<BridgeService>,
     /// The journal, whose chain history `mtml.v1.Chains` serves.
     pub journal: mtml_journal::Journal,
+    /// Who may call which method.
+    pub guard: Arc<mtml_auth::Guard>,
 }
 
-/// Every service of an instance on one gRPC server.
-pub async fn router(parts: ServiceParts<'_>) -> Router {
+/// Every service of an instance on one gRPC server, each call admitted by the guard first.
+pub async fn router(parts: ServiceParts<'_>) -> Router<mtml_auth::Guarded> {
     let config = parts.config;
     let managed = parts.registry.is_some().then(|| config.model.name.clone());
     let model_admin = parts.registry.map(|registry| {
@@ -90,6 +92,7 @@ pub async fn router(parts: ServiceParts<'_>) -> Router {
     serving.extend(model_admin.as_ref().map(name_of));
     serving.extend(bridge.as_ref().map(name_of));
     tonic::transport::Server::builder()
+        .layer(mtml_auth::AuthLayer::new(parts.guard))
         .add_service(health(&serving).await)
         .add_service(ingestion)
         .add_service(prediction)
@@ -101,10 +104,14 @@ pub async fn router(parts: ServiceParts<'_>) -> Router {
         .add_optional_service(bridge)
 }
 
-/// The gRPC server of a bridge run on its own (`mtml bridge`): `mtml.v1.Bridge` and health.
-pub async fn bridge_router(bridge: BridgeService) -> Router {
+/// The gRPC server of a bridge run on its own (`mtml bridge`): `mtml.v1.Bridge` and health,
+/// each call admitted by the guard first.
+pub async fn bridge_router(bridge: BridgeService, guard: Arc<mtml_auth::Guard>) -> Router<mtml_auth::Guarded> {
     let bridge = bridge.into_server();
-    tonic::transport::Server::builder().add_service(health(&[name_of(&bridge)]).await).add_service(bridge)
+    tonic::transport::Server::builder()
+        .layer(mtml_auth::AuthLayer::new(guard))
+        .add_service(health(&[name_of(&bridge)]).await)
+        .add_service(bridge)
 }
 
 /// The standard health service (`grpc.health.v1`), the server and each of `serving` SERVING.
