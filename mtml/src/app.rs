@@ -115,6 +115,17 @@ impl App {
     /// Starts every service on the given listeners.
     pub async fn start(config: &Config, runtime: &OnnxRuntime, listeners: Listeners) -> anyhow::Result<Self> {
         let step = |name: &'static str| tracing::info_span!("start", step = name);
+        let bridge_addr = listeners.bridge.as_ref().map(TcpListener::local_addr).transpose()?;
+        let grpc_addr = listeners.grpc.as_ref().map(TcpListener::local_addr).transpose()?;
+        let metrics_addr = listeners.metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+        if let Some(addr) = bridge_addr {
+            config.check_bridge_exposure(addr)?;
+        }
+        // Who may call: the configured tokens, and one of this instance's own for its loopback
+        // streams and its Telegram console.
+        let mut tokens = config.tokens_for(&[("grpc.listen", grpc_addr), ("metrics.listen", metrics_addr)])?;
+        let own_token = if tokens.is_empty() { String::new() } else { tokens.add_internal("internal", mtml_auth::Role::Admin) };
+        let guard = mtml_auth::Guard::new(tokens);
         let registry = match config.model.from_registry {
             true => Some(open_registry(config, Access::ReadWrite).instrument(step("registry")).await?),
             false => None,
@@ -133,14 +144,6 @@ impl App {
         }
         let chain_log = Arc::new(ChainLog::default().with_sample(config.journal.chain_sample_basis_points));
         let progress = Arc::new(PipelineProgress::default());
-        let bridge_addr = listeners.bridge.as_ref().map(TcpListener::local_addr).transpose()?;
-        let grpc_addr = listeners.grpc.as_ref().map(TcpListener::local_addr).transpose()?;
-        let metrics_addr = listeners.metrics.as_ref().map(TcpListener::local_addr).transpose()?;
-        // Who may call: the configured tokens, and one of this instance's own for its loopback
-        // streams and its Telegram console.
-        let mut tokens = config.tokens_for(&[("grpc.listen", grpc_addr), ("metrics.listen", metrics_addr)])?;
-        let own_token = if tokens.is_empty() { String::new() } else { tokens.add_internal("internal", mtml_auth::Role::Admin) };
-        let guard = mtml_auth::Guard::new(tokens);
         let loopback = grpc_addr.map(|addr| ServerUrl::of_listener(addr).with_token(&own_token)).transpose()?;
 
         let here = listeners.bridge.is_some();

@@ -52,6 +52,7 @@ impl BridgeApp {
         let service = BridgeService::new(bridge_server.router(), events_rx, shutdown.clone());
         let (bridge_addr, grpc_addr) = (bridge.local_addr()?, grpc.local_addr()?);
         let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+        config.check_bridge_exposure(bridge_addr)?;
         let guard = mtml_auth::Guard::new(config.tokens_for(&[("grpc.listen", Some(grpc_addr)), ("metrics.listen", metrics_addr)])?);
 
         let router = services::bridge_router(service, Arc::clone(&guard)).await;

@@ -655,6 +655,22 @@ impl Config {
         Ok(tokens)
     }
 
+    /// Whether terminals may connect to a bridge on `addr` with this configuration: with an empty
+    /// `bridge.token` any terminal that can connect is served, so it is refused beyond loopback
+    /// and warned about on it.
+    pub fn check_bridge_exposure(&self, addr: SocketAddr) -> anyhow::Result<()> {
+        if !self.bridge.token.is_empty() {
+            return Ok(());
+        }
+        if !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "bridge.listen {addr} listens beyond loopback with an empty bridge.token: any terminal that can connect could stream ticks and take orders; set bridge.token (and the EA's Token input) to a long random secret"
+            );
+        }
+        tracing::warn!("bridge.token is empty: any terminal that can connect is served");
+        Ok(())
+    }
+
     /// The risk limits in force: `[risk]`, with `pipeline.symbols` as the whitelist and
     /// `model.max_age_days` as the stale-model guard.
     pub fn risk_limits(&self) -> mtml_decision::RiskLimits {

@@ -258,12 +258,6 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
     TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}"))
 }
 
-fn warn_on_empty_token(config: &Config) {
-    if config.bridge.token.is_empty() {
-        tracing::warn!("bridge.token is empty: any terminal that can connect is served");
-    }
-}
-
 /// "gRPC on ADDR, metrics on http://ADDR/metrics", as the running line prints them.
 fn listening(grpc: Option<std::net::SocketAddr>, metrics: Option<std::net::SocketAddr>) -> String {
     let grpc = grpc.map_or_else(|| "nothing".to_owned(), |addr| addr.to_string());
@@ -344,7 +338,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let config = Config::load(config.as_deref())?;
                 let onnx = mtml::runtime::load_runtime(&config)?;
                 let bridge = bind(config.bridge.listen, "the bridge").await?;
-                warn_on_empty_token(&config);
                 let (grpc, metrics) = (bind(config.grpc.listen, "gRPC").await?, mtml::app::bind_metrics(&config).await?);
                 let mut app = App::start(&config, &onnx, Listeners { bridge: Some(bridge), grpc: Some(grpc), metrics }).await?;
                 if let Some(operations) = mtml::commands::telegram::Operations::of(&app) {
@@ -371,7 +364,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Bridge { config } => {
                 let config = Config::load(config.as_deref())?;
                 let bridge = bind(config.bridge.listen, "the bridge").await?;
-                warn_on_empty_token(&config);
                 let (grpc, metrics) = (bind(config.grpc.listen, "gRPC").await?, mtml::app::bind_metrics(&config).await?);
                 let app = mtml::bridge_app::BridgeApp::start(&config, bridge, grpc, metrics).await?;
                 let pipeline = config.bridge.pipeline.as_ref().map_or("", |url| url.as_str());

@@ -46,3 +46,162 @@ fn a_run_as_a_new_user_writes_no_telemetry() {
     let written = files_under(home.path());
     assert!(written.iter().all(|f| !f.contains("Microsoft") && !f.contains("onnxruntime.db")), "telemetry written: {written:?}");
 }
+
+const READ: &str = "read-token-aaaaaaaaaaaaaaaa";
+const TRADE: &str = "trade-token-bbbbbbbbbbbbbbbb";
+const ADMIN: &str = "admin-token-cccccccccccccccc";
+const EXPIRED: &str = "expired-token-dddddddddddddddd";
+const REVOKED: &str = "revoked-token-eeeeeeeeeeeeeeee";
+
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// An instance with tokens per role: each caller gets what its role allows and each refusal
+/// names the role needed (UNAUTHENTICATED for no, an unknown, an expired or a revoked token;
+/// PERMISSION_DENIED for too low a role), counted in the metrics. The probes stay open, the
+/// instance's own loopback stream (ticks over gRPC) and the command line with
+/// `MTML_CLIENT_TOKEN` work, and no token appears in what it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_needs_a_token_of_the_role_it_needs() {
+    use mtml_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use mtml_proto::v1;
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mtml.toml");
+    let metrics_port = mtml_test_support::free_port();
+    let admin_digest = mtml_auth::token_digest_hex(ADMIN);
+    std::fs::write(
+        &config,
+        format!(
+            "[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [pipeline]\ntransport = \"grpc\"\n[features]\nhistory = \"none\"\n[journal]\nurl = \"sqlite::memory:\"\n\
+             [auth]\nread = [\"grafana:{READ}\", \"ci:{EXPIRED}\"]\ntrade = [\"ea-host:{TRADE}\"]\nadmin = [\"desk:sha256:{admin_digest}\", \"laptop:{REVOKED}\"]\n\
+             expires = {{ ci = \"2020-01-01\" }}\nrevoked = [\"laptop\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut child = mtml().args(["run", "--config"]).arg(&config).env("MTML_LOG", "info").stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut logs = String::new();
+    let line = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "mtml exited: {logs}");
+        logs.push_str(&line);
+        if line.contains("running") {
+            break line;
+        }
+    };
+    let log_reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let (bridge_addr, grpc_addr) = mtml_test_support::running_addresses(&line);
+    let url = format!("http://{grpc_addr}");
+
+    // Ticks reach the pipeline through the instance's own gRPC stream, which presents its own token.
+    let common::Streaming { terminal, stop, sent, .. } = common::stream_sample(&bridge_addr, "tok").await;
+    let mut admin = v1::admin_client::AdminClient::connect(url.clone()).await.unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let desk = admin.get_desk(with_token(v1::GetDeskRequest {}, READ)).await.unwrap().into_inner();
+        if desk.ticks_seen == sent as u64 {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "ticks stuck at {} of {sent}", desk.ticks_seen);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    let _ = terminal.await.unwrap();
+
+    let refused = |status: tonic::Status, code: tonic::Code, words: &[&str]| {
+        assert_eq!(status.code(), code, "{status:?}");
+        for word in words {
+            assert!(status.message().contains(word), "{word:?} not in {status:?}");
+        }
+    };
+    let state = || v1::GetTradingStateRequest {};
+    refused(admin.get_trading_state(state()).await.unwrap_err(), tonic::Code::Unauthenticated, &["no token", "read role"]);
+    refused(admin.get_trading_state(with_token(state(), "guess-guess-guess-guess")).await.unwrap_err(), tonic::Code::Unauthenticated, &["unknown token"]);
+    refused(admin.get_trading_state(with_token(state(), EXPIRED)).await.unwrap_err(), tonic::Code::Unauthenticated, &["\"ci\" has expired"]);
+    refused(admin.get_trading_state(with_token(state(), REVOKED)).await.unwrap_err(), tonic::Code::Unauthenticated, &["\"laptop\" was revoked"]);
+    assert!(admin.get_trading_state(with_token(state(), READ)).await.is_ok());
+    let halt = || v1::SetTradingStateRequest { state: v1::TradingState::Halted as i32, reason: "test".into() };
+    refused(admin.set_trading_state(with_token(halt(), READ)).await.unwrap_err(), tonic::Code::PermissionDenied, &["\"grafana\" has the read role", "admin role"]);
+    refused(admin.set_trading_state(with_token(halt(), TRADE)).await.unwrap_err(), tonic::Code::PermissionDenied, &["admin role"]);
+    // Orders need the trade role; the repository's load, admin.
+    let mut bridge = v1::bridge_client::BridgeClient::connect(url.clone()).await.unwrap();
+    let orders = with_token(tokio_stream::iter(Vec::<v1::OrderCommand>::new()), READ);
+    refused(bridge.execute_orders(orders).await.unwrap_err(), tonic::Code::PermissionDenied, &["trade role"]);
+    let mut oip = GrpcInferenceServiceClient::connect(url.clone()).await.unwrap();
+    let load = mtml_proto::inference::RepositoryModelLoadRequest { model_name: "fx-direction".into(), ..Default::default() };
+    refused(oip.repository_model_load(with_token(load, TRADE)).await.unwrap_err(), tonic::Code::PermissionDenied, &["admin role"]);
+    assert!(oip.server_live(with_token(mtml_proto::inference::ServerLiveRequest {}, READ)).await.is_ok());
+    // The standard health service answers probes without a token.
+    let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    assert!(health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.is_ok());
+
+    // The command line presents MTML_CLIENT_TOKEN; without it, one line names the role needed.
+    let halt_cli = async |token: Option<&'static str>| {
+        let url = url.clone();
+        let output = tokio::task::spawn_blocking(move || {
+            let mut command = mtml();
+            command.args(["halt", "--server", &url]);
+            match token {
+                Some(token) => command.env("MTML_CLIENT_TOKEN", token),
+                None => command.env_remove("MTML_CLIENT_TOKEN"),
+            };
+            command.output().unwrap()
+        });
+        let output = output.await.unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (ok, error) = halt_cli(None).await;
+    assert!(!ok && error.contains("admin role") && error.lines().count() == 1, "{error}");
+    let (ok, error) = halt_cli(Some(ADMIN)).await;
+    assert!(ok, "{error}");
+    let now = admin.get_trading_state(with_token(state(), READ)).await.unwrap().into_inner();
+    assert_eq!(now.state, v1::TradingState::Halted as i32);
+
+    // /metrics needs the read role too, and counts the refusals.
+    let http = reqwest::Client::new();
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    assert_eq!(http.get(&metrics_url).send().await.unwrap().status(), 401);
+    let text = http.get(&metrics_url).bearer_auth(READ).send().await.unwrap().text().await.unwrap();
+    for (reason, at_least) in [("no_token", 3.0), ("unknown_token", 1.0), ("expired", 1.0), ("revoked", 1.0), ("insufficient_role", 4.0)] {
+        let sample = text.lines().find(|l| l.starts_with(&format!("mtml_auth_refusals_total{{reason=\"{reason}\"}}"))).unwrap_or_else(|| panic!("{reason}: {text}"));
+        let count: f64 = sample.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(count >= at_least, "{sample}");
+    }
+    assert_eq!(http.get(format!("http://127.0.0.1:{metrics_port}/healthz")).send().await.unwrap().status(), 200);
+
+    drop((admin, bridge, oip, health));
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    logs.push_str(&tokio::task::spawn_blocking(move || log_reader.join().unwrap()).await.unwrap());
+    assert!(exit.success(), "{logs}");
+    assert!(logs.contains("refused: token \"grafana\" has the read role"), "refusals are logged: {logs}");
+    for secret in [READ, TRADE, ADMIN, EXPIRED, REVOKED] {
+        assert!(!logs.contains(secret) && !text.contains(secret), "{secret} leaked");
+    }
+}
+
+/// Listening beyond loopback without protection is refused at start, by name.
+#[test]
+fn an_open_instance_on_a_public_address_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (toml, expected) in [
+        ("[bridge]\nlisten = \"0.0.0.0:0\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n", "listens beyond loopback with an empty bridge.token"),
+        ("[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\n[grpc]\nlisten = \"0.0.0.0:0\"\n", "listens beyond loopback and no tokens are configured"),
+        ("[auth]\nadmin = [\"desk:short\"]\n", "auth.admin: token \"desk\" is shorter than 16 characters"),
+    ] {
+        let config = dir.path().join("mtml.toml");
+        std::fs::write(&config, format!("{toml}[journal]\nurl = \"sqlite::memory:\"\n")).unwrap();
+        let output = mtml().current_dir(dir.path()).args(["run", "--config"]).arg(&config).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(expected), "{toml}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("short\""), "{stderr}");
+        assert!(!dir.path().join("mtml-history.db").exists(), "refused before anything was opened");
+    }
+}

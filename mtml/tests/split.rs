@@ -128,7 +128,9 @@ async fn one_chain_spans_the_bridge_and_the_pipeline_processes() {
     // Every tick has crossed to the pipeline once the features of the last one are served there.
     let mut client = PredictionClient::connect(format!("http://127.0.0.1:{pipeline_grpc}")).await.unwrap();
     loop {
-        match client.predict_symbol(PredictSymbolRequest { symbol: "EURUSD".into(), model: String::new() }).await {
+        let mut request = tonic::Request::new(PredictSymbolRequest { symbol: "EURUSD".into(), model: String::new() });
+        request.metadata_mut().insert("authorization", "Bearer read-token-0123456789".parse().unwrap());
+        match client.predict_symbol(request).await {
             Ok(response) if response.get_ref().feature_time_ms == last_time => break,
             Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             Err(status) if status.code() == tonic::Code::NotFound => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -269,15 +271,18 @@ async fn a_chain_refused_in_the_pipeline_keeps_the_bridges_part() {
         dir.path(),
         [pipeline_grpc, bridge_grpc, terminals],
         &database.url,
-        "chain_sample = 0\n[risk]\nmax_order_lots = 0.05\n",
-        "chain_sample = 0\n",
+        // Both links present a trade token the other side knows.
+        "chain_sample = 0\n[risk]\nmax_order_lots = 0.05\n[auth]\ntrade = [\"bridge:bridge-token-0123456789\"]\nread = [\"test:read-token-0123456789\"]\n[client]\ntoken = \"pipeline-token-0123456789\"\n",
+        "chain_sample = 0\n[auth]\ntrade = [\"pipeline:pipeline-token-0123456789\"]\n[client]\ntoken = \"bridge-token-0123456789\"\n",
     );
     let (pipeline, _) = start("pipeline", &pipeline_config);
     let (bridge, _) = start("bridge", &bridge_config);
     let common::Streaming { terminal, stop, sent, last_time } = common::stream_sample(&format!("127.0.0.1:{terminals}"), "tok").await;
     let mut client = PredictionClient::connect(format!("http://127.0.0.1:{pipeline_grpc}")).await.unwrap();
     loop {
-        match client.predict_symbol(PredictSymbolRequest { symbol: "EURUSD".into(), model: String::new() }).await {
+        let mut request = tonic::Request::new(PredictSymbolRequest { symbol: "EURUSD".into(), model: String::new() });
+        request.metadata_mut().insert("authorization", "Bearer read-token-0123456789".parse().unwrap());
+        match client.predict_symbol(request).await {
             Ok(response) if response.get_ref().feature_time_ms == last_time => break,
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
