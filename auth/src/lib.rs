@@ -307,11 +307,34 @@ impl RefusalCounts {
     }
 }
 
+/// An admin call as the audit log keeps it: who, what, how it ended, and its chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audited {
+    /// The caller's token name (`anonymous` without tokens, `?` when refused before one was known).
+    pub actor: String,
+    /// The method (`/mtml.v1.Admin/SetTradingState`).
+    pub action: String,
+    /// `done`, or `failed: <code>: <message>`, or `refused: <why>`.
+    pub outcome: String,
+    /// The trace id of the call's `traceparent` header, or empty.
+    pub chain_id: String,
+}
+
+/// Where audited calls go; called on the serving task, so it must not block.
+pub type AuditSink = Arc<dyn Fn(Audited) + Send + Sync>;
+
 /// The check every call goes through.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Guard {
     tokens: Tokens,
     refusals: RefusalCounts,
+    audit: Option<AuditSink>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard").field("tokens", &self.tokens).field("refusals", &self.refusals).field("audited", &self.audit.is_some()).finish()
+    }
 }
 
 fn now_ms() -> i64 {
@@ -322,7 +345,12 @@ fn now_ms() -> i64 {
 impl Guard {
     /// A guard over `tokens` (none: everyone is admin).
     pub fn new(tokens: Tokens) -> Arc<Self> {
-        Arc::new(Self { tokens, refusals: RefusalCounts::default() })
+        Arc::new(Self { tokens, refusals: RefusalCounts::default(), audit: None })
+    }
+
+    /// A guard that also hands every call needing the admin role, admitted or refused, to `audit`.
+    pub fn audited(tokens: Tokens, audit: AuditSink) -> Arc<Self> {
+        Arc::new(Self { tokens, refusals: RefusalCounts::default(), audit: Some(audit) })
     }
 
     /// Whether calls are checked at all.
@@ -419,17 +447,75 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let path = request.uri().path().to_owned();
         let Some(needed) = required_role(&path) else { return Box::pin(self.inner.call(request)) };
-        match self.guard.admit(&path, needed, request.headers().get(http::header::AUTHORIZATION)) {
+        let admitted = self.guard.admit(&path, needed, request.headers().get(http::header::AUTHORIZATION));
+        let audit = self.guard.audit.clone().filter(|_| needed == Role::Admin);
+        let chain_id = request.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace_id).unwrap_or_default();
+        match admitted {
             Ok(caller) => {
+                let actor = caller.name.clone();
                 request.extensions_mut().insert(caller);
-                Box::pin(self.inner.call(request))
+                let answer = self.inner.call(request);
+                Box::pin(async move {
+                    let response = answer.await?;
+                    if let Some(audit) = audit {
+                        audit(Audited { actor, action: path, outcome: outcome_of(&response), chain_id });
+                    }
+                    Ok(response)
+                })
             }
             Err(refusal) => {
+                if let Some(audit) = audit {
+                    let actor = match &refusal {
+                        Refusal::Expired { name, .. } | Refusal::Revoked { name, .. } | Refusal::Insufficient { name, .. } => name.clone(),
+                        Refusal::NoToken { .. } | Refusal::UnknownToken { .. } => "?".into(),
+                    };
+                    audit(Audited { actor, action: path, outcome: format!("refused: {refusal}"), chain_id });
+                }
                 let response = refusal.status().into_http();
                 Box::pin(async move { Ok(response) })
             }
         }
     }
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
+fn trace_id(header: &str) -> Option<String> {
+    let id = header.split('-').nth(1)?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
+}
+
+/// How a gRPC call ended, from its response headers: a handler's error comes back as a
+/// trailers-only response with `grpc-status` in the headers; a success carries it in trailers.
+fn outcome_of<B>(response: &http::Response<B>) -> String {
+    let status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
+    match status {
+        None | Some(0) => "done".into(),
+        Some(code) => {
+            let message = response.headers().get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            format!("failed: {:?}: {}", tonic::Code::from_i32(code), percent_decode(message))
+        }
+    }
+}
+
+/// `grpc-message` is percent-encoded.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The client side: presents a bearer token on every call (none when empty).
@@ -497,7 +583,7 @@ mod tests {
 
     #[test]
     fn each_role_may_do_what_those_below_it_may_and_each_refusal_says_why() {
-        let guard = Guard { tokens: tokens(), refusals: RefusalCounts::default() };
+        let guard = Guard { tokens: tokens(), ..Guard::default() };
         let decide = |needed, token: Option<&str>, now| guard.decide(needed, token.map(header).as_ref(), now);
         assert_eq!(decide(Role::Read, Some("read-token-0123456789"), 0).unwrap(), Caller { name: "grafana".into(), role: Role::Read });
         assert_eq!(decide(Role::Trade, Some("trade-token-0123456789"), 0).unwrap().name, "ea", "a hashed token matches");

@@ -206,6 +206,8 @@ pub struct AuditRow {
     pub action: String,
     /// How it ended.
     pub outcome: String,
+    /// The chain it belongs to (hex trace id), or empty.
+    pub chain_id: String,
 }
 
 /// A journal database.
@@ -355,11 +357,12 @@ impl Journal {
 
     /// Writes one line of the audit log.
     pub async fn audit(&self, entry: &AuditRow) -> Result<(), JournalError> {
-        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, outcome) VALUES ($1, $2, $3, $4)")
+        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, outcome, chain_id) VALUES ($1, $2, $3, $4, $5)")
             .bind(entry.at_ms)
             .bind(&entry.actor)
             .bind(&entry.action)
             .bind(&entry.outcome)
+            .bind(&entry.chain_id)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -367,12 +370,12 @@ impl Journal {
 
     /// The audit log from `since_ms`, oldest first.
     pub async fn audit_since(&self, since_ms: i64) -> Result<Vec<AuditRow>, JournalError> {
-        let rows = sqlx::query("SELECT at_ms, actor, action, outcome FROM audit_log WHERE at_ms >= $1 ORDER BY at_ms")
+        let rows = sqlx::query("SELECT at_ms, actor, action, outcome, chain_id FROM audit_log WHERE at_ms >= $1 ORDER BY at_ms")
             .bind(since_ms)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok(AuditRow { at_ms: r.try_get(0)?, actor: r.try_get(1)?, action: r.try_get(2)?, outcome: r.try_get(3)? }))
+            .map(|r| Ok(AuditRow { at_ms: r.try_get(0)?, actor: r.try_get(1)?, action: r.try_get(2)?, outcome: r.try_get(3)?, chain_id: r.try_get(4)? }))
             .collect()
     }
 

@@ -125,7 +125,6 @@ impl App {
         // streams and its Telegram console.
         let mut tokens = config.tokens_for(&[("grpc.listen", grpc_addr), ("metrics.listen", metrics_addr)])?;
         let own_token = if tokens.is_empty() { String::new() } else { tokens.add_internal("internal", mtml_auth::Role::Admin) };
-        let guard = mtml_auth::Guard::new(tokens);
         let registry = match config.model.from_registry {
             true => Some(open_registry(config, Access::ReadWrite).instrument(step("registry")).await?),
             false => None,
@@ -152,6 +151,7 @@ impl App {
             start_bridge(config, here, ticks.bridge.clone(), Arc::clone(&chain_log), loopback.as_ref(), &shutdown, &notices)
         })?;
         let (journal, execution) = recover_from_journal(config).instrument(step("journal")).await?;
+        let guard = audited_guard(tokens, &journal);
         let service = if here { "mtml" } else { "pipeline" };
         let (history, journal_tx) = ChainHistory::start(config, Arc::clone(&chain_log), service, false, journal.clone())?;
         if config.journal.chain_retention_days > 0 && !config.journal.url.contains(":memory:") {
@@ -467,6 +467,26 @@ fn tick_transport(config: &Config, bridge_here: bool, loopback: Option<&ServerUr
             Ok(TickTransport { bridge, ingestion, pipeline, forwarder: Some(forwarder) })
         }
     }
+}
+
+/// The guard of a process's servers over `tokens`, every admin call (admitted or refused)
+/// written to the journal's audit log without holding up the call.
+pub(crate) fn audited_guard(tokens: mtml_auth::Tokens, journal: &Journal) -> Arc<mtml_auth::Guard> {
+    let journal = journal.clone();
+    mtml_auth::Guard::audited(
+        tokens,
+        Arc::new(move |call: mtml_auth::Audited| {
+            let journal = journal.clone();
+            let at_ms = mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock);
+            let row = mtml_journal::AuditRow { at_ms, actor: call.actor, action: call.action, outcome: call.outcome, chain_id: call.chain_id };
+            tracing::info!(actor = %row.actor, action = %row.action, outcome = %row.outcome, "admin call");
+            spawn_named("audit", async move {
+                if let Err(error) = journal.audit(&row).await {
+                    tracing::error!(%error, action = %row.action, "the audit log could not be written");
+                }
+            });
+        }),
+    )
 }
 
 /// Forwards the bridge's ticks to the Ingestion service at `endpoint`, presenting its token.

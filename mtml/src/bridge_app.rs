@@ -40,10 +40,13 @@ impl BridgeApp {
     /// Starts the bridge on `bridge`, `mtml.v1.Bridge` on `grpc`, and the metrics on `metrics`.
     pub async fn start(config: &Config, bridge: TcpListener, grpc: TcpListener, metrics: Option<TcpListener>) -> anyhow::Result<Self> {
         let pipeline = config.bridge.pipeline.as_ref().context("a bridge on its own needs bridge.pipeline, the pipeline's gRPC URL")?;
+        config.check_bridge_exposure(bridge.local_addr()?)?;
+        let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+        let tokens = config.tokens_for(&[("grpc.listen", Some(grpc.local_addr()?)), ("metrics.listen", metrics_addr)])?;
         let shutdown = CancellationToken::new();
         let chain_log = Arc::new(ChainLog::default().with_sample(config.journal.chain_sample_basis_points));
         let journal = open_journal(config, Access::ReadWrite).await?;
-        let (history, _) = ChainHistory::start(config, Arc::clone(&chain_log), "bridge", true, journal)?;
+        let (history, _) = ChainHistory::start(config, Arc::clone(&chain_log), "bridge", true, journal.clone())?;
 
         let (ticks, to_pipeline) = mpsc::channel(config.pipeline.channel_capacity);
         let (events, events_rx) = mpsc::channel(4096);
@@ -51,9 +54,7 @@ impl BridgeApp {
         let stats = bridge_server.stats();
         let service = BridgeService::new(bridge_server.router(), events_rx, shutdown.clone());
         let (bridge_addr, grpc_addr) = (bridge.local_addr()?, grpc.local_addr()?);
-        let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
-        config.check_bridge_exposure(bridge_addr)?;
-        let guard = mtml_auth::Guard::new(config.tokens_for(&[("grpc.listen", Some(grpc_addr)), ("metrics.listen", metrics_addr)])?);
+        let guard = crate::app::audited_guard(tokens, &journal);
 
         let router = services::bridge_router(service, Arc::clone(&guard)).await;
         let grpc_task = spawn_named(

@@ -84,6 +84,21 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The audit log: every admin call through the gRPC API and every Telegram command, with
+    /// who, what, when, how it ended and its chain.
+    Audit {
+        /// Only entries this long ago or since (30m, 1h, 2d); all without.
+        #[arg(long)]
+        since: Option<String>,
+        /// TOML configuration (for `journal.url`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Access tokens (`[auth]`).
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Realised PnL from the journal's fills.
     Pnl {
         /// Only today's (UTC) fills.
@@ -174,6 +189,14 @@ enum ChainCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Reads a token on standard input (never an argument: it would show in the process list
+    /// and the shell's history) and prints the `sha256:<hex>` form an `auth.*` entry takes
+    /// (`"name:sha256:<hex>"`), so the configuration need not hold the token itself.
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -440,6 +463,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Orders { open, config } => {
                 let journal = open_journal(config.as_deref()).await?;
                 out!("{}", journal::orders(&journal, open).await?);
+                Ok(())
+            }
+            Command::Audit { since, config } => {
+                let journal = open_journal(config.as_deref()).await?;
+                let since_ms = match since {
+                    Some(text) => mtml_core::clock::Clock::now_ms(&mtml_core::clock::SystemClock) - chains::parse_since(&text)?,
+                    None => 0,
+                };
+                out!("{}", journal::audit(&journal, since_ms).await?);
+                Ok(())
+            }
+            Command::Auth { command: AuthCommand::Hash } => {
+                let mut token = String::new();
+                std::io::stdin().read_line(&mut token).context("reading the token from standard input")?;
+                let token = token.trim();
+                anyhow::ensure!(token.len() >= 16, "the token on standard input is shorter than 16 characters");
+                outln!("sha256:{}", mtml_auth::token_digest_hex(token));
                 Ok(())
             }
             Command::Pnl { day, config } => {

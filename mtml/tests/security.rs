@@ -78,9 +78,10 @@ async fn every_call_needs_a_token_of_the_role_it_needs() {
         &config,
         format!(
             "[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
-             [pipeline]\ntransport = \"grpc\"\n[features]\nhistory = \"none\"\n[journal]\nurl = \"sqlite::memory:\"\n\
+             [pipeline]\ntransport = \"grpc\"\n[features]\nhistory = \"none\"\n[journal]\nurl = \"sqlite://{}?mode=rwc\"\n\
              [auth]\nread = [\"grafana:{READ}\", \"ci:{EXPIRED}\"]\ntrade = [\"ea-host:{TRADE}\"]\nadmin = [\"desk:sha256:{admin_digest}\", \"laptop:{REVOKED}\"]\n\
-             expires = {{ ci = \"2020-01-01\" }}\nrevoked = [\"laptop\"]\n"
+             expires = {{ ci = \"2020-01-01\" }}\nrevoked = [\"laptop\"]\n",
+            dir.path().join("journal.db").display()
         ),
     )
     .unwrap();
@@ -137,6 +138,11 @@ async fn every_call_needs_a_token_of_the_role_it_needs() {
     let load = mtml_proto::inference::RepositoryModelLoadRequest { model_name: "fx-direction".into(), ..Default::default() };
     refused(oip.repository_model_load(with_token(load, TRADE)).await.unwrap_err(), tonic::Code::PermissionDenied, &["admin role"]);
     assert!(oip.server_live(with_token(mtml_proto::inference::ServerLiveRequest {}, READ)).await.is_ok());
+    // An admin call that fails in its handler, in a chain of the caller's.
+    let load = mtml_proto::inference::RepositoryModelLoadRequest { model_name: "no-such-model".into(), ..Default::default() };
+    let mut load = with_token(load, ADMIN);
+    load.metadata_mut().insert("traceparent", format!("00-{CHAIN}-00f067aa0ba902b7-01").parse().unwrap());
+    assert!(oip.repository_model_load(load).await.is_err());
     // The standard health service answers probes without a token.
     let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
@@ -182,9 +188,36 @@ async fn every_call_needs_a_token_of_the_role_it_needs() {
     logs.push_str(&tokio::task::spawn_blocking(move || log_reader.join().unwrap()).await.unwrap());
     assert!(exit.success(), "{logs}");
     assert!(logs.contains("refused: token \"grafana\" has the read role"), "refusals are logged: {logs}");
+    // Every admin call, admitted or refused, is in the audit log: who, what, how, its chain.
+    let audit = mtml().args(["audit", "--since", "1h", "--config"]).arg(&config).output().unwrap();
+    let audit = String::from_utf8(audit.stdout).unwrap();
+    let entry = |actor: &str, outcome: &str, action: &str| {
+        audit.lines().any(|l| l.split_whitespace().nth(3) == Some(actor) && l.contains(outcome) && l.contains(action))
+    };
+    assert!(entry("desk", "done", "/mtml.v1.Admin/SetTradingState"), "{audit}");
+    assert!(entry("grafana", "refused: token \"grafana\" has the read role", "/mtml.v1.Admin/SetTradingState"), "{audit}");
+    assert!(entry("?", "refused: no token", "/mtml.v1.Admin/SetTradingState"), "{audit}");
+    assert!(entry("ea-host", "refused", "/inference.GRPCInferenceService/RepositoryModelLoad"), "{audit}");
+    let failed = audit.lines().find(|l| l.contains(CHAIN)).unwrap_or_else(|| panic!("no entry with the chain: {audit}"));
+    assert!(failed.contains("desk") && failed.contains("failed: ") && failed.contains("RepositoryModelLoad"), "{failed}");
+    assert!(!audit.contains("GetTradingState"), "reads are not audited: {audit}");
     for secret in [READ, TRADE, ADMIN, EXPIRED, REVOKED] {
-        assert!(!logs.contains(secret) && !text.contains(secret), "{secret} leaked");
+        assert!(!logs.contains(secret) && !text.contains(secret) && !audit.contains(secret), "{secret} leaked");
     }
+}
+
+const CHAIN: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// `mtml auth hash` reads the token on standard input and prints the form a configuration
+/// keeps instead of the token.
+#[test]
+fn auth_hash_prints_the_digest_a_configuration_keeps() {
+    use std::io::Write;
+    let mut child = mtml().args(["auth", "hash"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(format!("{ADMIN}\n").as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), format!("sha256:{}\n", mtml_auth::token_digest_hex(ADMIN)));
 }
 
 /// Listening beyond loopback without protection is refused at start, by name.

@@ -17,6 +17,18 @@ pub async fn positions(journal: &Journal) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// The audit log from `since_ms`, oldest first, one line per entry.
+pub async fn audit(journal: &Journal, since_ms: i64) -> anyhow::Result<String> {
+    let rows = journal.audit_since(since_ms).await?;
+    let mut out = String::from("time                        actor            outcome                   action   chain id\n");
+    for row in &rows {
+        let chain = if row.chain_id.is_empty() { "-" } else { row.chain_id.as_str() };
+        let _ = writeln!(out, "{:<27} {:<16} {:<25} {}   {chain}", mtml_core::text::utc(row.at_ms), row.actor, row.outcome, row.action);
+    }
+    let _ = writeln!(out, "{} entries", rows.len());
+    Ok(out)
+}
+
 /// The orders table.
 pub async fn orders(journal: &Journal, open_only: bool) -> anyhow::Result<String> {
     let rows = journal.orders(open_only).await?;

@@ -146,7 +146,7 @@ impl mtml_telegram::Operations for Operations {
     }
 
     async fn audit(&self, entry: AuditEntry) {
-        let row = AuditRow { at_ms: now_ms(), actor: entry.actor, action: entry.action, outcome: entry.outcome };
+        let row = AuditRow { at_ms: now_ms(), actor: entry.actor, action: entry.action, outcome: entry.outcome, chain_id: String::new() };
         if let Err(error) = self.journal.audit(&row).await {
             tracing::error!(%error, action = %row.action, "audit log not written");
         }
