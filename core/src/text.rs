@@ -15,6 +15,43 @@ pub fn quote(text: &str) -> String {
     if shown.len() == text.len() { format!("{text:?}") } else { format!("{shown:?}… ({} bytes)", text.len()) }
 }
 
+/// Query parameters whose values are secrets (InfluxDB's `p`, and the usual names).
+const SECRET_PARAMETERS: [&str; 7] = ["p", "password", "pass", "pwd", "token", "secret", "key"];
+
+/// A URL as it may be shown in a log, an error, a notice or a metric: a password in its user
+/// part and secret query parameters become `***` (`postgres://mtml:***@db/mtml`,
+/// `http://influx:8086?u=mtml&p=***`).
+pub fn redact_url(url: &str) -> String {
+    let (head, query) = url.split_once('?').map_or((url, None), |(h, q)| (h, Some(q)));
+    let mut shown = match head.find("://") {
+        Some(scheme) => {
+            let rest = &head[scheme + 3..];
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => {
+                    let user = rest[..at].split_once(':').map_or(&rest[..at], |(user, _)| user);
+                    let masked = if rest[..at].contains(':') { format!("{user}:***") } else { user.to_owned() };
+                    format!("{}{masked}{}", &head[..scheme + 3], &rest[at..])
+                }
+                None => head.to_owned(),
+            }
+        }
+        None => head.to_owned(),
+    };
+    if let Some(query) = query {
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if SECRET_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()) => format!("{name}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&parameters.join("&"));
+    }
+    shown
+}
+
 /// UTC epoch milliseconds as people read them: `2014-05-05 06:00:00.123 UTC`.
 pub fn utc(ms: i64) -> String {
     let Ok(at) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
@@ -28,6 +65,17 @@ pub fn utc(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_in_urls_are_masked() {
+        assert_eq!(redact_url("postgres://mtml:secret@db:5432/mtml"), "postgres://mtml:***@db:5432/mtml");
+        assert_eq!(redact_url("postgres://mtml:p@ss@db/mtml"), "postgres://mtml:***@db/mtml", "an @ in the password");
+        assert_eq!(redact_url("postgres://mtml@db/mtml"), "postgres://mtml@db/mtml");
+        assert_eq!(redact_url("redis://:hunter2hunter2@cache:6379/0"), "redis://:***@cache:6379/0");
+        assert_eq!(redact_url("http://influx:8086?db=x&u=mtml&p=hunter2"), "http://influx:8086?db=x&u=mtml&p=***");
+        assert_eq!(redact_url("sqlite://journal.db?mode=rwc"), "sqlite://journal.db?mode=rwc");
+        assert_eq!(redact_url("http://127.0.0.1:50051/a@b"), "http://127.0.0.1:50051/a@b", "an @ in the path is not a user");
+    }
 
     #[test]
     fn times_read_as_utc() {

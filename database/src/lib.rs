@@ -90,7 +90,7 @@ pub async fn open_existing(url: &str, store: &'static str, migrator: &Migrator) 
         || !legacy_migrations(&probe).await.is_empty();
     probe.close().await;
     if !exists {
-        return Err(OpenError::Missing { store, place: without_password(url) });
+        return Err(OpenError::Missing { store, place: mtml_core::text::redact_url(url) });
     }
     open(url, store, migrator).await
 }
@@ -128,20 +128,6 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
-}
-
-/// A database URL fit for messages: any password replaced by `***`.
-pub fn without_password(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// The table where `store` records its migrations.
@@ -246,8 +232,6 @@ mod tests {
         assert_eq!(sqlite_file("sqlite:j.db"), Some("j.db".into()));
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://u@h/db"), None);
-        assert_eq!(without_password("postgres://mtml:secret@db:5432/mtml"), "postgres://mtml:***@db:5432/mtml");
-        assert_eq!(without_password("postgres://mtml@db/mtml"), "postgres://mtml@db/mtml");
         assert_eq!(server_address("postgres://u:p@db.example:6543/mtml").as_deref(), Some("db.example:6543"));
         assert_eq!(server_address("postgres://u@127.0.0.1/mtml").as_deref(), Some("127.0.0.1:5432"));
         assert_eq!(server_address("sqlite://x.db"), None);

@@ -64,7 +64,7 @@ impl RedisStore {
     /// A store for `settings`; fails only on a malformed URL.
     pub fn new(settings: RedisSettings) -> Result<Self, StoreError> {
         let client = redis::Client::open(settings.url.as_str()).map_err(|e| StoreError::Refused {
-            store: format!("redis at {}", settings.url),
+            store: format!("redis at {}", mtml_core::text::redact_url(&settings.url)),
             detail: format!("not a Redis URL: {e}"),
         })?;
         Ok(Self { settings, client, connection: OnceCell::new() })
@@ -146,7 +146,7 @@ pub fn decode(symbol: &Symbol, bytes: &[u8]) -> Result<FeatureVector, String> {
 #[async_trait::async_trait]
 impl OnlineStore for RedisStore {
     fn describe(&self) -> String {
-        format!("redis at {}", self.settings.url)
+        format!("redis at {}", mtml_core::text::redact_url(&self.settings.url))
     }
 
     async fn put_many(&self, vectors: &[FeatureVector]) -> Result<(), StoreError> {

@@ -432,7 +432,7 @@ pub async fn open_registry(config: &Config, access: Access) -> anyhow::Result<Re
         Access::ReadWrite => Registry::open(url).await,
         Access::ReadOnly => Registry::open_existing(url).await,
     };
-    registry.with_context(|| format!("opening the model registry at {}", mtml_database::without_password(url)))
+    registry.with_context(|| format!("opening the model registry at {}", mtml_core::text::redact_url(url)))
 }
 
 /// The journal of a configuration (`journal.url`).
@@ -442,7 +442,7 @@ pub async fn open_journal(config: &Config, access: Access) -> anyhow::Result<Jou
         Access::ReadWrite => Journal::open(url).await,
         Access::ReadOnly => Journal::open_existing(url).await,
     };
-    journal.with_context(|| format!("opening the journal at {}", mtml_database::without_password(url)))
+    journal.with_context(|| format!("opening the journal at {}", mtml_core::text::redact_url(url)))
 }
 
 /// How a command uses a store.

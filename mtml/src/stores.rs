@@ -48,7 +48,7 @@ impl Stores {
         let history: Option<Arc<dyn HistoryStore>> = match f.history.as_str() {
             "none" => None,
             url if url.starts_with("sqlite:") => Some(Arc::new(
-                SqliteHistory::open(url).await.with_context(|| format!("opening features.history {url}"))?,
+                SqliteHistory::open(url).await.with_context(|| format!("opening features.history {}", mtml_core::text::redact_url(url)))?,
             )),
             url => Some(Arc::new(InfluxV1::new(url, f.store_timeout)?)),
         };

@@ -5,8 +5,9 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 
-fn mtml() -> std::process::Command {
+fn mtml() -> Command {
     mtml_test_support::command_in_own_dir(env!("CARGO_BIN_EXE_mtml"))
 }
 
@@ -237,4 +238,121 @@ fn an_open_instance_on_a_public_address_does_not_start() {
         assert!(!stderr.contains("panicked") && !stderr.contains("short\""), "{stderr}");
         assert!(!dir.path().join("mtml-history.db").exists(), "refused before anything was opened");
     }
+}
+
+/// Secrets never leak: a live run with every kind of secret configured (API tokens, the bridge
+/// token, the Telegram token, passwords inside the journal's PostgreSQL URL and the Redis URL),
+/// logging at debug, living through a Redis outage, and every command's output, error and
+/// `--help` are searched for each secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_appears_in_anything_a_run_writes() {
+    use std::io::BufRead;
+    const PG_PASSWORD: &str = "PgSecret-0123456789";
+    const REDIS_PASSWORD: &str = "RedisSecret-0123456789";
+    const BRIDGE_TOKEN: &str = "BridgeSecret-0123456789";
+    const TELEGRAM_TOKEN: &str = "5550003:TelegramSecret-0123456789";
+    let secrets = [PG_PASSWORD, REDIS_PASSWORD, BRIDGE_TOKEN, TELEGRAM_TOKEN, READ, ADMIN];
+
+    let database = mtml_test_support::postgres::FreshDatabase::create("secrets").await;
+    let journal_url = database.url.replacen("://postgres@", &format!("://postgres:{PG_PASSWORD}@"), 1);
+    assert!(journal_url.contains(PG_PASSWORD), "{journal_url}");
+    let mut redis = mtml_test_support::RedisServer::start_with_password(REDIS_PASSWORD);
+    let api = mtml_test_support::bot_api::BotApi::start(TELEGRAM_TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mtml.toml");
+    let metrics_port = mtml_test_support::free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"{BRIDGE_TOKEN}\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+             [journal]\nurl = \"{journal_url}\"\n[features]\nonline = \"{}\"\nhistory = \"none\"\nstore_timeout_ms = 300\n\
+             [auth]\nread = [\"grafana:{READ}\"]\nadmin = [\"desk:{ADMIN}\"]\n\
+             [telegram]\ntoken = \"{TELEGRAM_TOKEN}\"\napi_url = \"{}\"\nchats = [1]\nact_users = [2]\npoll_secs = 1\n",
+            redis.url(),
+            api.url
+        ),
+    )
+    .unwrap();
+    let mut child = mtml().args(["run", "--config"]).arg(&config).env("MTML_LOG", "debug").stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut written = String::new();
+    let line = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "mtml exited: {written}");
+        written.push_str(&line);
+        if line.contains("running") {
+            break line;
+        }
+    };
+    let log_reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let (bridge_addr, grpc_addr) = mtml_test_support::running_addresses(&line);
+
+    // Ticks, orders and fills; then the online store goes down and comes back.
+    let common::Streaming { terminal, stop, .. } = common::stream_sample_at(&bridge_addr, BRIDGE_TOKEN, mtml_simulator::Fault::None, Some(1_000)).await;
+    api.wait_for(std::time::Duration::from_secs(60), "a fill", |sent| sent.iter().any(|s| s.text.contains("✅"))).await;
+    redis.stop();
+    api.wait_for(std::time::Duration::from_secs(60), "the store down", |sent| sent.iter().any(|s| s.text.contains("store down"))).await;
+    redis.restart();
+    api.wait_for(std::time::Duration::from_secs(60), "the store back", |sent| sent.iter().any(|s| s.text.contains("store back"))).await;
+    stop.cancel();
+    let _ = terminal.await.unwrap();
+    let http = reqwest::Client::new();
+    written.push_str(&http.get(format!("http://127.0.0.1:{metrics_port}/metrics")).bearer_auth(READ).send().await.unwrap().text().await.unwrap());
+
+    // Commands against it, their answers and their errors.
+    let url = format!("http://{grpc_addr}");
+    let (config_path, url_for_cli) = (config.clone(), url.clone());
+    let outputs = tokio::task::spawn_blocking(move || {
+        let mut all = String::new();
+        let runs: Vec<(Vec<String>, Option<&str>)> = vec![
+            (vec!["models".into(), "list".into(), "--server".into(), url_for_cli.clone()], Some(READ)),
+            (vec!["halt".into(), "--server".into(), url_for_cli.clone()], Some(READ)),
+            (vec!["halt".into(), "--server".into(), url_for_cli.clone()], Some(ADMIN)),
+            (vec!["orders".into(), "--config".into(), config_path.display().to_string()], None),
+            (vec!["audit".into(), "--config".into(), config_path.display().to_string()], None),
+            (vec!["chain".into(), "health".into(), "--config".into(), config_path.display().to_string()], None),
+            // Help with secrets in the environment, as a user's shell would have them.
+            (vec!["--help".into()], Some(ADMIN)),
+            (vec!["run".into(), "--help".into()], Some(ADMIN)),
+            (vec!["telegram".into(), "check".into(), "--help".into()], Some(ADMIN)),
+        ];
+        for (args, token) in runs {
+            let mut command = mtml();
+            command.args(&args).env("MTML_LOG", "debug").env("MTML_TELEGRAM_TOKEN", TELEGRAM_TOKEN);
+            if let Some(token) = token {
+                command.env("MTML_CLIENT_TOKEN", token);
+            }
+            let output = command.output().unwrap();
+            all.push_str(&String::from_utf8_lossy(&output.stdout));
+            all.push_str(&String::from_utf8_lossy(&output.stderr));
+        }
+        all
+    })
+    .await
+    .unwrap();
+    written.push_str(&outputs);
+
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    written.push_str(&tokio::task::spawn_blocking(move || log_reader.join().unwrap()).await.unwrap());
+    assert!(exit.success(), "{written}");
+    for message in api.sent() {
+        written.push_str(&message.text);
+    }
+    // A journal that cannot be opened is named, its password masked.
+    let missing = format!("{}_missing", journal_url);
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, format!("[journal]\nurl = \"{missing}\"\n")).unwrap();
+    let output = mtml().args(["orders", "--config"]).arg(&broken).output().unwrap();
+    let error = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success() && error.contains("postgres:***@"), "{error}");
+    written.push_str(&error);
+
+    assert!(written.contains("redis://:***@127.0.0.1"), "the Redis URL is shown masked: {written}");
+    for secret in secrets {
+        if let Some(at) = written.find(secret) {
+            panic!("{secret} leaked: …{}…", &written[at.saturating_sub(200)..(at + 100).min(written.len())]);
+        }
+    }
+    database.drop_database().await;
 }

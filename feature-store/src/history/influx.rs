@@ -36,7 +36,7 @@ impl InfluxV1 {
     /// An endpoint for `url`. Nothing is contacted yet: a server that is down now is a write
     /// error later, not a start-up failure.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let refused = |detail: String| StoreError::Refused { store: format!("influxdb at {url}"), detail };
+        let refused = |detail: String| StoreError::Refused { store: format!("influxdb at {}", mtml_core::text::redact_url(url)), detail };
         let mut base = Url::parse(url).map_err(|e| refused(format!("not a URL: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(refused("expected http://host:8086/DATABASE".into()));
@@ -269,7 +269,7 @@ pub fn write_line(out: &mut String, point: &HistoryPoint) {
 #[async_trait::async_trait]
 impl HistoryStore for InfluxV1 {
     fn describe(&self) -> String {
-        format!("influxdb at {} database {}", self.base.as_str().trim_end_matches('/'), self.database)
+        format!("influxdb at {} database {}", mtml_core::text::redact_url(self.base.as_str().trim_end_matches('/')), self.database)
     }
 
     async fn write(&self, points: &[HistoryPoint]) -> Result<(), StoreError> {

@@ -42,7 +42,7 @@ pub struct SqliteHistory {
 impl SqliteHistory {
     /// Opens (creating if needed) the database at `url` and its tables.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let store = |detail: String| StoreError::Unavailable { store: format!("history database {url}"), detail };
+        let store = |detail: String| StoreError::Unavailable { store: format!("history database {}", mtml_core::text::redact_url(url)), detail };
         let options = SqliteConnectOptions::from_str(url).map_err(|e| store(e.to_string()))?.create_if_missing(true);
         // One connection: SQLite has one writer anyway, and `:memory:` is per connection.
         // No reaper task (see the journal's pool): its idle-count race can spin a thread.
@@ -71,7 +71,7 @@ fn limit(range: TimeRange) -> i64 {
 #[async_trait::async_trait]
 impl HistoryStore for SqliteHistory {
     fn describe(&self) -> String {
-        format!("history database {}", self.url)
+        format!("history database {}", mtml_core::text::redact_url(&self.url))
     }
 
     async fn write(&self, points: &[HistoryPoint]) -> Result<(), StoreError> {

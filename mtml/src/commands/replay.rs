@@ -260,7 +260,7 @@ async fn refuse_a_live_journal(config: &Config) -> anyhow::Result<()> {
         anyhow::bail!(
             "journal.url ({}) holds a live instance's orders (order {} for one): a replay would mix simulated fills into them; \
              give the replay a configuration with a journal.url of its own, or leave journal.url out (an in-memory journal)",
-            mtml_database::without_password(&config.journal.url),
+            mtml_core::text::redact_url(&config.journal.url),
             order.client_order_id
         );
     }

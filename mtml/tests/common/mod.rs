@@ -33,6 +33,11 @@ pub async fn stream_sample(bridge_addr: &str, token: &str) -> Streaming {
 
 /// [`stream_sample`] from a terminal with `fault` injected.
 pub async fn stream_sample_with_fault(bridge_addr: &str, token: &str, fault: Fault) -> Streaming {
+    stream_sample_at(bridge_addr, token, fault, None).await
+}
+
+/// [`stream_sample_with_fault`] at most `ticks_per_second`, as a live feed sends them.
+pub async fn stream_sample_at(bridge_addr: &str, token: &str, fault: Fault, ticks_per_second: Option<u32>) -> Streaming {
     let ticks: Vec<SimTick> = TickFileReader::open(sample())
         .unwrap()
         .map(|row| {
@@ -44,6 +49,7 @@ pub async fn stream_sample_with_fault(bridge_addr: &str, token: &str, fault: Fau
     let config = SimulatorConfig {
         token: token.into(),
         symbols: vec![SimSymbol { name: "EURUSDm".into(), digits: 5 }],
+        ticks_per_second,
         ..SimulatorConfig::default()
     };
     let stop = CancellationToken::new();

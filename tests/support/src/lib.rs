@@ -110,19 +110,30 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     process: Option<Running>,
+    password: Option<String>,
 }
 
 impl RedisServer {
     /// Starts one on a free port and waits until it answers.
     pub fn start() -> Self {
-        let mut server = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), process: None };
+        let mut server = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), process: None, password: None };
         server.restart();
         server
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// Starts one that answers only clients presenting `password` (`requirepass`).
+    pub fn start_with_password(password: &str) -> Self {
+        let mut server = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), process: None, password: Some(password.to_owned()) };
+        server.restart();
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT/0` (`redis://:PASSWORD@…` with a password).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     /// Its port.
@@ -138,8 +149,12 @@ impl RedisServer {
     /// Starts it again on the same port (empty: Redis here keeps nothing on disk).
     pub fn restart(&mut self) {
         self.process = None;
-        let child = Command::new(binary("MTML_TEST_REDIS_SERVER", "redis-server"))
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let mut command = Command::new(binary("MTML_TEST_REDIS_SERVER", "redis-server"));
+        command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -148,10 +163,14 @@ impl RedisServer {
             .expect("starting redis-server");
         self.process = Some(Running(child));
         let port = self.port;
+        let (hello, expected) = match &self.password {
+            Some(password) => (format!("AUTH {password}\r\nPING\r\n"), &b"+OK\r\n+PONG\r\n"[..]),
+            None => ("PING\r\n".to_owned(), &b"+PONG\r\n"[..]),
+        };
         wait_until("redis-server", Duration::from_secs(10), || {
             let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
-            let mut pong = [0u8; 7];
-            stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut pong).is_ok() && &pong == b"+PONG\r\n"
+            let mut answer = vec![0u8; expected.len()];
+            stream.write_all(hello.as_bytes()).is_ok() && stream.read_exact(&mut answer).is_ok() && answer == expected
         });
     }
 }
