@@ -92,6 +92,13 @@ fn parse_hex_digest(hex: &str) -> Option<[u8; 32]> {
     Some(digest)
 }
 
+/// Whether two secrets are the same, in time that depends on neither (their SHA-256 digests
+/// are compared in constant time, so not even the length leaks).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    let (a, b): ([u8; 32], [u8; 32]) = (Sha256::digest(given.as_bytes()).into(), Sha256::digest(expected.as_bytes()).into());
+    bool::from(a.ct_eq(&b))
+}
+
 /// When a token stops being valid: `2027-01-31` (the start of that day, UTC) or an RFC 3339
 /// time; epoch ms.
 pub fn parse_expiry(text: &str) -> Result<i64, String> {

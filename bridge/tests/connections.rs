@@ -190,3 +190,74 @@ async fn futures_join(
     }
     reports
 }
+
+/// A guesser at the token: after three wrong tokens in a row from one address, each further
+/// hello from it waits (counted) and is still refused; the right token is served and forgets
+/// the address's failures.
+#[tokio::test]
+async fn repeated_wrong_tokens_from_one_address_are_slowed_down() {
+    let bridge = start_bridge("right-token").await;
+    // Each attempt ends once its ticks are in (a served terminal would otherwise stay on).
+    let attempt = |token: &str| {
+        let config = SimulatorConfig { token: token.into(), ..SimulatorConfig::default() };
+        let (addr, stats) = (bridge.addr, bridge.bridge.stats());
+        async move {
+            let stop = CancellationToken::new();
+            let before = stats.ticks.load(Ordering::Relaxed);
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let run = tokio::spawn(run_simulator(stream, config, ticks("EURUSD", 3, 0), stop.clone()));
+            while !run.is_finished() && stats.ticks.load(Ordering::Relaxed) < before + 3 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            stop.cancel();
+            run.await.unwrap().unwrap()
+        }
+    };
+    let delayed = || bridge.bridge.stats().hellos_delayed.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        assert_eq!(attempt("guess").await.refused.as_deref(), Some("auth: wrong auth token"));
+    }
+    assert_eq!(delayed(), 0, "the first three are answered at once");
+    for n in 1..=2 {
+        assert_eq!(attempt("guess").await.refused.as_deref(), Some("auth: wrong auth token"));
+        assert_eq!(delayed(), n);
+    }
+    // The right token is still served (after its wait), and clears the address.
+    let good = attempt("right-token").await;
+    assert_eq!((good.refused, good.ticks_sent), (None, 3));
+    assert_eq!(delayed(), 3);
+    assert_eq!(attempt("guess").await.refused.as_deref(), Some("auth: wrong auth token"));
+    assert_eq!(delayed(), 3, "forgotten after the good hello");
+}
+
+/// Connections beyond `max_connections` are closed at once and counted; the ones served go on.
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed_at_once() {
+    let config = mtml_bridge::BridgeConfig { token: "t".into(), max_connections: 2, ..support::test_config() };
+    let bridge = support::start_bridge_config(config, 1024).await;
+    // Two connections that have not said hello yet hold both places.
+    let held = [TcpStream::connect(bridge.addr).await.unwrap(), TcpStream::connect(bridge.addr).await.unwrap()];
+    let start = std::time::Instant::now();
+    while bridge.bridge.stats().connections.load(Ordering::Relaxed) < 2 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the two were not accepted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut third = TcpStream::connect(bridge.addr).await.unwrap();
+    assert!(read_until_closed(&mut third).await.is_empty(), "closed without a word");
+    assert_eq!(bridge.bridge.stats().connections_refused.load(Ordering::Relaxed), 1);
+    drop(held);
+    // Once they are gone, a terminal is served again.
+    let start = std::time::Instant::now();
+    while bridge.bridge.stats().connected.load(Ordering::Relaxed) == 0 {
+        let stream = TcpStream::connect(bridge.addr).await.unwrap();
+        let config = SimulatorConfig { token: "t".into(), ..SimulatorConfig::default() };
+        let stop = CancellationToken::new();
+        let run = tokio::spawn(run_simulator(stream, config, ticks("EURUSD", 2, 0), stop.clone()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if bridge.bridge.stats().connected.load(Ordering::Relaxed) == 0 {
+            stop.cancel();
+            let _ = run.await;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no place freed");
+    }
+}

@@ -88,6 +88,7 @@ pub const FAMILIES: &[Family] = &[
     family("mtml_sequence_gaps_total", Kind::Counter, "Sequence gaps in terminals' messages."),
     family("mtml_ticks_dropped_total", Kind::Counter, "Ticks the bridge dropped under the drop-newest backpressure setting."),
     family("mtml_protocol_errors_total", Kind::Counter, "Connections closed for a protocol error."),
+    family("mtml_terminal_refusals_total", Kind::Counter, "Terminal connections refused, by reason: refused hellos (token, version), connections over bridge.max_connections, hellos delayed after repeated wrong tokens."),
     family("mtml_store_write_failures_total", Kind::Counter, "Feature store writes that failed (and are retried), by store."),
     family("mtml_store_down", Kind::Gauge, "1 while a feature store is down, by store."),
     family("mtml_history_backlog_points", Kind::Gauge, "History points not yet written (memory and write-ahead file)."),

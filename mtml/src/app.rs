@@ -509,6 +509,7 @@ pub(crate) fn bridge_config(config: &Config, notices: &mtml_core::Notices) -> Br
         silence_timeout: config.bridge.silence_timeout,
         reconcile_every: config.bridge.reconcile_every,
         order_timeout: config.bridge.order_timeout,
+        max_connections: config.bridge.max_connections,
         backpressure: config.bridge.backpressure,
         chain_prefix: config.bridge.chain_prefix,
         ..BridgeConfig::default()

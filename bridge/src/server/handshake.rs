@@ -29,7 +29,7 @@ impl Bridge {
                     hello.version
                 ),
             ))
-        } else if hello.token != self.config.token {
+        } else if !mtml_auth::same_secret(&hello.token, &self.config.token) {
             Some(("auth", "wrong auth token".to_owned()))
         } else {
             None
@@ -38,10 +38,8 @@ impl Bridge {
             let refused = Message::Refused { code: code.into(), reason: reason.clone() };
             conn.write_envelope(&Envelope { seq: 1, message: refused }).await?;
             conn.flush().await?;
-            return Err(SessionError::Refused(format!(
-                "{reason} (login {} on {})",
-                hello.login, hello.server
-            )));
+            let refused = format!("{reason} (login {} on {})", hello.login, hello.server);
+            return Err(if code == "auth" { SessionError::BadToken(refused) } else { SessionError::Refused(refused) });
         }
         let account: Arc<str> = Arc::from(format!("{}@{}", hello.login, hello.server));
         let unknown = self.accounts.with(&account, |state| {

@@ -86,6 +86,12 @@ pub struct BridgeConfig {
     pub chain_prefix: Option<u64>,
     /// Where terminals connecting and being lost are told.
     pub notices: mtml_core::Notices,
+    /// Connections served at once; one more is closed at once, and counted.
+    pub max_connections: usize,
+    /// After this many wrong tokens in a row from one address, each further connection from it
+    /// waits before its hello is read: 100 ms, doubling, at most 10 s (a guesser gets a few
+    /// tries a minute, a terminal with a typo a clear refusal at once).
+    pub free_bad_hellos: u32,
 }
 
 impl Default for BridgeConfig {
@@ -102,6 +108,8 @@ impl Default for BridgeConfig {
             order_timeout: Duration::from_secs(30),
             chain_prefix: None,
             notices: mtml_core::Notices::default(),
+            max_connections: 64,
+            free_bad_hellos: 3,
         }
     }
 }
@@ -113,6 +121,10 @@ pub struct BridgeStats {
     pub connected: AtomicU64,
     /// Connections accepted.
     pub connections: AtomicU64,
+    /// Connections closed at once because `max_connections` were being served.
+    pub connections_refused: AtomicU64,
+    /// Connections whose hello waited because their address kept presenting wrong tokens.
+    pub hellos_delayed: AtomicU64,
     /// Connections refused in the hello (bad version or token).
     pub refused: AtomicU64,
     /// Connections closed because of bad input.
@@ -166,7 +178,14 @@ pub struct Bridge {
     stats: Arc<BridgeStats>,
     sessions: Arc<AtomicU64>,
     accounts: AccountBook,
+    /// Connections being served now.
+    open: Arc<AtomicU64>,
+    /// Wrong tokens in a row per address, and when the last came.
+    bad_hellos: Arc<parking_lot::Mutex<HashMap<std::net::IpAddr, (u32, std::time::Instant)>>>,
 }
+
+/// The longest a connection from an address that keeps presenting wrong tokens waits.
+const MAX_HELLO_PENALTY: Duration = Duration::from_secs(10);
 
 /// A crash point (see `mtml_core::crash_point`): the order is at the terminal and its answer not
 /// yet read.
@@ -186,6 +205,31 @@ impl Bridge {
             stats: Arc::default(),
             sessions: Arc::default(),
             accounts: AccountBook::default(),
+            open: Arc::default(),
+            bad_hellos: Arc::default(),
+        }
+    }
+
+    /// How long a new connection from `ip` waits before its hello is read.
+    fn hello_penalty(&self, ip: std::net::IpAddr) -> Duration {
+        let failures = self.bad_hellos.lock().get(&ip).map_or(0, |(n, _)| *n);
+        match failures.checked_sub(self.config.free_bad_hellos) {
+            None => Duration::ZERO,
+            Some(over) => Duration::from_millis(100).saturating_mul(1 << over.min(10)).min(MAX_HELLO_PENALTY),
+        }
+    }
+
+    /// Remembers how a hello from `ip` went: a wrong token counts, a good one forgets.
+    fn hello_outcome(&self, ip: std::net::IpAddr, bad_token: bool) {
+        let mut seen = self.bad_hellos.lock();
+        if bad_token {
+            let now = std::time::Instant::now();
+            // Addresses quiet for ten minutes are forgotten, so the table stays small.
+            seen.retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(600));
+            let entry = seen.entry(ip).or_insert((0, now));
+            *entry = (entry.0.saturating_add(1), now);
+        } else {
+            seen.remove(&ip);
         }
     }
 
@@ -213,14 +257,33 @@ impl Bridge {
                 () = shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        if self.open.load(Ordering::Relaxed) >= self.config.max_connections as u64 {
+                            self.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                            warn!(%peer, limit = self.config.max_connections, "connection refused: the bridge serves its maximum of connections (bridge.max_connections)");
+                            continue;
+                        }
                         let _ = stream.set_nodelay(true);
                         let bridge = self.clone();
                         let shutdown = shutdown.clone();
                         let session = bridge.next_session();
                         let span = info_span!("terminal", %session, %peer);
+                        let penalty = self.hello_penalty(peer.ip());
+                        self.stats.hellos_delayed.fetch_add(u64::from(!penalty.is_zero()), Ordering::Relaxed);
+                        self.open.fetch_add(1, Ordering::Relaxed);
                         tracker.spawn(
-                            async move { bridge.serve(Connection::new(stream), session, shutdown).await }
-                                .instrument(span),
+                            async move {
+                                if !penalty.is_zero() {
+                                    warn!(?penalty, "this address presented wrong tokens; its hello waits");
+                                    tokio::select! {
+                                        () = tokio::time::sleep(penalty) => {}
+                                        () = shutdown.cancelled() => {}
+                                    }
+                                }
+                                let bad_token = bridge.serve(Connection::new(stream), session, shutdown).await;
+                                bridge.hello_outcome(peer.ip(), bad_token);
+                                bridge.open.fetch_sub(1, Ordering::Relaxed);
+                            }
+                            .instrument(span),
                         );
                     }
                     Err(error) => {

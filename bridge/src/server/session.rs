@@ -7,13 +7,14 @@ use super::*;
 impl Bridge {
 
     /// Serves one terminal connection (TCP, or a named pipe on Windows) to its end, logging why
-    /// it ended, and leaves the account's memory ready for the next connection.
+    /// it ended, and leaves the account's memory ready for the next connection. Whether its
+    /// hello presented a wrong token.
     pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         mut conn: Connection<S>,
         session: String,
         shutdown: CancellationToken,
-    ) {
+    ) -> bool {
         let cancel = shutdown.child_token();
         let mut established = None;
         let result = self.serve_inner(&mut conn, &session, &cancel, &mut established).await;
@@ -21,13 +22,14 @@ impl Bridge {
             Ok(()) => "disconnected".to_owned(),
             Err(error) => error.to_string(),
         };
+        let bad_token = matches!(result, Err(SessionError::BadToken(_)));
         match result {
             Ok(()) if cancel.is_cancelled() && !shutdown.is_cancelled() => {
                 self.stats.taken_over.fetch_add(1, Ordering::Relaxed);
                 info!("connection replaced by a newer one of the same account");
             }
             Ok(()) => info!("terminal disconnected"),
-            Err(SessionError::Refused(reason)) => {
+            Err(SessionError::Refused(reason) | SessionError::BadToken(reason)) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
                 warn!(%reason, "terminal refused");
             }
@@ -54,6 +56,7 @@ impl Bridge {
             }
             self.end_session(state);
         }
+        bad_token
     }
 
     /// Records where the streams stopped, and marks the session's unsettled orders as having an
@@ -534,6 +537,8 @@ impl Session {
 pub(super) enum SessionError {
     #[error("refused: {0}")]
     Refused(String),
+    #[error("refused: {0}")]
+    BadToken(String),
     #[error(transparent)]
     Wire(#[from] WireError),
     #[error("{0}")]

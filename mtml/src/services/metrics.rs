@@ -114,6 +114,9 @@ pub fn bridge_samples(e: &mut Exposition, bridge: &BridgeStats) {
     e.sample("mtml_sequence_gaps_total", &[], bridge.sequence_gaps.load(Relaxed) as f64);
     e.sample("mtml_ticks_dropped_total", &[], bridge.ticks_dropped.load(Relaxed) as f64);
     e.sample("mtml_protocol_errors_total", &[], bridge.protocol_errors.load(Relaxed) as f64);
+    for (reason, count) in [("hello", &bridge.refused), ("connection_limit", &bridge.connections_refused), ("hello_delayed", &bridge.hellos_delayed)] {
+        e.sample("mtml_terminal_refusals_total", &[("reason", reason)], count.load(Relaxed) as f64);
+    }
 }
 
 /// The chain log's latency histograms.
