@@ -144,6 +144,12 @@ async fn every_call_needs_a_token_of_the_role_it_needs() {
     let mut load = with_token(load, ADMIN);
     load.metadata_mut().insert("traceparent", format!("00-{CHAIN}-00f067aa0ba902b7-01").parse().unwrap());
     assert!(oip.repository_model_load(load).await.is_err());
+    // A message over the 4 MiB limit is refused by name; the server goes on serving.
+    let huge = mtml_proto::inference::ModelInferRequest { model_name: "x".repeat(5 << 20), ..Default::default() };
+    let too_big = oip.model_infer(with_token(huge, READ)).await.unwrap_err();
+    assert!(too_big.code() == tonic::Code::OutOfRange || too_big.code() == tonic::Code::ResourceExhausted, "{too_big:?}");
+    assert!(too_big.message().contains("message length too large"), "{too_big:?}");
+    assert!(oip.server_live(with_token(mtml_proto::inference::ServerLiveRequest {}, READ)).await.is_ok());
     // The standard health service answers probes without a token.
     let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
