@@ -203,13 +203,13 @@ impl Default for ForwardSettings {
 /// and every batch is acknowledged. A broken connection is re-established and the batches without
 /// an ack are sent again, first and in order.
 /// Every stream presents `bearer`, the token of a trade role.
-pub async fn forward_ticks(endpoint: String, bearer: mtml_auth::Bearer, ticks: mpsc::Receiver<Tick>) -> Result<ForwardStats, ForwardError> {
+pub async fn forward_ticks(endpoint: tonic::transport::Endpoint, bearer: mtml_auth::Bearer, ticks: mpsc::Receiver<Tick>) -> Result<ForwardStats, ForwardError> {
     forward_ticks_with(endpoint, bearer, ticks, ForwardSettings::default()).await
 }
 
 /// [`forward_ticks`] with explicit reconnection settings.
 pub async fn forward_ticks_with(
-    endpoint: String,
+    endpoint: tonic::transport::Endpoint,
     bearer: mtml_auth::Bearer,
     mut ticks: mpsc::Receiver<Tick>,
     settings: ForwardSettings,
@@ -229,14 +229,14 @@ pub async fn forward_ticks_with(
             let since = *closed_at.get_or_insert_with(tokio::time::Instant::now);
             if since.elapsed() > settings.shutdown_grace {
                 return Err(ForwardError::Undelivered {
-                    endpoint,
+                    endpoint: endpoint.uri().to_string(),
                     batches: unacked.len(),
                     ticks: unacked.iter().map(|b| b.ticks.len()).sum(),
                     last_error,
                 });
             }
         }
-        tracing::warn!(%endpoint, error = %last_error, unacked = unacked.len(), retry_in = ?delay, "tick stream to ingestion broken; reconnecting and resending what has no ack");
+        tracing::warn!(endpoint = %endpoint.uri(), error = %last_error, unacked = unacked.len(), retry_in = ?delay, "tick stream to ingestion broken; reconnecting and resending what has no ack");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(settings.reconnect_max);
     }
@@ -245,7 +245,7 @@ pub async fn forward_ticks_with(
 /// One connection: resends the unacked batches, then streams new ones. `Ok` when the input has
 /// ended and everything is acked; the error text when the connection or stream failed.
 async fn connection(
-    endpoint: &str,
+    endpoint: &tonic::transport::Endpoint,
     bearer: &mtml_auth::Bearer,
     ticks: &mut mpsc::Receiver<Tick>,
     unacked: &mut VecDeque<TickBatch>,
@@ -253,7 +253,7 @@ async fn connection(
     input_closed: &mut bool,
     stats: &mut ForwardStats,
 ) -> Result<(), String> {
-    let mut client = IngestionClient::connect(endpoint.to_owned()).await.map_err(|e| format!("connect: {e}"))?;
+    let mut client = IngestionClient::connect(endpoint.clone()).await.map_err(|e| format!("connect: {e}"))?;
     stats.connections += 1;
     let (batches_tx, batches_rx) = mpsc::channel::<TickBatch>(MAX_UNACKED_BATCHES + 1);
     for batch in unacked.iter() {

@@ -107,7 +107,7 @@ async fn a_forwarder_cut_off_mid_stream_reconnects_and_every_tick_arrives_exactl
     let (proxy_addr, cut) = proxy(addr).await;
     let (ticks_tx, ticks_rx) = mpsc::channel(1024);
     let settings = ForwardSettings { reconnect_min: Duration::from_millis(10), reconnect_max: Duration::from_millis(50), shutdown_grace: Duration::from_secs(10) };
-    let forwarder = tokio::spawn(forward_ticks_with(format!("http://{proxy_addr}"), mtml_auth::Bearer::default(), ticks_rx, settings));
+    let forwarder = tokio::spawn(forward_ticks_with(tonic::transport::Endpoint::from_shared(format!("http://{proxy_addr}")).unwrap(), mtml_auth::Bearer::default(), ticks_rx, settings));
     const TOTAL: u64 = 60_000;
     let producer = tokio::spawn(async move {
         for seq in 1..=TOTAL {

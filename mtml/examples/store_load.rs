@@ -130,7 +130,7 @@ async fn ingestion_with_features() {
     });
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     let start = Instant::now();
-    let forwarder = tokio::spawn(forward_ticks(format!("http://{addr}"), mtml_auth::Bearer::default(), rx));
+    let forwarder = tokio::spawn(forward_ticks(tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap(), mtml_auth::Bearer::default(), rx));
     for tick in ticks {
         tx.send(tick).await.unwrap();
     }

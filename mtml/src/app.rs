@@ -125,6 +125,7 @@ impl App {
         // streams and its Telegram console.
         let mut tokens = config.tokens_for(&[("grpc.listen", grpc_addr), ("metrics.listen", metrics_addr)])?;
         let own_token = if tokens.is_empty() { String::new() } else { tokens.add_internal("internal", mtml_auth::Role::Admin) };
+        let tls = crate::tls::server_tls(&config.tls)?;
         let registry = match config.model.from_registry {
             true => Some(open_registry(config, Access::ReadWrite).instrument(step("registry")).await?),
             false => None,
@@ -143,7 +144,7 @@ impl App {
         }
         let chain_log = Arc::new(ChainLog::default().with_sample(config.journal.chain_sample_basis_points));
         let progress = Arc::new(PipelineProgress::default());
-        let loopback = grpc_addr.map(|addr| ServerUrl::of_listener(addr).with_token(&own_token)).transpose()?;
+        let loopback = grpc_addr.map(|addr| ServerUrl::of_listener(addr, tls.is_some()).with_client(&config.client)?.with_token(&own_token)).transpose()?;
 
         let here = listeners.bridge.is_some();
         let ticks = step("transport").in_scope(|| tick_transport(config, here, loopback.as_ref()))?;
@@ -196,6 +197,7 @@ impl App {
                     bridge: bridge.service,
                     journal: journal.clone(),
                     guard: Arc::clone(&guard),
+                    tls,
                 };
                 let router = services::router(parts).instrument(step("grpc")).await;
                 let incoming = services::grpc_incoming(listener);
@@ -492,7 +494,11 @@ pub(crate) fn audited_guard(tokens: mtml_auth::Tokens, journal: &Journal) -> Arc
 /// Forwards the bridge's ticks to the Ingestion service at `endpoint`, presenting its token.
 pub(crate) fn spawn_forwarder(endpoint: ServerUrl, ticks: mpsc::Receiver<Tick>) -> JoinHandle<()> {
     spawn_named("tick_forwarder", async move {
-        match forward_ticks(endpoint.as_str().to_owned(), endpoint.bearer().clone(), ticks).await {
+        let endpoint_ = match endpoint.endpoint() {
+            Ok(e) => e,
+            Err(error) => return tracing::error!(%error, "tick forwarder failed"),
+        };
+        match forward_ticks(endpoint_, endpoint.bearer().clone(), ticks).await {
             Ok(stats) => tracing::info!(?stats, "tick forwarder finished"),
             Err(error) => tracing::error!(%error, "tick forwarder failed"),
         }
@@ -521,7 +527,7 @@ fn orders_over_grpc(endpoint: ServerUrl) -> (Box<dyn mtml_core::OrderSink>, mpsc
     let (orders_tx, orders_rx) = mpsc::unbounded_channel::<OrderRequest>();
     let (events_tx, events_rx) = mpsc::channel(4096);
     let order_forwarder = spawn_named("order_forwarder", async move {
-        if let Err(error) = forward_orders(endpoint.as_str().to_owned(), endpoint.bearer().clone(), orders_rx, events_tx).await {
+        if let Err(error) = forward_orders(&endpoint, orders_rx, events_tx).await {
             tracing::error!(%error, "order forwarder failed");
         }
     });
@@ -544,7 +550,7 @@ fn start_bridge(
 ) -> anyhow::Result<BridgeParts> {
     if !here {
         let remote = config.pipeline.bridge.as_ref().context("a pipeline without a bridge needs pipeline.bridge, the bridge's gRPC URL")?;
-        let (orders, events, order_forwarder) = orders_over_grpc(remote.clone().with_token(&config.client.token)?);
+        let (orders, events, order_forwarder) = orders_over_grpc(remote.clone().with_client(&config.client)?);
         return Ok(BridgeParts { bridge: None, orders, events, service: None, order_forwarder: Some(order_forwarder) });
     }
     let (bridge_events, bridge_events_rx) = mpsc::channel(4096);

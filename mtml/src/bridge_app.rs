@@ -42,6 +42,7 @@ impl BridgeApp {
         let pipeline = config.bridge.pipeline.as_ref().context("a bridge on its own needs bridge.pipeline, the pipeline's gRPC URL")?;
         config.check_bridge_exposure(bridge.local_addr()?)?;
         let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+        let tls = crate::tls::server_tls(&config.tls)?;
         let tokens = config.tokens_for(&[("grpc.listen", Some(grpc.local_addr()?)), ("metrics.listen", metrics_addr)])?;
         let shutdown = CancellationToken::new();
         let chain_log = Arc::new(ChainLog::default().with_sample(config.journal.chain_sample_basis_points));
@@ -56,12 +57,12 @@ impl BridgeApp {
         let (bridge_addr, grpc_addr) = (bridge.local_addr()?, grpc.local_addr()?);
         let guard = crate::app::audited_guard(tokens, &journal);
 
-        let router = services::bridge_router(service, Arc::clone(&guard)).await;
+        let router = services::bridge_router(service, Arc::clone(&guard), tls).await;
         let grpc_task = spawn_named(
             "grpc_server",
             router.serve_with_incoming_shutdown(services::grpc_incoming(grpc), shutdown.clone().cancelled_owned()),
         );
-        let mut tasks = vec![("tick forwarder", spawn_forwarder(pipeline.clone().with_token(&config.client.token)?, to_pipeline))];
+        let mut tasks = vec![("tick forwarder", spawn_forwarder(pipeline.clone().with_client(&config.client)?, to_pipeline))];
         if let Some(listener) = metrics {
             let sources = services::metrics::Sources { pipeline: None, bridge: Some(Arc::clone(&stats)), chain_log: Arc::clone(&chain_log), otlp: history.otlp_stats.clone(), guard };
             let stop = shutdown.clone().cancelled_owned();

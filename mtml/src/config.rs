@@ -63,7 +63,9 @@ pub struct Config {
     /// `[auth]`: who may call this instance.
     pub auth: AuthSettings,
     /// `[client]`: how this process calls another mtml.
-    pub client: ClientSettings,
+    pub client: crate::client::ClientSettings,
+    /// `[tls]`: this process's servers speak TLS.
+    pub tls: crate::tls::TlsSettings,
     /// The settings the file or the environment gave (`section.key`); the rest are defaults.
     pub given: std::collections::BTreeSet<String>,
 }
@@ -159,21 +161,6 @@ impl std::fmt::Debug for AuthSettings {
             .field("expires", &self.expires)
             .field("revoked", &self.revoked)
             .finish()
-    }
-}
-
-/// `[client]`: the token this process presents when it calls another mtml (the command line's
-/// `--server` commands, a bridge streaming to a pipeline, a pipeline sending orders to a bridge,
-/// the Telegram bot beside a remote instance). `MTML_CLIENT_TOKEN` in the environment.
-#[derive(Clone, PartialEq, Default)]
-pub struct ClientSettings {
-    /// The bearer token; empty for none. Never logged or shown.
-    pub token: String,
-}
-
-impl std::fmt::Debug for ClientSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientSettings").field("token", &if self.token.is_empty() { "" } else { "<hidden>" }).finish()
     }
 }
 
@@ -389,9 +376,9 @@ pub const LOG_FORMAT_ENV: &str = "MTML_LOG_FORMAT";
 /// `MTML_TEST_` belong to the test harness and are not settings either.
 const RESERVED_ENV: [&str; 4] = [CONFIG_ENV, "MTML_LOG", LOG_FORMAT_ENV, mtml_core::crash_point::CRASH_AT_VAR];
 
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "bridge", "grpc", "metrics", "otlp", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime", "telegram", "auth",
-    "client",
+    "client", "tls",
 ];
 
 impl Config {
@@ -635,7 +622,13 @@ impl Config {
                 expires: x.string_map("auth", "expires"),
                 revoked: x.strings("auth", "revoked", &[]),
             },
-            client: ClientSettings { token: x.string("client", "token", "") },
+            client: crate::client::ClientSettings {
+                token: x.string("client", "token", ""),
+                ca: x.path("client", "ca"),
+                cert: x.path("client", "cert"),
+                key: x.path("client", "key"),
+            },
+            tls: crate::tls::TlsSettings { cert: x.path("tls", "cert"), key: x.path("tls", "key"), client_ca: x.path("tls", "client_ca") },
             given,
         };
         x.unknown_keys();

@@ -18,6 +18,7 @@
 pub mod app;
 pub mod bridge_app;
 pub mod client;
+pub mod tls;
 pub mod commands;
 pub mod config;
 pub mod convert;

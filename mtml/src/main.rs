@@ -266,7 +266,10 @@ enum FeaturesCommand {
 async fn set_state(args: StateArgs, state: mtml_proto::v1::TradingState) -> anyhow::Result<()> {
     let server = match args.server {
         Some(server) => server,
-        None => ServerUrl::of_listener(Config::load(args.config.as_deref())?.grpc.listen),
+        None => {
+            let config = Config::load(args.config.as_deref())?;
+            ServerUrl::of_listener(config.grpc.listen, config.tls.cert.is_some()).with_client(&config.client)?
+        }
     };
     outln!("trading state: {}", trading_state::set_trading_state(&server, state, args.reason).await?);
     Ok(())
@@ -505,7 +508,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Telegram { command: TelegramCommand::Run { server, config } } => {
                 let config = Config::load(config.as_deref())?;
                 let settings = config.telegram_settings()?.context("no bot token: set telegram.token or MTML_TELEGRAM_TOKEN")?;
-                let server = server.unwrap_or_else(|| ServerUrl::of_listener(config.grpc.listen)).with_token(&config.client.token)?;
+                let server = match server {
+                    Some(server) => server.with_client(&config.client)?,
+                    None => ServerUrl::of_listener(config.grpc.listen, config.tls.cert.is_some()).with_client(&config.client)?,
+                };
                 let journal = mtml::app::open_journal(&config, mtml::app::Access::ReadWrite).await?;
                 let mut bot = mtml_telegram::Telegram::start(&settings)?;
                 bot.console(&settings, std::sync::Arc::new(mtml::commands::telegram::Operations { server, journal }));

@@ -15,25 +15,24 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 /// broke is not sent again (the bridge never resends: such an order is settled from the
 /// terminal's books).
 pub async fn forward_orders(
-    endpoint: String,
-    bearer: mtml_auth::Bearer,
+    bridge: &crate::client::ServerUrl,
     mut orders: mpsc::UnboundedReceiver<OrderRequest>,
     events: mpsc::Sender<ExecutionEvent>,
 ) -> anyhow::Result<()> {
     let mut delay = RECONNECT_MIN;
     loop {
-        match stream_orders(&endpoint, &bearer, &mut orders, &events).await {
+        match stream_orders(bridge, &mut orders, &events).await {
             Ok(()) => return Ok(()),
             // Stopping (no more orders will come) with the bridge gone: nothing to wait for.
             Err(error) if orders.is_closed() || events.is_closed() => {
                 let unsent = orders.len();
                 if unsent > 0 {
-                    anyhow::bail!("{unsent} orders not sent: the bridge at {endpoint} cannot be reached ({error})");
+                    anyhow::bail!("{unsent} orders not sent: the bridge at {bridge} cannot be reached ({error})");
                 }
                 return Ok(());
             }
             Err(error) => {
-                tracing::warn!(%endpoint, %error, retry_in = ?delay, "order stream to the bridge broken; reconnecting");
+                tracing::warn!(endpoint = %bridge, %error, retry_in = ?delay, "order stream to the bridge broken; reconnecting");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(RECONNECT_MAX);
             }
@@ -48,15 +47,14 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// has answered what was sent; an error when the connection failed or the bridge ended the
 /// stream while orders may still come.
 async fn stream_orders(
-    endpoint: &str,
-    bearer: &mtml_auth::Bearer,
+    bridge: &crate::client::ServerUrl,
     orders: &mut mpsc::UnboundedReceiver<OrderRequest>,
     events: &mpsc::Sender<ExecutionEvent>,
 ) -> anyhow::Result<()> {
-    let mut client = BridgeClient::connect(endpoint.to_owned()).await?;
+    let mut client = BridgeClient::connect(bridge.endpoint()?).await?;
     let (commands, to_send) = mpsc::unbounded_channel();
     let mut request = tonic::Request::new(UnboundedReceiverStream::new(to_send));
-    bearer.authorize(&mut request);
+    bridge.bearer().authorize(&mut request);
     let mut replies = client.execute_orders(request).await?.into_inner();
     let mut commands = Some(commands);
     loop {

@@ -27,6 +27,57 @@ fn files_under(dir: &Path) -> Vec<String> {
     found
 }
 
+/// `mtml run` in its own process, killed if the test fails before stopping it (it would hold
+/// the test's output open and hang the suite).
+struct Instance {
+    child: Option<std::process::Child>,
+    logs: String,
+    reader: Option<std::thread::JoinHandle<String>>,
+    bridge: String,
+    grpc: String,
+}
+
+impl Instance {
+    /// Starts `mtml run --config config` logging at `log`, and waits until it is running.
+    fn start(config: &Path, log: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = mtml().args(["run", "--config"]).arg(config).env("MTML_LOG", log).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut instance = Self { child: Some(child), logs: String::new(), reader: None, bridge: String::new(), grpc: String::new() };
+        let line = loop {
+            let mut line = String::new();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "mtml exited: {}", instance.logs);
+            instance.logs.push_str(&line);
+            if line.contains("running") {
+                break line;
+            }
+        };
+        (instance.bridge, instance.grpc) = mtml_test_support::running_addresses(&line);
+        instance.reader = Some(std::thread::spawn(move || std::io::read_to_string(stderr).unwrap()));
+        instance
+    }
+
+    /// Stops it as an operator does (SIGTERM); everything it logged. It must exit cleanly.
+    async fn stop(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+        let reader = self.reader.take().unwrap();
+        let (exit, rest) = tokio::task::spawn_blocking(move || (child.wait().unwrap(), reader.join().unwrap())).await.unwrap();
+        let logs = format!("{}{rest}", self.logs);
+        assert!(exit.success(), "{logs}");
+        logs
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// ONNX Runtime 1.31 writes a device id and queued events under
 /// `~/.cache/Microsoft/DeveloperTools/.onnxruntime/` at start unless its variable is set; the
 /// binary sets it itself, so a run as a new user (a fresh HOME, nothing in the environment)
@@ -46,6 +97,25 @@ fn a_run_as_a_new_user_writes_no_telemetry() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("predictions"), "the model ran");
     let written = files_under(home.path());
     assert!(written.iter().all(|f| !f.contains("Microsoft") && !f.contains("onnxruntime.db")), "telemetry written: {written:?}");
+}
+
+/// Waits until the pipeline has taken `sent` ticks, asking with the read token.
+async fn every_tick_taken<T>(admin: &mut mtml_proto::v1::admin_client::AdminClient<T>, sent: usize)
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let start = std::time::Instant::now();
+    loop {
+        let desk = admin.get_desk(with_token(mtml_proto::v1::GetDeskRequest {}, READ)).await.unwrap().into_inner();
+        if desk.ticks_seen == sent as u64 {
+            return;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "ticks stuck at {} of {sent}", desk.ticks_seen);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 const READ: &str = "read-token-aaaaaaaaaaaaaaaa";
@@ -69,7 +139,6 @@ fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
 async fn every_call_needs_a_token_of_the_role_it_needs() {
     use mtml_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
     use mtml_proto::v1;
-    use std::io::BufRead;
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mtml.toml");
@@ -86,33 +155,14 @@ async fn every_call_needs_a_token_of_the_role_it_needs() {
         ),
     )
     .unwrap();
-    let mut child = mtml().args(["run", "--config"]).arg(&config).env("MTML_LOG", "info").stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut logs = String::new();
-    let line = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "mtml exited: {logs}");
-        logs.push_str(&line);
-        if line.contains("running") {
-            break line;
-        }
-    };
-    let log_reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    let (bridge_addr, grpc_addr) = mtml_test_support::running_addresses(&line);
+    let instance = Instance::start(&config, "info");
+    let (bridge_addr, grpc_addr) = (instance.bridge.clone(), instance.grpc.clone());
     let url = format!("http://{grpc_addr}");
 
     // Ticks reach the pipeline through the instance's own gRPC stream, which presents its own token.
     let common::Streaming { terminal, stop, sent, .. } = common::stream_sample(&bridge_addr, "tok").await;
     let mut admin = v1::admin_client::AdminClient::connect(url.clone()).await.unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        let desk = admin.get_desk(with_token(v1::GetDeskRequest {}, READ)).await.unwrap().into_inner();
-        if desk.ticks_seen == sent as u64 {
-            break;
-        }
-        assert!(start.elapsed() < std::time::Duration::from_secs(60), "ticks stuck at {} of {sent}", desk.ticks_seen);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    every_tick_taken(&mut admin, sent).await;
     stop.cancel();
     let _ = terminal.await.unwrap();
 
@@ -190,10 +240,7 @@ async fn every_call_needs_a_token_of_the_role_it_needs() {
     assert_eq!(http.get(format!("http://127.0.0.1:{metrics_port}/healthz")).send().await.unwrap().status(), 200);
 
     drop((admin, bridge, oip, health));
-    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
-    logs.push_str(&tokio::task::spawn_blocking(move || log_reader.join().unwrap()).await.unwrap());
-    assert!(exit.success(), "{logs}");
+    let logs = instance.stop().await;
     assert!(logs.contains("refused: token \"grafana\" has the read role"), "refusals are logged: {logs}");
     // Every admin call, admitted or refused, is in the audit log: who, what, how, its chain.
     let audit = mtml().args(["audit", "--since", "1h", "--config"]).arg(&config).output().unwrap();
@@ -252,7 +299,6 @@ fn an_open_instance_on_a_public_address_does_not_start() {
 /// `--help` are searched for each secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_anything_a_run_writes() {
-    use std::io::BufRead;
     const PG_PASSWORD: &str = "PgSecret-0123456789";
     const REDIS_PASSWORD: &str = "RedisSecret-0123456789";
     const BRIDGE_TOKEN: &str = "BridgeSecret-0123456789";
@@ -279,19 +325,9 @@ async fn no_secret_appears_in_anything_a_run_writes() {
         ),
     )
     .unwrap();
-    let mut child = mtml().args(["run", "--config"]).arg(&config).env("MTML_LOG", "debug").stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let instance = Instance::start(&config, "debug");
     let mut written = String::new();
-    let line = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "mtml exited: {written}");
-        written.push_str(&line);
-        if line.contains("running") {
-            break line;
-        }
-    };
-    let log_reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    let (bridge_addr, grpc_addr) = mtml_test_support::running_addresses(&line);
+    let (bridge_addr, grpc_addr) = (instance.bridge.clone(), instance.grpc.clone());
 
     // Ticks, orders and fills; then the online store goes down and comes back.
     let common::Streaming { terminal, stop, .. } = common::stream_sample_at(&bridge_addr, BRIDGE_TOKEN, mtml_simulator::Fault::None, Some(1_000)).await;
@@ -338,10 +374,7 @@ async fn no_secret_appears_in_anything_a_run_writes() {
     .unwrap();
     written.push_str(&outputs);
 
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
-    written.push_str(&tokio::task::spawn_blocking(move || log_reader.join().unwrap()).await.unwrap());
-    assert!(exit.success(), "{written}");
+    written.push_str(&instance.stop().await);
     for message in api.sent() {
         written.push_str(&message.text);
     }
@@ -361,4 +394,94 @@ async fn no_secret_appears_in_anything_a_run_writes() {
         }
     }
     database.drop_database().await;
+}
+
+/// TLS with client certificates: an instance serving gRPC over TLS and asking every client for
+/// a certificate from its authority. A client with one (and a token) is served, the command line
+/// included; plain text, no certificate and a certificate from another authority are refused;
+/// the instance's own loopback stream (ticks over gRPC) speaks TLS too. A key that does not go
+/// with the certificate, or a missing file, stops the start by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates_serves_only_clients_of_its_authority() {
+    use mtml_proto::v1;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = mtml_test_support::tls::TestPki::create(dir.path());
+    let path = |name: &str| pki.file(name).display().to_string();
+    let tls_section = |key: &str| {
+        format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\n[client]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            path("server.pem"),
+            path(key),
+            path("ca.pem"),
+            path("ca.pem"),
+            path("client.pem"),
+            path("client.key")
+        )
+    };
+    let config = dir.path().join("mtml.toml");
+    let base = format!(
+        "[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n[pipeline]\ntransport = \"grpc\"\n\
+         [features]\nhistory = \"none\"\n[journal]\nurl = \"sqlite::memory:\"\n[auth]\nread = [\"grafana:{READ}\"]\nadmin = [\"desk:{ADMIN}\"]\n"
+    );
+
+    // A key of another certificate, and a file that is not there, are named at start.
+    for (key, expected) in [("other-server.key", "does not go with tls.cert"), ("missing.key", "missing.key: cannot read it")] {
+        std::fs::write(&config, format!("{base}{}", tls_section(key))).unwrap();
+        let output = mtml().args(["run", "--config"]).arg(&config).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(expected) && stderr.contains("tls.key"), "{key}: {stderr}");
+        assert!(!stderr.contains("BEGIN"), "no key material in the error: {stderr}");
+    }
+
+    std::fs::write(&config, format!("{base}{}", tls_section("server.key"))).unwrap();
+    let instance = Instance::start(&config, "warn");
+    let (bridge_addr, grpc_addr) = (instance.bridge.clone(), instance.grpc.clone());
+    let port = grpc_addr.rsplit(':').next().unwrap().to_owned();
+
+    // A client of the authority, with the read token: ticks arrived over the TLS loopback.
+    let pem = |name: &str| std::fs::read(pki.file(name)).unwrap();
+    let trusted = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem("ca.pem")));
+    let with_identity = |cert: &str, key: &str| trusted.clone().identity(Identity::from_pem(pem(cert), pem(key)));
+    let https = format!("https://localhost:{port}");
+    let channel = Endpoint::from_shared(https.clone()).unwrap().tls_config(with_identity("client.pem", "client.key")).unwrap().connect().await.unwrap();
+    let mut admin = v1::admin_client::AdminClient::new(channel);
+    let common::Streaming { terminal, stop, sent, .. } = common::stream_sample(&bridge_addr, "tok").await;
+    every_tick_taken(&mut admin, sent).await;
+    stop.cancel();
+    let _ = terminal.await.unwrap();
+
+    // No client certificate, or one from another authority: the handshake fails.
+    for tls in [trusted.clone(), with_identity("stranger.pem", "stranger.key")] {
+        let served = match Endpoint::from_shared(https.clone()).unwrap().tls_config(tls).unwrap().connect().await {
+            Err(_) => false,
+            Ok(channel) => v1::admin_client::AdminClient::new(channel).get_desk(with_token(v1::GetDeskRequest {}, READ)).await.is_ok(),
+        };
+        assert!(!served, "a client without a certificate of the authority was served");
+    }
+    // Plain text to the TLS port, and https with the certificates, from the command line.
+    let cli = async |url: String, env: Vec<(&'static str, String)>| {
+        let output = tokio::task::spawn_blocking(move || mtml().args(["halt", "--server", &url, "--timeout", "5"]).envs(env).output().unwrap());
+        let output = output.await.unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (ok, error) = cli(format!("http://127.0.0.1:{port}"), vec![("MTML_CLIENT_TOKEN", ADMIN.to_owned())]).await;
+    assert!(!ok && error.lines().count() == 1 && error.contains("https://"), "plain text refused: {error}");
+    let client_env = vec![
+        ("MTML_CLIENT_TOKEN", ADMIN.to_owned()),
+        ("MTML_CLIENT_CA", path("ca.pem")),
+        ("MTML_CLIENT_CERT", path("client.pem")),
+        ("MTML_CLIENT_KEY", path("client.key")),
+    ];
+    let (ok, error) = cli(https.clone(), client_env[..2].to_vec()).await;
+    assert!(!ok && error.lines().count() == 1 && error.contains("MTML_CLIENT_CERT"), "no client certificate: {error}");
+    let (ok, error) = cli(https.clone(), client_env.clone()).await;
+    assert!(ok, "{error}");
+    let state = admin.get_trading_state(with_token(v1::GetTradingStateRequest {}, READ)).await.unwrap().into_inner();
+    assert_eq!(state.state, v1::TradingState::Halted as i32);
+
+    drop(admin);
+    let logs = instance.stop().await;
+    assert!(!logs.contains("BEGIN"), "no key material in the log");
 }

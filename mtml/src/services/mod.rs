@@ -60,6 +60,8 @@ pub struct ServiceParts<'a> {
     pub journal: mtml_journal::Journal,
     /// Who may call which method.
     pub guard: Arc<mtml_auth::Guard>,
+    /// TLS of the server, when configured.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 /// Every service of an instance on one gRPC server, each call admitted by the guard first.
@@ -91,7 +93,7 @@ pub async fn router(parts: ServiceParts<'_>) -> Router<mtml_auth::Guarded> {
     ];
     serving.extend(model_admin.as_ref().map(name_of));
     serving.extend(bridge.as_ref().map(name_of));
-    guarded_server(parts.guard)
+    guarded_server(parts.guard, parts.tls)
         .add_service(health(&serving).await)
         .add_service(ingestion)
         .add_service(prediction)
@@ -105,20 +107,27 @@ pub async fn router(parts: ServiceParts<'_>) -> Router<mtml_auth::Guarded> {
 
 /// The gRPC server of a bridge run on its own (`mtml bridge`): `mtml.v1.Bridge` and health,
 /// each call admitted by the guard first.
-pub async fn bridge_router(bridge: BridgeService, guard: Arc<mtml_auth::Guard>) -> Router<mtml_auth::Guarded> {
+pub async fn bridge_router(bridge: BridgeService, guard: Arc<mtml_auth::Guard>, tls: Option<tonic::transport::ServerTlsConfig>) -> Router<mtml_auth::Guarded> {
     let bridge = bridge.into_server();
-    guarded_server(guard).add_service(health(&[name_of(&bridge)]).await).add_service(bridge)
+    guarded_server(guard, tls).add_service(health(&[name_of(&bridge)]).await).add_service(bridge)
 }
 
 /// Streams one client connection may have open at once (HTTP/2's
 /// SETTINGS_MAX_CONCURRENT_STREAMS): a client opening more waits for one to end.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
-/// The one way a gRPC server of mtml is built: every call admitted by `guard` first, streams
-/// per connection bounded. (Messages are bounded per service: 4 MiB, tonic's default, except
-/// model upload chunks, 8 MiB, and whole models, `model_admin::MAX_MODEL_BYTES`.)
-fn guarded_server(guard: Arc<mtml_auth::Guard>) -> tonic::transport::Server<mtml_auth::Guarded> {
-    tonic::transport::Server::builder().max_concurrent_streams(MAX_STREAMS_PER_CONNECTION).layer(mtml_auth::AuthLayer::new(guard))
+/// The one way a gRPC server of mtml is built: TLS when configured (checked at start by
+/// [`crate::tls::server_tls`]), every call admitted by `guard` first, streams per connection
+/// bounded. (Messages are bounded per service: 4 MiB, tonic's default, except model upload
+/// chunks, 8 MiB, and whole models, `model_admin::MAX_MODEL_BYTES`.)
+fn guarded_server(guard: Arc<mtml_auth::Guard>, tls: Option<tonic::transport::ServerTlsConfig>) -> tonic::transport::Server<mtml_auth::Guarded> {
+    let server = tonic::transport::Server::builder().max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
+    let server = match tls {
+        // Checked when the settings were read: it cannot fail here.
+        Some(tls) => server.tls_config(tls).unwrap_or_else(|e| unreachable!("TLS settings checked at start: {e}")),
+        None => server,
+    };
+    server.layer(mtml_auth::AuthLayer::new(guard))
 }
 
 /// The standard health service (`grpc.health.v1`), the server and each of `serving` SERVING.

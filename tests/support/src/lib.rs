@@ -10,6 +10,7 @@
 
 pub mod bot_api;
 pub mod postgres;
+pub mod tls;
 
 /// Stamps out a conformance suite for one backend: a `#[tokio::test]` per check, each on a
 /// subject of its own. `$open` is an async function returning the subject and whatever keeps its

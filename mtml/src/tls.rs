@@ -1,0 +1,61 @@
+//! TLS for the gRPC API (rustls, through tonic): the server's certificate and key, and the
+//! authority its clients' certificates must be signed by (mTLS), from PEM files named in the
+//! configuration; every problem names the setting and the file.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use std::path::PathBuf;
+
+/// `[tls]`: the gRPC API speaks TLS with this certificate and key (PEM
+/// files); with `client_ca`, every client must present a certificate signed by it (mTLS).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsSettings {
+    /// The certificate chain.
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    pub key: Option<PathBuf>,
+    /// The authority clients' certificates must be signed by; `None` asks for none.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The PEM file `path` given as `setting`, checked to hold at least one PEM block.
+pub fn read_pem(setting: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{setting} {}: cannot read it", path.display()))?;
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        anyhow::bail!("{setting} {}: no PEM block in it (expected -----BEGIN …-----)", path.display());
+    }
+    Ok(bytes)
+}
+
+/// The servers' TLS settings, `None` when `tls.cert` and `tls.key` are not set; checked now, so
+/// a key that does not belong to the certificate stops the start with its name.
+pub fn server_tls(settings: &TlsSettings) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let (cert, key) = match (&settings.cert, &settings.key) {
+        (None, None) if settings.client_ca.is_some() => anyhow::bail!("tls.client_ca needs tls.cert and tls.key: client certificates are asked for over TLS"),
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => anyhow::bail!("tls.cert and tls.key go together: give both or neither"),
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read_pem("tls.cert", cert)?, read_pem("tls.key", key)?));
+    if let Some(ca) = &settings.client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read_pem("tls.client_ca", ca)?));
+    }
+    tonic::transport::Server::builder().tls_config(tls.clone()).map_err(|e| {
+        anyhow::anyhow!("tls.key {} does not go with tls.cert {}: {}", key.display(), cert.display(), causes(&e))
+    })?;
+    Ok(Some(tls))
+}
+
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
