@@ -28,5 +28,5 @@ pub mod symbols;
 pub mod wire;
 
 pub use router::OrderRouter;
-pub use server::{Backpressure, Bridge, BridgeConfig, BridgeOutputs, BridgeStats};
+pub use server::{Backpressure, Bridge, BridgeConfig, BridgeOutputs, BridgeStats, TerminalTls};
 pub use symbols::SymbolMapper;

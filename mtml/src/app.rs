@@ -126,6 +126,7 @@ impl App {
         let mut tokens = config.tokens_for(&[("grpc.listen", grpc_addr), ("metrics.listen", metrics_addr)])?;
         let own_token = if tokens.is_empty() { String::new() } else { tokens.add_internal("internal", mtml_auth::Role::Admin) };
         let tls = crate::tls::server_tls(&config.tls)?;
+        let terminal_tls = config.bridge.tls.then(|| crate::tls::terminal_tls(&config.tls)).transpose()?;
         let registry = match config.model.from_registry {
             true => Some(open_registry(config, Access::ReadWrite).instrument(step("registry")).await?),
             false => None,
@@ -149,7 +150,7 @@ impl App {
         let here = listeners.bridge.is_some();
         let ticks = step("transport").in_scope(|| tick_transport(config, here, loopback.as_ref()))?;
         let bridge = step("bridge").in_scope(|| {
-            start_bridge(config, here, ticks.bridge.clone(), Arc::clone(&chain_log), loopback.as_ref(), &shutdown, &notices)
+            start_bridge(config, here, ticks.bridge.clone(), Arc::clone(&chain_log), loopback.as_ref(), &shutdown, bridge_config(config, &notices, terminal_tls))
         })?;
         let (journal, execution) = recover_from_journal(config).instrument(step("journal")).await?;
         let guard = audited_guard(tokens, &journal);
@@ -506,9 +507,10 @@ pub(crate) fn spawn_forwarder(endpoint: ServerUrl, ticks: mpsc::Receiver<Tick>) 
 }
 
 /// The bridge's configuration.
-pub(crate) fn bridge_config(config: &Config, notices: &mtml_core::Notices) -> BridgeConfig {
+pub(crate) fn bridge_config(config: &Config, notices: &mtml_core::Notices, tls: Option<mtml_bridge::TerminalTls>) -> BridgeConfig {
     BridgeConfig {
         notices: notices.clone(),
+        tls,
         token: config.bridge.token.clone(),
         symbols: SymbolMapper::new(config.pipeline.symbols.clone(), config.bridge.symbol_map.clone().into_iter().collect()),
         heartbeat_interval: config.bridge.heartbeat,
@@ -546,7 +548,7 @@ fn start_bridge(
     chain_log: Arc<ChainLog>,
     loopback: Option<&ServerUrl>,
     shutdown: &CancellationToken,
-    notices: &mtml_core::Notices,
+    settings: BridgeConfig,
 ) -> anyhow::Result<BridgeParts> {
     if !here {
         let remote = config.pipeline.bridge.as_ref().context("a pipeline without a bridge needs pipeline.bridge, the bridge's gRPC URL")?;
@@ -554,7 +556,7 @@ fn start_bridge(
         return Ok(BridgeParts { bridge: None, orders, events, service: None, order_forwarder: Some(order_forwarder) });
     }
     let (bridge_events, bridge_events_rx) = mpsc::channel(4096);
-    let bridge = Bridge::new(bridge_config(config, notices), BridgeOutputs { ticks, events: bridge_events }, chain_log);
+    let bridge = Bridge::new(settings, BridgeOutputs { ticks, events: bridge_events }, chain_log);
     match config.pipeline.transport {
         Transport::InProcess => {
             let orders = Box::new(bridge.router());

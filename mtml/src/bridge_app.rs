@@ -43,6 +43,7 @@ impl BridgeApp {
         config.check_bridge_exposure(bridge.local_addr()?)?;
         let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
         let tls = crate::tls::server_tls(&config.tls)?;
+        let terminal_tls = config.bridge.tls.then(|| crate::tls::terminal_tls(&config.tls)).transpose()?;
         let tokens = config.tokens_for(&[("grpc.listen", Some(grpc.local_addr()?)), ("metrics.listen", metrics_addr)])?;
         let shutdown = CancellationToken::new();
         let chain_log = Arc::new(ChainLog::default().with_sample(config.journal.chain_sample_basis_points));
@@ -51,7 +52,7 @@ impl BridgeApp {
 
         let (ticks, to_pipeline) = mpsc::channel(config.pipeline.channel_capacity);
         let (events, events_rx) = mpsc::channel(4096);
-        let bridge_server = Bridge::new(bridge_config(config, &mtml_core::Notices::default()), BridgeOutputs { ticks, events }, Arc::clone(&chain_log));
+        let bridge_server = Bridge::new(bridge_config(config, &mtml_core::Notices::default(), terminal_tls), BridgeOutputs { ticks, events }, Arc::clone(&chain_log));
         let stats = bridge_server.stats();
         let service = BridgeService::new(bridge_server.router(), events_rx, shutdown.clone());
         let (bridge_addr, grpc_addr) = (bridge.local_addr()?, grpc.local_addr()?);

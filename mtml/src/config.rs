@@ -215,6 +215,8 @@ pub struct BridgeSettings {
     pub order_timeout: Duration,
     /// Terminal connections served at once; more are closed at once.
     pub max_connections: usize,
+    /// Terminals connect over TLS, with `[tls]`'s certificate and key (the EA's `InpTls`).
+    pub tls: bool,
     /// Broker symbol to canonical symbol, beyond suffix detection.
     pub symbol_map: BTreeMap<String, String>,
     /// What to do with ticks when the pipeline is full: block (never lose one) or drop (counted).
@@ -479,6 +481,7 @@ impl Config {
                 reconcile_every: Duration::from_secs(x.non_negative("bridge", "reconcile_secs", 60)),
                 order_timeout: Duration::from_secs(x.positive("bridge", "order_timeout_secs", 30)),
                 max_connections: usize::try_from(x.positive("bridge", "max_connections", 64)).unwrap_or(64),
+                tls: x.boolean("bridge", "tls", false),
                 symbol_map: x.string_map("bridge", "symbol_map"),
                 pipe_name: Some(x.string("bridge", "pipe_name", "")).filter(|n| !n.is_empty()),
                 chain_prefix: None,

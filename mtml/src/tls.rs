@@ -49,6 +49,25 @@ pub fn server_tls(settings: &TlsSettings) -> anyhow::Result<Option<ServerTlsConf
     Ok(Some(tls))
 }
 
+/// TLS of the terminal port (`bridge.tls = true`): the same certificate and key as the gRPC API.
+/// Terminals authenticate with `bridge.token`, so no client certificate is asked for.
+pub fn terminal_tls(settings: &TlsSettings) -> anyhow::Result<mtml_bridge::TerminalTls> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(cert), Some(key)) = (&settings.cert, &settings.key) else {
+        anyhow::bail!("bridge.tls needs tls.cert and tls.key");
+    };
+    let chain = CertificateDer::pem_slice_iter(&read_pem("tls.cert", cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("tls.cert {}: {e}", cert.display()))?;
+    let private = PrivateKeyDer::from_pem_slice(&read_pem("tls.key", key)?).map_err(|e| anyhow::anyhow!("tls.key {}: {e}", key.display()))?;
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| anyhow::anyhow!("tls.key {} does not go with tls.cert {}: {e}", key.display(), cert.display()))?;
+    Ok(mtml_bridge::TerminalTls(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))))
+}
+
 fn causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();

@@ -260,6 +260,12 @@ async fn every_call_needs_a_token_of_the_role_it_needs() {
     }
 }
 
+/// The certificates of a PEM file.
+fn rustls_pki_types_pem(pem: &[u8]) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(pem).map(Result::unwrap).collect()
+}
+
 const CHAIN: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 /// `mtml auth hash` reads the token on standard input and prints the form a configuration
@@ -422,7 +428,7 @@ async fn tls_with_client_certificates_serves_only_clients_of_its_authority() {
     };
     let config = dir.path().join("mtml.toml");
     let base = format!(
-        "[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\n[grpc]\nlisten = \"127.0.0.1:0\"\n[pipeline]\ntransport = \"grpc\"\n\
+        "[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\ntls = true\n[grpc]\nlisten = \"127.0.0.1:0\"\n[pipeline]\ntransport = \"grpc\"\n\
          [features]\nhistory = \"none\"\n[journal]\nurl = \"sqlite::memory:\"\n[auth]\nread = [\"grafana:{READ}\"]\nadmin = [\"desk:{ADMIN}\"]\n"
     );
 
@@ -447,7 +453,20 @@ async fn tls_with_client_certificates_serves_only_clients_of_its_authority() {
     let https = format!("https://localhost:{port}");
     let channel = Endpoint::from_shared(https.clone()).unwrap().tls_config(with_identity("client.pem", "client.key")).unwrap().connect().await.unwrap();
     let mut admin = v1::admin_client::AdminClient::new(channel);
-    let common::Streaming { terminal, stop, sent, .. } = common::stream_sample(&bridge_addr, "tok").await;
+    // The terminal port speaks TLS too: a terminal in plain text is not served; one over TLS
+    // (as the EA with InpTls) streams every tick.
+    let plain = common::stream_sample(&bridge_addr, "tok").await;
+    assert!(plain.terminal.await.unwrap().is_err(), "plain text to the TLS terminal port");
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in rustls_pki_types_pem(&pem("ca.pem")) {
+        roots.add(cert).unwrap();
+    }
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        tokio_rustls::rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth(),
+    ));
+    let tcp = tokio::net::TcpStream::connect(&bridge_addr).await.unwrap();
+    let tls = connector.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+    let common::Streaming { terminal, stop, sent, .. } = common::stream_sample_over(tls, "tok", mtml_simulator::Fault::None, None);
     every_tick_taken(&mut admin, sent).await;
     stop.cancel();
     let _ = terminal.await.unwrap();

@@ -58,6 +58,16 @@ pub enum Backpressure {
 /// Most messages held back while waiting for a gap to be filled.
 const MAX_HELD: usize = 10_000;
 
+/// TLS of the terminal port: the acceptor built from the server's certificate and key.
+#[derive(Clone)]
+pub struct TerminalTls(pub tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for TerminalTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TerminalTls")
+    }
+}
+
 /// Settings of the bridge.
 #[derive(Debug, Clone)]
 pub struct BridgeConfig {
@@ -88,6 +98,9 @@ pub struct BridgeConfig {
     pub notices: mtml_core::Notices,
     /// Connections served at once; one more is closed at once, and counted.
     pub max_connections: usize,
+    /// TLS on the terminal port (the EA's `InpTls` input, MQL5's `SocketTlsHandshake`); `None`
+    /// serves plain TCP.
+    pub tls: Option<TerminalTls>,
     /// After this many wrong tokens in a row from one address, each further connection from it
     /// waits before its hello is read: 100 ms, doubling, at most 10 s (a guesser gets a few
     /// tries a minute, a terminal with a typo a clear refusal at once).
@@ -109,6 +122,7 @@ impl Default for BridgeConfig {
             chain_prefix: None,
             notices: mtml_core::Notices::default(),
             max_connections: 64,
+            tls: None,
             free_bad_hellos: 3,
         }
     }
@@ -279,7 +293,23 @@ impl Bridge {
                                         () = shutdown.cancelled() => {}
                                     }
                                 }
-                                let bad_token = bridge.serve(Connection::new(stream), session, shutdown).await;
+                                let bad_token = match bridge.config.tls.clone() {
+                                    None => bridge.serve(Connection::new(stream), session, shutdown).await,
+                                    // The handshake counts against the hello's time.
+                                    Some(tls) => match tokio::time::timeout(bridge.config.hello_timeout, tls.0.accept(stream)).await {
+                                        Ok(Ok(stream)) => bridge.serve(Connection::new(stream), session, shutdown).await,
+                                        Ok(Err(error)) => {
+                                            bridge.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                                            warn!(%error, "TLS handshake failed (plain text to the TLS port, or an EA without InpTls)");
+                                            false
+                                        }
+                                        Err(_) => {
+                                            bridge.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                                            warn!("no TLS handshake in time");
+                                            false
+                                        }
+                                    },
+                                };
                                 bridge.hello_outcome(peer.ip(), bad_token);
                                 bridge.open.fetch_sub(1, Ordering::Relaxed);
                             }

@@ -27,6 +27,7 @@ input string   InpHost = "127.0.0.1";                     // Bridge host (add it
 input int      InpPort = 5555;                            // Bridge port
 input string   InpPipeName = "mtml";                      // Pipe name (\\.\pipe\NAME)
 input string   InpToken = "";                             // Auth token (bridge.token)
+input bool     InpTls = false;                            // TLS to the bridge (bridge.tls = true; its certificate trusted by Windows)
 input string   InpSymbols = "";                           // Symbols to stream, comma separated (empty: chart symbol)
 input long     InpMagic = 7307;                           // Magic number of mtml orders
 input double   InpMaxLots = 1.0;                          // Fail-safe: largest order, lots
@@ -70,7 +71,7 @@ int OnInit(void)
    if(InpTransport == MTML_PIPE)
       g_link = new CMtmlPipeTransport(InpPipeName);
    else
-      g_link = new CMtmlTcpTransport(InpHost, (uint)InpPort);
+      g_link = new CMtmlTcpTransport(InpHost, (uint)InpPort, InpTls);
    string list = InpSymbols;
    if(list == "")
       list = _Symbol;

@@ -26,12 +26,16 @@ class CMtmlTcpTransport : public CMtmlTransport
 private:
    string            m_host;
    uint              m_port;
+   bool              m_tls;
    int               m_socket;
 public:
-                     CMtmlTcpTransport(const string host, const uint port)
+   //--- tls: the bridge serves TLS on its terminal port (bridge.tls = true); the terminal
+   //--- checks the bridge's certificate against the Windows certificate store.
+                     CMtmlTcpTransport(const string host, const uint port, const bool tls)
      {
       m_host = host;
       m_port = port;
+      m_tls = tls;
       m_socket = INVALID_HANDLE;
      }
                     ~CMtmlTcpTransport(void) { Close(); }
@@ -47,6 +51,13 @@ public:
          // Error 4014 here means the address is not in Tools > Options > Expert Advisors >
          // "Allow WebRequest for listed URL".
          PrintFormat("mtml: cannot connect to %s:%d, error %d", m_host, m_port, GetLastError());
+         Close();
+         return false;
+        }
+      if(m_tls && !SocketTlsHandshake(m_socket, m_host))
+        {
+         // The bridge's certificate must be issued for InpHost and trusted by Windows.
+         PrintFormat("mtml: TLS handshake with %s:%d failed, error %d", m_host, m_port, GetLastError());
          Close();
          return false;
         }
@@ -76,7 +87,7 @@ public:
         {
          uchar chunk[];
          ArrayCopy(chunk, data, 0, sent, len - sent);
-         int n = SocketSend(m_socket, chunk, len - sent);
+         int n = m_tls ? SocketTlsSend(m_socket, chunk, len - sent) : SocketSend(m_socket, chunk, len - sent);
          if(n <= 0)
             return false;
          sent += n;
@@ -90,6 +101,20 @@ public:
          return -1;
       if(!SocketIsConnected(m_socket))
          return -1;
+      if(m_tls)
+        {
+         //--- Decrypted bytes already received; 0 when none, -1 on failure.
+         uchar secure[];
+         int got = SocketTlsReadAvailable(m_socket, secure, 65536);
+         if(got < 0)
+            return -1;
+         if(got == 0)
+            return 0;
+         ArrayResize(buf, used + got);
+         ArrayCopy(buf, secure, used, 0, got);
+         used += got;
+         return got;
+        }
       uint available = SocketIsReadable(m_socket);
       if(available == 0)
          return 0;
@@ -105,7 +130,7 @@ public:
 
    virtual string    Describe(void)
      {
-      return StringFormat("tcp://%s:%d", m_host, m_port);
+      return StringFormat(m_tls ? "tls://%s:%d" : "tcp://%s:%d", m_host, m_port);
      }
   };
 

@@ -38,6 +38,15 @@ pub async fn stream_sample_with_fault(bridge_addr: &str, token: &str, fault: Fau
 
 /// [`stream_sample_with_fault`] at most `ticks_per_second`, as a live feed sends them.
 pub async fn stream_sample_at(bridge_addr: &str, token: &str, fault: Fault, ticks_per_second: Option<u32>) -> Streaming {
+    let stream = tokio::net::TcpStream::connect(bridge_addr).await.unwrap();
+    stream_sample_over(stream, token, fault, ticks_per_second)
+}
+
+/// [`stream_sample_at`] over a connection already made (a TLS one, say).
+pub fn stream_sample_over<S>(stream: S, token: &str, fault: Fault, ticks_per_second: Option<u32>) -> Streaming
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let ticks: Vec<SimTick> = TickFileReader::open(sample())
         .unwrap()
         .map(|row| {
@@ -53,7 +62,6 @@ pub async fn stream_sample_at(bridge_addr: &str, token: &str, fault: Fault, tick
         ..SimulatorConfig::default()
     };
     let stop = CancellationToken::new();
-    let stream = tokio::net::TcpStream::connect(bridge_addr).await.unwrap();
     let terminal = tokio::spawn(run_simulator_with_fault(stream, config, ticks, fault, stop.clone()));
     Streaming { terminal, stop, sent, last_time }
 }
