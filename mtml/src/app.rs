@@ -464,9 +464,9 @@ fn tick_transport(config: &Config, bridge_here: bool, loopback: Option<&ServerUr
         _ if !bridge_here => Ok(TickTransport { bridge: ingestion.clone(), ingestion, pipeline, forwarder: None }),
         Transport::InProcess => Ok(TickTransport { bridge: ingestion.clone(), ingestion, pipeline, forwarder: None }),
         Transport::Grpc => {
-            let endpoint = loopback.context("the grpc transport needs a gRPC listener")?.clone();
+            let endpoint = loopback.context("the grpc transport needs a gRPC listener")?;
             let (bridge, from_bridge) = mpsc::channel(config.pipeline.channel_capacity);
-            let forwarder = spawn_forwarder(endpoint, from_bridge);
+            let forwarder = spawn_forwarder(endpoint, from_bridge)?;
             Ok(TickTransport { bridge, ingestion, pipeline, forwarder: Some(forwarder) })
         }
     }
@@ -492,18 +492,15 @@ pub(crate) fn audited_guard(tokens: mtml_auth::Tokens, journal: &Journal) -> Arc
     )
 }
 
-/// Forwards the bridge's ticks to the Ingestion service at `endpoint`, presenting its token.
-pub(crate) fn spawn_forwarder(endpoint: ServerUrl, ticks: mpsc::Receiver<Tick>) -> JoinHandle<()> {
-    spawn_named("tick_forwarder", async move {
-        let endpoint_ = match endpoint.endpoint() {
-            Ok(e) => e,
-            Err(error) => return tracing::error!(%error, "tick forwarder failed"),
-        };
-        match forward_ticks(endpoint_, endpoint.bearer().clone(), ticks).await {
+/// Forwards the bridge's ticks to the Ingestion service of `pipeline`, presenting its token.
+pub(crate) fn spawn_forwarder(pipeline: &ServerUrl, ticks: mpsc::Receiver<Tick>) -> anyhow::Result<JoinHandle<()>> {
+    let (endpoint, bearer) = (pipeline.endpoint()?, pipeline.bearer().clone());
+    Ok(spawn_named("tick_forwarder", async move {
+        match forward_ticks(endpoint, bearer, ticks).await {
             Ok(stats) => tracing::info!(?stats, "tick forwarder finished"),
             Err(error) => tracing::error!(%error, "tick forwarder failed"),
         }
-    })
+    }))
 }
 
 /// The bridge's configuration.

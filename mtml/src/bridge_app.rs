@@ -63,7 +63,7 @@ impl BridgeApp {
             "grpc_server",
             router.serve_with_incoming_shutdown(services::grpc_incoming(grpc), shutdown.clone().cancelled_owned()),
         );
-        let mut tasks = vec![("tick forwarder", spawn_forwarder(pipeline.clone().with_client(&config.client)?, to_pipeline))];
+        let mut tasks = vec![("tick forwarder", spawn_forwarder(&pipeline.clone().with_client(&config.client)?, to_pipeline)?)];
         if let Some(listener) = metrics {
             let sources = services::metrics::Sources { pipeline: None, bridge: Some(Arc::clone(&stats)), chain_log: Arc::clone(&chain_log), otlp: history.otlp_stats.clone(), guard };
             let stop = shutdown.clone().cancelled_owned();
