@@ -162,11 +162,6 @@ impl Tokens {
         self.entries.is_empty()
     }
 
-    /// Each token's name and role.
-    pub fn roles(&self) -> impl Iterator<Item = (&str, Role)> {
-        self.entries.iter().map(|e| (e.name.as_str(), e.role))
-    }
-
     /// The caller presenting `token`, if it is one of these. Every entry is compared, in
     /// constant time, whatever matches.
     fn find(&self, token: &str) -> Option<&Entry> {
@@ -456,7 +451,11 @@ where
         let Some(needed) = required_role(&path) else { return Box::pin(self.inner.call(request)) };
         let admitted = self.guard.admit(&path, needed, request.headers().get(http::header::AUTHORIZATION));
         let audit = self.guard.audit.clone().filter(|_| needed == Role::Admin);
-        let chain_id = request.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace_id).unwrap_or_default();
+        // Only an audited call needs its chain.
+        let chain_id = match audit {
+            Some(_) => request.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(trace_id).unwrap_or_default(),
+            None => String::new(),
+        };
         match admitted {
             Ok(caller) => {
                 let actor = caller.name.clone();

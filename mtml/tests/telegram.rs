@@ -41,6 +41,13 @@ async fn reply_containing(api: &BotApi, after: usize, needle: &str) -> Sent {
     sent[after..].iter().find(|s| s.text.contains(needle)).unwrap().clone()
 }
 
+/// Gives a destructive command as the acting user and presses its confirmation button.
+async fn ask_and_confirm(api: &BotApi, after: usize, command: &str) {
+    api.user_says(ACTOR, CHAT, command);
+    let ask = reply_containing(api, after, &format!("Confirm {command}?")).await;
+    api.user_presses(ACTOR, CHAT, ask.message_id, &ask.buttons[0]);
+}
+
 // Multi-threaded: the Bot API server keeps answering while the test waits for the process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bot_tells_a_live_run_s_events_and_answers_and_acts_for_allowed_users() {
@@ -125,9 +132,7 @@ async fn the_bot_tells_a_live_run_s_events_and_answers_and_acts_for_allowed_user
     let desk = admin.get_desk(v1::GetDeskRequest {}).await.unwrap().into_inner();
     let open: Vec<&v1::DeskPosition> = desk.positions.iter().filter(|p| p.lots != 0.0).collect();
     seen = api.sent().len();
-    api.user_says(ACTOR, CHAT, "/close all");
-    let ask = reply_containing(&api, seen, "Confirm /close all?").await;
-    api.user_presses(ACTOR, CHAT, ask.message_id, &ask.buttons[0]);
+    ask_and_confirm(&api, seen, "/close all").await;
     if open.is_empty() {
         reply_containing(&api, seen, "No open positions to close.").await;
     } else {
@@ -135,18 +140,14 @@ async fn the_bot_tells_a_live_run_s_events_and_answers_and_acts_for_allowed_user
         seen = api.sent().len();
         api.user_says(ACTOR, CHAT, "/reduce");
         reply_containing(&api, seen, "REDUCING").await;
-        api.user_says(ACTOR, CHAT, "/close EURUSD");
-        let ask = reply_containing(&api, seen, "Confirm /close EURUSD?").await;
-        api.user_presses(ACTOR, CHAT, ask.message_id, &ask.buttons[0]);
+        ask_and_confirm(&api, seen, "/close EURUSD").await;
         reply_containing(&api, seen, "closing order").await;
     }
     seen = api.sent().len();
     api.user_says(ACTOR, CHAT, "/resume");
     reply_containing(&api, seen, "Trading state is now ACTIVE").await;
     // Models commands name why they cannot act on an instance without a registry.
-    api.user_says(ACTOR, CHAT, "/rollback fx-direction");
-    let ask = reply_containing(&api, seen, "Confirm /rollback fx-direction?").await;
-    api.user_presses(ACTOR, CHAT, ask.message_id, &ask.buttons[0]);
+    ask_and_confirm(&api, seen, "/rollback fx-direction").await;
     reply_containing(&api, seen, "Failed: ").await;
 
     stop.cancel();
@@ -245,9 +246,7 @@ async fn telegram_check_and_a_bot_beside_a_remote_instance() {
     let seen = api.sent().len();
     api.user_says(READER, CHAT, "/status");
     reply_containing(&api, seen, "Trading ACTIVE").await;
-    api.user_says(ACTOR, CHAT, "/halt");
-    let ask = reply_containing(&api, seen, "Confirm /halt?").await;
-    api.user_presses(ACTOR, CHAT, ask.message_id, &ask.buttons[0]);
+    ask_and_confirm(&api, seen, "/halt").await;
     reply_containing(&api, seen, "Trading state is now HALTED").await;
     let mut admin = v1::admin_client::AdminClient::connect(format!("http://{grpc_addr}")).await.unwrap();
     let state = admin.get_trading_state(v1::GetTradingStateRequest {}).await.unwrap().into_inner().state;
