@@ -261,3 +261,52 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
         assert!(start.elapsed() < Duration::from_secs(30), "no place freed");
     }
 }
+
+/// An account holding `max_orders_in_flight` pending orders gets the next one refused before it
+/// leaves, with the limit named, and counted; the terminal never sees it.
+#[tokio::test]
+async fn orders_beyond_the_in_flight_limit_are_refused_with_the_limit_named() {
+    let config = mtml_bridge::BridgeConfig { token: "t".into(), max_orders_in_flight: 3, ..support::test_config() };
+    let mut bridge = support::start_bridge_config(config, 1024).await;
+    let stop = CancellationToken::new();
+    let stream = TcpStream::connect(bridge.addr).await.unwrap();
+    let sim = SimulatorConfig { token: "t".into(), ..SimulatorConfig::default() };
+    let terminal = tokio::spawn(run_simulator(stream, sim, ticks("EURUSD", 5, 0), stop.clone()));
+    for _ in 0..5 {
+        tokio::time::timeout(Duration::from_secs(5), bridge.ticks.recv()).await.unwrap().unwrap();
+    }
+    let generator = mtml_core::ChainIdGenerator::with_prefix(9);
+    // Buy limits far below the market: acknowledged, then pending for good.
+    for n in 0..4 {
+        bridge.bridge.router().submit(mtml_core::OrderRequest {
+            chain_id: generator.next_id(),
+            client_order_id: format!("limit-{n}"),
+            account: None,
+            symbol: mtml_core::Symbol::new("EURUSD"),
+            side: mtml_core::Side::Buy,
+            order_type: mtml_core::OrderType::Limit,
+            volume: 0.1,
+            price: 0.9,
+            decision_price: 0.0,
+            origin_received_ns: 0,
+        });
+    }
+    let (mut acked, mut refused) = (Vec::new(), Vec::new());
+    while acked.len() + refused.len() < 4 {
+        match tokio::time::timeout(Duration::from_secs(5), bridge.events.recv()).await.unwrap().unwrap() {
+            mtml_core::ExecutionEvent::Acked { client_order_id, .. } => acked.push(client_order_id),
+            mtml_core::ExecutionEvent::Rejected { client_order_id, reason, .. } => refused.push((client_order_id, reason)),
+            mtml_core::ExecutionEvent::Filled(fill) => panic!("a limit far from the market filled: {fill:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(acked, ["limit-0", "limit-1", "limit-2"]);
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].0, "limit-3");
+    assert!(refused[0].1.contains("already has 3 orders unanswered or pending, the most bridge.max_orders_in_flight allows"), "{}", refused[0].1);
+    let stats = bridge.bridge.stats();
+    assert_eq!((stats.orders_refused_in_flight.load(Ordering::Relaxed), stats.orders_sent.load(Ordering::Relaxed)), (1, 3));
+    stop.cancel();
+    let report = terminal.await.unwrap().unwrap();
+    assert_eq!(report.orders_received, 3, "the refused order never reached the terminal");
+}

@@ -16,11 +16,12 @@ pub fn parse_timestamp_ms(text: &str) -> Result<i64, String> {
         return Err(format!("timestamp {} is too short", q()));
     }
     let number = |range: std::ops::Range<usize>| -> Result<i64, String> {
-        let digits = &text[range];
-        if digits.bytes().all(|b| b.is_ascii_digit()) {
-            digits.parse::<i64>().map_err(|e| e.to_string())
+        // Bytes, not text: a character of several bytes may straddle the field's edge.
+        let digits = &bytes[range];
+        if digits.iter().all(u8::is_ascii_digit) {
+            Ok(digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
         } else {
-            Err(format!("timestamp {} has non-digits in {}", q(), quote(digits)))
+            Err(format!("timestamp {} has non-digits in {}", q(), quote(&String::from_utf8_lossy(digits))))
         }
     };
     let date_sep = bytes[4];
@@ -52,8 +53,11 @@ pub fn parse_timestamp_ms(text: &str) -> Result<i64, String> {
     let offset_minutes = match rest {
         "" | "Z" => 0,
         offset if offset.len() == 6 && (offset.starts_with('+') || offset.starts_with('-')) => {
-            let hours: i64 = offset[1..3].parse().map_err(|_| format!("bad offset in {}", q()))?;
-            let mins: i64 = offset[4..6].parse().map_err(|_| format!("bad offset in {}", q()))?;
+            let o = offset.as_bytes();
+            if !(o[1..3].iter().chain(&o[4..6]).all(u8::is_ascii_digit) && o[3] == b':') {
+                return Err(format!("bad offset in {}", q()));
+            }
+            let (hours, mins) = (i64::from((o[1] - b'0') * 10 + (o[2] - b'0')), i64::from((o[4] - b'0') * 10 + (o[5] - b'0')));
             let sign = if offset.starts_with('-') { -1 } else { 1 };
             sign * (hours * 60 + mins)
         }
@@ -90,6 +94,16 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn characters_of_several_bytes_are_refused_not_split() {
+        // Found by fuzzing: a Devanagari letter across the seconds field's end, and in an offset.
+        for text in ["2014.05.05 06:00:\u{930}0.123", "2014-05-05 06:00:00+0\u{e9}00", "2014-05-05 06:00:00+\u{20ac}:00"] {
+            let error = parse_timestamp_ms(text).unwrap_err();
+            assert!(error.contains("timestamp") || error.contains("offset"), "{error}");
+        }
+    }
+
     use super::*;
     use rstest::rstest;
 

@@ -6,6 +6,9 @@
 //! - `GET /readyz`: 200 when ready, with what it found (a degraded part named), 503 with the
 //!   reason otherwise.
 //!
+//! With a TLS acceptor the same endpoints are served over HTTPS only; each handshake runs on its
+//! own task with a time limit, so a slow or plain-text client holds up nobody else.
+//!
 //! What the numbers are is the composition crate's business (it reads the pipeline, the bridge,
 //! the stores and the chain log); this crate knows names, units, types and the format.
 
@@ -88,7 +91,7 @@ pub const FAMILIES: &[Family] = &[
     family("mtml_sequence_gaps_total", Kind::Counter, "Sequence gaps in terminals' messages."),
     family("mtml_ticks_dropped_total", Kind::Counter, "Ticks the bridge dropped under the drop-newest backpressure setting."),
     family("mtml_protocol_errors_total", Kind::Counter, "Connections closed for a protocol error."),
-    family("mtml_terminal_refusals_total", Kind::Counter, "Terminal connections refused, by reason: refused hellos (token, version), connections over bridge.max_connections, hellos delayed after repeated wrong tokens."),
+    family("mtml_terminal_refusals_total", Kind::Counter, "Terminal connections refused, by reason: refused hellos (token, version), connections over bridge.max_connections, hellos delayed after repeated wrong tokens, orders over bridge.max_orders_in_flight."),
     family("mtml_store_write_failures_total", Kind::Counter, "Feature store writes that failed (and are retried), by store."),
     family("mtml_store_down", Kind::Gauge, "1 while a feature store is down, by store."),
     family("mtml_history_backlog_points", Kind::Gauge, "History points not yet written (memory and write-ahead file)."),
@@ -208,8 +211,14 @@ pub struct Endpoints {
     pub guard: Arc<mtml_auth::Guard>,
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown` completes.
-pub async fn serve(listener: tokio::net::TcpListener, endpoints: Endpoints, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` (over TLS with `tls`) until
+/// `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    endpoints: Endpoints,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
     use axum::response::IntoResponse;
@@ -243,7 +252,76 @@ pub async fn serve(listener: tokio::net::TcpListener, endpoints: Endpoints, shut
                 }
             }),
         );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        Some(acceptor) => axum::serve(TlsListener::new(listener, acceptor)?, app).with_graceful_shutdown(shutdown).await,
+    }
+}
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Connections that completed a TLS handshake, for `axum::serve`. A task accepts TCP
+/// connections and runs each handshake on a task of its own; the failures (plain text, a client
+/// that does not trust the certificate, a stalled one) are logged and go no further.
+struct TlsListener {
+    handshaken: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    fn new(listener: tokio::net::TcpListener, tls: tokio_rustls::TlsAcceptor) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (sender, handshaken) = tokio::sync::mpsc::channel(64);
+        let acceptor = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of descriptors and the like: wait instead of spinning.
+                        tracing::warn!(%error, "metrics endpoint: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (tls, sender) = (tls.clone(), sender.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_WITHIN, tls.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = sender.send((stream, peer)).await;
+                        }
+                        Ok(Err(error)) => tracing::info!(%peer, %error, "metrics endpoint: TLS handshake failed"),
+                        Err(_) => tracing::info!(%peer, "metrics endpoint: TLS handshake not finished in time"),
+                    }
+                });
+            }
+        });
+        Ok(Self { handshaken, local, acceptor })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshaken.recv().await {
+            Some(accepted) => accepted,
+            // The accepting task only ends when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
 }
 
 #[cfg(test)]
@@ -313,7 +391,7 @@ mtml_tick_to_order_seconds_count 5
         };
         let guard = Arc::clone(&endpoints.guard);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, endpoints, async move {
+        let server = tokio::spawn(serve(listener, None, endpoints, async move {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::new();

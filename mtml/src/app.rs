@@ -127,6 +127,7 @@ impl App {
         let own_token = if tokens.is_empty() { String::new() } else { tokens.add_internal("internal", mtml_auth::Role::Admin) };
         let tls = crate::tls::server_tls(&config.tls)?;
         let terminal_tls = config.bridge.tls.then(|| crate::tls::terminal_tls(&config.tls)).transpose()?;
+        let http_tls = crate::tls::http_tls(&config.tls)?;
         let registry = match config.model.from_registry {
             true => Some(open_registry(config, Access::ReadWrite).instrument(step("registry")).await?),
             false => None,
@@ -256,12 +257,7 @@ impl App {
                 otlp: history.otlp_stats.clone(),
                 guard: Arc::clone(&guard),
             };
-            let stop = shutdown.clone().cancelled_owned();
-            spawn_named("metrics_server", async move {
-                if let Err(error) = mtml_metrics::serve(listener, services::metrics::endpoints(sources), stop).await {
-                    tracing::error!(%error, "metrics server failed");
-                }
-            })
+            spawn_named("metrics_server", services::metrics::serve(listener, http_tls.clone(), sources, shutdown.clone().cancelled_owned()))
         });
         let bridge_task = match (bridge.bridge, listeners.bridge) {
             (Some(bridge), Some(listener)) => Some(spawn_named("bridge", bridge.run(listener, shutdown.clone()))),
@@ -515,6 +511,7 @@ pub(crate) fn bridge_config(config: &Config, notices: &mtml_core::Notices, tls: 
         reconcile_every: config.bridge.reconcile_every,
         order_timeout: config.bridge.order_timeout,
         max_connections: config.bridge.max_connections,
+        max_orders_in_flight: config.bridge.max_orders_in_flight,
         backpressure: config.bridge.backpressure,
         chain_prefix: config.bridge.chain_prefix,
         ..BridgeConfig::default()

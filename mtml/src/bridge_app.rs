@@ -44,6 +44,7 @@ impl BridgeApp {
         let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
         let tls = crate::tls::server_tls(&config.tls)?;
         let terminal_tls = config.bridge.tls.then(|| crate::tls::terminal_tls(&config.tls)).transpose()?;
+        let http_tls = crate::tls::http_tls(&config.tls)?;
         let tokens = config.tokens_for(&[("grpc.listen", Some(grpc.local_addr()?)), ("metrics.listen", metrics_addr)])?;
         let shutdown = CancellationToken::new();
         let chain_log = Arc::new(ChainLog::default().with_sample(config.journal.chain_sample_basis_points));
@@ -66,15 +67,7 @@ impl BridgeApp {
         let mut tasks = vec![("tick forwarder", spawn_forwarder(&pipeline.clone().with_client(&config.client)?, to_pipeline)?)];
         if let Some(listener) = metrics {
             let sources = services::metrics::Sources { pipeline: None, bridge: Some(Arc::clone(&stats)), chain_log: Arc::clone(&chain_log), otlp: history.otlp_stats.clone(), guard };
-            let stop = shutdown.clone().cancelled_owned();
-            tasks.push((
-                "metrics server",
-                spawn_named("metrics_server", async move {
-                    if let Err(error) = mtml_metrics::serve(listener, services::metrics::endpoints(sources), stop).await {
-                        tracing::error!(%error, "metrics server failed");
-                    }
-                }),
-            ));
+            tasks.push(("metrics server", spawn_named("metrics_server", services::metrics::serve(listener, http_tls, sources, shutdown.clone().cancelled_owned()))));
         }
         tasks.insert(0, ("bridge", spawn_named("bridge", bridge_server.run(bridge, shutdown.clone()))));
         tracing::info!(%bridge_addr, %grpc_addr, pipeline = pipeline.as_str(), "mtml bridge started");

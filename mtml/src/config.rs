@@ -215,6 +215,8 @@ pub struct BridgeSettings {
     pub order_timeout: Duration,
     /// Terminal connections served at once; more are closed at once.
     pub max_connections: usize,
+    /// Orders an account may hold unanswered or pending at once; more are refused, counted.
+    pub max_orders_in_flight: usize,
     /// Terminals connect over TLS, with `[tls]`'s certificate and key (the EA's `InpTls`).
     pub tls: bool,
     /// Broker symbol to canonical symbol, beyond suffix detection.
@@ -481,6 +483,7 @@ impl Config {
                 reconcile_every: Duration::from_secs(x.non_negative("bridge", "reconcile_secs", 60)),
                 order_timeout: Duration::from_secs(x.positive("bridge", "order_timeout_secs", 30)),
                 max_connections: usize::try_from(x.positive("bridge", "max_connections", 64)).unwrap_or(64),
+                max_orders_in_flight: usize::try_from(x.positive("bridge", "max_orders_in_flight", 256)).unwrap_or(256),
                 tls: x.boolean("bridge", "tls", false),
                 symbol_map: x.string_map("bridge", "symbol_map"),
                 pipe_name: Some(x.string("bridge", "pipe_name", "")).filter(|n| !n.is_empty()),

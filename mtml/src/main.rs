@@ -279,15 +279,16 @@ async fn open_journal(config: Option<&std::path::Path>) -> anyhow::Result<mtml_j
     mtml::app::open_journal(&Config::load(config)?, mtml::app::Access::ReadOnly).await
 }
 
-/// The Telegram console of a running instance, answered through its gRPC API and journal.
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}"))
 }
 
-/// "gRPC on ADDR, metrics on http://ADDR/metrics", as the running line prints them.
-fn listening(grpc: Option<std::net::SocketAddr>, metrics: Option<std::net::SocketAddr>) -> String {
+/// "gRPC on ADDR, metrics on http://ADDR/metrics" (https with `[tls]`), as the running line
+/// prints them.
+fn listening(config: &Config, grpc: Option<std::net::SocketAddr>, metrics: Option<std::net::SocketAddr>) -> String {
     let grpc = grpc.map_or_else(|| "nothing".to_owned(), |addr| addr.to_string());
-    let metrics = metrics.map_or_else(String::new, |addr| format!(", metrics on http://{addr}/metrics"));
+    let scheme = if config.tls.cert.is_some() { "https" } else { "http" };
+    let metrics = metrics.map_or_else(String::new, |addr| format!(", metrics on {scheme}://{addr}/metrics"));
     format!("gRPC on {grpc}{metrics}")
 }
 
@@ -370,7 +371,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     app.start_telegram_console(operations);
                 }
                 let terminals = app.bridge_addr.map_or_else(String::new, |addr| addr.to_string());
-                eprintln!("mtml running: terminals on {terminals}, {}; ctrl-c stops", listening(app.grpc_addr, app.metrics_addr));
+                eprintln!("mtml running: terminals on {terminals}, {}; ctrl-c stops", listening(&config, app.grpc_addr, app.metrics_addr));
                 stopped(app.run_until_signal().await?);
                 Ok(())
             }
@@ -383,7 +384,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     app.start_telegram_console(operations);
                 }
                 let bridge = config.pipeline.bridge.as_ref().map_or("", |url| url.as_str());
-                eprintln!("mtml pipeline running: {}; orders to {bridge}; ctrl-c stops", listening(app.grpc_addr, app.metrics_addr));
+                eprintln!("mtml pipeline running: {}; orders to {bridge}; ctrl-c stops", listening(&config, app.grpc_addr, app.metrics_addr));
                 stopped(app.run_until_signal().await?);
                 Ok(())
             }
@@ -396,7 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!(
                     "mtml bridge running: terminals on {}, {}; ticks to {pipeline}; ctrl-c stops",
                     app.bridge_addr,
-                    listening(Some(app.grpc_addr), app.metrics_addr)
+                    listening(&config, Some(app.grpc_addr), app.metrics_addr)
                 );
                 app.run_until_signal().await
             }

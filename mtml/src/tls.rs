@@ -52,10 +52,26 @@ pub fn server_tls(settings: &TlsSettings) -> anyhow::Result<Option<ServerTlsConf
 /// TLS of the terminal port (`bridge.tls = true`): the same certificate and key as the gRPC API.
 /// Terminals authenticate with `bridge.token`, so no client certificate is asked for.
 pub fn terminal_tls(settings: &TlsSettings) -> anyhow::Result<mtml_bridge::TerminalTls> {
+    match acceptor(settings)? {
+        Some(acceptor) => Ok(mtml_bridge::TerminalTls(acceptor)),
+        None => anyhow::bail!("bridge.tls needs tls.cert and tls.key"),
+    }
+}
+
+/// TLS of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`) whenever `tls.cert` is set: the
+/// same certificate and key as the gRPC API. Scrapers authenticate with the read token and
+/// probes need none, so no client certificate is asked for.
+pub fn http_tls(settings: &TlsSettings) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    acceptor(settings)
+}
+
+/// A rustls acceptor with `tls.cert` and `tls.key`, asking no client certificate; `None` when
+/// they are not set.
+fn acceptor(settings: &TlsSettings) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
     use tokio_rustls::rustls::pki_types::pem::PemObject as _;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (Some(cert), Some(key)) = (&settings.cert, &settings.key) else {
-        anyhow::bail!("bridge.tls needs tls.cert and tls.key");
+        return Ok(None);
     };
     let chain = CertificateDer::pem_slice_iter(&read_pem("tls.cert", cert)?)
         .collect::<Result<Vec<_>, _>>()
@@ -65,7 +81,7 @@ pub fn terminal_tls(settings: &TlsSettings) -> anyhow::Result<mtml_bridge::Termi
         .with_no_client_auth()
         .with_single_cert(chain, private)
         .map_err(|e| anyhow::anyhow!("tls.key {} does not go with tls.cert {}: {e}", key.display(), cert.display()))?;
-    Ok(mtml_bridge::TerminalTls(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))))
+    Ok(Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))))
 }
 
 fn causes(error: &dyn std::error::Error) -> String {

@@ -429,7 +429,8 @@ async fn tls_with_client_certificates_serves_only_clients_of_its_authority() {
     let config = dir.path().join("mtml.toml");
     let base = format!(
         "[bridge]\nlisten = \"127.0.0.1:0\"\ntoken = \"tok\"\ntls = true\n[grpc]\nlisten = \"127.0.0.1:0\"\n[pipeline]\ntransport = \"grpc\"\n\
-         [features]\nhistory = \"none\"\n[journal]\nurl = \"sqlite::memory:\"\n[auth]\nread = [\"grafana:{READ}\"]\nadmin = [\"desk:{ADMIN}\"]\n"
+         [features]\nhistory = \"none\"\n[journal]\nurl = \"sqlite::memory:\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n\
+         [auth]\nread = [\"grafana:{READ}\"]\nadmin = [\"desk:{ADMIN}\"]\n"
     );
 
     // A key of another certificate, and a file that is not there, are named at start.
@@ -499,6 +500,34 @@ async fn tls_with_client_certificates_serves_only_clients_of_its_authority() {
     assert!(ok, "{error}");
     let state = admin.get_trading_state(with_token(v1::GetTradingStateRequest {}, READ)).await.unwrap().into_inner();
     assert_eq!(state.state, v1::TradingState::Halted as i32);
+
+    // The HTTP endpoint speaks TLS with the same certificate: /metrics with the read token,
+    // /healthz to a probe without one; plain text is not served.
+    let metrics_addr = instance.logs.split("metrics on https://").nth(1).expect("metrics served over https").split('/').next().unwrap().to_owned();
+    let get = async |path: &str, token: Option<&str>, tls: bool| -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n{auth}connection: close\r\n\r\n");
+        let tcp = tokio::net::TcpStream::connect(&metrics_addr).await.unwrap();
+        let mut response = Vec::new();
+        if tls {
+            let mut stream = connector.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let _ = stream.read_to_end(&mut response).await;
+        } else {
+            let mut stream = tcp;
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(15), stream.read_to_end(&mut response)).await.expect("a plain-text client is let go");
+        }
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    let metrics = get("/metrics", Some(READ), true).await;
+    assert!(metrics.starts_with("HTTP/1.1 200") && metrics.contains("mtml_terminal_ticks_total"), "{metrics}");
+    assert!(get("/metrics", None, true).await.starts_with("HTTP/1.1 401"), "no token, no metrics");
+    assert!(get("/healthz", None, true).await.starts_with("HTTP/1.1 200"), "probes need no token");
+    let plain = get("/healthz", None, false).await;
+    assert!(!plain.contains("HTTP/1.1 200"), "plain text to the HTTPS endpoint: {plain}");
+    assert!(get("/healthz", None, true).await.starts_with("HTTP/1.1 200"), "still serving after a plain-text client");
 
     drop(admin);
     let logs = instance.stop().await;

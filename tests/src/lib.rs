@@ -1,4 +1,5 @@
-//! Helpers for mtml's end-to-end tests: where the data is.
+//! Helpers for mtml's end-to-end tests: where the data is, and what the fuzz targets check
+//! ([`fuzz`]).
 
 use std::path::PathBuf;
 
@@ -16,3 +17,5 @@ pub fn eurusd_ticks() -> PathBuf {
 pub fn eurusd_sample() -> PathBuf {
     data("eurusd_fxcm_ticks_2014-05-05_0600-1200.csv.gz")
 }
+
+pub mod fuzz;

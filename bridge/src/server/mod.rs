@@ -105,6 +105,9 @@ pub struct BridgeConfig {
     /// waits before its hello is read: 100 ms, doubling, at most 10 s (a guesser gets a few
     /// tries a minute, a terminal with a typo a clear refusal at once).
     pub free_bad_hellos: u32,
+    /// Orders a terminal may hold unanswered or pending at once (per account); one more is
+    /// refused before it leaves, with the reason, and counted.
+    pub max_orders_in_flight: usize,
 }
 
 impl Default for BridgeConfig {
@@ -124,6 +127,7 @@ impl Default for BridgeConfig {
             max_connections: 64,
             tls: None,
             free_bad_hellos: 3,
+            max_orders_in_flight: 256,
         }
     }
 }
@@ -157,8 +161,10 @@ pub struct BridgeStats {
     pub bars: AtomicU64,
     /// Orders written to terminals.
     pub orders_sent: AtomicU64,
-    /// Orders refused before they left (normalisation, no terminal).
+    /// Orders refused before they left (normalisation, no terminal, too many in flight).
     pub orders_refused: AtomicU64,
+    /// Of those, orders refused because `max_orders_in_flight` were unanswered or pending.
+    pub orders_refused_in_flight: AtomicU64,
     /// Orders whose outcome was lost with a connection, handed to execution with a later
     /// snapshot to settle.
     pub orders_settled_from_snapshot: AtomicU64,

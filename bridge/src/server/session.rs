@@ -413,6 +413,18 @@ impl Bridge {
             self.router.refuse(order, reason);
             return Ok(());
         };
+        let limit = self.config.max_orders_in_flight;
+        let in_flight = self.accounts.with(&state.account, |account| account.in_flight.len());
+        if in_flight >= limit {
+            self.stats.orders_refused.fetch_add(1, Ordering::Relaxed);
+            self.stats.orders_refused_in_flight.fetch_add(1, Ordering::Relaxed);
+            let reason = format!(
+                "account {} already has {in_flight} orders unanswered or pending, the most bridge.max_orders_in_flight allows",
+                state.account
+            );
+            self.router.refuse(order, reason);
+            return Ok(());
+        }
         let normalized = match normalize(&order, spec, state.quotes.get(&order.symbol).copied()) {
             Ok(normalized) => normalized,
             Err(unfit) => {

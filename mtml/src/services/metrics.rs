@@ -114,7 +114,7 @@ pub fn bridge_samples(e: &mut Exposition, bridge: &BridgeStats) {
     e.sample("mtml_sequence_gaps_total", &[], bridge.sequence_gaps.load(Relaxed) as f64);
     e.sample("mtml_ticks_dropped_total", &[], bridge.ticks_dropped.load(Relaxed) as f64);
     e.sample("mtml_protocol_errors_total", &[], bridge.protocol_errors.load(Relaxed) as f64);
-    for (reason, count) in [("hello", &bridge.refused), ("connection_limit", &bridge.connections_refused), ("hello_delayed", &bridge.hellos_delayed)] {
+    for (reason, count) in [("hello", &bridge.refused), ("connection_limit", &bridge.connections_refused), ("hello_delayed", &bridge.hellos_delayed), ("orders_in_flight", &bridge.orders_refused_in_flight)] {
         e.sample("mtml_terminal_refusals_total", &[("reason", reason)], count.load(Relaxed) as f64);
     }
 }
@@ -130,7 +130,15 @@ pub fn chain_samples(e: &mut Exposition, chain_log: &ChainLog) {
 
 /// The endpoints over `sources`: ready while the pipeline answers and no store is down; the
 /// answer says how many terminals are connected to a bridge in this process.
-pub fn endpoints(sources: Sources) -> Endpoints {
+/// Serves the endpoints of `sources` on `listener`, over TLS when `[tls]` has a certificate,
+/// until `stop`; a failure is logged.
+pub async fn serve(listener: tokio::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, sources: Sources, stop: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Err(error) = mtml_metrics::serve(listener, tls, endpoints(sources), stop).await {
+        tracing::error!(%error, "metrics server failed");
+    }
+}
+
+fn endpoints(sources: Sources) -> Endpoints {
     let gather_sources = sources.clone();
     Endpoints {
         guard: Arc::clone(&sources.guard),
