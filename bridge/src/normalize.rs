@@ -145,6 +145,7 @@ mod tests {
             price,
             decision_price: 0.0,
             origin_received_ns: 0,
+            market_time_msc: 0,
         }
     }
 

@@ -54,12 +54,12 @@ async fn a_wrong_token_is_refused_and_never_served() {
 #[tokio::test]
 async fn an_incompatible_protocol_version_is_refused_with_both_versions_named() {
     let bridge = start_bridge("t").await;
-    let config = SimulatorConfig { token: "t".into(), version: 2, ..SimulatorConfig::default() };
+    let config = SimulatorConfig { token: "t".into(), version: 1, ..SimulatorConfig::default() };
     let stream = TcpStream::connect(bridge.addr).await.unwrap();
     let report = run_simulator(stream, config, Vec::new(), CancellationToken::new()).await.unwrap();
     assert_eq!(
         report.refused.as_deref(),
-        Some("version: protocol version 2 is not supported; this bridge speaks version 1")
+        Some("version: protocol version 1 is not supported; this bridge speaks version 2")
     );
 }
 
@@ -143,6 +143,7 @@ async fn several_terminals_stream_at_once_and_orders_reach_the_right_one() {
         price: 0.0,
         decision_price: 0.0,
         origin_received_ns: 0,
+        market_time_msc: 0,
     });
     let mut fills = 0;
     while fills == 0 {
@@ -175,6 +176,7 @@ async fn an_order_for_a_symbol_no_terminal_trades_is_refused_with_a_reason() {
         price: 0.0,
         decision_price: 0.0,
         origin_received_ns: 0,
+        market_time_msc: 0,
     });
     let event = bridge.events.recv().await.unwrap();
     let mtml_core::ExecutionEvent::Rejected { reason, retcode, .. } = event else { panic!("{event:?}") };
@@ -289,6 +291,7 @@ async fn orders_beyond_the_in_flight_limit_are_refused_with_the_limit_named() {
             price: 0.9,
             decision_price: 0.0,
             origin_received_ns: 0,
+            market_time_msc: 0,
         });
     }
     let (mut acked, mut refused) = (Vec::new(), Vec::new());

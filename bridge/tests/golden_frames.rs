@@ -111,6 +111,7 @@ async fn the_bridge_speaks_the_golden_frames() {
         price: 0.0,
         decision_price: 1.3879,
         origin_received_ns: tick.received_ns,
+        market_time_msc: tick.time_msc,
     });
     assert_eq!(read_frame(&mut ea).await, frames["ORDER"].body, "ORDER");
     // ACK (6), a REJECT of an order this bridge never sent (7: logged, ignored), FILL (8).

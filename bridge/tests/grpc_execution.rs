@@ -67,6 +67,7 @@ async fn orders_and_fills_cross_the_grpc_seam_and_one_client_is_attached_at_a_ti
         price: 0.0,
         decision_price: 1.1002,
         origin_received_ns: 0,
+        market_time_msc: 0,
     };
     orders.send(v1::OrderCommand::from(&order)).await.unwrap();
     let positions = replies.message().await.unwrap().unwrap();

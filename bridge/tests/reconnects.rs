@@ -101,6 +101,7 @@ fn order(client_order_id: &str, volume: f64) -> OrderRequest {
         price: 0.0,
         decision_price: 1.3,
         origin_received_ns: 0,
+        market_time_msc: 0,
     }
 }
 

@@ -79,6 +79,9 @@ pub struct OrderRequest {
     pub decision_price: f64,
     /// Bridge-local monotonic time the causing tick was read, for tick-to-order latency.
     pub origin_received_ns: u64,
+    /// Market time of the tick the order was decided on, UTC epoch ms (0 when none, as for an
+    /// operator's order). A replay's simulated broker fills in market time from it.
+    pub market_time_msc: i64,
 }
 
 /// A (partial) fill reported by a terminal.

@@ -191,6 +191,7 @@ impl Desk {
             approved.signed_lots,
             approved.decision_price,
             origin_received_ns,
+            approved.now_ms,
         )
     }
 

@@ -210,6 +210,7 @@ impl Execution {
         signed_lots: f64,
         decision_price: f64,
         origin_received_ns: u64,
+        market_time_msc: i64,
     ) -> OrderRequest {
         let client_order_id = format!("{}-{}", self.session, self.next_order);
         self.next_order += 1;
@@ -239,6 +240,7 @@ impl Execution {
             price: 0.0,
             decision_price,
             origin_received_ns,
+            market_time_msc,
         }
     }
 
@@ -464,7 +466,7 @@ mod tests {
         let mut execution = Execution::new("t");
         let symbol = Symbol::new("EURUSD");
         let chain_id = ChainIdGenerator::with_prefix(1).next_id();
-        let order = execution.market_order(chain_id, &symbol, 0.3, 1.1, 0);
+        let order = execution.market_order(chain_id, &symbol, 0.3, 1.1, 0, 0);
         assert_eq!(order.client_order_id, "t-1");
         assert!(execution.has_in_flight(&symbol));
         let fill = |volume| {
@@ -503,12 +505,12 @@ mod tests {
                 time_msc: 0,
             })
         };
-        execution.market_order(chain_id, &Symbol::new("USDJPY"), 0.1, 86.789, 0);
+        execution.market_order(chain_id, &Symbol::new("USDJPY"), 0.1, 86.789, 0, 0);
         execution.on_event(&fill("t-1", "USDJPY", 86.796));
         let digits = |symbol: &Symbol| Some(if symbol.as_str() == "USDJPY" { 3 } else { 5 });
         let points = execution.stats().average_slippage_points(digits).unwrap();
         assert!((points - 7.0).abs() < 1e-6, "86.789 to 86.796 is 7 points, not 700: {points}");
-        execution.market_order(chain_id, &Symbol::new("EURUSD"), 0.1, 1.10000, 0);
+        execution.market_order(chain_id, &Symbol::new("EURUSD"), 0.1, 1.10000, 0, 0);
         execution.on_event(&fill("t-2", "EURUSD", 1.10003));
         let points = execution.stats().average_slippage_points(digits).unwrap();
         assert!((points - 5.0).abs() < 1e-6, "(7 + 3) / 2: {points}");
@@ -520,7 +522,7 @@ mod tests {
         let mut execution = Execution::new("t");
         let symbol = Symbol::new("EURUSD");
         let chain_id = ChainIdGenerator::with_prefix(1).next_id();
-        execution.market_order(chain_id, &symbol, 0.1, 1.1, 0);
+        execution.market_order(chain_id, &symbol, 0.1, 1.1, 0, 0);
         assert_eq!(execution.order_states(), [("t-1".to_owned(), OrderState::Sent)]);
         let id = "t-1".to_owned();
         execution.on_event(&ExecutionEvent::OutcomeUnknown { chain_id, client_order_id: id.clone(), account: Arc::from("1@x") });
@@ -542,7 +544,7 @@ mod tests {
         assert!(execution.order_states().is_empty(), "filled orders leave");
         assert_eq!(execution.stats().invalid_transitions, 0);
         // A late rejection of a filled order does not fit: counted, ignored.
-        execution.market_order(chain_id, &symbol, 0.1, 1.1, 0);
+        execution.market_order(chain_id, &symbol, 0.1, 1.1, 0, 0);
         execution.on_event(&ExecutionEvent::Rejected { chain_id, client_order_id: "t-2".into(), retcode: 1, reason: "x".into() });
         execution.on_event(&ExecutionEvent::Acked { chain_id, client_order_id: "t-2".into(), ticket: 6, volume: 0.1 });
         assert_eq!(execution.stats().rejects, 1);
@@ -590,7 +592,7 @@ mod tests {
         let mut execution = Execution::new("t");
         let eurusd = Symbol::new("EURUSD");
         let chain_id = ChainIdGenerator::with_prefix(1).next_id();
-        execution.market_order(chain_id, &eurusd, 0.1, 1.1, 0);
+        execution.market_order(chain_id, &eurusd, 0.1, 1.1, 0, 0);
         execution.on_event(&ExecutionEvent::OutcomeUnknown { chain_id, client_order_id: "t-1".into(), account: Arc::from("1@a") });
         execution.restore_orders(&[RecoveredOrder {
             client_order_id: "old-1".into(),
@@ -635,7 +637,7 @@ mod tests {
             (eurusd.clone(), Position { lots: 0.1, average_price: 1.1, realized_pnl: 5.0 }),
             (gbpusd.clone(), Position { lots: 0.3, average_price: 1.6, realized_pnl: 0.0 }),
         ]);
-        execution.market_order(ChainIdGenerator::with_prefix(1).next_id(), &usdjpy, 0.1, 150.0, 0);
+        execution.market_order(ChainIdGenerator::with_prefix(1).next_id(), &usdjpy, 0.1, 150.0, 0, 0);
         let terminal = [(eurusd.clone(), 0.2, 1.12), (usdjpy.clone(), 0.1, 150.0)];
         let differences = execution.reconcile("1@x", &terminal);
         assert_eq!(

@@ -229,7 +229,8 @@ impl App {
                 .chain_log(Arc::clone(&chain_log))
                 .progress(Arc::clone(&progress))
                 .notices(notices.clone())
-                .slow_order(config.pipeline.slow_order);
+                .slow_order(config.pipeline.slow_order)
+                .market_time_fills(config.pipeline.market_time_fills_ms);
             let builder = match drift {
                 Some(monitor) => builder.drift(monitor, config.model.drift_threshold),
                 None => builder,

@@ -66,8 +66,23 @@ pub struct Config {
     pub client: crate::client::ClientSettings,
     /// `[tls]`: this process's servers speak TLS.
     pub tls: crate::tls::TlsSettings,
+    /// `[replay]`: the simulated broker of replays.
+    pub replay: ReplaySettings,
     /// The settings the file or the environment gave (`section.key`); the rest are defaults.
     pub given: std::collections::BTreeSet<String>,
+}
+
+/// `[replay]`: how a replay's simulated broker fills, in market time, so that a replay gives the
+/// same fills every run (see `mtml_simulator::MarketTimeFills`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplaySettings {
+    /// Market time from the tick an order was decided on to the quote it fills at, ms (at least
+    /// the next quote).
+    pub fill_latency_ms: i64,
+    /// Points a market order's fill moves against it.
+    pub slippage_points: f64,
+    /// Commission per lot traded, account currency, in the report's costs.
+    pub commission_per_lot: f64,
 }
 
 /// `[registry]`.
@@ -273,6 +288,10 @@ pub struct PipelineSettings {
     pub slow_order: Duration,
     /// The band a quote must fall in to be believed (`max_spread`, `outlier_band`).
     pub quote_band: mtml_ingestion::QuoteBand,
+    /// Set by a replay, not read from the file: orders fill this long after their tick in
+    /// market time, and the pipeline applies their outcomes in market time (waiting for them
+    /// when they are late), so that every run decides on the same state.
+    pub market_time_fills_ms: Option<i64>,
 }
 
 /// `[model]`.
@@ -380,9 +399,9 @@ pub const LOG_FORMAT_ENV: &str = "MTML_LOG_FORMAT";
 /// `MTML_TEST_` belong to the test harness and are not settings either.
 const RESERVED_ENV: [&str; 4] = [CONFIG_ENV, "MTML_LOG", LOG_FORMAT_ENV, mtml_core::crash_point::CRASH_AT_VAR];
 
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 17] = [
     "bridge", "grpc", "metrics", "otlp", "pipeline", "model", "decision", "risk", "journal", "registry", "features", "runtime", "telegram", "auth",
-    "client", "tls",
+    "client", "tls", "replay",
 ];
 
 impl Config {
@@ -523,6 +542,12 @@ impl Config {
                         ..default
                     }
                 },
+                market_time_fills_ms: None,
+            },
+            replay: ReplaySettings {
+                fill_latency_ms: x.non_negative("replay", "fill_latency_ms", 100) as i64,
+                slippage_points: x.float("replay", "slippage_points", 0.0),
+                commission_per_lot: x.float("replay", "commission_per_lot", 0.0),
             },
             model: ModelSettings {
                 name: x.string("model", "name", "fx-direction"),

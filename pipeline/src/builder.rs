@@ -36,6 +36,7 @@ pub struct PipelineBuilder {
     drift: Option<(DriftMonitor, f64)>,
     notices: Notices,
     slow_order: std::time::Duration,
+    market_time_fills_ms: Option<i64>,
 }
 
 impl PipelineBuilder {
@@ -60,6 +61,7 @@ impl PipelineBuilder {
             drift: None,
             notices: Notices::default(),
             slow_order: std::time::Duration::from_millis(50),
+            market_time_fills_ms: None,
         }
     }
 
@@ -76,6 +78,15 @@ impl PipelineBuilder {
     #[must_use]
     pub fn slow_order(mut self, threshold: std::time::Duration) -> Self {
         self.slow_order = threshold;
+        self
+    }
+
+    /// A replay's orders fill `latency_ms` (at least 1 ms) after their tick in market time; the
+    /// pipeline then applies each outcome before the first tick of its due time, waiting for it
+    /// if need be, so that every run gives the same orders (`None`, the default: as they come).
+    #[must_use]
+    pub fn market_time_fills(mut self, latency_ms: Option<i64>) -> Self {
+        self.market_time_fills_ms = latency_ms;
         self
     }
 
@@ -184,6 +195,8 @@ impl PipelineBuilder {
             slow_order_ns: u64::try_from(self.slow_order.as_nanos()).unwrap_or(u64::MAX),
             close_chains: mtml_core::ChainIdGenerator::new(),
             told_stale: Vec::new(),
+            market_time_fills_ms: self.market_time_fills_ms,
+            awaiting: Vec::new(),
         }
     }
 }

@@ -84,6 +84,9 @@ pub struct PipelineCounters {
     pub drift_alerts: u64,
     /// Orders sent longer after their tick arrived than the slow-order threshold.
     pub slow_orders: u64,
+    /// With fills in market time (a replay), outcomes that had not come when due: such a run
+    /// may differ from the others.
+    pub late_outcomes: u64,
     /// Model sets swapped in while running (promote, rollout, rollback).
     pub model_swaps: u64,
     /// Orders refused because the model acted on was flagged stale.

@@ -61,7 +61,17 @@ pub struct Pipeline {
     pub(crate) close_chains: mtml_core::ChainIdGenerator,
     /// Models already told stale (a model only grows older: once each, not once per refusal).
     pub(crate) told_stale: Vec<String>,
+    /// Fills in market time (a replay): an order's outcome is due this long (at least 1 ms)
+    /// after the tick it was decided on.
+    pub(crate) market_time_fills_ms: Option<i64>,
+    /// With fills in market time, the orders whose outcomes are awaited, with the market time
+    /// each is due by.
+    pub(crate) awaiting: Vec<(String, i64)>,
 }
+
+/// How long a replay's pipeline waits for an outcome due in market time before going on
+/// without it (counted in `late_outcomes`: that run may differ from the others).
+const OUTCOME_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,7 +134,10 @@ impl Pipeline {
                             self.on_command(command);
                         }
                         tick = ticks.recv() => match tick {
-                            Some(tick) => self.on_tick(&tick),
+                            Some(tick) => {
+                                self.settle_due(tick.time_msc, &mut events).await;
+                                self.on_tick(&tick);
+                            }
                             None => break,
                         },
                     }
@@ -136,6 +149,33 @@ impl Pipeline {
             });
             self.finish()
         })
+    }
+
+    /// With fills in market time, applies the outcomes of the orders due by `now_ms` before the
+    /// tick of that time, waiting for them if they have not arrived: then what the tick decides
+    /// does not depend on how fast the outcomes travelled, and every run gives the same orders.
+    async fn settle_due(&mut self, now_ms: i64, events: &mut mpsc::Receiver<ExecutionEvent>) {
+        if self.market_time_fills_ms.is_none() {
+            return;
+        }
+        loop {
+            let execution = self.desk.execution();
+            // Settled, or waiting on the books (a lost answer): no longer awaited here.
+            self.awaiting.retain(|(id, _)| execution.state_of(id).is_some_and(|state| state != mtml_decision::OrderState::Unknown));
+            if !self.awaiting.iter().any(|(_, due_ms)| *due_ms <= now_ms) {
+                return;
+            }
+            match tokio::time::timeout(OUTCOME_WAIT, events.recv()).await {
+                Ok(Some(event)) => self.on_event(&event),
+                Ok(None) => return,
+                Err(_) => {
+                    tracing::warn!(orders = self.awaiting.len(), "an order's outcome is due in market time and has not come; going on without it");
+                    self.counters.late_outcomes += 1;
+                    self.awaiting.retain(|(_, due_ms)| *due_ms > now_ms);
+                    return;
+                }
+            }
+        }
     }
 
     /// Closes the bars still open and reports everything the pipeline knew.
@@ -458,6 +498,9 @@ impl Pipeline {
             comparison.on_order(&order.client_order_id, predicted.by_challenger);
         }
         let side = order.side;
+        if let Some(latency_ms) = self.market_time_fills_ms {
+            self.awaiting.push((order.client_order_id.clone(), tick.time_msc + latency_ms.max(1)));
+        }
         self.orders.submit(order);
         let sent = span(Stage::Execution, t);
         self.notices.emit(|| Notice::Signal {

@@ -92,6 +92,7 @@ impl From<&OrderRequest> for v1::OrderCommand {
             stop_loss: 0.0,
             take_profit: 0.0,
             origin_received_ns: order.origin_received_ns,
+            market_time_msc: order.market_time_msc,
             decision_price: order.decision_price,
             account: order.account.as_deref().unwrap_or_default().to_owned(),
         }
@@ -118,6 +119,7 @@ impl TryFrom<v1::OrderCommand> for OrderRequest {
             price: order.price,
             decision_price: order.decision_price,
             origin_received_ns: order.origin_received_ns,
+            market_time_msc: order.market_time_msc,
         })
     }
 }

@@ -80,6 +80,19 @@ impl SimSymbol {
     }
 }
 
+/// How a replay's broker fills market orders in market time, so that the fills do not depend on
+/// how far the simulator has streamed when an order arrives: at the first quote of the order's
+/// symbol at or after its market time (`ORDER`'s `time_msc`) plus `latency_ms`, and at least
+/// 1 ms after it (the quote decided on is never the one filled), moved against the order by
+/// `slippage_points`. An order that carries no market time is filled at the current quote.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MarketTimeFills {
+    /// Market time between the decision and the fill, ms.
+    pub latency_ms: i64,
+    /// Points (the symbol's smallest price step) added to a buy's ask, taken off a sell's bid.
+    pub slippage_points: f64,
+}
+
 /// Who the simulated terminal is and how it behaves.
 #[derive(Debug, Clone)]
 pub struct SimulatorConfig {
@@ -102,6 +115,9 @@ pub struct SimulatorConfig {
     pub ticks_per_second: Option<u32>,
     /// Account balance reported in ACCOUNT, account currency.
     pub balance: f64,
+    /// Fills in market time (a replay); `None` fills at the quote streamed last, as a live
+    /// terminal fills at the market of the moment.
+    pub market_time: Option<MarketTimeFills>,
 }
 
 impl Default for SimulatorConfig {
@@ -116,6 +132,7 @@ impl Default for SimulatorConfig {
             pacing: None,
             ticks_per_second: None,
             balance: 10_000.0,
+            market_time: None,
         }
     }
 }
@@ -664,6 +681,8 @@ impl TerminalSimulator {
                     price: Px::new(0.0, 5),
                     stop_loss: Px::new(0.0, 5),
                     take_profit: Px::new(0.0, 5),
+                    // An operator's close: at the market of the moment.
+                    time_msc: 0,
                 };
                 return self.on_order(link, order).await;
             }
@@ -700,12 +719,15 @@ impl TerminalSimulator {
             link.conn.flush().await?;
             return Ok(None);
         }
-        let Some(&(bid, ask, _)) = self.quotes.get(&order.symbol) else {
-            // TRADE_RETCODE_MARKET_CLOSED: no quote for the symbol yet.
+        let Some((bid, ask, quote_msc)) = self.fill_quote(&order) else {
+            // TRADE_RETCODE_MARKET_CLOSED: no quote for the symbol (yet, or any more).
             let reply = Message::Reject {
                 client_order_id: order.client_order_id,
                 retcode: 10018,
-                reason: format!("no quote for {}", order.symbol),
+                reason: match self.config.market_time {
+                    Some(_) if order.time_msc > 0 => format!("no quote for {} after {}: the replay ended", order.symbol, order.time_msc),
+                    _ => format!("no quote for {}", order.symbol),
+                },
             };
             link.send(reply).await?;
             link.conn.flush().await?;
@@ -720,24 +742,41 @@ impl TerminalSimulator {
             link.conn.flush().await?;
             return Ok(None);
         }
+        let slippage = self.config.market_time.map_or(0.0, |m| m.slippage_points) * 10f64.powi(-i32::from(self.digits(&order.symbol)));
         let price = match order.side {
-            WireSide::Buy => ask,
-            WireSide::Sell => bid,
+            WireSide::Buy => ask + slippage,
+            WireSide::Sell => bid - slippage,
         };
         if link.fault == Fault::DieOnOrder {
             // Executed at the trade server, but the answer never leaves.
-            self.execute(&order, ticket, price, None::<&mut Link<S>>);
+            self.execute(&order, ticket, (price, quote_msc), None::<&mut Link<S>>);
             return Ok(Some(ConnectionEnd::Faulted));
         }
         if link.fault == Fault::SilentOnOrder {
             link.fault = Fault::None;
-            self.execute(&order, ticket, price, None::<&mut Link<S>>);
+            self.execute(&order, ticket, (price, quote_msc), None::<&mut Link<S>>);
             return Ok(None);
         }
         link.send(Message::Ack { client_order_id: order.client_order_id.clone(), ticket }).await?;
-        self.execute(&order, ticket, price, Some(link));
+        self.execute(&order, ticket, (price, quote_msc), Some(link));
         link.flush_pending().await?;
         Ok(None)
+    }
+
+    /// The (bid, ask, time) an order fills at: in market time (see [`MarketTimeFills`]) when
+    /// configured and the order carries its time, else the quote streamed last.
+    fn fill_quote(&self, order: &mtml_bridge::wire::Order) -> Option<(f64, f64, i64)> {
+        match self.config.market_time {
+            Some(fills) if order.time_msc > 0 => {
+                let due = order.time_msc + fills.latency_ms.max(1);
+                let first = self.ticks.partition_point(|t| t.time_msc < due);
+                self.ticks[first..]
+                    .iter()
+                    .find(|t| t.symbol == order.symbol && t.bid > 0.0 && t.ask > 0.0 && t.bid.is_finite() && t.ask.is_finite())
+                    .map(|t| (t.bid, t.ask, t.time_msc))
+            }
+            _ => self.quotes.get(&order.symbol).copied(),
+        }
     }
 
     async fn trigger_pending<S: AsyncRead + AsyncWrite + Unpin>(
@@ -771,7 +810,7 @@ impl TerminalSimulator {
                 WireSide::Buy => tick.ask,
                 WireSide::Sell => tick.bid,
             };
-            self.execute(&pending.order, pending.ticket, price, Some(link));
+            self.execute(&pending.order, pending.ticket, (price, tick.time_msc), Some(link));
         }
         link.flush_pending().await?;
         Ok(None)
@@ -782,10 +821,9 @@ impl TerminalSimulator {
         &mut self,
         order: &mtml_bridge::wire::Order,
         ticket: u64,
-        price: f64,
+        (price, time_msc): (f64, i64),
         mut link: Option<&mut Link<S>>,
     ) {
-        let time_msc = self.quotes.get(&order.symbol).map_or(0, |q| q.2);
         let digits = self.digits(&order.symbol);
         let sign = match order.side {
             WireSide::Buy => 1.0,

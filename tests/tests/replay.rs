@@ -82,6 +82,47 @@ async fn grpc_and_in_process_transports_give_the_same_pipeline_results() {
     assert_orders_consistent(&remote);
 }
 
+/// Fills in market time: the same file gives the same orders, deals, prices and PnL whatever
+/// the simulator's lead over the pipeline (one tick, or 64 and the socket's buffers) and the
+/// transport. Only timings differ. Each deal is at a quote of the file at least the fill latency
+/// after its order's tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_gives_the_same_trades_every_run_whatever_the_pacing_and_transport() {
+    let run = async |transport, max_ahead, latency_ms: i64| {
+        let mut options = options(eurusd_sample(), transport);
+        options.max_ahead = max_ahead;
+        options.config.replay.fill_latency_ms = latency_ms;
+        options.config.replay.slippage_points = 2.0;
+        let report = replay(options).await.unwrap();
+        assert_eq!(report.pipeline.late_outcomes, 0, "every outcome came in time");
+        assert_orders_consistent(&report);
+        let mut json = serde_json::to_value(&report).unwrap();
+        let object = json.as_object_mut().unwrap();
+        for timing in ["wall_time_secs", "ticks_per_sec", "latency", "tick_to_order_us", "example_chain", "by_model", "transport", "stores"] {
+            object.remove(timing).unwrap();
+        }
+        json
+    };
+    let first = run(Transport::InProcess, 1, 250).await;
+    for (transport, max_ahead) in [(Transport::InProcess, 64), (Transport::Grpc, DEFAULT_MAX_AHEAD)] {
+        let again = run(transport, max_ahead, 250).await;
+        assert_eq!(again, first, "{transport:?}, {max_ahead} ahead");
+    }
+    // Every deal is at a quote of the file: the ask or bid of a tick, two points worse.
+    let quotes: Vec<(i64, f64, f64)> = mtml_ingestion::TickFileReader::open(eurusd_sample()).unwrap().map(|r| r.unwrap()).map(|r| (r.time_msc, r.bid, r.ask)).collect();
+    let deals = first["deals"].as_array().unwrap();
+    assert_eq!(deals.len() as u64, first["fills"].as_u64().unwrap());
+    for deal in deals {
+        let (time, lots, price) = (deal["time_msc"].as_i64().unwrap(), deal["lots"].as_f64().unwrap(), deal["price"].as_f64().unwrap());
+        let quote = quotes.iter().find(|q| q.0 == time).expect("the deal's time is a tick's");
+        let expected = if lots > 0.0 { quote.2 + 0.00002 } else { quote.1 - 0.00002 };
+        assert!((price - expected).abs() < 1e-9, "deal at {price}, quote {quote:?}");
+    }
+    // A longer latency fills at other quotes: the setting is in force.
+    let later = run(Transport::InProcess, DEFAULT_MAX_AHEAD, 30_000).await;
+    assert_ne!(later["deals"], first["deals"]);
+}
+
 fn write_temp(text: &str, suffix: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::Builder::new().suffix(suffix).tempfile().unwrap();
     file.write_all(text.as_bytes()).unwrap();

@@ -448,6 +448,7 @@ impl Bridge {
             price: normalized.price,
             stop_loss: Px::new(0.0, spec.digits),
             take_profit: Px::new(0.0, spec.digits),
+            time_msc: order.market_time_msc,
         };
         // In flight before the first byte leaves: if the connection dies mid-write, the order's
         // outcome is unknown, not forgotten.

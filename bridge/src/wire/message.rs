@@ -218,6 +218,10 @@ pub struct Order {
     pub stop_loss: Px,
     /// Take profit, 0 for none.
     pub take_profit: Px,
+    /// Market time of the tick the order was decided on, UTC epoch ms; 0 when none (an
+    /// operator's order). An EA may use it to refuse orders that waited too long; a replay's
+    /// simulated broker fills in market time from it.
+    pub time_msc: i64,
 }
 
 /// FILL: a deal executed for an order.
@@ -518,6 +522,7 @@ wire_messages! {
     "ORDER" Order(Order) {
         client_order_id: required, chain_id: text, symbol: required, side: side,
         order_type: order_type, volume: px, price: px, stop_loss: px as "sl", take_profit: px as "tp",
+        time_msc: num,
     },
     "ACK" Ack { client_order_id: required, ticket: num },
     "REJECT" Reject { client_order_id: required, retcode: num, reason: text },
@@ -711,8 +716,8 @@ mod tests {
         prop_oneof![
             (name(), any::<i64>(), px(), px())
                 .prop_map(|(symbol, time_msc, bid, ask)| Message::Tick(WireTick { symbol, time_msc, bid, ask })),
-            (name(), text(), name(), side(), prop_oneof![Just("MARKET"), Just("LIMIT"), Just("STOP")], px(), px(), px(), px())
-                .prop_map(|(id, chain, symbol, side, kind, volume, price, sl, tp)| Message::Order(Order {
+            (name(), text(), name(), side(), prop_oneof![Just("MARKET"), Just("LIMIT"), Just("STOP")], px(), px(), px(), px(), any::<i64>())
+                .prop_map(|(id, chain, symbol, side, kind, volume, price, sl, tp, time_msc)| Message::Order(Order {
                     client_order_id: id,
                     chain_id: chain,
                     symbol,
@@ -722,6 +727,7 @@ mod tests {
                     price,
                     stop_loss: sl,
                     take_profit: tp,
+                    time_msc,
                 })),
             (name(), text(), any::<u64>(), any::<u64>(), name(), side(), px(), px(), any::<i64>())
                 .prop_map(|(id, chain, ticket, deal, symbol, side, volume, price, time_msc)| Message::Fill(Fill {
@@ -794,8 +800,9 @@ mod tests {
     #[test]
     fn errors_name_the_message_and_the_field_as_docs_protocol_does() {
         let error = |body: &str| Envelope::decode(body.as_bytes()).unwrap_err().to_string();
-        assert_eq!(error("ORDER\t1\tid\t\tEURUSD\tBUY\tMARKET\t0.10\t0\tx\t0"), "ORDER field sl is invalid: \"x\"");
-        assert_eq!(error("ORDER\t1\tid\t\tEURUSD\tBUY\tFOK\t0.10\t0\t0\t0"), "ORDER field order_type is invalid: \"FOK\"");
+        assert_eq!(error("ORDER\t1\tid\t\tEURUSD\tBUY\tMARKET\t0.10\t0\tx\t0\t0"), "ORDER field sl is invalid: \"x\"");
+        assert_eq!(error("ORDER\t1\tid\t\tEURUSD\tBUY\tMARKET\t0.10\t0\t0\t0"), "ORDER has 11 fields, expected 12");
+        assert_eq!(error("ORDER\t1\tid\t\tEURUSD\tBUY\tFOK\t0.10\t0\t0\t0\t0"), "ORDER field order_type is invalid: \"FOK\"");
         assert_eq!(error("PENDING\t1\t5\tEURUSD\tBUY\tMARKET\t0.10\t1.1\tid"), "PENDING field order_type is invalid: \"MARKET\"");
         assert_eq!(error("SYMBOL\t1\t\t5\t0.00001\t0.01\t0.01\t100\t0\t0\t3\t4"), "SYMBOL field symbol is invalid: \"\"");
         assert_eq!(error("DEAL\t1\t1\t2\tEURUSD\tHOLD\t0.1\t1.1\t5\tid"), "DEAL field side is invalid: \"HOLD\"");

@@ -19,4 +19,4 @@ pub use message::{
 
 /// The protocol version this bridge speaks. A terminal announcing another major version is
 /// refused in the hello with a message naming both versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -32,6 +32,7 @@ input string   InpSymbols = "";                           // Symbols to stream, 
 input long     InpMagic = 7307;                           // Magic number of mtml orders
 input double   InpMaxLots = 1.0;                          // Fail-safe: largest order, lots
 input int      InpMaxOpenOrders = 20;                     // Fail-safe: most open positions plus pending orders
+input int      InpMaxOrderAgeMs = 0;                      // Fail-safe: refuse a market order decided longer ago than this, market time (ms; 0: off)
 input int      InpReconnectMinMs = 500;                   // Reconnect backoff, first wait (ms)
 input int      InpReconnectMaxMs = 30000;                 // Reconnect backoff, longest wait (ms)
 input int      InpHeartbeatSeconds = 5;                   // Heartbeat interval (s)
@@ -290,9 +291,9 @@ void Dispatch(const string body)
      }
    if(g_state == MTML_STREAMING)
      {
-      if(type == "ORDER" && n == 11)
+      if(type == "ORDER" && n == 12)
         {
-         ExecuteOrder(f[2], f[3], f[4], f[5] == "BUY", f[6], StringToDouble(f[7]), StringToDouble(f[8]), StringToDouble(f[9]), StringToDouble(f[10]));
+         ExecuteOrder(f[2], f[3], f[4], f[5] == "BUY", f[6], StringToDouble(f[7]), StringToDouble(f[8]), StringToDouble(f[9]), StringToDouble(f[10]), StringToInteger(f[11]));
          return;
         }
       if(type == "MODIFY" && n == 7)
@@ -575,8 +576,14 @@ bool AlreadyExecuted(const string id)
    return true;
   }
 
-bool WithinFailSafes(const string id, const double volume)
+bool WithinFailSafes(const string id, const string symbol, const string kind, const double volume, const long decided_msc)
   {
+   MqlTick last;
+   if(InpMaxOrderAgeMs > 0 && kind == "MARKET" && decided_msc > 0 && SymbolInfoTick(symbol, last) && (long)last.time_msc - decided_msc > InpMaxOrderAgeMs)
+     {
+      Reject(id, TRADE_RETCODE_PRICE_CHANGED, StringFormat("decided %I64d ms ago in market time, more than the EA's fail-safe of %d ms", (long)last.time_msc - decided_msc, InpMaxOrderAgeMs));
+      return false;
+     }
    if(volume > InpMaxLots + 1e-9)
      {
       Reject(id, TRADE_RETCODE_LIMIT_VOLUME, StringFormat("volume %.2f exceeds the EA's fail-safe of %.2f lots", volume, InpMaxLots));
@@ -611,9 +618,9 @@ void Submit(const string id, const string chain, MqlTradeRequest &request)
 
 //+------------------------------------------------------------------+
 void ExecuteOrder(const string id, const string chain, const string symbol, const bool buy, const string kind,
-                  const double volume, const double price, const double sl, const double tp)
+                  const double volume, const double price, const double sl, const double tp, const long decided_msc)
   {
-   if(AlreadyExecuted(id) || !WithinFailSafes(id, volume))
+   if(AlreadyExecuted(id) || !WithinFailSafes(id, symbol, kind, volume, decided_msc))
       return;
    MqlTradeRequest request;
    ZeroMemory(request);

@@ -7,7 +7,7 @@
 //+------------------------------------------------------------------+
 #property strict
 
-#define MTML_PROTOCOL_VERSION 1
+#define MTML_PROTOCOL_VERSION 2
 #define MTML_MAX_BODY 65536
 #define MTML_TAB "\t"
 

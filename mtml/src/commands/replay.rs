@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use mtml_simulator::{Pacing, SimSymbol, SimTick, SimulatorConfig, run_simulator};
+use mtml_simulator::{MarketTimeFills, Pacing, SimSymbol, SimTick, SimulatorConfig, run_simulator};
 use mtml_feature_store::FEATURE_SET;
 use mtml_ingestion::{FileTick, RejectReason, TickFileReader, normalize_symbol, symbol_from_path};
 use tokio::net::{TcpListener, TcpStream};
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{App, Listeners};
 use crate::runtime::load_runtime;
 use crate::config::{Config, Transport};
-use crate::commands::report::{BridgeReport, ReplayRun, Report, TerminalSide};
+use crate::commands::report::{BridgeReport, DealReport, ReplayRun, Report, TerminalSide};
 
 /// How long the pipeline may make no progress before the replay gives up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -154,9 +154,12 @@ impl RunningReplay {
             .iter()
             .map(|(broker, lots)| (broker.clone(), *lots))
             .collect();
+        let deals = (sim_report.deals.iter())
+            .map(|d| DealReport { order: d.client_order_id.rsplit_once('-').and_then(|(_, n)| n.parse().ok()).unwrap_or(0), symbol: d.symbol.clone(), time_msc: d.time_msc, lots: d.signed_volume, price: d.price })
+            .collect();
         run.ticks_sent = sim_report.ticks_sent;
         run.wall_time_secs = started.elapsed().as_secs_f64();
-        Ok(Report::build(run, TerminalSide { orders_sent, positions: terminal_positions, bridge, digits, stores: stores.report() }, &outcome, &chain_log))
+        Ok(Report::build(run, TerminalSide { orders_sent, positions: terminal_positions, deals, bridge, digits, stores: stores.report() }, &outcome, &chain_log))
     }
 }
 
@@ -188,6 +191,8 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
     config.bridge.token = format!("replay-{}", std::process::id());
     // The same chain ids every run, so that a canary's split of the chains is reproducible.
     config.bridge.chain_prefix = Some(REPLAY_CHAIN_PREFIX);
+    // Fills in market time, applied in market time: the same fills every run.
+    config.pipeline.market_time_fills_ms = Some(config.replay.fill_latency_ms);
     let runtime = load_runtime(&config)?;
     let bridge = TcpListener::bind("127.0.0.1:0").await.context("binding the bridge")?;
     let grpc = match config.pipeline.transport {
@@ -213,6 +218,7 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
             max_ahead: options.max_ahead,
         }),
         balance: options.terminal_balance.unwrap_or(config.risk.starting_equity),
+        market_time: Some(MarketTimeFills { latency_ms: config.replay.fill_latency_ms, slippage_points: config.replay.slippage_points }),
         ..SimulatorConfig::default()
     };
     // A terminal cannot quote NaN or infinity (the wire protocol refuses them and would close

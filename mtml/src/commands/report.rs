@@ -41,6 +41,8 @@ pub struct Report {
     pub pnl: Pnl,
     /// Net position per symbol at the end, lots: mtml's view and the terminal's.
     pub positions: BTreeMap<String, PositionReport>,
+    /// Every deal the terminal executed, in order.
+    pub deals: Vec<DealReport>,
     /// Average slippage of fills against the decision price, in points of each symbol's digits
     /// (0.00001 for EURUSD, 0.001 for USDJPY); positive is worse than decided.
     pub avg_slippage_points: f64,
@@ -147,12 +149,30 @@ pub struct TerminalSide {
     pub orders_sent: u64,
     /// Terminal positions by symbol.
     pub positions: BTreeMap<String, f64>,
+    /// The terminal's deals, in order.
+    pub deals: Vec<DealReport>,
     /// The bridge's counters.
     pub bridge: BridgeReport,
     /// Price digits by symbol (for slippage in points).
     pub digits: BTreeMap<String, u8>,
     /// How the feature stores fared.
     pub stores: crate::stores::StoresReport,
+}
+
+/// A deal the terminal executed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DealReport {
+    /// The order's number in the run: its client order id without the session prefix, which
+    /// differs every run (`m5dcdca78-7` is order 7).
+    pub order: u64,
+    /// Broker symbol.
+    pub symbol: String,
+    /// Market time of the quote it filled at, UTC ms.
+    pub time_msc: i64,
+    /// Lots, positive for a buy.
+    pub lots: f64,
+    /// Price.
+    pub price: f64,
 }
 
 /// The bridge's counters at the end of a replay.
@@ -244,6 +264,7 @@ impl Report {
                 total: round(realized + unrealized, 2),
             },
             positions,
+            deals: terminal.deals.clone(),
             avg_slippage_points: round(
                 e.average_slippage_points(|symbol| terminal.digits.get(symbol.as_str()).copied()).unwrap_or(0.0),
                 2,
