@@ -104,17 +104,17 @@ fn run(target: &str, check: fn(&[u8]), mutations: usize, tokens: &[&[u8]]) -> us
 #[test]
 fn tick_file_readers_survive_their_corpus_and_its_mutations() {
     let tokens: &[&[u8]] = &[b"time_utc_ms", b"bid", b"ask", b"symbol", b"<DATE>\t<TIME>\t<BID>\t<ASK>", b"\xff\xfe", b"\x1f\x8b", b"2014.05.05 06:00:00.123", b"\r\n", b"NaN", b"-1e308"];
-    assert!(run("tick_file", mtml_tests::fuzz::tick_file, 20_000, tokens) > 20_000);
+    assert!(run("tick_file", mtml_tests::fuzz::tick_file, 100_000, tokens) > 100_000);
 }
 
 #[test]
 fn the_configuration_loader_survives_its_corpus_and_its_mutations() {
     let tokens: &[&[u8]] = &[b"[bridge]\n", b"[auth]\n", b"[tls]\n", b"[telegram]\n", b"listen = ", b"\"0.0.0.0:1\"", b"= [", b"]", b"\0", b"AUTH_READ=", b"expires = ", b"1e400", b"-1", b"\"\"\"", b"{ a = 1 }"];
-    assert!(run("config", mtml_tests::fuzz::config, 20_000, tokens) > 20_000);
+    assert!(run("config", mtml_tests::fuzz::config, 30_000, tokens) > 30_000);
 }
 
 #[test]
 fn model_upload_validation_survives_its_corpus_and_its_mutations() {
     let tokens: &[&[u8]] = &[b"{\"auc\": 0.5}\0", b"feature_set", b"float_input", b"probabilities", b"\x08\x07", b"ai.onnx"];
-    assert!(run("model_upload", mtml_tests::fuzz::model_upload, 400, tokens) > 400);
+    assert!(run("model_upload", mtml_tests::fuzz::model_upload, 3_000, tokens) > 3_000);
 }
