@@ -4,6 +4,7 @@
 //! - [`risk`]: pre-trade checks with named rejections, and the trading state.
 //! - [`execution`]: client order ids, orders in flight, fills, positions and PnL.
 //! - [`order_state`]: the order state machine, with only valid transitions.
+//! - [`figures`]: the business figures of a run (return, Sharpe, drawdown, round trips, costs).
 //! - [`desk`]: the three together as the tick path uses them: act once per target, lot
 //!   rounding, equity marking, the margin account, and the stale-model guard's facts.
 //!
@@ -13,6 +14,7 @@
 pub mod decision;
 pub mod desk;
 pub mod execution;
+pub mod figures;
 pub mod order_state;
 pub mod risk;
 

@@ -1,6 +1,8 @@
 //! Load tool for the Open Inference Protocol endpoint: ModelInfer latency (p50, p99) and
 //! throughput at 1 and at many requests in flight, beside a bare tonic round trip (ServerLive,
-//! which does no work) and a raw ONNX Runtime call of the same model on the same machine.
+//! which does no work) and a raw ONNX Runtime call of the same model on the same machine; and
+//! the same calls through the access check every mtml server runs (`mtml_auth::AuthLayer`, a
+//! read token hashed and compared on each call).
 //!
 //! `cargo run --release -p mtml --example oip_load [REQUESTS]` (default 20 000 per row). The
 //! server and the clients share this machine's cores; the numbers go into docs/benchmarks.md.
@@ -14,7 +16,7 @@ use mtml::services::oip::OipService;
 use mtml_inference::Model;
 use mtml_proto::inference as oip;
 use mtml_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
-use tonic::transport::Channel;
+use mtml_auth::{AuthChannel, Bearer, Role, Tokens};
 
 #[derive(Clone, Copy)]
 enum Call {
@@ -37,7 +39,7 @@ fn request(input: &str) -> oip::ModelInferRequest {
     }
 }
 
-async fn run(client: &GrpcInferenceServiceClient<Channel>, input: &str, call: Call, requests: usize, in_flight: usize) -> (Histogram<u64>, f64) {
+async fn run(client: &GrpcInferenceServiceClient<AuthChannel>, input: &str, call: Call, requests: usize, in_flight: usize) -> (Histogram<u64>, f64) {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..in_flight {
@@ -69,21 +71,31 @@ async fn run(client: &GrpcInferenceServiceClient<Channel>, input: &str, call: Ca
     (total, per_second)
 }
 
-/// The configured model served over the protocol on a free port: the server, a client, and the
-/// model's input name.
-async fn serve(runtime: &mtml_inference::OnnxRuntime, config: &Config) -> anyhow::Result<(Arc<mtml_inference::ModelServer>, GrpcInferenceServiceClient<Channel>, String)> {
+/// The read token of the runs with the access check.
+const READ_TOKEN: &str = "load-tool-read-token-0123456789";
+
+/// The configured model served over the protocol on a free port, behind the access check with a
+/// read token when `guarded`: the server, a client (presenting the token when guarded), and
+/// the model's input name.
+async fn serve(runtime: &mtml_inference::OnnxRuntime, config: &Config, guarded: bool) -> anyhow::Result<(Arc<mtml_inference::ModelServer>, GrpcInferenceServiceClient<AuthChannel>, String)> {
     let server = Arc::new(mtml::runtime::model_server(runtime, config)?);
     server.load("fx-direction")?;
     let input = server.get("fx-direction", "")?.signature().input.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(OipService::new(Arc::clone(&server)).into_server())
-            .serve_with_incoming(mtml::services::grpc_incoming(listener)),
-    );
-    let client = GrpcInferenceServiceClient::connect(format!("http://{addr}")).await?;
-    Ok((server, client, input))
+    let service = OipService::new(Arc::clone(&server)).into_server();
+    let incoming = mtml::services::grpc_incoming(listener);
+    if guarded {
+        let mut tokens = Tokens::default();
+        tokens.add(Role::Read, &format!("load:{READ_TOKEN}")).map_err(anyhow::Error::msg)?;
+        let layer = mtml_auth::AuthLayer::new(mtml_auth::Guard::new(tokens));
+        tokio::spawn(tonic::transport::Server::builder().layer(layer).add_service(service).serve_with_incoming(incoming));
+    } else {
+        tokio::spawn(tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming));
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+    let bearer = Bearer::new(if guarded { READ_TOKEN } else { "" }).map_err(anyhow::Error::msg)?;
+    Ok((server, GrpcInferenceServiceClient::with_interceptor(channel, bearer), input))
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -91,7 +103,8 @@ async fn main() -> anyhow::Result<()> {
     let requests: usize = std::env::args().nth(1).map_or(Ok(20_000), |a| a.parse())?;
     let config = Config::defaults();
     let runtime = mtml::runtime::load_runtime(&config)?;
-    let (_server, client, input) = serve(&runtime, &config).await?;
+    let (_server, client, input) = serve(&runtime, &config, false).await?;
+    let (_guarded_server, guarded, _) = serve(&runtime, &config, true).await?;
 
     // Raw ONNX Runtime, one session, same input.
     let mut model = Model::from_bytes(&runtime, "fx-direction", mtml::runtime::EMBEDDED_MODEL)?;
@@ -118,11 +131,14 @@ async fn main() -> anyhow::Result<()> {
     row("raw ort call (Model::infer, one session)", 1, &raw, raw_rate);
     // Warm the connection and the workers first.
     run(&client, &input, Call::Infer, 1_000, 4).await;
+    run(&guarded, &input, Call::Infer, 1_000, 4).await;
     for in_flight in [1, 16] {
         let (h, rate) = run(&client, &input, Call::Live, requests, in_flight).await;
         row("bare tonic round trip (ServerLive)", in_flight, &h, rate);
         let (h, rate) = run(&client, &input, Call::Infer, requests, in_flight).await;
         row("ModelInfer, raw FP32 [1, features]", in_flight, &h, rate);
+        let (h, rate) = run(&guarded, &input, Call::Infer, requests, in_flight).await;
+        row("ModelInfer with a read token checked (AuthLayer)", in_flight, &h, rate);
     }
     micro_batching(&runtime, requests).await
 }
@@ -157,7 +173,7 @@ async fn micro_batching(runtime: &mtml_inference::OnnxRuntime, requests: usize) 
             let mut config = Config::defaults();
             config.model.path = Some(models_dir.join(format!("fx-direction-v{version}.onnx")));
             config.model.max_batch = max_batch;
-            let (server, client, input) = serve(runtime, &config).await?;
+            let (server, client, input) = serve(runtime, &config, false).await?;
             run(&client, &input, Call::Infer, 1_000, 4).await;
             let loaded = server.get("fx-direction", "")?;
             let (rows0, executions0) = (loaded.stats.inference_count.load(std::sync::atomic::Ordering::Relaxed), loaded.stats.execution_count.load(std::sync::atomic::Ordering::Relaxed));

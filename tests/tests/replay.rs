@@ -93,6 +93,7 @@ async fn a_replay_gives_the_same_trades_every_run_whatever_the_pacing_and_transp
         options.max_ahead = max_ahead;
         options.config.replay.fill_latency_ms = latency_ms;
         options.config.replay.slippage_points = 2.0;
+        options.config.replay.commission_per_lot = 7.0;
         let report = replay(options).await.unwrap();
         assert_eq!(report.pipeline.late_outcomes, 0, "every outcome came in time");
         assert_orders_consistent(&report);
@@ -118,6 +119,18 @@ async fn a_replay_gives_the_same_trades_every_run_whatever_the_pacing_and_transp
         let expected = if lots > 0.0 { quote.2 + 0.00002 } else { quote.1 - 0.00002 };
         assert!((price - expected).abs() < 1e-9, "deal at {price}, quote {quote:?}");
     }
+    // The figures: the same PnL as the positions' (marked at the last mid), less commission on
+    // every lot traded; round trips and time in the market from the deals.
+    let figures = &first["figures"];
+    let lots: f64 = deals.iter().map(|d| d["lots"].as_f64().unwrap().abs()).sum();
+    assert!((figures["lots_traded"].as_f64().unwrap() - lots).abs() < 1e-9);
+    assert!((figures["commission"].as_f64().unwrap() - lots * 7.0).abs() < 1e-9);
+    let total = first["pnl"]["total"].as_f64().unwrap();
+    assert!((figures["pnl"].as_f64().unwrap() - (total - lots * 7.0)).abs() < 0.011, "{figures} against {total}");
+    let trades = figures["trades"].as_u64().unwrap();
+    assert!(trades > 0 && trades < deals.len() as u64, "{figures}");
+    assert!((0.0..=1.0).contains(&figures["exposure"].as_f64().unwrap()) && figures["hours"].as_u64().unwrap() >= 5, "{figures}");
+    assert!(figures["max_drawdown"].as_f64().unwrap() > 0.0);
     // A longer latency fills at other quotes: the setting is in force.
     let later = run(Transport::InProcess, DEFAULT_MAX_AHEAD, 30_000).await;
     assert_ne!(later["deals"], first["deals"]);

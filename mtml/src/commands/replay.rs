@@ -121,6 +121,10 @@ pub struct RunningReplay {
     run: ReplayRun,
     started: Instant,
     digits: BTreeMap<String, u8>,
+    /// Every quote's (time, symbol, mid), to mark the deals for the figures.
+    marks: Vec<(i64, u16, f64)>,
+    symbols: Vec<String>,
+    figures: mtml_decision::figures::FiguresBuilder,
 }
 
 impl RunningReplay {
@@ -132,7 +136,7 @@ impl RunningReplay {
     /// Waits until every tick has gone through and no order is in flight, stops everything, and
     /// reports.
     pub async fn finish(self) -> anyhow::Result<Report> {
-        let Self { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, mut run, started, digits } = self;
+        let Self { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, mut run, started, digits, marks, symbols, mut figures } = self;
         wait_until_drained(&app, ticks_to_send, &simulator).await?;
         stop_simulator.cancel();
         let sim_report = simulator.await.context("simulator task")??;
@@ -154,12 +158,26 @@ impl RunningReplay {
             .iter()
             .map(|(broker, lots)| (broker.clone(), *lots))
             .collect();
+        // The deals against the file's quotes, in market time (a deal before the quote of its time).
+        let mut by_time: Vec<&mtml_simulator::SimDeal> = sim_report.deals.iter().collect();
+        by_time.sort_by_key(|d| d.time_msc);
+        let mut pending = by_time.into_iter().peekable();
+        for &(time_msc, symbol, mid) in &marks {
+            while let Some(deal) = pending.next_if(|d| d.time_msc <= time_msc) {
+                figures.deal(deal.time_msc, &deal.symbol, deal.signed_volume, deal.price);
+            }
+            figures.mark(time_msc, &symbols[usize::from(symbol)], mid);
+        }
+        for deal in pending {
+            figures.deal(deal.time_msc, &deal.symbol, deal.signed_volume, deal.price);
+        }
+        let figures = figures.finish();
         let deals = (sim_report.deals.iter())
             .map(|d| DealReport { order: d.client_order_id.rsplit_once('-').and_then(|(_, n)| n.parse().ok()).unwrap_or(0), symbol: d.symbol.clone(), time_msc: d.time_msc, lots: d.signed_volume, price: d.price })
             .collect();
         run.ticks_sent = sim_report.ticks_sent;
         run.wall_time_secs = started.elapsed().as_secs_f64();
-        Ok(Report::build(run, TerminalSide { orders_sent, positions: terminal_positions, deals, bridge, digits, stores: stores.report() }, &outcome, &chain_log))
+        Ok(Report::build(run, TerminalSide { orders_sent, positions: terminal_positions, deals, figures, bridge, digits, stores: stores.report() }, &outcome, &chain_log))
     }
 }
 
@@ -180,13 +198,13 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
     if options.config_given {
         refuse_a_live_journal(&config).await?;
     } else {
-        // Embedded default: a replay leaves no journal or history behind unless configured to.
+        // Embedded default: a replay leaves no journal behind unless configured to.
         config.journal.url = "sqlite::memory:".into();
-        config.features.history = "sqlite::memory:".into();
-        // One file per replay: replays in one process (tests) run side by side.
-        static REPLAYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = REPLAYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        config.features.history_wal = std::env::temp_dir().join(format!("mtml-replay-{}-{n}.wal", std::process::id()));
+    }
+    // History is opt-in for a replay: written only where the configuration names a store. It
+    // is a record of live trading; a replay's would be thrown away (and cost most of its time).
+    if !config.is_given("features", "history") {
+        config.features.history = "none".into();
     }
     config.bridge.token = format!("replay-{}", std::process::id());
     // The same chain ids every run, so that a canary's split of the chains is reproducible.
@@ -235,9 +253,12 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
         .map(|(symbol, t)| SimTick { symbol, time_msc: t.time_msc, bid: t.bid, ask: t.ask })
         .collect();
     let ticks_to_send = sim_ticks.len() as u64;
+    let symbol_index = |name: &str| symbols.iter().position(|s| s == name).and_then(|i| u16::try_from(i).ok()).unwrap_or(0);
+    let marks = sim_ticks.iter().map(|t| (t.time_msc, symbol_index(&t.symbol), (t.bid + t.ask) / 2.0)).collect();
     let stop_simulator = CancellationToken::new();
     let simulator = crate::app::spawn_named("simulator", run_simulator(stream, sim_config, sim_ticks, stop_simulator.clone()));
 
+    let run_symbols = symbols.clone();
     let run = ReplayRun {
         input: options.ticks.display().to_string(),
         symbols,
@@ -248,7 +269,8 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
         wall_time_secs: 0.0,
     };
     let digits = loaded.digits.clone();
-    Ok(RunningReplay { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, run, started, digits })
+    let figures = mtml_decision::figures::FiguresBuilder::new(config.risk.starting_equity, config.replay.commission_per_lot);
+    Ok(RunningReplay { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, run, started, digits, marks, symbols: run_symbols, figures })
 }
 
 /// Refuses to replay into a journal that holds a live instance's orders: simulated fills would

@@ -43,6 +43,8 @@ pub struct Report {
     pub positions: BTreeMap<String, PositionReport>,
     /// Every deal the terminal executed, in order.
     pub deals: Vec<DealReport>,
+    /// Return, Sharpe and Sortino, drawdown, round trips, exposure and costs.
+    pub figures: mtml_decision::figures::Figures,
     /// Average slippage of fills against the decision price, in points of each symbol's digits
     /// (0.00001 for EURUSD, 0.001 for USDJPY); positive is worse than decided.
     pub avg_slippage_points: f64,
@@ -151,6 +153,8 @@ pub struct TerminalSide {
     pub positions: BTreeMap<String, f64>,
     /// The terminal's deals, in order.
     pub deals: Vec<DealReport>,
+    /// The business figures of those deals against the file's prices.
+    pub figures: mtml_decision::figures::Figures,
     /// The bridge's counters.
     pub bridge: BridgeReport,
     /// Price digits by symbol (for slippage in points).
@@ -265,6 +269,7 @@ impl Report {
             },
             positions,
             deals: terminal.deals.clone(),
+            figures: terminal.figures.clone(),
             avg_slippage_points: round(
                 e.average_slippage_points(|symbol| terminal.digits.get(symbol.as_str()).copied()).unwrap_or(0.0),
                 2,
@@ -343,6 +348,26 @@ impl Report {
             s,
             "  pnl      realized {:.2}  unrealized {:.2}  total {:.2} (quote currency, {} per lot)  avg slippage {} points",
             self.pnl.realized, self.pnl.unrealized, self.pnl.total, LOT_SIZE, self.avg_slippage_points
+        );
+        let f = &self.figures;
+        let ratio = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
+        let minutes = |ms: f64| format!("{:.0} min", ms / 60_000.0);
+        let _ = writeln!(
+            s,
+            "  figures  return {:.3}%  sharpe {}  sortino {} ({} hours)  max drawdown {:.2} ({:.3}%, {})  trades {}  hit rate {}  avg holding {}  exposure {:.0}%  lots {:.2}  commission {:.2}",
+            f.return_pct,
+            ratio(f.sharpe),
+            ratio(f.sortino),
+            f.hours,
+            f.max_drawdown,
+            f.max_drawdown_pct,
+            minutes(f.max_drawdown_duration_ms as f64),
+            f.trades,
+            f.hit_rate.map_or_else(|| "-".to_owned(), |h| format!("{:.0}%", h * 100.0)),
+            f.average_holding_ms.map_or_else(|| "-".to_owned(), minutes),
+            f.exposure * 100.0,
+            f.lots_traded,
+            f.commission
         );
         let _ = writeln!(s, "  latency  (µs)          p50      p99      max    count");
         for (stage, l) in &self.latency {
