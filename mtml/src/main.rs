@@ -279,6 +279,18 @@ async fn open_journal(config: Option<&std::path::Path>) -> anyhow::Result<mtml_j
     mtml::app::open_journal(&Config::load(config)?, mtml::app::Access::ReadOnly).await
 }
 
+/// A replay's progress on one line of a terminal, every half second: ticks taken, share, rate.
+async fn show_progress((seen, total): (std::sync::Arc<std::sync::atomic::AtomicU64>, u64)) {
+    let started = std::time::Instant::now();
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        every.tick().await;
+        let n = seen.load(std::sync::atomic::Ordering::Relaxed);
+        let rate = n as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        eprint!("\r\x1b[2Kreplay: {n} of {total} ticks ({:.0}%), {rate:.0} ticks/s", n as f64 * 100.0 / total.max(1) as f64);
+    }
+}
+
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}"))
 }
@@ -414,8 +426,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         TransportArg::Grpc => Transport::Grpc,
                     };
                 }
-                let result =
-                    mtml::replay(ReplayOptions { ticks, symbol, config, config_given, max_ahead, terminal_balance: None }).await?;
+                let running = mtml::commands::replay::start_replay(ReplayOptions { ticks, symbol, config, config_given, max_ahead, terminal_balance: None }).await?;
+                let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| tokio::spawn(show_progress(running.progress())));
+                let result = running.finish().await;
+                if let Some(progress) = progress {
+                    progress.abort();
+                    eprint!("\r\x1b[2K");
+                }
+                let result = result?;
                 out!("{}", result.summary());
                 if let Some(path) = report {
                     let json = serde_json::to_string_pretty(&result)?;

@@ -737,3 +737,22 @@ fn live_features_are_measured_against_the_training_distribution() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("model.feature_distribution") && stderr.contains("not a feature distribution"), "{stderr}");
 }
+
+/// On a terminal, a replay shows how far it has got, on one line rewritten in place; in a pipe
+/// (as every other test runs it) it shows nothing of the kind. The terminal is a pseudo-terminal
+/// made by util-linux `script`.
+#[test]
+fn a_replay_on_a_terminal_shows_its_progress() {
+    let binary = env!("CARGO_BIN_EXE_mtml");
+    let command = format!("{binary} replay --ticks {}", sample().display());
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new("script").args(["-qec", &command, "/dev/null"]).current_dir(dir.path()).env("MTML_LOG", "warn").output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let progress: Vec<&str> = text.split('\r').filter(|part| part.contains(" of 18967 ticks (")).collect();
+    assert!(!progress.is_empty(), "no progress line: {text}");
+    assert!(progress.iter().all(|line| line.trim_start_matches("\u{1b}[2K").starts_with("replay: ")), "{progress:?}");
+    assert!(text.contains("ticks    read 18967"), "the summary follows: {text}");
+    let piped = mtml().args(["replay", "--ticks"]).arg(sample()).output().unwrap();
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains(" of 18967 ticks ("), "no progress in a pipe");
+}

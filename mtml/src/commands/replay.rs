@@ -133,6 +133,12 @@ impl RunningReplay {
         self.app.ticks_seen()
     }
 
+    /// A counter of the ticks taken so far, readable while [`RunningReplay::finish`] runs, and
+    /// the ticks there are to take.
+    pub fn progress(&self) -> (Arc<std::sync::atomic::AtomicU64>, u64) {
+        (Arc::clone(&self.app.progress.ticks_seen), self.ticks_to_send)
+    }
+
     /// Waits until every tick has gone through and no order is in flight, stops everything, and
     /// reports.
     pub async fn finish(self) -> anyhow::Result<Report> {
