@@ -27,4 +27,4 @@ pub mod text;
 pub use chain::{ChainId, ChainIdGenerator, ChainLog, LatencyBuckets, Outcome, Stage, StageSpan, TraceParent};
 pub use market::{Bar, Ohlc, Symbol, Tick, MINUTE_MS};
 pub use notice::{Notice, NoticeKind, NoticeSink, Notices, Summary};
-pub use order::{ExecutedOrder, ExecutionEvent, Fill, OrderRequest, OrderSink, OrderType, RecoveredOrder, Side};
+pub use order::{ExecutedOrder, ExecutionEvent, Fill, MarketTimeFills, OrderRequest, OrderSink, OrderType, RecoveredOrder, Side};

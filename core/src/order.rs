@@ -227,6 +227,37 @@ pub struct RecoveredOrder {
     pub decision_price: f64,
 }
 
+/// How a simulated broker (a replay's terminal simulator, a backtest's broker) fills market
+/// orders in market time, so that its fills do not depend on how fast anything ran: at the first
+/// fillable quote of the order's symbol at or after [`MarketTimeFills::due_ms`] (never the quote
+/// decided on), moved against the order by `slippage_points`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MarketTimeFills {
+    /// Market time between the decision and the fill, ms.
+    pub latency_ms: i64,
+    /// Points (the symbol's smallest price step) added to a buy's ask, taken off a sell's bid.
+    pub slippage_points: f64,
+}
+
+impl MarketTimeFills {
+    /// The market time from which a quote may fill an order decided at `decided_ms`: the
+    /// latency later, and at least 1 ms.
+    pub fn due_ms(&self, decided_ms: i64) -> i64 {
+        decided_ms + self.latency_ms.max(1)
+    }
+
+    /// Whether a quote can fill an order at all.
+    pub fn fillable(bid: f64, ask: f64) -> bool {
+        bid > 0.0 && ask > 0.0 && bid.is_finite() && ask.is_finite()
+    }
+
+    /// The price a buy (or a sell) fills at against `bid` and `ask`, for a symbol of `digits`.
+    pub fn price(&self, buy: bool, bid: f64, ask: f64, digits: u8) -> f64 {
+        let slippage = self.slippage_points * 10f64.powi(-i32::from(digits));
+        if buy { ask + slippage } else { bid - slippage }
+    }
+}
+
 /// Where execution hands its orders: the bridge's router in this process, a channel to a bridge
 /// in another, or a test's collector. `submit` never blocks: it is called on the tick path.
 pub trait OrderSink: Send {

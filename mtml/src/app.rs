@@ -230,7 +230,7 @@ impl App {
                 .progress(Arc::clone(&progress))
                 .notices(notices.clone())
                 .slow_order(config.pipeline.slow_order)
-                .market_time_fills(config.pipeline.market_time_fills_ms);
+                .market_time_fills(config.pipeline.market_time_fills);
             let builder = match drift {
                 Some(monitor) => builder.drift(monitor, config.model.drift_threshold),
                 None => builder,

@@ -85,6 +85,13 @@ pub struct ReplaySettings {
     pub commission_per_lot: f64,
 }
 
+impl ReplaySettings {
+    /// The simulated broker's fill rule.
+    pub fn fills(&self) -> mtml_core::MarketTimeFills {
+        mtml_core::MarketTimeFills { latency_ms: self.fill_latency_ms, slippage_points: self.slippage_points }
+    }
+}
+
 /// `[registry]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegistrySettings {
@@ -291,7 +298,7 @@ pub struct PipelineSettings {
     /// Set by a replay, not read from the file: orders fill this long after their tick in
     /// market time, and the pipeline applies their outcomes in market time (waiting for them
     /// when they are late), so that every run decides on the same state.
-    pub market_time_fills_ms: Option<i64>,
+    pub market_time_fills: Option<mtml_core::MarketTimeFills>,
 }
 
 /// `[model]`.
@@ -542,7 +549,7 @@ impl Config {
                         ..default
                     }
                 },
-                market_time_fills_ms: None,
+                market_time_fills: None,
             },
             replay: ReplaySettings {
                 fill_latency_ms: x.non_negative("replay", "fill_latency_ms", 100) as i64,

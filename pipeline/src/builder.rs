@@ -36,7 +36,7 @@ pub struct PipelineBuilder {
     drift: Option<(DriftMonitor, f64)>,
     notices: Notices,
     slow_order: std::time::Duration,
-    market_time_fills_ms: Option<i64>,
+    market_time_fills: Option<mtml_core::MarketTimeFills>,
 }
 
 impl PipelineBuilder {
@@ -61,7 +61,7 @@ impl PipelineBuilder {
             drift: None,
             notices: Notices::default(),
             slow_order: std::time::Duration::from_millis(50),
-            market_time_fills_ms: None,
+            market_time_fills: None,
         }
     }
 
@@ -81,12 +81,12 @@ impl PipelineBuilder {
         self
     }
 
-    /// A replay's orders fill `latency_ms` (at least 1 ms) after their tick in market time; the
-    /// pipeline then applies each outcome before the first tick of its due time, waiting for it
-    /// if need be, so that every run gives the same orders (`None`, the default: as they come).
+    /// A replay's orders fill in market time (`fills`); the pipeline then applies each outcome
+    /// before the first tick of its due time, waiting for it if need be, so that every run gives
+    /// the same orders (`None`, the default: as they come).
     #[must_use]
-    pub fn market_time_fills(mut self, latency_ms: Option<i64>) -> Self {
-        self.market_time_fills_ms = latency_ms;
+    pub fn market_time_fills(mut self, fills: Option<mtml_core::MarketTimeFills>) -> Self {
+        self.market_time_fills = fills;
         self
     }
 
@@ -195,7 +195,7 @@ impl PipelineBuilder {
             slow_order_ns: u64::try_from(self.slow_order.as_nanos()).unwrap_or(u64::MAX),
             close_chains: mtml_core::ChainIdGenerator::new(),
             told_stale: Vec::new(),
-            market_time_fills_ms: self.market_time_fills_ms,
+            market_time_fills: self.market_time_fills,
             awaiting: Vec::new(),
         }
     }

@@ -61,9 +61,8 @@ pub struct Pipeline {
     pub(crate) close_chains: mtml_core::ChainIdGenerator,
     /// Models already told stale (a model only grows older: once each, not once per refusal).
     pub(crate) told_stale: Vec<String>,
-    /// Fills in market time (a replay): an order's outcome is due this long (at least 1 ms)
-    /// after the tick it was decided on.
-    pub(crate) market_time_fills_ms: Option<i64>,
+    /// Fills in market time (a replay): an order's outcome is due when these say.
+    pub(crate) market_time_fills: Option<mtml_core::MarketTimeFills>,
     /// With fills in market time, the orders whose outcomes are awaited, with the market time
     /// each is due by.
     pub(crate) awaiting: Vec<(String, i64)>,
@@ -155,7 +154,7 @@ impl Pipeline {
     /// tick of that time, waiting for them if they have not arrived: then what the tick decides
     /// does not depend on how fast the outcomes travelled, and every run gives the same orders.
     async fn settle_due(&mut self, now_ms: i64, events: &mut mpsc::Receiver<ExecutionEvent>) {
-        if self.market_time_fills_ms.is_none() {
+        if self.market_time_fills.is_none() {
             return;
         }
         loop {
@@ -498,8 +497,8 @@ impl Pipeline {
             comparison.on_order(&order.client_order_id, predicted.by_challenger);
         }
         let side = order.side;
-        if let Some(latency_ms) = self.market_time_fills_ms {
-            self.awaiting.push((order.client_order_id.clone(), tick.time_msc + latency_ms.max(1)));
+        if let Some(fills) = self.market_time_fills {
+            self.awaiting.push((order.client_order_id.clone(), fills.due_ms(tick.time_msc)));
         }
         self.orders.submit(order);
         let sent = span(Stage::Execution, t);

@@ -80,18 +80,10 @@ impl SimSymbol {
     }
 }
 
-/// How a replay's broker fills market orders in market time, so that the fills do not depend on
-/// how far the simulator has streamed when an order arrives: at the first quote of the order's
-/// symbol at or after its market time (`ORDER`'s `time_msc`) plus `latency_ms`, and at least
-/// 1 ms after it (the quote decided on is never the one filled), moved against the order by
-/// `slippage_points`. An order that carries no market time is filled at the current quote.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MarketTimeFills {
-    /// Market time between the decision and the fill, ms.
-    pub latency_ms: i64,
-    /// Points (the symbol's smallest price step) added to a buy's ask, taken off a sell's bid.
-    pub slippage_points: f64,
-}
+/// In a replay, orders fill in market time from `ORDER`'s `time_msc`, so that the fills do not
+/// depend on how far the simulator has streamed when an order arrives; an order that carries no
+/// market time fills at the current quote.
+pub use mtml_core::MarketTimeFills;
 
 /// Who the simulated terminal is and how it behaves.
 #[derive(Debug, Clone)]
@@ -742,11 +734,8 @@ impl TerminalSimulator {
             link.conn.flush().await?;
             return Ok(None);
         }
-        let slippage = self.config.market_time.map_or(0.0, |m| m.slippage_points) * 10f64.powi(-i32::from(self.digits(&order.symbol)));
-        let price = match order.side {
-            WireSide::Buy => ask + slippage,
-            WireSide::Sell => bid - slippage,
-        };
+        let fills = self.config.market_time.unwrap_or(MarketTimeFills { latency_ms: 0, slippage_points: 0.0 });
+        let price = fills.price(order.side == WireSide::Buy, bid, ask, self.digits(&order.symbol));
         if link.fault == Fault::DieOnOrder {
             // Executed at the trade server, but the answer never leaves.
             self.execute(&order, ticket, (price, quote_msc), None::<&mut Link<S>>);
@@ -768,11 +757,10 @@ impl TerminalSimulator {
     fn fill_quote(&self, order: &mtml_bridge::wire::Order) -> Option<(f64, f64, i64)> {
         match self.config.market_time {
             Some(fills) if order.time_msc > 0 => {
-                let due = order.time_msc + fills.latency_ms.max(1);
-                let first = self.ticks.partition_point(|t| t.time_msc < due);
+                let first = self.ticks.partition_point(|t| t.time_msc < fills.due_ms(order.time_msc));
                 self.ticks[first..]
                     .iter()
-                    .find(|t| t.symbol == order.symbol && t.bid > 0.0 && t.ask > 0.0 && t.bid.is_finite() && t.ask.is_finite())
+                    .find(|t| t.symbol == order.symbol && MarketTimeFills::fillable(t.bid, t.ask))
                     .map(|t| (t.bid, t.ask, t.time_msc))
             }
             _ => self.quotes.get(&order.symbol).copied(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use mtml_simulator::{MarketTimeFills, Pacing, SimSymbol, SimTick, SimulatorConfig, run_simulator};
+use mtml_simulator::{Pacing, SimSymbol, SimTick, SimulatorConfig, run_simulator};
 use mtml_feature_store::FEATURE_SET;
 use mtml_ingestion::{FileTick, RejectReason, TickFileReader, normalize_symbol, symbol_from_path};
 use tokio::net::{TcpListener, TcpStream};
@@ -216,7 +216,7 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
     // The same chain ids every run, so that a canary's split of the chains is reproducible.
     config.bridge.chain_prefix = Some(REPLAY_CHAIN_PREFIX);
     // Fills in market time, applied in market time: the same fills every run.
-    config.pipeline.market_time_fills_ms = Some(config.replay.fill_latency_ms);
+    config.pipeline.market_time_fills = Some(config.replay.fills());
     let runtime = load_runtime(&config)?;
     let bridge = TcpListener::bind("127.0.0.1:0").await.context("binding the bridge")?;
     let grpc = match config.pipeline.transport {
@@ -242,7 +242,7 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
             max_ahead: options.max_ahead,
         }),
         balance: options.terminal_balance.unwrap_or(config.risk.starting_equity),
-        market_time: Some(MarketTimeFills { latency_ms: config.replay.fill_latency_ms, slippage_points: config.replay.slippage_points }),
+        market_time: Some(config.replay.fills()),
         ..SimulatorConfig::default()
     };
     // A terminal cannot quote NaN or infinity (the wire protocol refuses them and would close
