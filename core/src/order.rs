@@ -251,10 +251,12 @@ impl MarketTimeFills {
         bid > 0.0 && ask > 0.0 && bid.is_finite() && ask.is_finite()
     }
 
-    /// The price a buy (or a sell) fills at against `bid` and `ask`, for a symbol of `digits`.
+    /// The price a buy (or a sell) fills at against `bid` and `ask`, for a symbol of `digits`,
+    /// rounded to them as a terminal writes it.
     pub fn price(&self, buy: bool, bid: f64, ask: f64, digits: u8) -> f64 {
-        let slippage = self.slippage_points * 10f64.powi(-i32::from(digits));
-        if buy { ask + slippage } else { bid - slippage }
+        let scale = 10f64.powi(i32::from(digits));
+        let price = if buy { ask + self.slippage_points / scale } else { bid - self.slippage_points / scale };
+        (price * scale).round() / scale
     }
 }
 

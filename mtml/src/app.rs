@@ -214,22 +214,13 @@ impl App {
 
         let drift = step("drift").in_scope(|| drift_monitor(config))?;
         let pipeline = step("pipeline").in_scope(|| {
-            let builder = PipelineBuilder::new(config.symbols(), models, desk(config, execution), bridge.orders)
-                .backwards_tolerance_ms(config.pipeline.backwards_tolerance_ms)
-                .quote_band(config.pipeline.quote_band)
-                .wider_bars(config.wider_bar_widths_ms())
+            let builder = pipeline_builder(config, models, execution, bridge.orders)
                 .online(stores.online_writer.clone())
                 .history(stores.history_writer.clone())
                 .journal(journal_tx)
-                .compare(CompareSettings {
-                    horizon_ms: config.model.compare_horizon_ms,
-                    buy_above: config.decision.buy_above,
-                    sell_below: config.decision.sell_below,
-                })
                 .chain_log(Arc::clone(&chain_log))
                 .progress(Arc::clone(&progress))
                 .notices(notices.clone())
-                .slow_order(config.pipeline.slow_order)
                 .market_time_fills(config.pipeline.market_time_fills);
             let builder = match drift {
                 Some(monitor) => builder.drift(monitor, config.model.drift_threshold),
@@ -732,6 +723,21 @@ async fn recover_from_journal(config: &Config) -> anyhow::Result<(Journal, Execu
     let recovered = open_orders.iter().map(recovered_order).collect::<anyhow::Result<Vec<_>>>()?;
     execution.restore_orders(&recovered);
     Ok((journal, execution))
+}
+
+/// A pipeline of `models` with the configuration's ingestion, decision, risk and comparison
+/// settings, its orders to `orders`; stores, journal, notices and progress are the caller's.
+pub(crate) fn pipeline_builder(config: &Config, models: mtml_rollout::Models, execution: Execution, orders: Box<dyn mtml_core::OrderSink>) -> PipelineBuilder {
+    PipelineBuilder::new(config.symbols(), models, desk(config, execution), orders)
+        .backwards_tolerance_ms(config.pipeline.backwards_tolerance_ms)
+        .quote_band(config.pipeline.quote_band)
+        .wider_bars(config.wider_bar_widths_ms())
+        .compare(CompareSettings {
+            horizon_ms: config.model.compare_horizon_ms,
+            buy_above: config.decision.buy_above,
+            sell_below: config.decision.sell_below,
+        })
+        .slow_order(config.pipeline.slow_order)
 }
 
 /// Decision, risk and execution from their settings.

@@ -64,6 +64,22 @@ enum Command {
         #[arg(long, default_value_t = replay::DEFAULT_MAX_AHEAD)]
         max_ahead: u64,
     },
+    /// Backtest recorded ticks: the pipeline driven straight from the file by a simulated
+    /// broker in market time (the same trades as a replay, without the bridge).
+    Backtest {
+        /// CSV (optionally gzipped) or MetaTrader 5 tick export.
+        #[arg(long)]
+        ticks: PathBuf,
+        /// Symbol of a file without a symbol column (guessed from the file name otherwise).
+        #[arg(long)]
+        symbol: Option<String>,
+        /// Write the JSON report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// TOML configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Feature tooling.
     Features {
         #[command(subcommand)]
@@ -279,6 +295,34 @@ async fn open_journal(config: Option<&std::path::Path>) -> anyhow::Result<mtml_j
     mtml::app::open_journal(&Config::load(config)?, mtml::app::Access::ReadOnly).await
 }
 
+/// A report path that cannot be written is found before the run, not after it.
+fn writable(report: Option<&std::path::Path>) -> anyhow::Result<()> {
+    match report {
+        Some(path) => std::fs::write(path, b"").with_context(|| format!("--report {}: cannot write there", path.display())),
+        None => Ok(()),
+    }
+}
+
+/// A replay's or backtest's report: the summary, the JSON file, and a failure when its counts do
+/// not add up or most ticks were refused.
+fn publish(result: &mtml::Report, report: Option<&std::path::Path>) -> anyhow::Result<()> {
+    out!("{}", result.summary());
+    if let Some(path) = report {
+        let json = serde_json::to_string_pretty(result)?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        outln!("report written to {}", path.display());
+    }
+    if !result.counts_add_up {
+        anyhow::bail!("counts do not add up: see the report");
+    }
+    let refused: u64 = result.pipeline.ticks_rejected.values().sum();
+    if refused * 2 > result.run.ticks_read {
+        let hint = if result.pipeline.ticks_rejected.contains_key("time_went_backwards") { " (is the file sorted oldest first?)" } else { "" };
+        anyhow::bail!("{refused} of {} ticks were refused: {}{hint}", result.run.ticks_read, result.rejections_text());
+    }
+    Ok(())
+}
+
 /// A replay's progress on one line of a terminal, every half second: ticks taken, share, rate.
 async fn show_progress((seen, total): (std::sync::Arc<std::sync::atomic::AtomicU64>, u64)) {
     let started = std::time::Instant::now();
@@ -414,10 +458,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 app.run_until_signal().await
             }
             Command::Replay { ticks, symbol, report, config, transport, max_ahead } => {
-                // A report path that cannot be written is found now, not after the replay.
-                if let Some(path) = &report {
-                    std::fs::write(path, b"").with_context(|| format!("--report {}: cannot write there", path.display()))?;
-                }
+                writable(report.as_deref())?;
                 let config_given = config.is_some() || std::env::var_os(mtml::config::CONFIG_ENV).is_some_and(|v| !v.is_empty());
                 let mut config = Config::load(config.as_deref())?;
                 if let Some(transport) = transport {
@@ -433,26 +474,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     progress.abort();
                     eprint!("\r\x1b[2K");
                 }
-                let result = result?;
-                out!("{}", result.summary());
-                if let Some(path) = report {
-                    let json = serde_json::to_string_pretty(&result)?;
-                    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
-                    outln!("report written to {}", path.display());
-                }
-                if !result.counts_add_up {
-                    anyhow::bail!("counts do not add up: see the report");
-                }
-                let refused: u64 = result.pipeline.ticks_rejected.values().sum();
-                if refused * 2 > result.run.ticks_read {
-                    let hint = if result.pipeline.ticks_rejected.contains_key("time_went_backwards") {
-                        " (is the file sorted oldest first?)"
-                    } else {
-                        ""
-                    };
-                    anyhow::bail!("{refused} of {} ticks were refused: {}{hint}", result.run.ticks_read, result.rejections_text());
-                }
-                Ok(())
+                publish(&result?, report.as_deref())
+            }
+            Command::Backtest { ticks, symbol, report, config } => {
+                writable(report.as_deref())?;
+                let config = Config::load(config.as_deref())?;
+                let runtime = mtml::runtime::load_runtime(&config)?;
+                let options = mtml::commands::backtest::BacktestOptions { ticks, symbol, config };
+                let result = tokio::task::spawn_blocking(move || mtml::commands::backtest::backtest(options, &runtime)).await??;
+                publish(&result, report.as_deref())
             }
             Command::Chain { command } => {
                 let since_ms = |since: Option<String>| -> anyhow::Result<i64> {

@@ -8,7 +8,9 @@
 //!   [`mtml_core::OrderSink`], so this crate does not name the bridge.
 //! - [`PipelineHandle`]: operator commands and model swaps for the running thread.
 //! - [`counters`]: progress, counters by stage, and the outcome when it stops.
+//! - [`backtest`]: the pipeline driven straight from ticks by a simulated broker in market time.
 
+pub mod backtest;
 mod builder;
 mod command;
 pub mod counters;

@@ -3,6 +3,7 @@
 //!
 //! - [`chains`]: `mtml chain show | recent | health`, the chain history.
 //! - [`replay`] and [`report`]: `mtml replay`, the whole pipeline on recorded ticks.
+//! - [`backtest`]: `mtml backtest`, the pipeline on recorded ticks without the bridge.
 //! - [`export`]: `mtml features export | describe`.
 //! - [`journal`]: `mtml positions | orders | pnl`, reading the journal.
 //! - [`trading_state`]: `mtml halt | reduce | resume` on a running instance.
@@ -11,6 +12,7 @@
 //! - [`telegram`]: the Telegram console's commands on a running instance (`mtml run`, `mtml
 //!   pipeline` and `mtml telegram run`).
 
+pub mod backtest;
 pub mod chains;
 pub mod ea_install;
 pub mod export;

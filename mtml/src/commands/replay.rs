@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{App, Listeners};
 use crate::runtime::load_runtime;
 use crate::config::{Config, Transport};
-use crate::commands::report::{BridgeReport, DealReport, ReplayRun, Report, TerminalSide};
+use crate::commands::report::{BridgeReport, DealReport, Mark, ReplayRun, Report, TerminalSide, figures_of};
 
 /// How long the pipeline may make no progress before the replay gives up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -122,7 +122,7 @@ pub struct RunningReplay {
     started: Instant,
     digits: BTreeMap<String, u8>,
     /// Every quote's (time, symbol, mid), to mark the deals for the figures.
-    marks: Vec<(i64, u16, f64)>,
+    marks: Vec<Mark>,
     symbols: Vec<String>,
     figures: mtml_decision::figures::FiguresBuilder,
 }
@@ -142,7 +142,7 @@ impl RunningReplay {
     /// Waits until every tick has gone through and no order is in flight, stops everything, and
     /// reports.
     pub async fn finish(self) -> anyhow::Result<Report> {
-        let Self { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, mut run, started, digits, marks, symbols, mut figures } = self;
+        let Self { app, simulator, stop_simulator, ticks_to_send, refused_before_sending, mut run, started, digits, marks, symbols, figures } = self;
         wait_until_drained(&app, ticks_to_send, &simulator).await?;
         stop_simulator.cancel();
         let sim_report = simulator.await.context("simulator task")??;
@@ -164,23 +164,9 @@ impl RunningReplay {
             .iter()
             .map(|(broker, lots)| (broker.clone(), *lots))
             .collect();
-        // The deals against the file's quotes, in market time (a deal before the quote of its time).
-        let mut by_time: Vec<&mtml_simulator::SimDeal> = sim_report.deals.iter().collect();
-        by_time.sort_by_key(|d| d.time_msc);
-        let mut pending = by_time.into_iter().peekable();
-        for &(time_msc, symbol, mid) in &marks {
-            while let Some(deal) = pending.next_if(|d| d.time_msc <= time_msc) {
-                figures.deal(deal.time_msc, &deal.symbol, deal.signed_volume, deal.price);
-            }
-            figures.mark(time_msc, &symbols[usize::from(symbol)], mid);
-        }
-        for deal in pending {
-            figures.deal(deal.time_msc, &deal.symbol, deal.signed_volume, deal.price);
-        }
-        let figures = figures.finish();
-        let deals = (sim_report.deals.iter())
-            .map(|d| DealReport { order: d.client_order_id.rsplit_once('-').and_then(|(_, n)| n.parse().ok()).unwrap_or(0), symbol: d.symbol.clone(), time_msc: d.time_msc, lots: d.signed_volume, price: d.price })
-            .collect();
+        let deals: Vec<DealReport> =
+            sim_report.deals.iter().map(|d| DealReport::new(&d.client_order_id, &d.symbol, d.time_msc, d.signed_volume, d.price)).collect();
+        let figures = figures_of(figures, &deals, &marks, &symbols);
         run.ticks_sent = sim_report.ticks_sent;
         run.wall_time_secs = started.elapsed().as_secs_f64();
         Ok(Report::build(run, TerminalSide { orders_sent, positions: terminal_positions, deals, figures, bridge, digits, stores: stores.report() }, &outcome, &chain_log))
@@ -259,8 +245,7 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
         .map(|(symbol, t)| SimTick { symbol, time_msc: t.time_msc, bid: t.bid, ask: t.ask })
         .collect();
     let ticks_to_send = sim_ticks.len() as u64;
-    let symbol_index = |name: &str| symbols.iter().position(|s| s == name).and_then(|i| u16::try_from(i).ok()).unwrap_or(0);
-    let marks = sim_ticks.iter().map(|t| (t.time_msc, symbol_index(&t.symbol), (t.bid + t.ask) / 2.0)).collect();
+    let marks = sim_ticks.iter().map(|t| Mark::new(&symbols, &t.symbol, t.time_msc, t.bid, t.ask)).collect();
     let stop_simulator = CancellationToken::new();
     let simulator = crate::app::spawn_named("simulator", run_simulator(stream, sim_config, sim_ticks, stop_simulator.clone()));
 
@@ -268,7 +253,7 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
     let run = ReplayRun {
         input: options.ticks.display().to_string(),
         symbols,
-        transport: config.pipeline.transport,
+        transport: config.pipeline.transport.name(),
         model: format!("{} ({})", config.model.name, FEATURE_SET.id()),
         ticks_read,
         ticks_sent: 0,

@@ -1,5 +1,6 @@
 //! The replay report: counts that add up, PnL, latencies, and one chain stage by stage.
 
+use mtml_decision::figures::{Figures, FiguresBuilder};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -44,7 +45,7 @@ pub struct Report {
     /// Every deal the terminal executed, in order.
     pub deals: Vec<DealReport>,
     /// Return, Sharpe and Sortino, drawdown, round trips, exposure and costs.
-    pub figures: mtml_decision::figures::Figures,
+    pub figures: Figures,
     /// Average slippage of fills against the decision price, in points of each symbol's digits
     /// (0.00001 for EURUSD, 0.001 for USDJPY); positive is worse than decided.
     pub avg_slippage_points: f64,
@@ -132,8 +133,9 @@ pub struct ReplayRun {
     pub input: String,
     /// Symbols replayed.
     pub symbols: Vec<String>,
-    /// Bridge-to-ingestion transport.
-    pub transport: crate::config::Transport,
+    /// Bridge-to-ingestion transport (`in-process`, `grpc`), or `none` in a backtest (which
+    /// has no bridge).
+    pub transport: &'static str,
     /// Model name and the feature set it takes.
     pub model: String,
     /// Rows read from the file.
@@ -154,7 +156,7 @@ pub struct TerminalSide {
     /// The terminal's deals, in order.
     pub deals: Vec<DealReport>,
     /// The business figures of those deals against the file's prices.
-    pub figures: mtml_decision::figures::Figures,
+    pub figures: Figures,
     /// The bridge's counters.
     pub bridge: BridgeReport,
     /// Price digits by symbol (for slippage in points).
@@ -177,6 +179,49 @@ pub struct DealReport {
     pub lots: f64,
     /// Price.
     pub price: f64,
+}
+
+impl DealReport {
+    /// A deal of the order `client_order_id`.
+    pub fn new(client_order_id: &str, symbol: &str, time_msc: i64, lots: f64, price: f64) -> Self {
+        let order = client_order_id.rsplit_once('-').and_then(|(_, n)| n.parse().ok()).unwrap_or(0);
+        Self { order, symbol: symbol.to_owned(), time_msc, lots, price }
+    }
+}
+
+/// A quote's time, symbol (an index into the run's symbols) and mid: what the figures mark the
+/// positions at.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    time_msc: i64,
+    symbol: u16,
+    mid: f64,
+}
+
+impl Mark {
+    /// The mark of a quote of `symbol`, one of `symbols`.
+    pub fn new(symbols: &[String], symbol: &str, time_msc: i64, bid: f64, ask: f64) -> Self {
+        let symbol = symbols.iter().position(|s| s == symbol).and_then(|i| u16::try_from(i).ok()).unwrap_or(0);
+        Self { time_msc, symbol, mid: (bid + ask) / 2.0 }
+    }
+}
+
+/// The figures of `deals` against every quote's mid, in market time (a deal before the quote
+/// of its time).
+pub fn figures_of(mut figures: FiguresBuilder, deals: &[DealReport], marks: &[Mark], symbols: &[String]) -> Figures {
+    let mut by_time: Vec<&DealReport> = deals.iter().collect();
+    by_time.sort_by_key(|d| d.time_msc);
+    let mut pending = by_time.into_iter().peekable();
+    for mark in marks {
+        while let Some(deal) = pending.next_if(|d| d.time_msc <= mark.time_msc) {
+            figures.deal(deal.time_msc, &deal.symbol, deal.lots, deal.price);
+        }
+        figures.mark(mark.time_msc, &symbols[usize::from(mark.symbol)], mark.mid);
+    }
+    for deal in pending {
+        figures.deal(deal.time_msc, &deal.symbol, deal.lots, deal.price);
+    }
+    figures.finish()
 }
 
 /// The bridge's counters at the end of a replay.
@@ -299,8 +344,9 @@ impl Report {
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let rejected: u64 = self.pipeline.ticks_rejected.values().sum();
-        let _ = writeln!(s, "mtml replay of {}", self.run.input);
-        let _ = writeln!(s, "  symbols {} via {} transport, model {}", self.run.symbols.join(","), self.run.transport.name(), self.run.model);
+        let backtest = self.run.transport == "none";
+        let _ = writeln!(s, "mtml {} of {}", if backtest { "backtest" } else { "replay" }, self.run.input);
+        let _ = writeln!(s, "  symbols {} via {} transport, model {}", self.run.symbols.join(","), self.run.transport, self.run.model);
         let _ = writeln!(
             s,
             "  ticks    read {}  sent {}  ingested {}  rejected {} ({})  (crossed {}, locked {})  counts add up: {}",
@@ -326,11 +372,13 @@ impl Report {
             }
         }
         let b = &self.bridge;
-        let _ = writeln!(
-            s,
-            "  bridge   connections {}  protocol errors {}  sequence gaps {}  ticks dropped {}  orders refused {}  syncs {}",
-            b.connections, b.protocol_errors, b.sequence_gaps, b.ticks_dropped, b.orders_refused, b.syncs_completed
-        );
+        if !backtest {
+            let _ = writeln!(
+                s,
+                "  bridge   connections {}  protocol errors {}  sequence gaps {}  ticks dropped {}  orders refused {}  syncs {}",
+                b.connections, b.protocol_errors, b.sequence_gaps, b.ticks_dropped, b.orders_refused, b.syncs_completed
+            );
+        }
         let _ = writeln!(
             s,
             "  orders   sent {}  acked {}  fills {}  rejected {}  risk rejections {}",
