@@ -81,8 +81,7 @@ pub fn run(
     // Ticks read but not yet given to the pipeline: a due order may need a quote further on.
     let mut ahead: VecDeque<Tick> = VecDeque::new();
     let mut source = ticks.into_iter();
-    loop {
-        let Some(tick) = ahead.pop_front().or_else(|| source.next()) else { break };
+    while let Some(tick) = ahead.pop_front().or_else(|| source.next()) {
         if broker.waiting.iter().any(|(_, due)| *due <= tick.time_msc) {
             ahead.push_front(tick);
             broker.settle_due(pipeline, &mut ahead, &mut source);
