@@ -415,6 +415,12 @@ impl Config {
     /// Loads from a file (the one given, else the one `MTML_CONFIG` names, else none) plus the
     /// process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, &[])
+    }
+
+    /// [`Config::load`] with `overrides` (`section.key`, value) on top of the environment, read
+    /// as `MTML_SECTION_KEY` variables are: a backtest grid's settings.
+    pub fn load_with(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Self, ConfigError> {
         let from_env = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
         let file = file.or(from_env.as_deref());
         let text = match file {
@@ -423,7 +429,8 @@ impl Config {
             })?),
             None => None,
         };
-        Self::from_sources(text.as_deref(), std::env::vars())
+        let overrides = overrides.iter().map(|(setting, value)| (format!("MTML_{}", setting.replacen('.', "_", 1).to_ascii_uppercase()), value.clone()));
+        Self::from_sources(text.as_deref(), std::env::vars().chain(overrides))
     }
 
     /// The Telegram bot's settings, or `None` when no token is configured.

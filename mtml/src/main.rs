@@ -79,6 +79,13 @@ enum Command {
         /// TOML configuration.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Settings to try, `section.key=v1,v2,...` (repeatable): every combination runs, on
+        /// separate cores, and a table compares them.
+        #[arg(long)]
+        grid: Vec<String>,
+        /// Runs of a grid at once (default: the machine's cores).
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Feature tooling.
     Features {
@@ -476,13 +483,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 publish(&result?, report.as_deref())
             }
-            Command::Backtest { ticks, symbol, report, config } => {
+            Command::Backtest { ticks, symbol, report, config: file, grid, jobs } => {
+                use mtml::commands::backtest;
                 writable(report.as_deref())?;
-                let config = Config::load(config.as_deref())?;
+                let config = Config::load(file.as_deref())?;
                 let runtime = mtml::runtime::load_runtime(&config)?;
-                let options = mtml::commands::backtest::BacktestOptions { ticks, symbol, config };
-                let result = tokio::task::spawn_blocking(move || mtml::commands::backtest::backtest(options, &runtime)).await??;
-                publish(&result, report.as_deref())
+                if grid.is_empty() {
+                    let options = backtest::BacktestOptions { ticks, symbol, config };
+                    let result = tokio::task::spawn_blocking(move || backtest::backtest(options, &runtime)).await??;
+                    return publish(&result, report.as_deref());
+                }
+                let grid = backtest::parse_grid(&grid)?;
+                let workers = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+                let runs = tokio::task::spawn_blocking(move || backtest::backtest_grid(&ticks, symbol.as_deref(), file.as_deref(), &grid, &runtime, workers)).await??;
+                out!("{}", backtest::grid_table(&runs));
+                if let Some(path) = report {
+                    std::fs::write(&path, serde_json::to_string_pretty(&runs)?).with_context(|| format!("writing {}", path.display()))?;
+                    outln!("report written to {}", path.display());
+                }
+                Ok(())
             }
             Command::Chain { command } => {
                 let since_ms = |since: Option<String>| -> anyhow::Result<i64> {

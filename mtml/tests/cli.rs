@@ -756,3 +756,39 @@ fn a_replay_on_a_terminal_shows_its_progress() {
     let piped = mtml().args(["replay", "--ticks"]).arg(sample()).output().unwrap();
     assert!(!String::from_utf8_lossy(&piped.stderr).contains(" of 18967 ticks ("), "no progress in a pipe");
 }
+
+/// `mtml backtest` runs the sample without a bridge and trades as the replay does; with `--grid`
+/// it runs every combination (on two threads here) and compares them in a table whose rows
+/// are the plain backtests of those settings; a setting the configuration does not take is
+/// named before anything runs.
+#[test]
+fn a_backtest_grid_runs_every_combination_and_compares_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = |name: &str| dir.path().join(name);
+    let run = |args: &[&str]| {
+        let output = mtml().arg("backtest").arg("--ticks").arg(sample()).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let plain = run(&["--report", report("plain.json").to_str().unwrap()]);
+    assert!(plain.starts_with("mtml backtest of ") && !plain.contains("  bridge "), "{plain}");
+    let table = run(&["--grid", "decision.buy_above=0.53,0.55", "--grid", "replay.commission_per_lot=0,5", "--jobs", "2", "--report", report("grid.json").to_str().unwrap()]);
+    let rows: Vec<&str> = table.lines().skip(1).filter(|l| l.starts_with("0.5")).collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    assert!(table.lines().next().unwrap().starts_with("decision.buy_above  replay.commission_per_lot  orders"), "{table}");
+    let grid: serde_json::Value = serde_json::from_slice(&std::fs::read(report("grid.json")).unwrap()).unwrap();
+    let plain: serde_json::Value = serde_json::from_slice(&std::fs::read(report("plain.json")).unwrap()).unwrap();
+    let runs = grid.as_array().unwrap();
+    assert_eq!(runs[0]["settings"], serde_json::json!([["decision.buy_above", "0.53"], ["replay.commission_per_lot", "0"]]));
+    // The defaults' row is the plain backtest; commission costs each lot traded.
+    assert_eq!(runs[0]["report"]["deals"], plain["deals"]);
+    assert_eq!(runs[0]["report"]["figures"], plain["figures"]);
+    let lots = runs[1]["report"]["figures"]["lots_traded"].as_f64().unwrap();
+    let cost = runs[0]["report"]["figures"]["pnl"].as_f64().unwrap() - runs[1]["report"]["figures"]["pnl"].as_f64().unwrap();
+    assert!((cost - 5.0 * lots).abs() < 1e-6, "{cost} for {lots} lots");
+    assert_ne!(runs[0]["report"]["deals"], runs[2]["report"]["deals"], "buy_above 0.55 trades otherwise");
+
+    let output = mtml().arg("backtest").arg("--ticks").arg(sample()).args(["--grid", "decision.nonsense=1"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("unknown key decision.nonsense"), "{stderr}");
+}

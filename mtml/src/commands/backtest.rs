@@ -4,7 +4,7 @@
 //! orders, deals and PnL a replay of the same file gives, in a fraction of the time.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,7 +15,7 @@ use mtml_feature_store::FEATURE_SET;
 use mtml_ingestion::RejectReason;
 use mtml_pipeline::backtest::{BrokerAccount, BrokerInbox};
 
-use crate::commands::replay::{REPLAY_CHAIN_PREFIX, load_ticks};
+use crate::commands::replay::{LoadedTicks, REPLAY_CHAIN_PREFIX, load_ticks};
 use crate::commands::report::{DealReport, Mark, ReplayRun, Report, TerminalSide, figures_of};
 use crate::config::Config;
 
@@ -34,8 +34,12 @@ pub struct BacktestOptions {
 pub fn backtest(options: BacktestOptions, runtime: &mtml_inference::OnnxRuntime) -> anyhow::Result<Report> {
     let started = Instant::now();
     let loaded = load_ticks(&options.ticks, options.symbol.as_deref())?;
+    backtest_loaded(&options.ticks, &loaded, options.config, runtime, started)
+}
+
+/// A backtest of ticks already read from `path`.
+fn backtest_loaded(path: &Path, loaded: &LoadedTicks, mut config: Config, runtime: &mtml_inference::OnnxRuntime, started: Instant) -> anyhow::Result<Report> {
     let symbols: Vec<String> = loaded.digits.keys().cloned().collect();
-    let mut config = options.config;
     if !config.is_given("pipeline", "symbols") {
         config.pipeline.symbols = symbols.clone();
     }
@@ -83,7 +87,7 @@ pub fn backtest(options: BacktestOptions, runtime: &mtml_inference::OnnxRuntime)
     }
     let figures = figures_of(FiguresBuilder::new(config.risk.starting_equity, config.replay.commission_per_lot), &deals, &marks, &symbols);
     let run = ReplayRun {
-        input: options.ticks.display().to_string(),
+        input: path.display().to_string(),
         symbols,
         transport: "none",
         model: format!("{} ({})", config.model.name, FEATURE_SET.id()),
@@ -100,4 +104,128 @@ pub fn backtest(options: BacktestOptions, runtime: &mtml_inference::OnnxRuntime)
         ..TerminalSide::default()
     };
     Ok(Report::build(run, terminal, &outcome, &chain_log))
+}
+
+/// Settings to try: `section.key` and its values (`--grid decision.buy_above=0.52,0.53`).
+pub type Grid = Vec<(String, Vec<String>)>;
+
+/// Reads `--grid` arguments: `section.key=v1,v2,...`.
+pub fn parse_grid(args: &[String]) -> anyhow::Result<Grid> {
+    args.iter()
+        .map(|arg| {
+            let (setting, values) = arg.split_once('=').ok_or_else(|| anyhow::anyhow!("--grid {arg}: expected section.key=value,value,..."))?;
+            let (section, key) = setting.split_once('.').ok_or_else(|| anyhow::anyhow!("--grid {arg}: {setting} is not section.key"))?;
+            if section.is_empty() || key.is_empty() || key.contains('.') {
+                anyhow::bail!("--grid {arg}: {setting} is not section.key");
+            }
+            let values: Vec<String> = values.split(',').map(|v| v.trim().to_owned()).collect();
+            if values.iter().any(String::is_empty) {
+                anyhow::bail!("--grid {arg}: an empty value");
+            }
+            Ok((setting.to_owned(), values))
+        })
+        .collect()
+}
+
+/// Every combination of the grid's values, each as its settings.
+pub fn combinations(grid: &Grid) -> Vec<Vec<(String, String)>> {
+    grid.iter().fold(vec![Vec::new()], |done, (setting, values)| {
+        done.iter()
+            .flat_map(|settings| {
+                values.iter().map(move |value| {
+                    let mut next = settings.clone();
+                    next.push((setting.clone(), value.clone()));
+                    next
+                })
+            })
+            .collect()
+    })
+}
+
+/// One combination's run.
+#[derive(Debug, serde::Serialize)]
+pub struct GridRun {
+    /// The settings tried.
+    pub settings: Vec<(String, String)>,
+    /// What it did.
+    pub report: Report,
+}
+
+/// Backtests `ticks` with every combination of `grid` on top of the configuration `file`, on
+/// `workers` threads at once (the file is read once); the runs in the grid's order. A setting
+/// the configuration does not take stops everything before the first run, named.
+pub fn backtest_grid(ticks: &Path, symbol: Option<&str>, file: Option<&Path>, grid: &Grid, runtime: &mtml_inference::OnnxRuntime, workers: usize) -> anyhow::Result<Vec<GridRun>> {
+    let configs = (combinations(grid).into_iter())
+        .map(|settings| Config::load_with(file, &settings).map(|config| (settings, config)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let loaded = load_ticks(ticks, symbol)?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<parking_lot::Mutex<Option<anyhow::Result<Report>>>> = configs.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, configs.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((_, config)) = configs.get(i) else { break };
+                    *results[i].lock() = Some(backtest_loaded(ticks, &loaded, config.clone(), runtime, Instant::now()));
+                }
+            });
+        }
+    });
+    configs
+        .into_iter()
+        .zip(results)
+        .map(|((settings, _), result)| {
+            let report = result.into_inner().unwrap_or_else(|| Err(anyhow::anyhow!("not run")));
+            let settings_text = settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+            Ok(GridRun { report: report.map_err(|e| e.context(settings_text))?, settings })
+        })
+        .collect()
+}
+
+/// The grid's runs side by side, one row each: the settings, then what each traded and earned.
+pub fn grid_table(runs: &[GridRun]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let Some(first) = runs.first() else { return s };
+    let heads: Vec<&str> = first.settings.iter().map(|(k, _)| k.as_str()).collect();
+    let _ = writeln!(s, "{}  {:>6} {:>6} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9}", heads.join("  "), "orders", "trades", "pnl", "return%", "sharpe", "max drawdown", "hit rate", "exposure");
+    let best = runs.iter().map(|r| r.report.figures.pnl).fold(f64::NEG_INFINITY, f64::max);
+    for run in runs {
+        let f = &run.report.figures;
+        let values: Vec<String> = run.settings.iter().zip(&heads).map(|((_, v), head)| format!("{v:<width$}", width = head.len())).collect();
+        let _ = writeln!(
+            s,
+            "{}  {:>6} {:>6} {:>10.2} {:>9.3} {:>8} {:>12.2} {:>8} {:>8.0}%{}",
+            values.join("  "),
+            run.report.orders_sent,
+            f.trades,
+            f.pnl,
+            f.return_pct,
+            f.sharpe.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}")),
+            f.max_drawdown,
+            f.hit_rate.map_or_else(|| "-".to_owned(), |h| format!("{:.0}%", h * 100.0)),
+            f.exposure * 100.0,
+            if f.pnl == best { "  <- best pnl" } else { "" }
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grid_is_read_and_expanded_into_every_combination() {
+        let grid = parse_grid(&["decision.buy_above=0.52, 0.53,0.55".into(), "risk.max_position_lots=0.5,1".into()]).unwrap();
+        let all = combinations(&grid);
+        assert_eq!(all.len(), 6);
+        assert_eq!(all[0], [("decision.buy_above".to_owned(), "0.52".to_owned()), ("risk.max_position_lots".to_owned(), "0.5".to_owned())]);
+        assert_eq!(all[5], [("decision.buy_above".to_owned(), "0.55".to_owned()), ("risk.max_position_lots".to_owned(), "1".to_owned())]);
+        for (bad, says) in [("buy_above=1", "is not section.key"), ("decision.buy_above", "expected section.key=value"), ("decision.buy_above=0.5,", "an empty value")] {
+            let error = parse_grid(&[bad.into()]).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
 }
