@@ -792,3 +792,34 @@ fn a_backtest_grid_runs_every_combination_and_compares_them() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("unknown key decision.nonsense"), "{stderr}");
 }
+
+/// A backtest streams its file: memory is bounded by what the pipeline keeps (the chain log's
+/// last 65 536 chains, bars, features), not by the file. Five and ten days of ticks (the sample
+/// repeated a day apart, both past the chain log's bound) peak at about the same memory; holding
+/// the file would cost some 10 MB more for the longer one.
+#[test]
+fn a_backtest_of_a_longer_file_uses_about_the_same_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<mtml_ingestion::FileTick> = mtml_ingestion::TickFileReader::open(sample()).unwrap().map(Result::unwrap).collect();
+    let write = |days: i64| {
+        let path = dir.path().join(format!("eurusd_{days}days.csv"));
+        let mut text = String::from("time_utc_ms,bid,ask\n");
+        for day in 0..days {
+            for row in &rows {
+                text.push_str(&format!("{},{},{}\n", row.time_msc + day * 86_400_000, row.bid, row.ask));
+            }
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let peak = |days: i64| {
+        let report = dir.path().join("report.json");
+        let output = mtml().args(["backtest", "--ticks"]).arg(write(days)).arg("--report").arg(&report).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(json["ticks_read"].as_i64().unwrap(), rows.len() as i64 * days);
+        json["peak_memory_mb"].as_f64().unwrap()
+    };
+    let (five, ten) = (peak(5), peak(10));
+    assert!(ten - five < 3.0, "five days {five} MB, ten days {ten} MB");
+}

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use mtml_core::{ExecutionEvent, Fill, MarketTimeFills, OrderRequest, OrderSink, OrderType, Side, Symbol, Tick};
+use mtml_decision::figures::FiguresBuilder;
 use parking_lot::Mutex;
 
 use crate::Pipeline;
@@ -59,8 +60,10 @@ pub struct BacktestDeal {
 }
 
 /// Runs `ticks` through `pipeline`, filling its orders by `fills` with prices of `digits`
-/// decimals per symbol; returns the deals in the order they were made. An order that never
-/// meets a fillable quote (the ticks end first) is rejected at the end, as the simulator rejects it.
+/// decimals per symbol, and marks the deals at every quote's mid in `figures`; returns the
+/// deals in the order they were made. An order that never meets a fillable quote (the ticks
+/// end first) is rejected at the end, as the simulator rejects it. Memory: the ticks read ahead
+/// for a due order's quote, never the whole file.
 pub fn run(
     pipeline: &mut Pipeline,
     inbox: &BrokerInbox,
@@ -68,6 +71,7 @@ pub fn run(
     fills: MarketTimeFills,
     digits: &HashMap<Symbol, u8>,
     account: &BrokerAccount,
+    figures: &mut FiguresBuilder,
 ) -> Vec<BacktestDeal> {
     let mut broker = Broker { fills, digits, waiting: Vec::new(), deals: Vec::new(), next_ticket: 1_000 };
     pipeline.on_event(&ExecutionEvent::Account {
@@ -81,18 +85,40 @@ pub fn run(
     // Ticks read but not yet given to the pipeline: a due order may need a quote further on.
     let mut ahead: VecDeque<Tick> = VecDeque::new();
     let mut source = ticks.into_iter();
+    // Deals not yet in the figures (a deal goes in before the quote of its time), and how many
+    // of the broker's deals have been seen.
+    let mut unmarked: Vec<(i64, usize)> = Vec::new();
+    let mut seen = 0;
     while let Some(tick) = ahead.pop_front().or_else(|| source.next()) {
-        if broker.waiting.iter().any(|(_, due)| *due <= tick.time_msc) {
+        let tick = if broker.waiting.iter().any(|(_, due)| *due <= tick.time_msc) {
             ahead.push_front(tick);
             broker.settle_due(pipeline, &mut ahead, &mut source);
             let Some(tick) = ahead.pop_front() else { break };
-            pipeline.on_tick(&tick);
+            tick
         } else {
-            pipeline.on_tick(&tick);
-        }
+            tick
+        };
+        pipeline.on_tick(&tick);
         for order in inbox.take() {
             broker.accept(pipeline, order);
         }
+        unmarked.extend(broker.deals[seen..].iter().enumerate().map(|(i, d)| (d.time_msc, seen + i)));
+        seen = broker.deals.len();
+        if unmarked.iter().any(|(time, _)| *time <= tick.time_msc) {
+            unmarked.sort_by_key(|(time, _)| *time);
+            let split = unmarked.partition_point(|(time, _)| *time <= tick.time_msc);
+            for (_, i) in unmarked.drain(..split) {
+                let deal = &broker.deals[i];
+                figures.deal(deal.time_msc, deal.symbol.as_str(), deal.lots, deal.price);
+            }
+        }
+        figures.mark(tick.time_msc, tick.symbol.as_str(), tick.mid());
+    }
+    unmarked.extend(broker.deals[seen..].iter().enumerate().map(|(i, d)| (d.time_msc, seen + i)));
+    unmarked.sort_by_key(|(time, _)| *time);
+    for (_, i) in unmarked {
+        let deal = &broker.deals[i];
+        figures.deal(deal.time_msc, deal.symbol.as_str(), deal.lots, deal.price);
     }
     // The ticks ended: what is still waiting never met a quote.
     for (order, _) in std::mem::take(&mut broker.waiting) {

@@ -23,7 +23,7 @@ fn options(ticks: std::path::PathBuf, transport: Transport) -> ReplayOptions {
 fn trades_of(report: &Report) -> serde_json::Value {
     let mut json = serde_json::to_value(report).unwrap();
     let object = json.as_object_mut().unwrap();
-    for how in ["wall_time_secs", "ticks_per_sec", "latency", "tick_to_order_us", "example_chain", "by_model", "transport", "stores", "bridge", "slow_orders"] {
+    for how in ["wall_time_secs", "peak_memory_mb", "ticks_per_sec", "latency", "tick_to_order_us", "example_chain", "by_model", "transport", "stores", "bridge", "slow_orders"] {
         object.remove(how).unwrap();
     }
     json

@@ -3,7 +3,7 @@
 //! rule and the point where fills reach the pipeline are a replay's, so a backtest gives the
 //! orders, deals and PnL a replay of the same file gives, in a fraction of the time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,11 +12,11 @@ use mtml_core::{ChainIdGenerator, ChainLog, Symbol, Tick};
 use mtml_decision::Execution;
 use mtml_decision::figures::FiguresBuilder;
 use mtml_feature_store::FEATURE_SET;
-use mtml_ingestion::RejectReason;
+use mtml_ingestion::{FileTick, RejectReason};
 use mtml_pipeline::backtest::{BrokerAccount, BrokerInbox};
 
-use crate::commands::replay::{LoadedTicks, REPLAY_CHAIN_PREFIX, load_ticks};
-use crate::commands::report::{DealReport, Mark, ReplayRun, Report, TerminalSide, figures_of};
+use crate::commands::replay::{DigitsScan, REPLAY_CHAIN_PREFIX, load_ticks, rows};
+use crate::commands::report::{DealReport, ReplayRun, Report, TerminalSide};
 use crate::config::Config;
 
 /// What to backtest.
@@ -30,16 +30,35 @@ pub struct BacktestOptions {
     pub config: Config,
 }
 
-/// Runs a backtest on this thread and reports as a replay does.
+/// Runs a backtest on this thread and reports as a replay does. The file is read twice, as it
+/// streams, and never held: first for its symbols and their price digits (the pipeline must know
+/// its symbols before the first tick), then through the pipeline.
 pub fn backtest(options: BacktestOptions, runtime: &mtml_inference::OnnxRuntime) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let loaded = load_ticks(&options.ticks, options.symbol.as_deref())?;
-    backtest_loaded(&options.ticks, &loaded, options.config, runtime, started)
+    let mut scan = DigitsScan::default();
+    let mut any = false;
+    for row in rows(&options.ticks, options.symbol.as_deref())? {
+        let (symbol, row) = row?;
+        scan.add(&symbol, &row);
+        any = true;
+    }
+    if !any {
+        anyhow::bail!("{}: no ticks after the header: nothing to backtest", options.ticks.display());
+    }
+    let source = rows(&options.ticks, options.symbol.as_deref())?;
+    backtest_rows(&options.ticks, &scan.digits(), source, options.config, runtime, started)
 }
 
-/// A backtest of ticks already read from `path`.
-fn backtest_loaded(path: &Path, loaded: &LoadedTicks, mut config: Config, runtime: &mtml_inference::OnnxRuntime, started: Instant) -> anyhow::Result<Report> {
-    let symbols: Vec<String> = loaded.digits.keys().cloned().collect();
+/// A backtest of `rows` read from `path`, whose symbols have `digits`.
+fn backtest_rows(
+    path: &Path,
+    digits: &BTreeMap<String, u8>,
+    rows: impl Iterator<Item = anyhow::Result<(String, FileTick)>>,
+    mut config: Config,
+    runtime: &mtml_inference::OnnxRuntime,
+    started: Instant,
+) -> anyhow::Result<Report> {
+    let symbols: Vec<String> = digits.keys().cloned().collect();
     if !config.is_given("pipeline", "symbols") {
         config.pipeline.symbols = symbols.clone();
     }
@@ -52,26 +71,36 @@ fn backtest_loaded(path: &Path, loaded: &LoadedTicks, mut config: Config, runtim
 
     // Ticks as the bridge stamps a replay's: the same chain ids, in the same order. A terminal
     // cannot quote NaN or infinity, so a replay refuses such rows before sending them; so here.
-    let ticks_read = loaded.ticks.len() as u64;
+    let (mut ticks_read, mut refused_before, mut failure) = (0u64, 0u64, None);
     let terminal: Arc<str> = Arc::from("backtest");
     let chain_ids = ChainIdGenerator::with_prefix(REPLAY_CHAIN_PREFIX);
-    let finite: Vec<&(String, mtml_ingestion::FileTick)> = loaded.ticks.iter().filter(|(_, t)| t.bid.is_finite() && t.ask.is_finite()).collect();
-    let refused_before = ticks_read - finite.len() as u64;
-    let marks: Vec<Mark> = finite.iter().map(|(symbol, t)| Mark::new(&symbols, symbol, t.time_msc, t.bid, t.ask)).collect();
-    let canonical: Vec<Symbol> = symbols.iter().map(|s| Symbol::new(s)).collect();
-    let ticks = finite.iter().enumerate().map(|(i, (symbol, row))| Tick {
-        chain_id: chain_ids.next_id(),
-        symbol: canonical[symbols.iter().position(|s| s == symbol).unwrap_or(0)].clone(),
-        time_msc: row.time_msc,
-        bid: row.bid,
-        ask: row.ask,
-        seq: i as u64 + 1,
-        terminal: Arc::clone(&terminal),
-        received_ns: 0,
-    });
-    let digits: HashMap<Symbol, u8> = loaded.digits.iter().map(|(s, d)| (Symbol::new(s), *d)).collect();
+    let canonical: HashMap<&str, Symbol> = symbols.iter().map(|s| (s.as_str(), Symbol::new(s))).collect();
+    let ticks = rows
+        .map_while(|row| row.map_err(|e| failure = Some(e)).ok())
+        .inspect(|_| ticks_read += 1)
+        .filter(|(_, row)| {
+            let finite = row.bid.is_finite() && row.ask.is_finite();
+            refused_before += u64::from(!finite);
+            finite
+        })
+        .enumerate()
+        .map(|(i, (symbol, row))| Tick {
+            chain_id: chain_ids.next_id(),
+            symbol: canonical.get(symbol.as_str()).cloned().unwrap_or_else(|| Symbol::new(&symbol)),
+            time_msc: row.time_msc,
+            bid: row.bid,
+            ask: row.ask,
+            seq: i as u64 + 1,
+            terminal: Arc::clone(&terminal),
+            received_ns: 0,
+        });
+    let tick_digits: HashMap<Symbol, u8> = digits.iter().map(|(s, d)| (Symbol::new(s), *d)).collect();
     let account = BrokerAccount { account: Arc::from("backtest@mtml-sim"), balance: config.risk.starting_equity, leverage: 100 };
-    let deals = mtml_pipeline::backtest::run(&mut pipeline, &inbox, ticks, config.replay.fills(), &digits, &account);
+    let mut figures = FiguresBuilder::new(config.risk.starting_equity, config.replay.commission_per_lot);
+    let deals = mtml_pipeline::backtest::run(&mut pipeline, &inbox, ticks, config.replay.fills(), &tick_digits, &account, &mut figures);
+    if let Some(error) = failure {
+        return Err(error);
+    }
     let mut outcome = pipeline.finish();
     if refused_before > 0 {
         *outcome.counters.ticks_rejected.entry(RejectReason::NonFinitePrice.name()).or_default() += refused_before;
@@ -85,22 +114,23 @@ fn backtest_loaded(path: &Path, loaded: &LoadedTicks, mut config: Config, runtim
     for lots in positions.values_mut() {
         *lots = (*lots * 100.0_f64).round() / 100.0;
     }
-    let figures = figures_of(FiguresBuilder::new(config.risk.starting_equity, config.replay.commission_per_lot), &deals, &marks, &symbols);
+    let figures = figures.finish();
     let run = ReplayRun {
         input: path.display().to_string(),
         symbols,
         transport: "none",
         model: format!("{} ({})", config.model.name, FEATURE_SET.id()),
         ticks_read,
-        ticks_sent: finite.len() as u64,
+        ticks_sent: ticks_read - refused_before,
         wall_time_secs: started.elapsed().as_secs_f64(),
+        peak_memory_mb: crate::commands::report::peak_memory_mb(),
     };
     let terminal = TerminalSide {
         orders_sent: outcome.execution.orders_sent,
         positions,
         deals,
         figures,
-        digits: loaded.digits.clone(),
+        digits: digits.clone(),
         ..TerminalSide::default()
     };
     Ok(Report::build(run, terminal, &outcome, &chain_log))
@@ -167,7 +197,8 @@ pub fn backtest_grid(ticks: &Path, symbol: Option<&str>, file: Option<&Path>, gr
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some((_, config)) = configs.get(i) else { break };
-                    *results[i].lock() = Some(backtest_loaded(ticks, &loaded, config.clone(), runtime, Instant::now()));
+                    let rows = loaded.ticks.iter().cloned().map(Ok);
+                    *results[i].lock() = Some(backtest_rows(ticks, &loaded.digits, rows, config.clone(), runtime, Instant::now()));
                 }
             });
         }

@@ -4,7 +4,7 @@
 //! connects to the bridge over TCP with the EA's wire protocol, replays the file's ticks, and
 //! fills the orders it receives at its current replayed quote.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,38 +62,57 @@ pub struct LoadedTicks {
 
 /// Reads the whole file, failing with file, line and reason at the first bad row.
 pub fn load_ticks(path: &Path, symbol: Option<&str>) -> anyhow::Result<LoadedTicks> {
+    let mut digits = DigitsScan::default();
+    let ticks = rows(path, symbol)?
+        .map(|row| row.inspect(|(symbol, row)| digits.add(symbol, row)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if ticks.is_empty() {
+        anyhow::bail!("{}: no ticks after the header: nothing to replay", path.display());
+    }
+    Ok(LoadedTicks { ticks, digits: digits.digits() })
+}
+
+/// The rows of a tick file as they are read, each with its symbol: the file's column, else
+/// `symbol`, else the one the file's name names. A bad row ends them with file, line and reason.
+pub fn rows(path: &Path, symbol: Option<&str>) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(String, FileTick)>> + use<>> {
     let fallback = match symbol {
         Some(given) => Some(normalize_symbol(given)),
         None => symbol_from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
     };
-    let mut ticks = Vec::new();
-    for row in TickFileReader::open(path)? {
+    let shown = path.display().to_string();
+    Ok(TickFileReader::open(path)?.map(move |row| {
         let row = row?;
         let symbol = match (&row.symbol, &fallback) {
             (Some(s), _) => normalize_symbol(s),
             (None, Some(s)) => s.clone(),
-            (None, None) => anyhow::bail!(
-                "{}: the file has no symbol column and its name names no symbol; pass --symbol",
-                path.display()
-            ),
+            (None, None) => anyhow::bail!("{shown}: the file has no symbol column and its name names no symbol; pass --symbol"),
         };
-        ticks.push((symbol, row));
+        Ok((symbol, row))
+    }))
+}
+
+/// Each symbol's price digits, from the prices of its first 5 000 rows.
+#[derive(Debug, Default)]
+pub struct DigitsScan {
+    prices: BTreeMap<String, Vec<f64>>,
+}
+
+impl DigitsScan {
+    /// Takes a row of `symbol`.
+    pub fn add(&mut self, symbol: &str, row: &FileTick) {
+        let prices = match self.prices.get_mut(symbol) {
+            Some(prices) => prices,
+            None => self.prices.entry(symbol.to_owned()).or_default(),
+        };
+        if prices.len() < 10_000 {
+            prices.extend([row.bid, row.ask].into_iter().filter(|p| p.is_finite()));
+        }
     }
-    if ticks.is_empty() {
-        anyhow::bail!("{}: no ticks after the header: nothing to replay", path.display());
+
+    /// Digits by symbol, for every symbol seen.
+    pub fn digits(&self) -> BTreeMap<String, u8> {
+        self.prices.iter().map(|(symbol, prices)| (symbol.clone(), price_digits(prices.iter().copied()))).collect()
     }
-    let mut digits = BTreeMap::new();
-    let symbols: BTreeSet<&String> = ticks.iter().map(|(s, _)| s).collect();
-    for symbol in symbols {
-        let prices = ticks
-            .iter()
-            .filter(|(s, _)| s == symbol)
-            .take(5_000)
-            .flat_map(|(_, t)| [t.bid, t.ask])
-            .filter(|p| p.is_finite());
-        digits.insert(symbol.clone(), price_digits(prices));
-    }
-    Ok(LoadedTicks { ticks, digits })
 }
 
 /// The fewest decimals (up to 8) that write every price exactly.
@@ -169,6 +188,7 @@ impl RunningReplay {
         let figures = figures_of(figures, &deals, &marks, &symbols);
         run.ticks_sent = sim_report.ticks_sent;
         run.wall_time_secs = started.elapsed().as_secs_f64();
+        run.peak_memory_mb = crate::commands::report::peak_memory_mb();
         Ok(Report::build(run, TerminalSide { orders_sent, positions: terminal_positions, deals, figures, bridge, digits, stores: stores.report() }, &outcome, &chain_log))
     }
 }
@@ -258,6 +278,7 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
         ticks_read,
         ticks_sent: 0,
         wall_time_secs: 0.0,
+        peak_memory_mb: None,
     };
     let digits = loaded.digits.clone();
     let figures = mtml_decision::figures::FiguresBuilder::new(config.risk.starting_equity, config.replay.commission_per_lot);

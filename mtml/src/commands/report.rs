@@ -144,6 +144,15 @@ pub struct ReplayRun {
     pub ticks_sent: u64,
     /// Wall-clock duration of the replay.
     pub wall_time_secs: f64,
+    /// The process's peak resident memory at the end, MB (Linux; `None` elsewhere).
+    pub peak_memory_mb: Option<f64>,
+}
+
+/// This process's peak resident memory so far, MB (`VmHWM`; Linux only).
+pub fn peak_memory_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
 }
 
 /// What the bridge and the terminal saw, for [`Report::build`].
@@ -429,7 +438,8 @@ impl Report {
                 let _ = writeln!(s, "    +{:>9.2} µs  {:<16} {:>8.2} µs", stage.offset_us, stage.stage, stage.duration_us);
             }
         }
-        let _ = writeln!(s, "  wall time {:.2} s, {} ticks/s", self.run.wall_time_secs, self.ticks_per_sec);
+        let memory = self.run.peak_memory_mb.map_or_else(String::new, |mb| format!(", peak memory {mb} MB"));
+        let _ = writeln!(s, "  wall time {:.2} s, {} ticks/s{memory}", self.run.wall_time_secs, self.ticks_per_sec);
         s
     }
 }
