@@ -49,6 +49,49 @@ pub struct Figures {
     pub lots_traded: f64,
     /// Commission paid (`lots_traded` times the commission per lot).
     pub commission: f64,
+    /// Equity through the run: the last value of each interval, at most [`SERIES_POINTS`]
+    /// intervals (one minute, doubled as often as needed), for charts.
+    pub equity_curve: Vec<(i64, f64)>,
+    /// Each symbol's mid through the run, sampled the same way.
+    pub prices: std::collections::BTreeMap<String, Vec<(i64, f64)>>,
+}
+
+/// The most points a chart series keeps, whatever the run's length.
+pub const SERIES_POINTS: usize = 2_048;
+
+/// A value through time with bounded memory: the last value of each interval; when there are
+/// more than [`SERIES_POINTS`], every other point goes and the interval doubles.
+#[derive(Debug, Clone)]
+struct Series {
+    step_ms: i64,
+    points: Vec<(i64, f64)>,
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Self { step_ms: 60_000, points: Vec::new() }
+    }
+}
+
+impl Series {
+    fn push(&mut self, time_ms: i64, value: f64) {
+        match self.points.last_mut() {
+            Some(last) if last.0.div_euclid(self.step_ms) == time_ms.div_euclid(self.step_ms) => *last = (time_ms, value),
+            _ => self.points.push((time_ms, value)),
+        }
+        if self.points.len() > SERIES_POINTS {
+            self.step_ms *= 2;
+            let step = self.step_ms;
+            let mut kept: Vec<(i64, f64)> = Vec::with_capacity(self.points.len() / 2 + 1);
+            for point in self.points.drain(..) {
+                match kept.last_mut() {
+                    Some(last) if last.0.div_euclid(step) == point.0.div_euclid(step) => *last = point,
+                    _ => kept.push(point),
+                }
+            }
+            self.points = kept;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -79,6 +122,8 @@ pub struct FiguresBuilder {
     /// The highest equity so far, and when.
     peak: (f64, i64),
     worst: Option<Drawdown>,
+    equity_curve: Series,
+    prices: HashMap<String, Series>,
 }
 
 /// The largest fall of equity so far.
@@ -109,6 +154,8 @@ impl FiguresBuilder {
             equity: starting_equity,
             peak: (starting_equity, 0),
             worst: None,
+            equity_curve: Series::default(),
+            prices: HashMap::new(),
         }
     }
 
@@ -140,6 +187,10 @@ impl FiguresBuilder {
         self.advance(time_ms);
         self.books.entry(symbol.to_owned()).or_default().mid = Some(mid);
         self.mark_equity(time_ms);
+        match self.prices.get_mut(symbol) {
+            Some(series) => series.push(time_ms, mid),
+            None => self.prices.entry(symbol.to_owned()).or_default().push(time_ms, mid),
+        }
     }
 
     /// Moves the clock to `time_ms`: time in the market, and the hour's equity.
@@ -168,6 +219,7 @@ impl FiguresBuilder {
             .map(|b| b.position.realized_pnl + b.mid.map_or(0.0, |mid| b.position.unrealized_pnl(mid)))
             .sum();
         self.equity = self.starting_equity + open - self.commission;
+        self.equity_curve.push(time_ms, self.equity);
         if let Some(worst) = &mut self.worst
             && worst.recovered_ms.is_none()
             && self.equity >= worst.peak
@@ -214,6 +266,8 @@ impl FiguresBuilder {
             exposure: if span > 0 { self.exposed_ms as f64 / span as f64 } else { 0.0 },
             lots_traded: self.lots_traded,
             commission: self.commission,
+            equity_curve: self.equity_curve.points,
+            prices: self.prices.into_iter().map(|(symbol, series)| (symbol, series.points)).collect(),
         }
     }
 }
@@ -262,6 +316,19 @@ mod tests {
         assert!((figures.sharpe.unwrap() - mean / sd * HOURS_PER_YEAR.sqrt()).abs() < 1e-9);
         let downside = (returns[1].powi(2) / 3.0).sqrt();
         assert!((figures.sortino.unwrap() - mean / downside * HOURS_PER_YEAR.sqrt()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn chart_series_stay_bounded_and_keep_the_last_value_of_each_interval() {
+        let mut series = Series::default();
+        for minute in 0..10_000i64 {
+            series.push(minute * 60_000, minute as f64);
+            series.push(minute * 60_000 + 30_000, minute as f64 + 0.5);
+        }
+        assert!(series.points.len() <= SERIES_POINTS && series.points.len() > SERIES_POINTS / 2, "{}", series.points.len());
+        assert_eq!(series.points.last(), Some(&(9_999 * 60_000 + 30_000, 9_999.5)), "the last value kept");
+        assert!(series.points.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(series.points.iter().all(|p| p.1.fract() == 0.5), "each interval's last value");
     }
 
     #[test]

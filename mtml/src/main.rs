@@ -54,6 +54,9 @@ enum Command {
         /// Write the JSON report here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Write the report as a self-contained HTML page here (charts, deals, latency).
+        #[arg(long)]
+        html: Option<PathBuf>,
         /// TOML configuration.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -76,6 +79,9 @@ enum Command {
         /// Write the JSON report here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Write the report as a self-contained HTML page here (charts, deals, latency).
+        #[arg(long)]
+        html: Option<PathBuf>,
         /// TOML configuration.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -312,12 +318,16 @@ fn writable(report: Option<&std::path::Path>) -> anyhow::Result<()> {
 
 /// A replay's or backtest's report: the summary, the JSON file, and a failure when its counts do
 /// not add up or most ticks were refused.
-fn publish(result: &mtml::Report, report: Option<&std::path::Path>) -> anyhow::Result<()> {
+fn publish(result: &mtml::Report, report: Option<&std::path::Path>, html: Option<&std::path::Path>) -> anyhow::Result<()> {
     out!("{}", result.summary());
     if let Some(path) = report {
         let json = serde_json::to_string_pretty(result)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
         outln!("report written to {}", path.display());
+    }
+    if let Some(path) = html {
+        std::fs::write(path, mtml::commands::html::html(result)).with_context(|| format!("writing {}", path.display()))?;
+        outln!("HTML report written to {}", path.display());
     }
     if !result.counts_add_up {
         anyhow::bail!("counts do not add up: see the report");
@@ -464,8 +474,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 app.run_until_signal().await
             }
-            Command::Replay { ticks, symbol, report, config, transport, max_ahead } => {
+            Command::Replay { ticks, symbol, report, html, config, transport, max_ahead } => {
                 writable(report.as_deref())?;
+                writable(html.as_deref())?;
                 let config_given = config.is_some() || std::env::var_os(mtml::config::CONFIG_ENV).is_some_and(|v| !v.is_empty());
                 let mut config = Config::load(config.as_deref())?;
                 if let Some(transport) = transport {
@@ -481,17 +492,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     progress.abort();
                     eprint!("\r\x1b[2K");
                 }
-                publish(&result?, report.as_deref())
+                publish(&result?, report.as_deref(), html.as_deref())
             }
-            Command::Backtest { ticks, symbol, report, config: file, grid, jobs } => {
+            Command::Backtest { ticks, symbol, report, html, config: file, grid, jobs } => {
                 use mtml::commands::backtest;
                 writable(report.as_deref())?;
+                writable(html.as_deref())?;
                 let config = Config::load(file.as_deref())?;
                 let runtime = mtml::runtime::load_runtime(&config)?;
                 if grid.is_empty() {
                     let options = backtest::BacktestOptions { ticks, symbol, config };
                     let result = tokio::task::spawn_blocking(move || backtest::backtest(options, &runtime)).await??;
-                    return publish(&result, report.as_deref());
+                    return publish(&result, report.as_deref(), html.as_deref());
                 }
                 let grid = backtest::parse_grid(&grid)?;
                 let workers = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));

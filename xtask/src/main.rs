@@ -5,7 +5,7 @@
 //! - `demo`: setup, release build, and `mtml replay` on the sample that ships in `data/`.
 //! - `test`: setup, a PostgreSQL server of its own (installed from Debian's packages if
 //!   missing), the Redis and InfluxDB binaries the tests start their own servers from (Debian's
-//!   `redis-server`, `influxdb` and `prometheus`, installed if missing), the Python clients the tests use
+//!   `redis-server`, `influxdb`, `prometheus` and `chromium-driver`, installed if missing), the Python clients the tests use
 //!   (tritonclient and the KServe SDK, from PyPI), then the whole test suite.
 //! - `train`: setup, feature export through mtml's own code, and model training in a pinned
 //!   Python environment (see models/README.md).
@@ -151,6 +151,7 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
         ("MTML_TEST_REDIS_SERVER", "redis-server", "redis-server"),
         ("MTML_TEST_INFLUXD", "influxd", "influxdb"),
         ("MTML_TEST_PROMETHEUS", "prometheus", "prometheus"),
+        ("MTML_TEST_CHROMEDRIVER", "chromedriver", "chromium-driver"),
     ] {
         if std::env::var_os(variable).is_none() {
             command.env(variable, services::server_binary(binary, package)?);

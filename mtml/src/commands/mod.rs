@@ -4,6 +4,7 @@
 //! - [`chains`]: `mtml chain show | recent | health`, the chain history.
 //! - [`replay`] and [`report`]: `mtml replay`, the whole pipeline on recorded ticks.
 //! - [`backtest`]: `mtml backtest`, the pipeline on recorded ticks without the bridge.
+//! - [`html`]: a replay's or backtest's report as a self-contained HTML page.
 //! - [`export`]: `mtml features export | describe`.
 //! - [`journal`]: `mtml positions | orders | pnl`, reading the journal.
 //! - [`trading_state`]: `mtml halt | reduce | resume` on a running instance.
@@ -16,6 +17,7 @@ pub mod backtest;
 pub mod chains;
 pub mod ea_install;
 pub mod export;
+pub mod html;
 pub mod journal;
 pub mod models;
 pub mod replay;

@@ -6,9 +6,11 @@
 //! `cargo xtask test` sets after installing Debian's `redis-server` and `influxdb` packages when
 //! missing), or else from `PATH`. [`postgres::FreshDatabase`] is a database of its own per test
 //! on the PostgreSQL of `MTML_TEST_POSTGRES_URL`. [`bot_api::BotApi`] stands in for Telegram's
-//! Bot API.
+//! Bot API. [`browser::Browser`] is headless chromium through its chromedriver
+//! (`MTML_TEST_CHROMEDRIVER`, Debian's `chromium-driver`).
 
 pub mod bot_api;
+pub mod browser;
 pub mod postgres;
 pub mod tls;
 
