@@ -70,9 +70,9 @@ enum Command {
     /// Backtest recorded ticks: the pipeline driven straight from the file by a simulated
     /// broker in market time (the same trades as a replay, without the bridge).
     Backtest {
-        /// CSV (optionally gzipped) or MetaTrader 5 tick export.
-        #[arg(long)]
-        ticks: PathBuf,
+        /// CSV (optionally gzipped) or MetaTrader 5 tick export; several files run side by side.
+        #[arg(long, num_args = 1.., required = true)]
+        ticks: Vec<PathBuf>,
         /// Symbol of a file without a symbol column (guessed from the file name otherwise).
         #[arg(long)]
         symbol: Option<String>,
@@ -500,8 +500,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 writable(html.as_deref())?;
                 let config = Config::load(file.as_deref())?;
                 let runtime = mtml::runtime::load_runtime(&config)?;
-                if grid.is_empty() {
-                    let options = backtest::BacktestOptions { ticks, symbol, config };
+                if let ([ticks], true) = (ticks.as_slice(), grid.is_empty()) {
+                    let options = backtest::BacktestOptions { ticks: ticks.clone(), symbol, config };
                     let result = tokio::task::spawn_blocking(move || backtest::backtest(options, &runtime)).await??;
                     return publish(&result, report.as_deref(), html.as_deref());
                 }

@@ -788,6 +788,20 @@ fn a_backtest_grid_runs_every_combination_and_compares_them() {
     assert!((cost - 5.0 * lots).abs() < 1e-6, "{cost} for {lots} lots");
     assert_ne!(runs[0]["report"]["deals"], runs[2]["report"]["deals"], "buy_above 0.55 trades otherwise");
 
+    // Several files side by side: one row each, named; each trades as it does alone.
+    let gbpusd = dir.path().join("gbpusd_sample.csv.gz");
+    std::fs::copy(sample(), &gbpusd).unwrap();
+    let output = mtml().arg("backtest").arg("--ticks").arg(sample()).arg(&gbpusd).args(["--jobs", "2", "--report"]).arg(report("files.json")).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(table.starts_with("ticks ") && table.contains("\ngbpusd_sample.csv.gz "), "{table}");
+    let files: serde_json::Value = serde_json::from_slice(&std::fs::read(report("files.json")).unwrap()).unwrap();
+    let files = files.as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0]["report"]["figures"], plain["figures"]);
+    assert_eq!(files[1]["report"]["symbols"], serde_json::json!(["GBPUSD"]), "the symbol from the file's name");
+    assert_eq!(files[1]["report"]["figures"]["pnl"], plain["figures"]["pnl"]);
+
     let output = mtml().arg("backtest").arg("--ticks").arg(sample()).args(["--grid", "decision.nonsense=1"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("unknown key decision.nonsense"), "{stderr}");

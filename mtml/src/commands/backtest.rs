@@ -172,44 +172,48 @@ pub fn combinations(grid: &Grid) -> Vec<Vec<(String, String)>> {
     })
 }
 
-/// One combination's run.
+/// One combination's run on one file.
 #[derive(Debug, serde::Serialize)]
 pub struct GridRun {
+    /// The tick file.
+    pub ticks: String,
     /// The settings tried.
     pub settings: Vec<(String, String)>,
     /// What it did.
     pub report: Report,
 }
 
-/// Backtests `ticks` with every combination of `grid` on top of the configuration `file`, on
-/// `workers` threads at once (the file is read once); the runs in the grid's order. A setting
-/// the configuration does not take stops everything before the first run, named.
-pub fn backtest_grid(ticks: &Path, symbol: Option<&str>, file: Option<&Path>, grid: &Grid, runtime: &mtml_inference::OnnxRuntime, workers: usize) -> anyhow::Result<Vec<GridRun>> {
+/// Backtests every file of `ticks` with every combination of `grid` on top of the
+/// configuration `file`, on `workers` threads at once (each file is read once); the runs file by
+/// file in the grid's order. A setting the configuration does not take stops everything before
+/// the first run, named.
+pub fn backtest_grid(ticks: &[PathBuf], symbol: Option<&str>, file: Option<&Path>, grid: &Grid, runtime: &mtml_inference::OnnxRuntime, workers: usize) -> anyhow::Result<Vec<GridRun>> {
     let configs = (combinations(grid).into_iter())
         .map(|settings| Config::load_with(file, &settings).map(|config| (settings, config)))
         .collect::<Result<Vec<_>, _>>()?;
-    let loaded = load_ticks(ticks, symbol)?;
+    let loaded = ticks.iter().map(|path| load_ticks(path, symbol)).collect::<anyhow::Result<Vec<_>>>()?;
+    let jobs: Vec<(usize, usize)> = (0..ticks.len()).flat_map(|f| (0..configs.len()).map(move |c| (f, c))).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<parking_lot::Mutex<Option<anyhow::Result<Report>>>> = configs.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+    let results: Vec<parking_lot::Mutex<Option<anyhow::Result<Report>>>> = jobs.iter().map(|_| parking_lot::Mutex::new(None)).collect();
     std::thread::scope(|scope| {
-        for _ in 0..workers.clamp(1, configs.len().max(1)) {
+        for _ in 0..workers.clamp(1, jobs.len().max(1)) {
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((_, config)) = configs.get(i) else { break };
-                    let rows = loaded.ticks.iter().cloned().map(Ok);
-                    *results[i].lock() = Some(backtest_rows(ticks, &loaded.digits, rows, config.clone(), runtime, Instant::now()));
+                    let Some(&(f, c)) = jobs.get(i) else { break };
+                    let rows = loaded[f].ticks.iter().cloned().map(Ok);
+                    *results[i].lock() = Some(backtest_rows(&ticks[f], &loaded[f].digits, rows, configs[c].1.clone(), runtime, Instant::now()));
                 }
             });
         }
     });
-    configs
-        .into_iter()
+    jobs.into_iter()
         .zip(results)
-        .map(|((settings, _), result)| {
+        .map(|((f, c), result)| {
             let report = result.into_inner().unwrap_or_else(|| Err(anyhow::anyhow!("not run")));
-            let settings_text = settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-            Ok(GridRun { report: report.map_err(|e| e.context(settings_text))?, settings })
+            let settings = configs[c].0.clone();
+            let what = std::iter::once(ticks[f].display().to_string()).chain(settings.iter().map(|(k, v)| format!("{k}={v}"))).collect::<Vec<_>>().join(" ");
+            Ok(GridRun { ticks: ticks[f].display().to_string(), report: report.map_err(|e| e.context(what))?, settings })
         })
         .collect()
 }
@@ -219,12 +223,23 @@ pub fn grid_table(runs: &[GridRun]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let Some(first) = runs.first() else { return s };
-    let heads: Vec<&str> = first.settings.iter().map(|(k, _)| k.as_str()).collect();
+    // The file as a column when there are several.
+    let name = |run: &GridRun| Path::new(&run.ticks).file_name().map_or_else(|| run.ticks.clone(), |n| n.to_string_lossy().into_owned());
+    let files = runs.iter().any(|r| r.ticks != first.ticks);
+    let width = runs.iter().map(|r| name(r).len()).max().unwrap_or(5).max(5);
+    let mut heads: Vec<String> = first.settings.iter().map(|(k, _)| k.clone()).collect();
+    if files {
+        heads.insert(0, format!("{:<width$}", "ticks"));
+    }
     let _ = writeln!(s, "{}  {:>6} {:>6} {:>10} {:>9} {:>8} {:>12} {:>8} {:>9}", heads.join("  "), "orders", "trades", "pnl", "return%", "sharpe", "max drawdown", "hit rate", "exposure");
     let best = runs.iter().map(|r| r.report.figures.pnl).fold(f64::NEG_INFINITY, f64::max);
     for run in runs {
         let f = &run.report.figures;
-        let values: Vec<String> = run.settings.iter().zip(&heads).map(|((_, v), head)| format!("{v:<width$}", width = head.len())).collect();
+        let mut cells: Vec<String> = run.settings.iter().map(|(_, v)| v.clone()).collect();
+        if files {
+            cells.insert(0, name(run));
+        }
+        let values: Vec<String> = cells.iter().zip(&heads).map(|(v, head)| format!("{v:<width$}", width = head.len())).collect();
         let _ = writeln!(
             s,
             "{}  {:>6} {:>6} {:>10.2} {:>9.3} {:>8} {:>12.2} {:>8} {:>8.0}%{}",
