@@ -63,7 +63,8 @@ enum Command {
         /// Bridge-to-ingestion transport (overrides the configuration).
         #[arg(long, value_enum)]
         transport: Option<TransportArg>,
-        /// Ticks the simulated terminal may send ahead of the pipeline.
+        /// Ticks the simulated terminal may send ahead of the pipeline (at most half of
+        /// `pipeline.channel_capacity`).
         #[arg(long, default_value_t = replay::DEFAULT_MAX_AHEAD)]
         max_ahead: u64,
     },

@@ -107,8 +107,8 @@ async fn grpc_and_in_process_transports_give_the_same_pipeline_results() {
 }
 
 /// Fills in market time: the same file gives the same orders, deals, prices and PnL whatever
-/// the simulator's lead over the pipeline (one tick, or 64 and the socket's buffers) and the
-/// transport. Only timings differ. Each deal is at a quote of the file at least the fill latency
+/// the simulator's lead over the pipeline (one tick, 64, or as much as the tick channel holds)
+/// and the transport. Only timings differ. Each deal is at a quote of the file at least the fill latency
 /// after its order's tick.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_gives_the_same_trades_every_run_whatever_the_pacing_and_transport() {
@@ -124,7 +124,7 @@ async fn a_replay_gives_the_same_trades_every_run_whatever_the_pacing_and_transp
         trades_of(&report)
     };
     let first = run(Transport::InProcess, 1, 250).await;
-    for (transport, max_ahead) in [(Transport::InProcess, 64), (Transport::Grpc, DEFAULT_MAX_AHEAD)] {
+    for (transport, max_ahead) in [(Transport::InProcess, 64), (Transport::InProcess, 100_000), (Transport::Grpc, DEFAULT_MAX_AHEAD)] {
         let again = run(transport, max_ahead, 250).await;
         assert_eq!(again, first, "{transport:?}, {max_ahead} ahead");
     }

@@ -245,7 +245,9 @@ pub async fn start_replay(options: ReplayOptions) -> anyhow::Result<RunningRepla
         pacing: Some(Pacing {
             processed: Arc::clone(&app.progress.ticks_seen),
             advanced: Arc::clone(&app.progress.advanced),
-            max_ahead: options.max_ahead,
+            // Below the tick channel's capacity: a full channel blocks the bridge's connection
+            // task, and with it the order a pipeline waiting for its fill needs written.
+            max_ahead: options.max_ahead.min(config.pipeline.channel_capacity as u64 / 2).max(1),
         }),
         balance: options.terminal_balance.unwrap_or(config.risk.starting_equity),
         market_time: Some(config.replay.fills()),
