@@ -2,9 +2,10 @@
 //! and Sortino ratios from hourly returns, maximum drawdown and how long it lasted, round trips
 //! with their hit rate and holding time, time in the market, and costs.
 //!
-//! Feed [`FiguresBuilder`] in market-time order: [`FiguresBuilder::deal`] for each deal and
-//! [`FiguresBuilder::mark`] for each quote (a deal before the quote of its time). Nothing here
-//! reads a clock; the same inputs give the same figures.
+//! Feed [`FiguresBuilder`] the quotes in market-time order ([`FiguresBuilder::mark`]) and the
+//! deals whenever they are known ([`FiguresBuilder::deal`]): a deal waits for the first quote at
+//! or after its time and goes in just before it, deals in time order. Nothing here reads a
+//! clock; the same inputs give the same figures.
 
 use std::collections::HashMap;
 
@@ -124,6 +125,8 @@ pub struct FiguresBuilder {
     worst: Option<Drawdown>,
     equity_curve: Series,
     prices: HashMap<String, Series>,
+    /// Deals not yet applied: (time, symbol, lots, price), in the order they came.
+    waiting: Vec<(i64, String, f64, f64)>,
 }
 
 /// The largest fall of equity so far.
@@ -156,11 +159,30 @@ impl FiguresBuilder {
             worst: None,
             equity_curve: Series::default(),
             prices: HashMap::new(),
+            waiting: Vec::new(),
         }
     }
 
-    /// A deal of `lots` (positive to buy) in `symbol` at `price`, at `time_ms`.
+    /// A deal of `lots` (positive to buy) in `symbol` at `price`, at `time_ms`; applied before
+    /// the first quote marked at or after that time (or at the end).
     pub fn deal(&mut self, time_ms: i64, symbol: &str, lots: f64, price: f64) {
+        self.waiting.push((time_ms, symbol.to_owned(), lots, price));
+    }
+
+    /// Applies the waiting deals of `time_ms` or earlier, in time order (ties as they came).
+    fn apply_deals_until(&mut self, time_ms: i64) {
+        if !self.waiting.iter().any(|d| d.0 <= time_ms) {
+            return;
+        }
+        self.waiting.sort_by_key(|d| d.0);
+        let due = self.waiting.partition_point(|d| d.0 <= time_ms);
+        let deals: Vec<_> = self.waiting.drain(..due).collect();
+        for (time_ms, symbol, lots, price) in deals {
+            self.apply_deal(time_ms, &symbol, lots, price);
+        }
+    }
+
+    fn apply_deal(&mut self, time_ms: i64, symbol: &str, lots: f64, price: f64) {
         self.advance(time_ms);
         self.lots_traded += lots.abs();
         self.commission += lots.abs() * self.commission_per_lot;
@@ -184,6 +206,7 @@ impl FiguresBuilder {
 
     /// A quote of `symbol` with mid `mid`, at `time_ms`.
     pub fn mark(&mut self, time_ms: i64, symbol: &str, mid: f64) {
+        self.apply_deals_until(time_ms);
         self.advance(time_ms);
         self.books.entry(symbol.to_owned()).or_default().mid = Some(mid);
         self.mark_equity(time_ms);
@@ -237,6 +260,7 @@ impl FiguresBuilder {
 
     /// The figures of everything fed so far.
     pub fn finish(mut self) -> Figures {
+        self.apply_deals_until(i64::MAX);
         self.hourly_equity.push(self.equity);
         let returns: Vec<f64> = self.hourly_equity.windows(2).filter(|w| w[0] != 0.0).map(|w| w[1] / w[0] - 1.0).collect();
         let n = returns.len() as f64;

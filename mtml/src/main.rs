@@ -48,18 +48,8 @@ enum Command {
         /// CSV (optionally gzipped) or MetaTrader 5 tick export.
         #[arg(long)]
         ticks: PathBuf,
-        /// Symbol of a file without a symbol column (guessed from the file name otherwise).
-        #[arg(long)]
-        symbol: Option<String>,
-        /// Write the JSON report here.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Write the report as a self-contained HTML page here (charts, deals, latency).
-        #[arg(long)]
-        html: Option<PathBuf>,
-        /// TOML configuration.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        run: RecordedRun,
         /// Bridge-to-ingestion transport (overrides the configuration).
         #[arg(long, value_enum)]
         transport: Option<TransportArg>,
@@ -74,18 +64,8 @@ enum Command {
         /// CSV (optionally gzipped) or MetaTrader 5 tick export; several files run side by side.
         #[arg(long, num_args = 1.., required = true)]
         ticks: Vec<PathBuf>,
-        /// Symbol of a file without a symbol column (guessed from the file name otherwise).
-        #[arg(long)]
-        symbol: Option<String>,
-        /// Write the JSON report here.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Write the report as a self-contained HTML page here (charts, deals, latency).
-        #[arg(long)]
-        html: Option<PathBuf>,
-        /// TOML configuration.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        run: RecordedRun,
         /// Settings to try, `section.key=v1,v2,...` (repeatable): every combination runs, on
         /// separate cores, and a table compares them.
         #[arg(long)]
@@ -317,6 +297,24 @@ fn writable(report: Option<&std::path::Path>) -> anyhow::Result<()> {
     }
 }
 
+/// What a replay and a backtest both take: the symbol of the ticks, where the reports go, the
+/// configuration.
+#[derive(clap::Args, Debug)]
+struct RecordedRun {
+    /// Symbol of a file without a symbol column (guessed from the file name otherwise).
+    #[arg(long)]
+    symbol: Option<String>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page here (charts, deals, latency).
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// TOML configuration.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
 /// A replay's or backtest's report: the summary, the JSON file, and a failure when its counts do
 /// not add up or most ticks were refused.
 fn publish(result: &mtml::Report, report: Option<&std::path::Path>, html: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -475,7 +473,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 app.run_until_signal().await
             }
-            Command::Replay { ticks, symbol, report, html, config, transport, max_ahead } => {
+            Command::Replay { ticks, run: RecordedRun { symbol, report, html, config }, transport, max_ahead } => {
                 writable(report.as_deref())?;
                 writable(html.as_deref())?;
                 let config_given = config.is_some() || std::env::var_os(mtml::config::CONFIG_ENV).is_some_and(|v| !v.is_empty());
@@ -495,7 +493,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 publish(&result?, report.as_deref(), html.as_deref())
             }
-            Command::Backtest { ticks, symbol, report, html, config: file, grid, jobs } => {
+            Command::Backtest { ticks, run: RecordedRun { symbol, report, html, config: file }, grid, jobs } => {
                 use mtml::commands::backtest;
                 writable(report.as_deref())?;
                 writable(html.as_deref())?;

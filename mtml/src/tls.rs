@@ -52,22 +52,17 @@ pub fn server_tls(settings: &TlsSettings) -> anyhow::Result<Option<ServerTlsConf
 /// TLS of the terminal port (`bridge.tls = true`): the same certificate and key as the gRPC API.
 /// Terminals authenticate with `bridge.token`, so no client certificate is asked for.
 pub fn terminal_tls(settings: &TlsSettings) -> anyhow::Result<mtml_bridge::TerminalTls> {
-    match acceptor(settings)? {
+    match http_tls(settings)? {
         Some(acceptor) => Ok(mtml_bridge::TerminalTls(acceptor)),
         None => anyhow::bail!("bridge.tls needs tls.cert and tls.key"),
     }
 }
 
-/// TLS of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`) whenever `tls.cert` is set: the
-/// same certificate and key as the gRPC API. Scrapers authenticate with the read token and
-/// probes need none, so no client certificate is asked for.
+/// TLS of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`) whenever `tls.cert` is set: a
+/// rustls acceptor with the gRPC API's certificate and key. Scrapers authenticate with the read
+/// token and probes need none, so no client certificate is asked for; `None` without
+/// `tls.cert` and `tls.key`.
 pub fn http_tls(settings: &TlsSettings) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
-    acceptor(settings)
-}
-
-/// A rustls acceptor with `tls.cert` and `tls.key`, asking no client certificate; `None` when
-/// they are not set.
-fn acceptor(settings: &TlsSettings) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
     use tokio_rustls::rustls::pki_types::pem::PemObject as _;
     use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (Some(cert), Some(key)) = (&settings.cert, &settings.key) else {

@@ -85,9 +85,7 @@ pub fn run(
     // Ticks read but not yet given to the pipeline: a due order may need a quote further on.
     let mut ahead: VecDeque<Tick> = VecDeque::new();
     let mut source = ticks.into_iter();
-    // Deals not yet in the figures (a deal goes in before the quote of its time), and how many
-    // of the broker's deals have been seen.
-    let mut unmarked: Vec<(i64, usize)> = Vec::new();
+    // The broker's deals already given to the figures.
     let mut seen = 0;
     while let Some(tick) = ahead.pop_front().or_else(|| source.next()) {
         let tick = if broker.waiting.iter().any(|(_, due)| *due <= tick.time_msc) {
@@ -102,22 +100,13 @@ pub fn run(
         for order in inbox.take() {
             broker.accept(pipeline, order);
         }
-        unmarked.extend(broker.deals[seen..].iter().enumerate().map(|(i, d)| (d.time_msc, seen + i)));
-        seen = broker.deals.len();
-        if unmarked.iter().any(|(time, _)| *time <= tick.time_msc) {
-            unmarked.sort_by_key(|(time, _)| *time);
-            let split = unmarked.partition_point(|(time, _)| *time <= tick.time_msc);
-            for (_, i) in unmarked.drain(..split) {
-                let deal = &broker.deals[i];
-                figures.deal(deal.time_msc, deal.symbol.as_str(), deal.lots, deal.price);
-            }
+        for deal in &broker.deals[seen..] {
+            figures.deal(deal.time_msc, deal.symbol.as_str(), deal.lots, deal.price);
         }
+        seen = broker.deals.len();
         figures.mark(tick.time_msc, tick.symbol.as_str(), tick.mid());
     }
-    unmarked.extend(broker.deals[seen..].iter().enumerate().map(|(i, d)| (d.time_msc, seen + i)));
-    unmarked.sort_by_key(|(time, _)| *time);
-    for (_, i) in unmarked {
-        let deal = &broker.deals[i];
+    for deal in &broker.deals[seen..] {
         figures.deal(deal.time_msc, deal.symbol.as_str(), deal.lots, deal.price);
     }
     // The ticks ended: what is still waiting never met a quote.

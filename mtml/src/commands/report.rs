@@ -215,20 +215,13 @@ impl Mark {
     }
 }
 
-/// The figures of `deals` against every quote's mid, in market time (a deal before the quote
-/// of its time).
+/// The figures of `deals` against every quote's mid.
 pub fn figures_of(mut figures: FiguresBuilder, deals: &[DealReport], marks: &[Mark], symbols: &[String]) -> Figures {
-    let mut by_time: Vec<&DealReport> = deals.iter().collect();
-    by_time.sort_by_key(|d| d.time_msc);
-    let mut pending = by_time.into_iter().peekable();
-    for mark in marks {
-        while let Some(deal) = pending.next_if(|d| d.time_msc <= mark.time_msc) {
-            figures.deal(deal.time_msc, &deal.symbol, deal.lots, deal.price);
-        }
-        figures.mark(mark.time_msc, &symbols[usize::from(mark.symbol)], mark.mid);
-    }
-    for deal in pending {
+    for deal in deals {
         figures.deal(deal.time_msc, &deal.symbol, deal.lots, deal.price);
+    }
+    for mark in marks {
+        figures.mark(mark.time_msc, &symbols[usize::from(mark.symbol)], mark.mid);
     }
     figures.finish()
 }

@@ -1,14 +1,12 @@
 //! A real headless browser for the tests: Debian's chromium driven over WebDriver (W3C) by its
 //! chromedriver, started on a free port and stopped on drop.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::{Running, binary, free_port, wait_until};
+use crate::{Running, binary, exchange, free_port, http_status, wait_until};
 
 /// A chromedriver with one headless chromium session.
 pub struct Browser {
@@ -31,7 +29,7 @@ impl Browser {
         let driver = Running(driver);
         // chromedriver answers HTTP/1.1 naming it as the host, and nothing else.
         let status = format!("GET /status HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n\r\n");
-        wait_until("chromedriver", Duration::from_secs(20), || exchange(port, status.as_bytes()).is_some_and(|(code, _)| code == 200));
+        wait_until("chromedriver", Duration::from_secs(20), || http_status(port, &status) == Some(200));
         let args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--window-size=1000,1600"];
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -84,34 +82,9 @@ impl Drop for Browser {
 fn request(port: u16, method: &str, path: &str, body: &Value) -> Value {
     let body = if body.is_null() { String::new() } else { body.to_string() };
     let head = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
-    let (_, answer) = exchange(port, format!("{head}{body}").as_bytes()).unwrap_or_else(|| panic!("{method} {path}: chromedriver did not answer"));
+    let (_, answer) = exchange(port, format!("{head}{body}").as_bytes(), Duration::from_secs(60)).unwrap_or_else(|| panic!("{method} {path}: chromedriver did not answer"));
     let value: Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{method} {path}: {e}: {answer}"));
     value["value"].clone()
-}
-
-/// One HTTP/1.1 exchange: the status and the body, read to its `content-length` (chromedriver
-/// does not close the connection after answering).
-fn exchange(port: u16, request: &[u8]) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    stream.write_all(request).ok()?;
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
-    loop {
-        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
-            let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-            if received.len() >= end + 4 + length {
-                let code = head.split_whitespace().nth(1)?.parse().ok()?;
-                return Some((code, String::from_utf8_lossy(&received[end + 4..end + 4 + length]).into_owned()));
-            }
-        }
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        received.extend_from_slice(&chunk[..n]);
-    }
 }
 
 fn decode_base64(text: &str) -> Vec<u8> {

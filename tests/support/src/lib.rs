@@ -88,14 +88,42 @@ fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// One HTTP/1.0 request on loopback; the status code, or `None` if nothing answered.
+/// One HTTP request on loopback; the status code, or `None` if nothing answered in 2 s.
 fn http_status(port: u16, request: &str) -> Option<u16> {
+    exchange(port, request.as_bytes(), Duration::from_secs(2)).map(|(code, _)| code)
+}
+
+/// One HTTP exchange on loopback: the status and the body, read to its `content-length` (some
+/// servers, chromedriver among them, keep the connection open after answering) or else to the
+/// end; `None` if nothing answered within `timeout`.
+fn exchange(port: u16, request: &[u8], timeout: Duration) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    answer.split_whitespace().nth(1)?.parse().ok()
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.write_all(request).ok()?;
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut chunk).ok()?;
+        received.extend_from_slice(&chunk[..n]);
+        let end = received.windows(4).position(|w| w == b"\r\n\r\n");
+        let answer = |end: usize, length: usize| {
+            let code = String::from_utf8_lossy(&received[..end]).split_whitespace().nth(1)?.parse().ok()?;
+            Some((code, String::from_utf8_lossy(&received[end + 4..(end + 4 + length).min(received.len())]).into_owned()))
+        };
+        match end {
+            Some(end) => {
+                let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+                let length = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok());
+                match length {
+                    Some(length) if received.len() >= end + 4 + length => return answer(end, length),
+                    _ if n == 0 => return answer(end, received.len()),
+                    _ => {}
+                }
+            }
+            None if n == 0 => return None,
+            None => {}
+        }
+    }
 }
 
 /// A process of ours, killed on drop.
